@@ -1,0 +1,117 @@
+# rekey — one Makefile: build, test, run, bench, fuzz, sanitizers; installs deps.
+#
+#   make          build ./rekey
+#   make run      install deps, build, run the example on the local provider in ./var
+#   make check    install deps, build, run every test (unit + integration)
+#   make asan     the whole suite under ASan+UBSan
+#   make bench    benchmarks (ratios against a baseline measured in the same run)
+
+CC      ?= cc
+PKGS     = libsodium libcurl jansson sqlite3 yaml-0.1 libmicrohttpd
+DEBS     = build-essential pkg-config libsodium-dev libcurl4-openssl-dev libjansson-dev \
+           libsqlite3-dev check libyaml-dev libmicrohttpd-dev libzxcvbn-dev sqlite3 \
+           python3 curl
+WARN     = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wformat=2 -Wimplicit-fallthrough -Wvla \
+           -Wno-format-truncation  # bounded snprintf truncation is deliberate; callers that care check the return
+HARDEN   = -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE
+OPT     ?= -O2 -g
+CFLAGS_ALL = -std=c11 -D_DEFAULT_SOURCE -D_GNU_SOURCE $(OPT) $(WARN) $(HARDEN) -Iinclude -Ibuild/gen \
+           $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(EXTRA_CFLAGS)
+LDFLAGS_ALL = -pie -Wl,-z,relro,-z,now $(EXTRA_LDFLAGS)
+LIBS     = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lzxcvbn -lm -lpthread
+CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
+
+B        ?= build/release
+LIB_SRC   = $(filter-out src/main.c,$(wildcard src/*.c)) $(wildcard providers/*.c)
+LIB_OBJ   = $(patsubst %.c,$(B)/%.o,$(LIB_SRC)) $(B)/gen/embedded.o
+UNIT_SRC  = $(wildcard tests/unit/*.c)
+UNIT_OBJ  = $(patsubst %.c,$(B)/%.o,$(UNIT_SRC))
+EMBED_IN  = $(sort $(wildcard policy/*.yaml)) policy/known-defaults.txt
+
+.PHONY: all deps run check unit integration asan bench fuzz clean fakes-check
+all: rekey
+
+# ---- dependencies -------------------------------------------------------------
+deps:
+	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null || exit 1; \
+	  else \
+	    echo "missing packages; run: sudo apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi
+
+# ---- build ----------------------------------------------------------------------
+build/gen/embedded.c: $(EMBED_IN) tools/embed.sh
+	@mkdir -p build/gen
+	sh tools/embed.sh $(EMBED_IN) > $@.tmp && mv $@.tmp $@
+
+$(B)/gen/embedded.o: build/gen/embedded.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(B)/%.o: %.c $(wildcard include/rekey/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(B)/librekey.a: $(LIB_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(B)/rekey: $(B)/src/main.o $(B)/librekey.a
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+
+rekey: build/release/rekey
+	cp $< $@
+
+# The fault-injection build: crash points compiled in, used only by tests.
+build/fault/rekey: FORCE
+	@$(MAKE) --no-print-directory B=build/fault EXTRA_CFLAGS="-DRK_FAULT_INJECTION $(EXTRA_CFLAGS)" build/fault/rekey-inner
+build/fault/rekey-inner: $(B)/src/main.o $(B)/librekey.a
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o build/fault/rekey $^ $(LIBS)
+
+build/gen/suites.h: $(UNIT_SRC)
+	@mkdir -p build/gen
+	grep -ho 'Suite \*[a-z0-9_]*_suite(void)$$' $(UNIT_SRC) /dev/null | sed 's/Suite \*\(.*\)_suite(void)/X(\1)/' | sort -u > $@.tmp; \
+	grep -h '^[a-z0-9_]*_suite(void)$$' $(UNIT_SRC) /dev/null | sed 's/\(.*\)_suite(void)/X(\1)/' | sort -u >> $@.tmp; \
+	sort -u $@.tmp > $@ && rm -f $@.tmp
+
+$(UNIT_OBJ): build/gen/suites.h
+
+$(B)/check_unit: $(UNIT_OBJ) $(B)/librekey.a
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS) $(LIBS)
+
+FORCE:
+
+# ---- run and test ---------------------------------------------------------------
+run: deps
+	@$(MAKE) --no-print-directory rekey
+	sh contrib/examples/run-demo.sh ./rekey
+
+unit: $(B)/check_unit
+	CK_FORK=yes REKEY_SRCDIR=$(CURDIR) $(B)/check_unit
+
+integration: $(B)/rekey build/fault/rekey
+	REKEY_BIN=$(CURDIR)/$(B)/rekey REKEY_FAULT_BIN=$(CURDIR)/build/fault/rekey \
+	  sh tests/integration/run.sh
+
+check: deps
+	@$(MAKE) --no-print-directory rekey
+	@$(MAKE) --no-print-directory unit integration
+
+ASAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+asan: deps
+	@$(MAKE) --no-print-directory B=build/asan OPT="-O1 -g" HARDEN="-fPIE" \
+	  EXTRA_CFLAGS="$(ASAN_FLAGS)" EXTRA_LDFLAGS="$(ASAN_FLAGS)" unit integration
+
+bench: deps
+	@$(MAKE) --no-print-directory rekey
+	sh tests/bench/run.sh ./rekey
+
+fakes-check:
+	sh tests/fakes/check_vault_fake.sh
+
+clean:
+	rm -rf build rekey
