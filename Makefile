@@ -51,11 +51,13 @@ build/gen/embedded.c: $(EMBED_IN) tools/embed.sh
 
 $(B)/gen/embedded.o: build/gen/embedded.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -c $< -o $@
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS_ALL) -c $< -o $@
 
 $(B)/%.o: %.c $(wildcard include/rekey/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -c $< -o $@
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS_ALL) -c $< -o $@
 
 $(B)/librekey.a: $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^

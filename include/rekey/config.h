@@ -1,0 +1,42 @@
+/*
+ * rekey.yaml: where things are. Found via -c PATH, $REKEY_CONFIG,
+ * ./rekey.yaml, /etc/rekey/rekey.yaml; with none, the embedded default
+ * (state_dir ./var, the local provider). Relative paths are relative to the
+ * working directory. Every key is checked against a schema; providers check
+ * their own subtree through their ops' config_fields.
+ */
+#ifndef REKEY_CONFIG_H
+#define REKEY_CONFIG_H
+
+#include <jansson.h>
+#include "rekey/doc.h"
+#include "rekey/error.h"
+
+struct rk_provider_ops;
+
+struct rk_config_provider {
+	char *name;				/* key under providers: */
+	const struct rk_provider_ops *ops;	/* from its `type:` */
+	const json_t *cfg;			/* borrowed from the doc */
+};
+
+struct rk_config {
+	char *path;		/* the file read, or "(built-in default)" */
+	struct rk_doc *doc;
+	char *state_dir;
+	char *environment;	/* default environment, may be NULL */
+	char *policy_dir;	/* may be NULL */
+	struct rk_config_provider *providers;
+	size_t nproviders;
+	const json_t *server;	/* borrowed, may be NULL */
+	const json_t *ha;	/* borrowed, may be NULL */
+	json_t *local_default;	/* {type: local} when the file names no `local` */
+};
+
+/* path may be NULL (search order above). */
+int rk_config_load(struct rk_config **out, const char *path, struct rk_error *err) RK_WARN_UNUSED;
+/* The named provider's entry, or NULL. */
+const struct rk_config_provider *rk_config_provider(const struct rk_config *c, const char *name);
+void rk_config_free(struct rk_config *c);
+
+#endif

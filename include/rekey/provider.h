@@ -1,0 +1,142 @@
+/*
+ * Providers: where secret values live. Each provider type is one const
+ * struct rk_provider_ops registered in src/provider.c; the core calls the
+ * rk_provider_*() wrappers below (they time calls, tag errors with the
+ * provider and step, and refuse unsupported operations), never ops directly,
+ * and decides by capability bits, never by provider name.
+ *
+ * A provider never touches the state DB. Values cross this interface only
+ * as struct rk_secret.
+ */
+#ifndef REKEY_PROVIDER_H
+#define REKEY_PROVIDER_H
+
+#include <stdint.h>
+#include <jansson.h>
+#include "rekey/doc.h"
+#include "rekey/error.h"
+#include "rekey/secret.h"
+
+#define RK_CAP_VERSIONS	0x01u	/* keeps previous versions: rollback restores one */
+#define RK_CAP_STAGING	0x02u	/* a staged version is not current until promote */
+#define RK_CAP_RESTART	0x04u	/* can restart dependents ("NAME/kind/ns/name") */
+#define RK_CAP_EXPORT	0x08u	/* `rekey get` may print values (the local store) */
+
+/* A provider's version identifier: "3", a Vault version, an AWS VersionId. */
+struct rk_version {
+	char id[128];	/* empty: no version (the secret does not exist yet) */
+};
+
+/* What a provider instance gets at open. All pointers outlive the instance. */
+struct rk_provider_env {
+	const char *name;		/* instance name from rekey.yaml ("vault") */
+	const char *state_dir;		/* for providers that keep files (local) */
+	const unsigned char *local_key;	/* 32-byte subkey for the local store */
+	const struct rk_doc *doc;	/* the config document, for error positions */
+};
+
+/* One write of a new value. */
+struct rk_stage_req {
+	const char *secret_name;	/* inventory name */
+	const char *run_id;
+	const char *idem_key;		/* UUID, stable for (run, secret): AWS ClientRequestToken */
+	const struct rk_secret *value;
+	const struct rk_version *expected;	/* current version seen before generating:
+						 * the write's precondition (cas / resourceVersion) */
+};
+
+struct rk_provider;
+
+struct rk_provider_ops {
+	const char *type;	/* as written in rekey.yaml: `type: local` */
+	unsigned caps;
+	/* Keys this provider accepts in its rekey.yaml mapping (besides `type`). */
+	const struct rk_field *config_fields;
+	/* Keys of an inventory locator; check_locator adds the semantic rules. */
+	const struct rk_field *locator_fields;
+
+	int (*open)(struct rk_provider **out, const struct rk_provider_env *env,
+		    const json_t *cfg, struct rk_error *err);
+	/* Semantic locator checks beyond the schema; errors name doc positions. */
+	int (*check_locator)(const struct rk_doc *doc, const json_t *loc, struct rk_error *err);
+	/* Current value and version; RK_ENOTFOUND if the secret does not exist. */
+	int (*read)(struct rk_provider *p, const json_t *loc, struct rk_secret **out,
+		    struct rk_version *ver, struct rk_error *err);
+	/* A given version's value (verify after stage, rollback checks). */
+	int (*read_version)(struct rk_provider *p, const json_t *loc, const struct rk_version *ver,
+			    struct rk_secret **out, struct rk_error *err);
+	/*
+	 * After a crash or an unknown write outcome: is req's write already in the
+	 * provider (by idempotency key, or by comparing the value of versions newer
+	 * than req->expected)? 0 with *ver set when it is, RK_ENOTFOUND when not,
+	 * RK_ECONFLICT when someone else wrote a newer version.
+	 */
+	int (*find_staged)(struct rk_provider *p, const json_t *loc, const struct rk_stage_req *req,
+			   struct rk_version *ver, struct rk_error *err);
+	/* Writes req->value as a new version (current at once unless RK_CAP_STAGING). */
+	int (*stage)(struct rk_provider *p, const json_t *loc, const struct rk_stage_req *req,
+		     struct rk_version *new_ver, struct rk_error *err);
+	/* Makes new_ver current (old_ver was current); idempotent. */
+	int (*promote)(struct rk_provider *p, const json_t *loc, const struct rk_version *new_ver,
+		       const struct rk_version *old_ver, struct rk_error *err);
+	/*
+	 * RK_CAP_VERSIONS: makes the value of version `to` current again as a new
+	 * version (req carries the idempotency key; req->value is unused).
+	 */
+	int (*rollback)(struct rk_provider *p, const json_t *loc, const struct rk_version *to,
+			const struct rk_stage_req *req, struct rk_version *new_ver,
+			struct rk_error *err);
+	/* RK_CAP_RESTART: target is what follows "NAME/" in the inventory. */
+	int (*check_target)(const char *target, struct rk_error *err);
+	int (*restart)(struct rk_provider *p, const char *target, const char *run_id,
+		       struct rk_error *err);
+	/* Waits until the restart has rolled out or the deadline (monotonic ms) passes. */
+	int (*wait_restarted)(struct rk_provider *p, const char *target, int64_t deadline_ms,
+			      struct rk_error *err);
+	/* Reachability, authentication and permission checks for `rekey doctor`;
+	 * calls report(line, ok, arg) once per check. Optional. */
+	int (*doctor)(struct rk_provider *p, const json_t *const *locs, size_t nlocs,
+		      void (*report)(const char *line, int ok, void *arg), void *arg,
+		      struct rk_error *err);
+	void (*close)(struct rk_provider *p);	/* frees everything; accepts NULL */
+};
+
+/* Every instance embeds this first. */
+struct rk_provider {
+	const struct rk_provider_ops *ops;
+	char name[64];
+};
+
+/* The registry. */
+const struct rk_provider_ops *rk_provider_find_type(const char *type);
+/* NULL-terminated list of all provider types. */
+const struct rk_provider_ops *const *rk_provider_types(void);
+
+/* Wrappers the core uses (errors carry provider name and step). */
+int rk_provider_open(struct rk_provider **out, const struct rk_provider_ops *ops,
+		     const struct rk_provider_env *env, const json_t *cfg,
+		     struct rk_error *err) RK_WARN_UNUSED;
+unsigned rk_provider_caps(const struct rk_provider *p);
+int rk_provider_read(struct rk_provider *p, const json_t *loc, struct rk_secret **out,
+		     struct rk_version *ver, struct rk_error *err) RK_WARN_UNUSED;
+int rk_provider_read_version(struct rk_provider *p, const json_t *loc,
+			     const struct rk_version *ver, struct rk_secret **out,
+			     struct rk_error *err) RK_WARN_UNUSED;
+int rk_provider_find_staged(struct rk_provider *p, const json_t *loc,
+			    const struct rk_stage_req *req, struct rk_version *ver,
+			    struct rk_error *err) RK_WARN_UNUSED;
+int rk_provider_stage(struct rk_provider *p, const json_t *loc, const struct rk_stage_req *req,
+		      struct rk_version *new_ver, struct rk_error *err) RK_WARN_UNUSED;
+int rk_provider_promote(struct rk_provider *p, const json_t *loc,
+			const struct rk_version *new_ver, const struct rk_version *old_ver,
+			struct rk_error *err) RK_WARN_UNUSED;
+int rk_provider_rollback(struct rk_provider *p, const json_t *loc, const struct rk_version *to,
+			 const struct rk_stage_req *req, struct rk_version *new_ver,
+			 struct rk_error *err) RK_WARN_UNUSED;
+int rk_provider_restart(struct rk_provider *p, const char *target, const char *run_id,
+			struct rk_error *err) RK_WARN_UNUSED;
+int rk_provider_wait_restarted(struct rk_provider *p, const char *target, int64_t deadline_ms,
+			       struct rk_error *err) RK_WARN_UNUSED;
+void rk_provider_close(struct rk_provider *p);
+
+#endif

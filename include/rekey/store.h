@@ -1,0 +1,140 @@
+/*
+ * The state DB. All SQL lives in src/store.c; the rest of rekey calls these
+ * functions (a later PostgreSQL backend plugs in behind the same names).
+ *
+ * SQLite in <state_dir>/rekey.db: WAL, synchronous=FULL, foreign keys, schema
+ * versioned by PRAGMA user_version. Read functions return jansson values the
+ * caller owns (rows as objects keyed by column name). No table holds a secret
+ * value in plaintext: only keyed fingerprints and sealed (encrypted) blobs.
+ */
+#ifndef REKEY_STORE_H
+#define REKEY_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+#include "rekey/error.h"
+
+struct rk_store;
+
+/* create: make the DB if missing (rekey init); otherwise RK_ENOTFOUND with a hint. */
+int rk_store_open(struct rk_store **out, const char *state_dir, int create,
+		  struct rk_error *err) RK_WARN_UNUSED;
+void rk_store_close(struct rk_store *s);
+int rk_store_begin(struct rk_store *s, struct rk_error *err) RK_WARN_UNUSED;
+int rk_store_commit(struct rk_store *s, struct rk_error *err) RK_WARN_UNUSED;
+void rk_store_rollback(struct rk_store *s);
+
+/* Exclusive lock of the state dir for changing commands; RK_EBUSY when held. */
+int rk_state_lock(const char *state_dir, int *fd_out, struct rk_error *err) RK_WARN_UNUSED;
+void rk_state_unlock(int fd);
+
+/* ---- secrets ----
+ * A secret row: name, provider, policy, environment, owner, tier, spec (the
+ * normalized inventory entry as JSON), created_at, last_rotated (0: never),
+ * current_version, current_fp, failures, needs_attention, last_result,
+ * last_error, last_run.
+ */
+int rk_store_secret_put(struct rk_store *s, const json_t *spec, int64_t now,
+			struct rk_error *err) RK_WARN_UNUSED;
+int rk_store_secret_delete(struct rk_store *s, const char *name, struct rk_error *err) RK_WARN_UNUSED;
+/* All secrets, ordered by name; each object has a parsed "spec". */
+int rk_store_secret_list(struct rk_store *s, json_t **out, struct rk_error *err) RK_WARN_UNUSED;
+int rk_store_secret_get(struct rk_store *s, const char *name, json_t **out,
+			struct rk_error *err) RK_WARN_UNUSED;
+/* After a failure: counts it; needs_attention once failures reach max_attempts. */
+int rk_store_secret_failed(struct rk_store *s, const char *name, const char *run_id,
+			   const char *error, int max_attempts, struct rk_error *err) RK_WARN_UNUSED;
+/* After promote: records the new current version and fingerprint. */
+int rk_store_secret_promoted(struct rk_store *s, const char *name, const char *run_id,
+			     const char *version, const char *fp, int64_t now,
+			     struct rk_error *err) RK_WARN_UNUSED;
+/* A person asked for this secret: clears needs_attention. */
+int rk_store_secret_clear_attention(struct rk_store *s, const char *name,
+				    struct rk_error *err) RK_WARN_UNUSED;
+/* Another environment's secret with this fingerprint (current or past), or NULL. */
+int rk_store_fp_other_env(struct rk_store *s, const char *fp, const char *environment,
+			  char **name_out, struct rk_error *err) RK_WARN_UNUSED;
+/* Records a fingerprint seen for a secret (guard and rotations feed this). */
+int rk_store_fp_add(struct rk_store *s, const char *name, const char *environment,
+		    const char *version, const char *fp, int64_t now,
+		    struct rk_error *err) RK_WARN_UNUSED;
+
+/* ---- runs ---- */
+int rk_store_run_create(struct rk_store *s, const char *run_id, const char *kind,
+			const char *reason, int64_t now, struct rk_error *err) RK_WARN_UNUSED;
+int rk_store_run_finish(struct rk_store *s, const char *run_id, const char *status,
+			int64_t now, struct rk_error *err) RK_WARN_UNUSED;
+/* Newest first, at most limit. */
+int rk_store_run_list(struct rk_store *s, int limit, json_t **out, struct rk_error *err) RK_WARN_UNUSED;
+int rk_store_run_get(struct rk_store *s, const char *run_id, json_t **out,
+		     struct rk_error *err) RK_WARN_UNUSED;
+/* Runs whose status is still "running" (crashed or killed), oldest first. */
+int rk_store_run_unfinished(struct rk_store *s, json_t **out, struct rk_error *err) RK_WARN_UNUSED;
+
+/* ---- the rotation journal ----
+ * One rotation per (run, secret), its state the last committed step, plus a
+ * steps table with one row per transition (the history `rekey run` shows).
+ */
+struct rk_rotation {
+	char run_id[64];
+	char secret[256];
+	char state[16];		/* planned generated staged verified set promoted restarted
+				 * done failed rolled_back */
+	char idem_key[40];
+	char old_version[128];
+	char new_version[128];
+	char old_fp[65];
+	char new_fp[65];
+	unsigned char *sealed_new;	/* the generated value, encrypted; freed by _clear */
+	size_t sealed_new_len;
+	unsigned char *sealed_old;	/* previous value for providers without versions */
+	size_t sealed_old_len;
+	char error[512];
+	int64_t updated_at;
+};
+
+void rk_rotation_clear(struct rk_rotation *rot);
+/* Inserts the rotation in state "planned" with a step row. */
+int rk_store_rot_insert(struct rk_store *s, const struct rk_rotation *rot, int64_t now,
+			struct rk_error *err) RK_WARN_UNUSED;
+/*
+ * Writes the rotation's fields with state = step and appends a step row, in
+ * one transaction, durable (synchronous=FULL) when this returns.
+ */
+int rk_store_rot_step(struct rk_store *s, struct rk_rotation *rot, const char *step,
+		      const char *detail, int64_t now, struct rk_error *err) RK_WARN_UNUSED;
+/* Rotations of a run, in insertion order; caller frees with rk_store_rot_free. */
+int rk_store_rot_list(struct rk_store *s, const char *run_id, struct rk_rotation **out,
+		      size_t *n, struct rk_error *err) RK_WARN_UNUSED;
+void rk_store_rot_free(struct rk_rotation *rots, size_t n);
+/* Step rows of a run (or of one secret across runs when run_id is NULL). */
+int rk_store_steps(struct rk_store *s, const char *run_id, const char *secret, json_t **out,
+		   struct rk_error *err) RK_WARN_UNUSED;
+/* Rotations of one secret across runs, newest first (for `rekey history`). */
+int rk_store_history(struct rk_store *s, const char *secret, json_t **out,
+		     struct rk_error *err) RK_WARN_UNUSED;
+
+/* ---- dependents restarted by a run (exactly once each) ---- */
+int rk_store_dep_state(struct rk_store *s, const char *run_id, const char *dep,
+		       char *state, size_t n, struct rk_error *err) RK_WARN_UNUSED;
+int rk_store_dep_set(struct rk_store *s, const char *run_id, const char *dep,
+		     const char *state, const char *error, int64_t now,
+		     struct rk_error *err) RK_WARN_UNUSED;
+int rk_store_dep_list(struct rk_store *s, const char *run_id, json_t **out,
+		      struct rk_error *err) RK_WARN_UNUSED;
+
+/* ---- audit (append-only; triggers reject UPDATE and DELETE) ---- */
+int rk_store_audit_last(struct rk_store *s, int64_t *seq, char *hash, size_t n,
+			struct rk_error *err) RK_WARN_UNUSED;
+int rk_store_audit_insert(struct rk_store *s, int64_t seq, int64_t ts, const char *actor,
+			  const char *event, const char *subject, const char *detail,
+			  const char *prev_hash, const char *hash, struct rk_error *err) RK_WARN_UNUSED;
+/* Rows with ts >= since, in seq order. */
+int rk_store_audit_list(struct rk_store *s, int64_t since, json_t **out,
+			struct rk_error *err) RK_WARN_UNUSED;
+
+/* Path of the DB file (for tests and doctor). */
+const char *rk_store_path(const struct rk_store *s);
+
+#endif

@@ -1,0 +1,598 @@
+/*
+ * The `local` provider: rekey's own encrypted, versioned store in the state
+ * directory, the embedded default when no external service is configured.
+ *
+ * Layout: <state_dir>/local/<id>/ where <id> is the BLAKE2b of the locator
+ * path (names may contain '/', the hash keeps them out of the filesystem
+ * namespace). Each version is one file vNNNNNNNN.json holding the idempotency
+ * key and the value sealed with XChaCha20-Poly1305 under the local subkey;
+ * the associated data binds it to the path and version number, so a version
+ * file copied to another secret or number fails to open. CURRENT names the
+ * current version and changes only by atomic rename, so a crash leaves either
+ * the old or the new pointer. Staged versions are not current until promote.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <time.h>
+#include <unistd.h>
+#include <sodium.h>
+
+#include "rekey/crypto.h"
+#include "rekey/provider.h"
+#include "rekey/util.h"
+
+#define LOCAL_MAX_VALUE (1u << 20)
+#define LOCAL_MAX_FILE (3u << 20)
+#define LOCAL_DEFAULT_MAX_VERSIONS 20
+
+struct local {
+	struct rk_provider base;
+	char *root;		/* <state_dir>/local */
+	unsigned char key[RK_KEY_BYTES];
+	long max_versions;
+};
+
+static const struct rk_field local_config_fields[] = {
+	{ "type", RK_T_STRING, RK_F_REQUIRED },
+	{ "max_versions", RK_T_INT, 0 },
+	{ NULL, 0, 0 },
+};
+
+static const struct rk_field local_locator_fields[] = {
+	{ "path", RK_T_STRING, RK_F_REQUIRED },
+	{ NULL, 0, 0 },
+};
+
+static void
+local_close(struct rk_provider *p)
+{
+	struct local *l = (struct local *)p;
+
+	if (l == NULL)
+		return;
+	sodium_memzero(l->key, sizeof(l->key));
+	free(l->root);
+	free(l);
+}
+
+static int
+local_open(struct rk_provider **out, const struct rk_provider_env *env, const json_t *cfg,
+	   struct rk_error *err)
+{
+	struct local *l;
+	int64_t maxv = rk_doc_int(cfg, "max_versions", LOCAL_DEFAULT_MAX_VERSIONS);
+	int r;
+
+	if (maxv < 2 || maxv > 1000)
+		return rk_doc_error_key(err, env->doc, cfg, "max_versions", RK_EINVAL,
+					"max_versions must be between 2 and 1000 (previous "
+					"versions are kept for rollback)");
+	if ((l = calloc(1, sizeof(*l))) == NULL)
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	l->max_versions = (long)maxv;
+	memcpy(l->key, env->local_key, sizeof(l->key));
+	if ((l->root = rk_path_join(env->state_dir, "local")) == NULL) {
+		local_close(&l->base);
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	}
+	if ((r = rk_mkdir_p(l->root, 0700, err)) < 0) {
+		local_close(&l->base);
+		return r;
+	}
+	*out = &l->base;
+	return 0;
+}
+
+static int
+local_check_locator(const struct rk_doc *doc, const json_t *loc, struct rk_error *err)
+{
+	const char *path = rk_doc_str(loc, "path", "");
+
+	if (path[0] == '\0' || strlen(path) > 512)
+		return rk_doc_error_key(err, doc, loc, "path", RK_EINVAL,
+					"locator path must be 1 to 512 characters");
+	return 0;
+}
+
+/* Directory of one secret: <root>/<hex blake2b-128 of path>. */
+static char *
+secret_dir(const struct local *l, const json_t *loc)
+{
+	const char *path = rk_doc_str(loc, "path", "");
+	unsigned char h[16];
+	char hex[33];
+
+	crypto_generichash(h, sizeof(h), (const unsigned char *)path, strlen(path), NULL, 0);
+	rk_hex(h, sizeof(h), hex);
+	return rk_path_join(l->root, hex);
+}
+
+/* Held for every change of one secret; rotations of one secret never overlap. */
+static int
+lock_dir(const char *dir, int *fd_out, struct rk_error *err)
+{
+	char *path = rk_path_join(dir, ".lock");
+	int fd, r;
+
+	if (path == NULL)
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	if ((r = rk_mkdir_p(dir, 0700, err)) < 0) {
+		free(path);
+		return r;
+	}
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	free(path);
+	if (fd < 0 || flock(fd, LOCK_EX) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return rk_error_set(err, RK_EIO, "cannot lock %s: %s", dir, strerror(errno));
+	}
+	*fd_out = fd;
+	return 0;
+}
+
+static char *
+version_path(const char *dir, long v)
+{
+	char name[32];
+
+	snprintf(name, sizeof(name), "v%08ld.json", v);
+	return rk_path_join(dir, name);
+}
+
+static void
+make_ad(char *ad, size_t n, const json_t *loc, long v, size_t *ad_len)
+{
+	int k = snprintf(ad, n, "rekey-local%c%s%c%ld", 0, rk_doc_str(loc, "path", ""), 0, v);
+
+	*ad_len = k < 0 ? 0 : (size_t)k >= n ? n - 1 : (size_t)k;
+}
+
+/* Current version number, 0 when there is none. */
+static int
+read_current(const char *dir, long *out, struct rk_error *err)
+{
+	char *path = rk_path_join(dir, "CURRENT"), *text = NULL;
+	long long v;
+	int r;
+
+	if (path == NULL)
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	r = rk_read_file(path, 64, &text, NULL, err);
+	free(path);
+	if (r == RK_ENOTFOUND) {
+		rk_error_clear(err);
+		*out = 0;
+		return 0;
+	}
+	if (r < 0)
+		return r;
+	text[strcspn(text, "\n")] = '\0';
+	r = rk_parse_int(text, 1, 99999999, &v);
+	free(text);
+	if (r < 0)
+		return rk_error_set(err, RK_EINVAL, "local store: %s/CURRENT is corrupt", dir);
+	*out = (long)v;
+	return 0;
+}
+
+static int
+write_current(const char *dir, long v, struct rk_error *err)
+{
+	char *path = rk_path_join(dir, "CURRENT");
+	char text[32];
+	int r;
+
+	if (path == NULL)
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	snprintf(text, sizeof(text), "%ld\n", v);
+	r = rk_write_file_atomic(path, text, strlen(text), 0600, err);
+	free(path);
+	return r;
+}
+
+/* Loads version v's file; *idem (optional) is malloc'd. */
+static int
+load_version(const struct local *l, const char *dir, const json_t *loc, long v,
+	     struct rk_secret **value, char **idem, struct rk_error *err)
+{
+	char *path = version_path(dir, v), *text = NULL;
+	json_t *j = NULL;
+	json_error_t jerr;
+	unsigned char *box = NULL;
+	size_t box_len = 0, text_len = 0;
+	const char *b64;
+	char ad[600];
+	size_t ad_len;
+	int r;
+
+	if (path == NULL)
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	if ((r = rk_read_file(path, LOCAL_MAX_FILE, &text, &text_len, err)) < 0) {
+		if (r == RK_ENOTFOUND) {
+			rk_error_clear(err);
+			r = rk_error_set(err, RK_ENOTFOUND, "local store has no version %ld of '%s'",
+					 v, rk_doc_str(loc, "path", ""));
+		}
+		goto out;
+	}
+	if ((j = json_loadb(text, text_len, 0, &jerr)) == NULL ||
+	    json_integer_value(json_object_get(j, "v")) != v ||
+	    (b64 = json_string_value(json_object_get(j, "box"))) == NULL) {
+		r = rk_error_set(err, RK_EINVAL, "local store: %s is corrupt", path);
+		goto out;
+	}
+	if (idem != NULL) {
+		const char *s = json_string_value(json_object_get(j, "idem"));
+		if ((*idem = strdup(s ? s : "")) == NULL) {
+			r = rk_error_set(err, RK_ENOMEM, "out of memory");
+			goto out;
+		}
+	}
+	if (value != NULL) {
+		box_len = strlen(b64);
+		if ((box = malloc(box_len)) == NULL) {
+			r = rk_error_set(err, RK_ENOMEM, "out of memory");
+			goto out;
+		}
+		if (sodium_base642bin(box, box_len, b64, strlen(b64), NULL, &box_len, NULL,
+				      sodium_base64_VARIANT_ORIGINAL) != 0) {
+			r = rk_error_set(err, RK_EINVAL, "local store: %s is corrupt", path);
+			goto out;
+		}
+		make_ad(ad, sizeof(ad), loc, v, &ad_len);
+		if ((r = rk_aead_open(l->key, ad, ad_len, box, box_len, value, err)) < 0) {
+			rk_error_clear(err);
+			r = rk_error_set(err, RK_EINVAL,
+					 "local store: version %ld of '%s' failed authentication "
+					 "(tampered or wrong master key)",
+					 v, rk_doc_str(loc, "path", ""));
+			goto out;
+		}
+	}
+	r = 0;
+out:
+	if (r < 0 && idem != NULL && *idem != NULL) {
+		free(*idem);
+		*idem = NULL;
+	}
+	free(box);
+	json_decref(j);
+	free(text);
+	free(path);
+	return r;
+}
+
+/* Highest version number present (0 when none), and the one with idem key, if any. */
+static int
+scan_versions(const char *dir, const struct local *l, const json_t *loc, const char *idem,
+	      long *max_out, long *match_out, struct rk_error *err)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	long max = 0, match = 0;
+	int r = 0;
+
+	if (d == NULL) {
+		*max_out = *match_out = 0;
+		return errno == ENOENT ? 0
+				       : rk_error_set(err, RK_EIO, "cannot read %s: %s", dir,
+						      strerror(errno));
+	}
+	while ((e = readdir(d)) != NULL) {
+		long long v;
+		char num[16];
+		size_t n = strlen(e->d_name);
+
+		if (n != 14 || e->d_name[0] != 'v' || strcmp(e->d_name + 9, ".json") != 0)
+			continue;
+		memcpy(num, e->d_name + 1, 8);
+		num[8] = '\0';
+		if (rk_parse_int(num, 1, 99999999, &v) < 0)
+			continue;
+		if (v > max)
+			max = (long)v;
+		if (idem != NULL && match == 0) {
+			char *vi = NULL;
+			if ((r = load_version(l, dir, loc, (long)v, NULL, &vi, err)) < 0)
+				break;
+			if (strcmp(vi, idem) == 0)
+				match = (long)v;
+			free(vi);
+		}
+	}
+	closedir(d);
+	*max_out = max;
+	*match_out = match;
+	return r;
+}
+
+static void
+set_version(struct rk_version *ver, long v)
+{
+	if (v == 0)
+		ver->id[0] = '\0';
+	else
+		snprintf(ver->id, sizeof(ver->id), "%ld", v);
+}
+
+static int
+parse_version(const struct rk_version *ver, long *v, struct rk_error *err)
+{
+	long long n;
+
+	if (ver == NULL || ver->id[0] == '\0') {
+		*v = 0;
+		return 0;
+	}
+	if (rk_parse_int(ver->id, 1, 99999999, &n) < 0)
+		return rk_error_set(err, RK_EINVAL, "'%s' is not a local store version number",
+				    ver->id);
+	*v = (long)n;
+	return 0;
+}
+
+static int
+local_read_version(struct rk_provider *p, const json_t *loc, const struct rk_version *ver,
+		   struct rk_secret **out, struct rk_error *err)
+{
+	struct local *l = (struct local *)p;
+	char *dir = secret_dir(l, loc);
+	long v;
+	int r;
+
+	if (dir == NULL)
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	if ((r = parse_version(ver, &v, err)) == 0) {
+		if (v == 0)
+			r = rk_error_set(err, RK_ENOTFOUND, "no version given");
+		else
+			r = load_version(l, dir, loc, v, out, NULL, err);
+	}
+	free(dir);
+	return r;
+}
+
+static int
+local_read(struct rk_provider *p, const json_t *loc, struct rk_secret **out,
+	   struct rk_version *ver, struct rk_error *err)
+{
+	struct local *l = (struct local *)p;
+	char *dir = secret_dir(l, loc);
+	long cur;
+	int r;
+
+	if (dir == NULL)
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	if ((r = read_current(dir, &cur, err)) < 0)
+		goto out;
+	if (cur == 0) {
+		r = rk_error_set(err, RK_ENOTFOUND, "local secret '%s' does not exist yet",
+				 rk_doc_str(loc, "path", ""));
+		goto out;
+	}
+	if ((r = load_version(l, dir, loc, cur, out, NULL, err)) < 0)
+		goto out;
+	set_version(ver, cur);
+out:
+	free(dir);
+	return r;
+}
+
+static int
+write_version(const struct local *l, const char *dir, const json_t *loc, long v,
+	      const char *idem, const unsigned char *pt, size_t pt_len, struct rk_error *err)
+{
+	unsigned char *box = NULL;
+	size_t box_len = 0;
+	char *b64 = NULL, *text = NULL, *path = NULL;
+	char ad[600];
+	size_t ad_len;
+	json_t *j = NULL;
+	int r;
+
+	if (pt_len > LOCAL_MAX_VALUE)
+		return rk_error_set(err, RK_EINVAL, "value is larger than the local store's "
+				    "limit of %u bytes", LOCAL_MAX_VALUE);
+	make_ad(ad, sizeof(ad), loc, v, &ad_len);
+	if ((r = rk_aead_seal(l->key, ad, ad_len, pt, pt_len, &box, &box_len, err)) < 0)
+		goto out;
+	if ((b64 = malloc(sodium_base64_ENCODED_LEN(box_len, sodium_base64_VARIANT_ORIGINAL))) ==
+	    NULL) {
+		r = rk_error_set(err, RK_ENOMEM, "out of memory");
+		goto out;
+	}
+	sodium_bin2base64(b64, sodium_base64_ENCODED_LEN(box_len, sodium_base64_VARIANT_ORIGINAL),
+			  box, box_len, sodium_base64_VARIANT_ORIGINAL);
+	j = json_pack("{s:i, s:s, s:I, s:s}", "v", (json_int_t)v, "idem", idem, "created",
+		      (json_int_t)time(NULL), "box", b64);
+	if (j == NULL || (text = json_dumps(j, JSON_COMPACT)) == NULL ||
+	    (path = version_path(dir, v)) == NULL) {
+		r = rk_error_set(err, RK_ENOMEM, "out of memory");
+		goto out;
+	}
+	r = rk_write_file_atomic(path, text, strlen(text), 0600, err);
+out:
+	free(path);
+	free(text);
+	json_decref(j);
+	free(b64);
+	free(box);
+	return r;
+}
+
+/* Drops the oldest versions beyond max_versions, never the current one. */
+static void
+prune(const struct local *l, const char *dir, long cur, long max)
+{
+	for (long v = max - l->max_versions; v >= 1; v--) {
+		char *path;
+		if (v == cur)
+			continue;
+		if ((path = version_path(dir, v)) == NULL)
+			return;
+		if (unlink(path) < 0 && errno == ENOENT) {
+			free(path);
+			return;	/* older ones were pruned before */
+		}
+		free(path);
+	}
+}
+
+static int
+local_find_staged(struct rk_provider *p, const json_t *loc, const struct rk_stage_req *req,
+		  struct rk_version *ver, struct rk_error *err)
+{
+	struct local *l = (struct local *)p;
+	char *dir = secret_dir(l, loc);
+	long max, match, cur, expected;
+	int r;
+
+	if (dir == NULL)
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	if ((r = parse_version(req->expected, &expected, err)) < 0 ||
+	    (r = scan_versions(dir, l, loc, req->idem_key, &max, &match, err)) < 0 ||
+	    (r = read_current(dir, &cur, err)) < 0)
+		goto out;
+	if (match != 0) {
+		set_version(ver, match);
+		r = 0;
+	} else if (cur != expected) {
+		r = rk_error_set(err, RK_ECONFLICT,
+				 "local secret '%s' changed since it was read (current version "
+				 "%ld, expected %ld)", rk_doc_str(loc, "path", ""), cur, expected);
+	} else {
+		r = rk_error_set(err, RK_ENOTFOUND, "no version staged by this rotation");
+	}
+out:
+	free(dir);
+	return r;
+}
+
+static int
+local_stage(struct rk_provider *p, const json_t *loc, const struct rk_stage_req *req,
+	    struct rk_version *new_ver, struct rk_error *err)
+{
+	struct local *l = (struct local *)p;
+	char *dir = secret_dir(l, loc);
+	long max, match, cur, expected;
+	int fd = -1, r;
+
+	if (dir == NULL)
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	if ((r = parse_version(req->expected, &expected, err)) < 0 ||
+	    (r = lock_dir(dir, &fd, err)) < 0 ||
+	    (r = scan_versions(dir, l, loc, req->idem_key, &max, &match, err)) < 0)
+		goto out;
+	if (match != 0) {	/* a retried stage: the same key gives the same version */
+		set_version(new_ver, match);
+		goto out;
+	}
+	if ((r = read_current(dir, &cur, err)) < 0)
+		goto out;
+	if (cur != expected) {
+		r = rk_error_set(err, RK_ECONFLICT,
+				 "local secret '%s' changed since it was read (current version "
+				 "%ld, expected %ld)", rk_doc_str(loc, "path", ""), cur, expected);
+		goto out;
+	}
+	if ((r = write_version(l, dir, loc, max + 1, req->idem_key, rk_secret_cdata(req->value),
+			       rk_secret_len(req->value), err)) < 0)
+		goto out;
+	set_version(new_ver, max + 1);
+out:
+	if (fd >= 0)
+		close(fd);
+	free(dir);
+	return r;
+}
+
+static int
+local_promote(struct rk_provider *p, const json_t *loc, const struct rk_version *new_ver,
+	      const struct rk_version *old_ver, struct rk_error *err)
+{
+	struct local *l = (struct local *)p;
+	char *dir = secret_dir(l, loc);
+	long v, old, cur, max, match;
+	int fd = -1, r;
+
+	(void)old_ver;
+	if (dir == NULL)
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	if ((r = parse_version(new_ver, &v, err)) < 0 || (r = parse_version(old_ver, &old, err)) < 0 ||
+	    (r = lock_dir(dir, &fd, err)) < 0 || (r = read_current(dir, &cur, err)) < 0)
+		goto out;
+	if (cur == v)
+		goto out;	/* already promoted: a resumed run */
+	if (cur != old) {
+		r = rk_error_set(err, RK_ECONFLICT,
+				 "local secret '%s' changed since it was staged (current version "
+				 "%ld, expected %ld)", rk_doc_str(loc, "path", ""), cur, old);
+		goto out;
+	}
+	if ((r = load_version(l, dir, loc, v, NULL, NULL, err)) < 0 ||
+	    (r = write_current(dir, v, err)) < 0)
+		goto out;
+	if (scan_versions(dir, l, loc, NULL, &max, &match, err) == 0)
+		prune(l, dir, v, max);
+	rk_error_clear(err);
+out:
+	if (fd >= 0)
+		close(fd);
+	free(dir);
+	return r;
+}
+
+static int
+local_rollback(struct rk_provider *p, const json_t *loc, const struct rk_version *to,
+	       const struct rk_stage_req *req, struct rk_version *new_ver, struct rk_error *err)
+{
+	struct local *l = (struct local *)p;
+	char *dir = secret_dir(l, loc);
+	struct rk_secret *old = NULL;
+	long v, max, match;
+	int fd = -1, r;
+
+	if (dir == NULL)
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	if ((r = parse_version(to, &v, err)) < 0 || (r = lock_dir(dir, &fd, err)) < 0 ||
+	    (r = scan_versions(dir, l, loc, req->idem_key, &max, &match, err)) < 0)
+		goto out;
+	if (match == 0) {
+		if ((r = load_version(l, dir, loc, v, &old, NULL, err)) < 0 ||
+		    (r = write_version(l, dir, loc, max + 1, req->idem_key, rk_secret_cdata(old),
+				       rk_secret_len(old), err)) < 0)
+			goto out;
+		match = max + 1;
+	}
+	if ((r = write_current(dir, match, err)) < 0)
+		goto out;
+	set_version(new_ver, match);
+out:
+	rk_secret_free(old);
+	if (fd >= 0)
+		close(fd);
+	free(dir);
+	return r;
+}
+
+const struct rk_provider_ops rk_provider_local = {
+	.type = "local",
+	.caps = RK_CAP_VERSIONS | RK_CAP_STAGING | RK_CAP_EXPORT,
+	.config_fields = local_config_fields,
+	.locator_fields = local_locator_fields,
+	.open = local_open,
+	.check_locator = local_check_locator,
+	.read = local_read,
+	.read_version = local_read_version,
+	.find_staged = local_find_staged,
+	.stage = local_stage,
+	.promote = local_promote,
+	.rollback = local_rollback,
+	.close = local_close,
+};

@@ -1,0 +1,784 @@
+/*
+ * Value checks for the startup guard: present, not a known default, not on
+ * the policy's forbid list, not a placeholder, long enough, and strong enough
+ * by zxcvbn's estimate.
+ *
+ * The guard sits in front of an application's start (a container entrypoint,
+ * an init hook), so it must be fast and must never echo what it inspects: a
+ * reason names the rule and the fix, never the value, a piece of it, or the
+ * list entry it matched (for a whole-value match the entry *is* the value).
+ * Only the length and zxcvbn's estimate are reported, as numbers.
+ *
+ * Decisions, in one place:
+ * - Length counts UTF-8 code points, not bytes: a policy says "16 characters"
+ *   and a user counts characters. A byte that does not start a valid UTF-8
+ *   sequence counts as one character, so binary values still have a length.
+ * - Length and entropy are measured on the value without surrounding
+ *   whitespace: padding must not lift a short secret over the bar, and the
+ *   trailing newline of a file is not part of the secret.
+ * - List matching folds ASCII case only; other bytes compare exactly. It is
+ *   tried on the value without surrounding whitespace and again without one
+ *   layer of surrounding quotes ('...' or "..."), which is how .env files and
+ *   YAML leak quotes into values.
+ * - Values may contain NUL bytes (struct rk_secret allows them, a --file may
+ *   be binary). List entries cannot contain NUL, so a value with one never
+ *   matches a whole entry; the placeholder rules work on lengths, not C
+ *   strings. zxcvbn takes a C string, so its copy maps NUL to a byte of its
+ *   "other" class instead of cutting the value short (which would let
+ *   "weak\0<anything>" be judged on "weak" alone, or a random binary key on
+ *   its first few bytes).
+ * - zxcvbn-c scores bytes and gives every byte >= 0x80 the weight of a
+ *   100-symbol alphabet, so a 6-letter Cyrillic word would look like 12
+ *   random symbols. Its copy therefore folds each multi-byte UTF-8 sequence to
+ *   one byte (0x80 | the code point's low 7 bits): one character is scored
+ *   once, and folding can only make two characters look alike (weaker), never
+ *   different.
+ * - Placeholder rules fire on clear shapes only (a whole-value template, a
+ *   marker word of 7+ letters, a short marker word standing alone between
+ *   separators, runs of x's or stars). Each comment gives the odds that a
+ *   value from `rekey`'s generators trips it; all are below about 1e-6, since
+ *   a guard that refuses a freshly generated secret stops a deployment.
+ */
+#include <assert.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sodium.h>
+#include <zxcvbn.h>
+
+#include "rekey/check.h"
+
+/* Bounds on a list: a user's --rules or forbid list is input like any other. */
+#define DEFAULTS_MAX_ENTRIES	65536
+#define DEFAULTS_MAX_ENTRY	1024
+/* "ab*" would refuse one value in a thousand; a prefix must say something. */
+#define PREFIX_MIN		4
+/*
+ * zxcvbn-c scores the first 100 characters in detail and the rest as one
+ * cheap sequence; past this cap more bytes change nothing but the cost.
+ */
+#define ZXCVBN_MAX_INPUT	4096
+
+/*
+ * The fix, in words chosen not to overlap the values the checks refuse: a
+ * reason must not echo "password", "example", "default" and the like back
+ * (tests/unit/check_check.c asserts no 6-character piece of any refused
+ * value appears in a reason).
+ */
+#define FIX "set a freshly generated value, e.g. with `rekey rotate NAME` or `openssl rand -hex 32`"
+
+struct entry {
+	char *s;		/* lower-cased (ASCII), NUL-terminated, without the '*' */
+	size_t len;
+	int prefix;		/* 1: matches values starting with s */
+};
+
+struct rk_defaults {
+	struct entry *v;
+	size_t n, cap;
+};
+
+/* A borrowed slice of the value; never copied for matching. */
+struct view {
+	const unsigned char *p;
+	size_t n;
+};
+
+static const char *const check_names[RK_CHECK_VALUE_COUNT] = {
+	[RK_CHECK_PRESENT] = "present",
+	[RK_CHECK_DEFAULT] = "known_default",
+	[RK_CHECK_FORBIDDEN] = "forbidden",
+	[RK_CHECK_PLACEHOLDER] = "placeholder",
+	[RK_CHECK_LENGTH] = "min_length",
+	[RK_CHECK_ENTROPY] = "min_entropy",
+};
+
+const char *
+rk_check_name(enum rk_check_id id)
+{
+	if ((unsigned)id >= RK_CHECK_VALUE_COUNT)
+		return "unknown";
+	return check_names[id];
+}
+
+/* ---- small byte helpers (ASCII only: no locale may change a verdict) ---- */
+
+static int
+is_ws(unsigned char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
+static unsigned char
+lower(unsigned char c)
+{
+	return (c >= 'A' && c <= 'Z') ? (unsigned char)(c - 'A' + 'a') : c;
+}
+
+static int
+is_alpha(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+static int
+is_digit(unsigned char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+static int
+is_alnum(unsigned char c)
+{
+	return is_alpha(c) || is_digit(c);
+}
+
+/*
+ * Separators people put between words of a placeholder. '/' and '+' are
+ * left out on purpose: they are base64 symbols, and counting them would let
+ * random base64 form "words".
+ */
+static int
+is_sep(unsigned char c)
+{
+	return c == '-' || c == '_' || c == '.' || c == ' ' || c == ':';
+}
+
+static struct view
+trim_ws(struct view v)
+{
+	while (v.n > 0 && is_ws(v.p[0])) {
+		v.p++;
+		v.n--;
+	}
+	while (v.n > 0 && is_ws(v.p[v.n - 1]))
+		v.n--;
+	return v;
+}
+
+/* One layer of matching quotes, then whitespace inside them. */
+static int
+unquote(struct view *v)
+{
+	if (v->n < 2 || v->p[0] != v->p[v->n - 1] || (v->p[0] != '"' && v->p[0] != '\''))
+		return 0;
+	v->p++;
+	v->n -= 2;
+	*v = trim_ws(*v);
+	return 1;
+}
+
+/* a[0..n) equals the lower-case b[0..n), folding a's ASCII case. */
+static int
+eq_fold(const unsigned char *a, const char *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (lower(a[i]) != (unsigned char)b[i])
+			return 0;
+	return 1;
+}
+
+static int
+starts_with(struct view v, const char *word)
+{
+	size_t n = strlen(word);
+
+	return v.n >= n && eq_fold(v.p, word, n);
+}
+
+/*
+ * Length of the valid UTF-8 sequence at p[0..n), or 0 if none starts there
+ * (stray continuation, overlong form, surrogate, beyond U+10FFFF, truncated).
+ */
+static size_t
+utf8_seq(const unsigned char *p, size_t n, uint32_t *cp)
+{
+	uint32_t c, min;
+	size_t k;
+
+	if (p[0] < 0x80) {
+		*cp = p[0];
+		return 1;
+	}
+	if ((p[0] & 0xe0) == 0xc0) {
+		k = 2, c = p[0] & 0x1f, min = 0x80;
+	} else if ((p[0] & 0xf0) == 0xe0) {
+		k = 3, c = p[0] & 0x0f, min = 0x800;
+	} else if ((p[0] & 0xf8) == 0xf0) {
+		k = 4, c = p[0] & 0x07, min = 0x10000;
+	} else {
+		return 0;
+	}
+	if (n < k)
+		return 0;
+	for (size_t i = 1; i < k; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		c = (c << 6) | (p[i] & 0x3f);
+	}
+	if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+		return 0;
+	*cp = c;
+	return k;
+}
+
+/* Bytes of the character at p: a valid sequence, else the one byte. */
+static size_t
+char_len(const unsigned char *p, size_t n)
+{
+	uint32_t cp;
+	size_t k = utf8_seq(p, n, &cp);
+
+	return k > 0 ? k : 1;
+}
+
+static size_t
+count_chars(struct view v)
+{
+	size_t count = 0;
+
+	for (size_t i = 0; i < v.n; i += char_len(v.p + i, v.n - i))
+		count++;
+	return count;
+}
+
+/* ---- the list ----------------------------------------------------------- */
+
+/*
+ * Validates and stores one entry s[0..len) (already trimmed). `where` is
+ * "name:LINE: " for a file and "" for a single entry. Messages never quote
+ * the entry: forbid lists name real (if retired) passwords.
+ */
+static int
+entry_add(struct rk_defaults *d, const char *s, size_t len, const char *where,
+	  struct rk_error *err)
+{
+	struct entry *e;
+	int prefix = 0;
+
+	if (len == 0)
+		return rk_error_set(err, RK_EINVAL, "%san entry is empty", where);
+	if (s[0] == '#')
+		return rk_error_set(err, RK_EINVAL,
+				    "%san entry cannot start with '#' (that marks a comment)", where);
+	if (len > DEFAULTS_MAX_ENTRY)
+		return rk_error_set(err, RK_EINVAL, "%san entry is longer than %d bytes", where,
+				    DEFAULTS_MAX_ENTRY);
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == '\0')
+			return rk_error_set(err, RK_EINVAL, "%san entry contains a NUL byte", where);
+		if ((c < 0x20 && c != '\t') || c == 0x7f)
+			return rk_error_set(err, RK_EINVAL,
+					    "%san entry contains a control character", where);
+	}
+	if (s[len - 1] == '*') {
+		prefix = 1;
+		len--;
+		if (len < PREFIX_MIN)
+			return rk_error_set(err, RK_EINVAL,
+					    "%sa prefix rule needs at least %d characters before "
+					    "the trailing '*' (a shorter one would refuse random values)",
+					    where, PREFIX_MIN);
+	}
+	if (d->n == d->cap) {
+		size_t cap = d->cap ? d->cap * 2 : 64;
+		struct entry *v;
+
+		if (d->n >= DEFAULTS_MAX_ENTRIES)
+			return rk_error_set(err, RK_EINVAL, "%smore than %d entries", where,
+					    DEFAULTS_MAX_ENTRIES);
+		if ((v = realloc(d->v, cap * sizeof(*v))) == NULL)
+			return rk_error_set(err, RK_ENOMEM, "out of memory");
+		d->v = v;
+		d->cap = cap;
+	}
+	e = &d->v[d->n];
+	if ((e->s = malloc(len + 1)) == NULL)
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	for (size_t i = 0; i < len; i++)
+		e->s[i] = (char)lower((unsigned char)s[i]);
+	e->s[len] = '\0';
+	e->len = len;
+	e->prefix = prefix;
+	d->n++;
+	return 0;
+}
+
+int
+rk_defaults_parse(struct rk_defaults **out, const char *name, const char *text, size_t len,
+		  struct rk_error *err)
+{
+	struct rk_defaults *d = NULL;
+	char where[300];
+	size_t pos = 0, lineno = 0;
+	int r = RK_EINTERNAL;
+
+	if ((d = calloc(1, sizeof(*d))) == NULL) {
+		r = rk_error_set(err, RK_ENOMEM, "out of memory");
+		goto out;
+	}
+	/* Editors on Windows write a BOM; it is not part of the first entry. */
+	if (len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0)
+		pos = 3;
+	while (pos < len) {
+		const char *line = text + pos, *nl;
+		size_t n = len - pos;
+		struct view v;
+
+		lineno++;
+		if ((nl = memchr(line, '\n', n)) != NULL)
+			n = (size_t)(nl - line);
+		pos += n + (nl != NULL);
+		v = trim_ws((struct view){ (const unsigned char *)line, n });
+		if (v.n == 0 || v.p[0] == '#')
+			continue;
+		snprintf(where, sizeof(where), "%s:%zu: ", name, lineno);
+		if ((r = entry_add(d, (const char *)v.p, v.n, where, err)) < 0)
+			goto out;
+	}
+	*out = d;
+	d = NULL;	/* transferred */
+	r = 0;
+ out:
+	rk_defaults_free(d);
+	return r;
+}
+
+int
+rk_defaults_add(struct rk_defaults *d, const char *entry, struct rk_error *err)
+{
+	struct view v;
+
+	assert(d != NULL && entry != NULL);
+	v = trim_ws((struct view){ (const unsigned char *)entry, strlen(entry) });
+	return entry_add(d, (const char *)v.p, v.n, "", err);
+}
+
+size_t
+rk_defaults_count(const struct rk_defaults *d)
+{
+	return d != NULL ? d->n : 0;
+}
+
+void
+rk_defaults_free(struct rk_defaults *d)
+{
+	if (d == NULL)
+		return;
+	for (size_t i = 0; i < d->n; i++) {
+		/* Forbid entries can be retired real passwords: wipe them too. */
+		sodium_memzero(d->v[i].s, d->v[i].len);
+		free(d->v[i].s);
+	}
+	free(d->v);
+	free(d);
+}
+
+/*
+ * Linear on purpose: the built-in list is a few hundred short entries, the
+ * length test rejects almost all of them before a byte is compared, and a
+ * sorted index would have to be rebuilt after every rk_defaults_add.
+ */
+static int
+defaults_match(const struct rk_defaults *d, struct view v)
+{
+	if (d == NULL)
+		return 0;
+	for (size_t i = 0; i < d->n; i++) {
+		const struct entry *e = &d->v[i];
+
+		if (e->prefix ? v.n >= e->len : v.n == e->len)
+			if (eq_fold(v.p, e->s, e->len))
+				return 1;
+	}
+	return 0;
+}
+
+/* ---- placeholders ------------------------------------------------------- */
+
+enum ph_kind { PH_NONE, PH_TEMPLATE, PH_FILLER, PH_MARKER };
+
+static int
+is_ident(struct view v)
+{
+	if (v.n == 0 || is_digit(v.p[0]))
+		return 0;
+	for (size_t i = 0; i < v.n; i++)
+		if (!is_alnum(v.p[i]) && v.p[i] != '_')
+			return 0;
+	return 1;
+}
+
+static int
+wrapped(struct view v, const char *open, const char *close, struct view *inner)
+{
+	size_t a = strlen(open), b = strlen(close);
+
+	if (v.n <= a + b || memcmp(v.p, open, a) != 0 || memcmp(v.p + v.n - b, close, b) != 0)
+		return 0;
+	inner->p = v.p + a;
+	inner->n = v.n - a - b;
+	return 1;
+}
+
+/*
+ * Unrendered templates and unexpanded variables, as the whole value. Odds
+ * for a random 32-character password over 94 symbols: "${" + "}" is 1e-6,
+ * "{{" + "}}" 1e-8; the one- and two-character frames ('<' '>', '%' '%',
+ * '$', '__') additionally require an inside that random text almost never
+ * has (no symbol among 30 characters: below 1e-4 more).
+ */
+static int
+is_template(struct view v)
+{
+	struct view in;
+
+	if (wrapped(v, "${", "}", &in) || wrapped(v, "{{", "}}", &in) ||
+	    wrapped(v, "#{", "}", &in) || wrapped(v, "$(", ")", &in))
+		return 1;
+	if (wrapped(v, "<", ">", &in)) {
+		int letter = 0;
+
+		for (size_t i = 0; i < in.n; i++) {
+			unsigned char c = in.p[i];
+
+			if (!is_alnum(c) && !is_sep(c) && c != '@' && c != '/')
+				return 0;
+			letter |= is_alpha(c);
+		}
+		return letter;
+	}
+	if (wrapped(v, "%", "%", &in) || wrapped(v, "__", "__", &in))
+		return is_ident(in);
+	if (v.n >= 2 && v.p[0] == '$')
+		return is_ident((struct view){ v.p + 1, v.n - 1 });
+	return 0;
+}
+
+static size_t
+run_at(struct view v, size_t i, int (*pred)(unsigned char))
+{
+	size_t j = i;
+
+	while (j < v.n && pred(v.p[j]))
+		j++;
+	return j - i;
+}
+
+static int
+is_x(unsigned char c)
+{
+	return c == 'x' || c == 'X';
+}
+
+static int
+is_star(unsigned char c)
+{
+	return c == '*';
+}
+
+/*
+ * Filler: x's, one character repeated, masked values. Odds for random
+ * base64 (a letter matches x or X with 1/32): a leading "xxx" followed by a
+ * separator or a second run of three x's, ~1e-6; a run of six x's anywhere,
+ * 3e-8; stars do not occur in base64 and a password needs four leading or
+ * five in a row (1e-8).
+ */
+static int
+is_filler(struct view v)
+{
+	size_t k, lead;
+
+	if (v.n == 0)
+		return 0;
+	lead = run_at(v, 0, is_x);
+	if (lead == v.n)
+		return 1;
+	if (lead >= 3) {
+		if (is_sep(v.p[lead]))
+			return 1;
+		for (size_t i = lead; i < v.n; i++)
+			if (run_at(v, i, is_x) >= 3)
+				return 1;
+	}
+	for (size_t i = 0; i < v.n; i++) {
+		size_t xs = run_at(v, i, is_x), stars = run_at(v, i, is_star);
+
+		if (xs >= 6 || stars >= 5 || (i == 0 && stars >= 4))
+			return 1;
+		if (xs > 1)
+			i += xs - 1;
+		else if (stars > 1)
+			i += stars - 1;
+	}
+	/* One character repeated, by code point so "•••" counts; "ab" is too short to say. */
+	k = char_len(v.p, v.n);
+	if (v.n / k >= 3 && v.n % k == 0) {
+		size_t i;
+
+		for (i = k; i < v.n; i += k)
+			if (k == 1 ? lower(v.p[i]) != lower(v.p[0]) : memcmp(v.p + i, v.p, k) != 0)
+				break;
+		if (i >= v.n)
+			return 1;
+	}
+	/* Masked with bullets (U+2022), as password fields and dashboards show them. */
+	for (size_t i = 0; i + 9 <= v.n; i++)
+		if (memcmp(v.p + i, "\xe2\x80\xa2\xe2\x80\xa2\xe2\x80\xa2", 9) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * Does `word` (lower case, no separators) occur in v when separators are
+ * skipped and case folded? "Please-Change_Me" contains "changeme".
+ */
+static int
+contains_compact(struct view v, const char *word)
+{
+	for (size_t i = 0; i < v.n; i++) {
+		size_t j = i;
+		const char *w = word;
+
+		if (is_sep(v.p[i]))
+			continue;
+		while (*w != '\0' && j < v.n) {
+			if (is_sep(v.p[j])) {
+				j++;
+				continue;
+			}
+			if (lower(v.p[j]) != (unsigned char)*w)
+				break;
+			j++;
+			w++;
+		}
+		if (*w == '\0')
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * `word` stands alone: each side is the value's edge or a separator (both
+ * edges: the whole value). Three-letter words accept only a space or ':'
+ * beside them, as in "TBD: ask ops": '-' and '_' are base64url symbols and
+ * "tbd-" would open one random base64url value in a million.
+ */
+static int
+has_token(struct view v, const char *word)
+{
+	size_t n = strlen(word);
+
+	for (size_t i = 0; i + n <= v.n; i++) {
+		int left = i == 0, right = i + n == v.n;
+
+		if (!left)
+			left = n > 3 ? is_sep(v.p[i - 1]) : v.p[i - 1] == ' ' || v.p[i - 1] == ':';
+		if (!right)
+			right = n > 3 ? is_sep(v.p[i + n]) : v.p[i + n] == ' ' || v.p[i + n] == ':';
+		if (left && right && eq_fold(v.p + i, word, n))
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * Marker words. Seven letters or more may appear anywhere (random base64
+ * contains a given 7-letter word with odds of 1e-9); shorter ones must
+ * stand alone. "your-..." is how documentation says "put yours here".
+ */
+static int
+is_marker(struct view v)
+{
+	static const char *const anywhere[] = {
+		"changeme", "changethis", "replaceme", "replacethis", "placeholder",
+		"example", "redacted", "insertyour", "enteryour", "goeshere", "fillmein",
+		"notreal", "notasecret",
+	};
+	static const char *const alone[] = { "todo", "fixme", "tbd", "tba", "dummy", "xxx" };
+	static const char *const your[] = {
+		"your-", "your_", "your ", "your.", "yoursecret", "yourpassword", "yourkey",
+		"yourtoken", "yourapikey",
+	};
+
+	for (size_t i = 0; i < sizeof(anywhere) / sizeof(anywhere[0]); i++)
+		if (contains_compact(v, anywhere[i]))
+			return 1;
+	for (size_t i = 0; i < sizeof(alone) / sizeof(alone[0]); i++)
+		if (has_token(v, alone[i]))
+			return 1;
+	for (size_t i = 0; i < sizeof(your) / sizeof(your[0]); i++)
+		if (starts_with(v, your[i]))
+			return 1;
+	return 0;
+}
+
+static enum ph_kind
+placeholder_kind(struct view v)
+{
+	if (is_template(v))
+		return PH_TEMPLATE;
+	if (is_filler(v))
+		return PH_FILLER;
+	if (is_marker(v))
+		return PH_MARKER;
+	return PH_NONE;
+}
+
+/* ---- entropy ------------------------------------------------------------ */
+
+double
+rk_check_entropy_bits(const unsigned char *v, size_t len)
+{
+	unsigned char *buf;
+	size_t i = 0, o = 0;
+	double bits;
+
+	if (v == NULL || len == 0)
+		return 0.0;
+	if (len > ZXCVBN_MAX_INPUT)
+		len = ZXCVBN_MAX_INPUT;
+	/* The copy is secret too: guarded, locked, wiped by sodium_free. */
+	if ((buf = sodium_malloc(len + 1)) == NULL)
+		return 0.0;	/* unknown strength counts as weak: the check fails closed */
+	while (i < len) {
+		uint32_t cp;
+		size_t k = utf8_seq(v + i, len - i, &cp);
+
+		if (v[i] == '\0')
+			buf[o++] = 0x80;	/* see the header comment: NUL is a byte */
+		else if (k > 1)
+			buf[o++] = (unsigned char)(0x80 | (cp & 0x7f));
+		else
+			buf[o++] = v[i];
+		i += k > 0 ? k : 1;
+	}
+	buf[o] = '\0';
+	bits = ZxcvbnMatch((const char *)buf, NULL, NULL);
+	sodium_free(buf);
+	return bits;
+}
+
+/* ---- the checks --------------------------------------------------------- */
+
+static void
+verdict(struct rk_check_result *r, int ok)
+{
+	r->ok = ok;
+	r->reason[0] = '\0';
+}
+
+static void
+fail(struct rk_check_result *r, const char *fmt, ...) RK_PRINTF(2, 3);
+
+static void
+fail(struct rk_check_result *r, const char *fmt, ...)
+{
+	va_list ap;
+
+	r->ok = 0;
+	va_start(ap, fmt);
+	vsnprintf(r->reason, sizeof(r->reason), fmt, ap);
+	va_end(ap);
+}
+
+static const char *
+placeholder_reason(enum ph_kind k)
+{
+	switch (k) {
+	case PH_TEMPLATE:
+		return "looks like an unrendered template or an unexpanded variable reference; "
+		       "render or expand it before startup";
+	case PH_FILLER:
+		return "is filler (x's, one repeated character or a masked value); " FIX;
+	case PH_MARKER:
+		return "contains a word people use to mark a value still to be filled in; " FIX;
+	case PH_NONE:
+		break;
+	}
+	return "";
+}
+
+int
+rk_check_value(const unsigned char *v, size_t len, const struct rk_value_rules *rules,
+	       struct rk_check_result res[RK_CHECK_VALUE_COUNT])
+{
+	static const struct rk_value_rules none;
+	struct view t, u;
+	enum ph_kind ph;
+	int quoted, failed = 0;
+
+	assert(res != NULL);
+	if (rules == NULL)
+		rules = &none;
+	for (int i = 0; i < RK_CHECK_VALUE_COUNT; i++) {
+		res[i].id = (enum rk_check_id)i;
+		verdict(&res[i], -1);
+	}
+
+	t = trim_ws((struct view){ v, v != NULL ? len : 0 });
+	u = t;
+	quoted = unquote(&u);
+	if (v == NULL) {
+		fail(&res[RK_CHECK_PRESENT], "is not set; " FIX);
+		return 1;
+	}
+	if (u.n == 0) {
+		fail(&res[RK_CHECK_PRESENT], "is empty, blank or only quotes; " FIX);
+		return 1;
+	}
+	verdict(&res[RK_CHECK_PRESENT], 1);
+
+	if (rules->defaults != NULL) {
+		if (defaults_match(rules->defaults, t) || (quoted && defaults_match(rules->defaults, u)))
+			fail(&res[RK_CHECK_DEFAULT], "matches an entry of the built-in list of "
+			     "publicly known values, which anyone would try first; " FIX);
+		else
+			verdict(&res[RK_CHECK_DEFAULT], 1);
+	}
+	if (rules->forbid != NULL) {
+		if (defaults_match(rules->forbid, t) || (quoted && defaults_match(rules->forbid, u)))
+			fail(&res[RK_CHECK_FORBIDDEN], "matches an entry of the policy's forbid "
+			     "list; " FIX);
+		else
+			verdict(&res[RK_CHECK_FORBIDDEN], 1);
+	}
+
+	ph = placeholder_kind(t);
+	if (ph == PH_NONE && quoted)
+		ph = placeholder_kind(u);
+	if (ph != PH_NONE)
+		fail(&res[RK_CHECK_PLACEHOLDER], "%s", placeholder_reason(ph));
+	else
+		verdict(&res[RK_CHECK_PLACEHOLDER], 1);
+
+	if (rules->min_length > 0) {
+		size_t n = count_chars(t);
+
+		if (n < rules->min_length)
+			fail(&res[RK_CHECK_LENGTH], "is %zu character%s long, the policy requires "
+			     "at least %zu; " FIX, n, n == 1 ? "" : "s", rules->min_length);
+		else
+			verdict(&res[RK_CHECK_LENGTH], 1);
+	}
+	if (rules->min_entropy_bits > 0) {
+		double bits = rk_check_entropy_bits(t.p, t.n);
+
+		/* Printed rounded down, so "63.9" never reads as meeting a bar of 64. */
+		if (bits < rules->min_entropy_bits)
+			fail(&res[RK_CHECK_ENTROPY], "has an estimated strength of %.1f bits, the "
+			     "policy requires at least %g; " FIX,
+			     floor(bits * 10.0) / 10.0, rules->min_entropy_bits);
+		else
+			verdict(&res[RK_CHECK_ENTROPY], 1);
+	}
+
+	for (int i = 0; i < RK_CHECK_VALUE_COUNT; i++)
+		failed += res[i].ok == 0;
+	return failed;
+}

@@ -1,0 +1,212 @@
+/*
+ * Loading and validating rekey.yaml. Nothing here opens a provider: that
+ * happens lazily, so `rekey list` works while Vault is down.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "rekey/config.h"
+#include "rekey/provider.h"
+#include "rekey/util.h"
+
+static const char default_config[] =
+	"state_dir: ./var\n"
+	"providers:\n"
+	"  local: {type: local}\n";
+
+static const struct rk_field top_fields[] = {
+	{ "state_dir", RK_T_STRING, 0 },
+	{ "environment", RK_T_STRING, 0 },
+	{ "policy_dir", RK_T_STRING, 0 },
+	{ "providers", RK_T_OBJECT, 0 },
+	{ "server", RK_T_OBJECT, 0 },
+	{ "ha", RK_T_OBJECT, 0 },
+	{ NULL, 0, 0 },
+};
+
+static const struct rk_field server_fields[] = {
+	{ "listen", RK_T_STRING, 0 },
+	{ "token_file", RK_T_STRING, 0 },
+	{ NULL, 0, 0 },
+};
+
+void
+rk_config_free(struct rk_config *c)
+{
+	if (c == NULL)
+		return;
+	for (size_t i = 0; i < c->nproviders; i++)
+		free(c->providers[i].name);
+	free(c->providers);
+	json_decref(c->local_default);
+	free(c->path);
+	free(c->state_dir);
+	free(c->environment);
+	free(c->policy_dir);
+	rk_doc_free(c->doc);
+	free(c);
+}
+
+static int
+valid_name(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > 63)
+		return 0;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-' ||
+		      *s == '_'))
+			return 0;
+	return 1;
+}
+
+static int
+load_providers(struct rk_config *c, const json_t *provs, struct rk_error *err)
+{
+	const char *name;
+	json_t *p;
+	size_t n = provs ? json_object_size(provs) : 0;
+	int have_local = 0;
+
+	/* One extra slot: `local` is always present even when not written. */
+	if ((c->providers = calloc(n + 1, sizeof(*c->providers))) == NULL)
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	if (provs != NULL) {
+		json_object_foreach((json_t *)provs, name, p) {
+			struct rk_config_provider *cp = &c->providers[c->nproviders];
+			const char *type;
+			char what[128];
+			int r;
+
+			if (!valid_name(name))
+				return rk_doc_error_key(err, c->doc, provs, name, RK_EINVAL,
+							"provider name '%s' must be 1-63 characters "
+							"of a-z, 0-9, '-' and '_'", name);
+			if (!json_is_object(p))
+				return rk_doc_error_key(err, c->doc, provs, name, RK_EINVAL,
+							"provider '%s' must be a mapping with a "
+							"'type' key", name);
+			type = rk_doc_str(p, "type", NULL);
+			if (type == NULL)
+				return rk_doc_error(err, c->doc, p, RK_EINVAL,
+						    "provider '%s' is missing the required key "
+						    "'type'", name);
+			if ((cp->ops = rk_provider_find_type(type)) == NULL) {
+				char known[200];
+				size_t used = 0;
+				const struct rk_provider_ops *const *t = rk_provider_types();
+				known[0] = '\0';
+				for (; *t; t++)
+					used += (size_t)snprintf(known + used, sizeof(known) - used,
+								 "%s%s", used ? ", " : "",
+								 (*t)->type);
+				return rk_doc_error_key(err, c->doc, p, "type", RK_EINVAL,
+							"unknown provider type '%s' (known: %s)",
+							type, known);
+			}
+			snprintf(what, sizeof(what), "provider '%s'", name);
+			if ((r = rk_doc_check(c->doc, p, cp->ops->config_fields, what, err)) < 0)
+				return r;
+			if ((cp->name = strdup(name)) == NULL)
+				return rk_error_set(err, RK_ENOMEM, "out of memory");
+			cp->cfg = p;
+			c->nproviders++;
+			if (strcmp(name, "local") == 0)
+				have_local = 1;
+		}
+	}
+	if (!have_local) {
+		/* The embedded default is always there (design: "always present"). */
+		struct rk_config_provider *cp = &c->providers[c->nproviders];
+		if ((c->local_default = json_pack("{s:s}", "type", "local")) == NULL)
+			return rk_error_set(err, RK_ENOMEM, "out of memory");
+		cp->ops = rk_provider_find_type("local");
+		cp->cfg = c->local_default;
+		if ((cp->name = strdup("local")) == NULL)
+			return rk_error_set(err, RK_ENOMEM, "out of memory");
+		c->nproviders++;
+	}
+	return 0;
+}
+
+static int
+dup_opt(char **dst, const json_t *obj, const char *key, const char *dflt, struct rk_error *err)
+{
+	const char *v = rk_doc_str(obj, key, dflt);
+
+	if (v == NULL)
+		return 0;
+	if ((*dst = strdup(v)) == NULL)
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	return 0;
+}
+
+int
+rk_config_load(struct rk_config **out, const char *path, struct rk_error *err)
+{
+	struct rk_config *c = NULL;
+	const json_t *root;
+	const char *env = getenv("REKEY_CONFIG");
+	int r;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	if (path == NULL && env != NULL && env[0] != '\0')
+		path = env;
+	if (path == NULL && access("rekey.yaml", F_OK) == 0)
+		path = "rekey.yaml";
+	if (path == NULL && access("/etc/rekey/rekey.yaml", F_OK) == 0)
+		path = "/etc/rekey/rekey.yaml";
+	if (path != NULL) {
+		r = rk_doc_load_file(&c->doc, path, err);
+		c->path = strdup(path);
+	} else {
+		r = rk_doc_load_string(&c->doc, "(built-in default config)", default_config,
+				       strlen(default_config), err);
+		c->path = strdup("(built-in default config)");
+	}
+	if (r < 0)
+		goto out;
+	if (c->path == NULL) {
+		r = rk_error_set(err, RK_ENOMEM, "out of memory");
+		goto out;
+	}
+	root = rk_doc_root(c->doc);
+	if ((r = rk_doc_check(c->doc, root, top_fields, "rekey.yaml", err)) < 0)
+		goto out;
+	if (json_object_get(root, "server") &&
+	    (r = rk_doc_check(c->doc, json_object_get(root, "server"), server_fields,
+			      "server", err)) < 0)
+		goto out;
+	if ((r = dup_opt(&c->state_dir, root, "state_dir", "./var", err)) < 0 ||
+	    (r = dup_opt(&c->environment, root, "environment", NULL, err)) < 0 ||
+	    (r = dup_opt(&c->policy_dir, root, "policy_dir", NULL, err)) < 0)
+		goto out;
+	if (c->state_dir[0] == '\0') {
+		r = rk_doc_error_key(err, c->doc, root, "state_dir", RK_EINVAL,
+				     "state_dir must not be empty");
+		goto out;
+	}
+	c->server = json_object_get(root, "server");
+	c->ha = json_object_get(root, "ha");
+	if ((r = load_providers(c, json_object_get(root, "providers"), err)) < 0)
+		goto out;
+	*out = c;
+	c = NULL;
+	r = 0;
+out:
+	rk_config_free(c);
+	return r;
+}
+
+const struct rk_config_provider *
+rk_config_provider(const struct rk_config *c, const char *name)
+{
+	for (size_t i = 0; i < c->nproviders; i++)
+		if (strcmp(c->providers[i].name, name) == 0)
+			return &c->providers[i];
+	return NULL;
+}

@@ -1,0 +1,172 @@
+/*
+ * The provider registry and the wrappers the core calls.
+ *
+ * Only this file lists the provider types (as curl's vtls.c lists its TLS
+ * backends). The wrappers put the provider's name and the step into errors,
+ * time every call for the debug log, and turn a missing operation into
+ * RK_EUNSUPPORTED, so the engine never calls a NULL pointer.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "rekey/log.h"
+#include "rekey/provider.h"
+#include "rekey/util.h"
+
+extern const struct rk_provider_ops rk_provider_local;
+
+static const struct rk_provider_ops *const providers[] = {
+	&rk_provider_local,
+	NULL,
+};
+
+const struct rk_provider_ops *
+rk_provider_find_type(const char *type)
+{
+	for (size_t i = 0; providers[i]; i++)
+		if (strcmp(providers[i]->type, type) == 0)
+			return providers[i];
+	return NULL;
+}
+
+const struct rk_provider_ops *const *
+rk_provider_types(void)
+{
+	return providers;
+}
+
+static void
+tag(struct rk_provider *p, const char *step, struct rk_error *err)
+{
+	if (err == NULL || err->code == 0)
+		return;
+	if (err->provider[0] == '\0')
+		snprintf(err->provider, sizeof(err->provider), "%s", p->name);
+	if (err->step[0] == '\0')
+		snprintf(err->step, sizeof(err->step), "%s", step);
+}
+
+static int
+finish(struct rk_provider *p, const char *step, int64_t t0, int r, struct rk_error *err)
+{
+	char ms[24];
+
+	tag(p, step, err);
+	if (rk_log_enabled(RK_LOG_DEBUG)) {
+		snprintf(ms, sizeof(ms), "%lld", (long long)(rk_mono_ms() - t0));
+		rk_log(RK_LOG_DEBUG, "provider.call", "provider", p->name, "step", step,
+		       "duration_ms", ms, "result", r == 0 ? "ok" : rk_strerror(r), NULL);
+	}
+	return r;
+}
+
+static int
+unsupported(struct rk_provider *p, const char *step, struct rk_error *err)
+{
+	int r = rk_error_set(err, RK_EUNSUPPORTED, "provider '%s' (type %s) cannot %s", p->name,
+			     p->ops->type, step);
+	tag(p, step, err);
+	return r;
+}
+
+#define CALL(p, op, step, ...)                                                    \
+	do {                                                                      \
+		int64_t t0_ = rk_mono_ms();                                       \
+		if ((p)->ops->op == NULL)                                         \
+			return unsupported((p), (step), err);                     \
+		return finish((p), (step), t0_, (p)->ops->op((p), __VA_ARGS__), err); \
+	} while (0)
+
+int
+rk_provider_open(struct rk_provider **out, const struct rk_provider_ops *ops,
+		 const struct rk_provider_env *env, const json_t *cfg, struct rk_error *err)
+{
+	struct rk_provider *p = NULL;
+	int r;
+
+	if ((r = ops->open(&p, env, cfg, err)) < 0) {
+		if (err->provider[0] == '\0')
+			snprintf(err->provider, sizeof(err->provider), "%s", env->name);
+		return r;
+	}
+	p->ops = ops;
+	snprintf(p->name, sizeof(p->name), "%s", env->name);
+	*out = p;
+	return 0;
+}
+
+unsigned
+rk_provider_caps(const struct rk_provider *p)
+{
+	return p->ops->caps;
+}
+
+int
+rk_provider_read(struct rk_provider *p, const json_t *loc, struct rk_secret **out,
+		 struct rk_version *ver, struct rk_error *err)
+{
+	CALL(p, read, "read", loc, out, ver, err);
+}
+
+int
+rk_provider_read_version(struct rk_provider *p, const json_t *loc, const struct rk_version *ver,
+			 struct rk_secret **out, struct rk_error *err)
+{
+	CALL(p, read_version, "read_version", loc, ver, out, err);
+}
+
+int
+rk_provider_find_staged(struct rk_provider *p, const json_t *loc, const struct rk_stage_req *req,
+			struct rk_version *ver, struct rk_error *err)
+{
+	CALL(p, find_staged, "find_staged", loc, req, ver, err);
+}
+
+int
+rk_provider_stage(struct rk_provider *p, const json_t *loc, const struct rk_stage_req *req,
+		  struct rk_version *new_ver, struct rk_error *err)
+{
+	CALL(p, stage, "stage", loc, req, new_ver, err);
+}
+
+int
+rk_provider_promote(struct rk_provider *p, const json_t *loc, const struct rk_version *new_ver,
+		    const struct rk_version *old_ver, struct rk_error *err)
+{
+	CALL(p, promote, "promote", loc, new_ver, old_ver, err);
+}
+
+int
+rk_provider_rollback(struct rk_provider *p, const json_t *loc, const struct rk_version *to,
+		     const struct rk_stage_req *req, struct rk_version *new_ver,
+		     struct rk_error *err)
+{
+	if (!(p->ops->caps & RK_CAP_VERSIONS))
+		return unsupported(p, "rollback", err);
+	CALL(p, rollback, "rollback", loc, to, req, new_ver, err);
+}
+
+int
+rk_provider_restart(struct rk_provider *p, const char *target, const char *run_id,
+		    struct rk_error *err)
+{
+	if (!(p->ops->caps & RK_CAP_RESTART))
+		return unsupported(p, "restart", err);
+	CALL(p, restart, "restart", target, run_id, err);
+}
+
+int
+rk_provider_wait_restarted(struct rk_provider *p, const char *target, int64_t deadline_ms,
+			   struct rk_error *err)
+{
+	if (!(p->ops->caps & RK_CAP_RESTART))
+		return unsupported(p, "wait", err);
+	CALL(p, wait_restarted, "wait", target, deadline_ms, err);
+}
+
+void
+rk_provider_close(struct rk_provider *p)
+{
+	if (p != NULL)
+		p->ops->close(p);
+}

@@ -1,0 +1,857 @@
+/*
+ * All SQL of rekey. Every other module calls the functions of store.h.
+ *
+ * Durability: WAL with synchronous=FULL, so a step is on disk when
+ * rk_store_rot_step() returns and a kill -9 right after loses nothing. The
+ * audit table is append-only by trigger; the chain itself is computed in
+ * audit.c. Plaintext values never reach this module: sealed blobs only.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <sqlite3.h>
+
+#include "rekey/store.h"
+#include "rekey/util.h"
+
+#define SCHEMA_VERSION 1
+#define BUSY_TIMEOUT_MS 10000
+
+struct rk_store {
+	sqlite3 *db;
+	char *path;
+};
+
+static const char *const migrations[SCHEMA_VERSION] = {
+	/* 1: the initial schema */
+	"CREATE TABLE secrets ("
+	"  name TEXT PRIMARY KEY,"
+	"  provider TEXT NOT NULL, policy TEXT NOT NULL, environment TEXT NOT NULL,"
+	"  owner TEXT NOT NULL DEFAULT '', tier INTEGER NOT NULL DEFAULT 2,"
+	"  spec TEXT NOT NULL,"
+	"  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,"
+	"  last_rotated INTEGER NOT NULL DEFAULT 0,"
+	"  current_version TEXT NOT NULL DEFAULT '', current_fp TEXT NOT NULL DEFAULT '',"
+	"  failures INTEGER NOT NULL DEFAULT 0, needs_attention INTEGER NOT NULL DEFAULT 0,"
+	"  last_result TEXT NOT NULL DEFAULT '', last_error TEXT NOT NULL DEFAULT '',"
+	"  last_run TEXT NOT NULL DEFAULT '');"
+	"CREATE TABLE dependents ("
+	"  secret TEXT NOT NULL REFERENCES secrets(name) ON DELETE CASCADE,"
+	"  idx INTEGER NOT NULL, kind TEXT NOT NULL, target TEXT NOT NULL,"
+	"  PRIMARY KEY (secret, idx));"
+	"CREATE TABLE runs ("
+	"  id TEXT PRIMARY KEY, kind TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '',"
+	"  status TEXT NOT NULL, started_at INTEGER NOT NULL, finished_at INTEGER NOT NULL DEFAULT 0);"
+	"CREATE TABLE rotations ("
+	"  run_id TEXT NOT NULL REFERENCES runs(id), secret TEXT NOT NULL,"
+	"  seq INTEGER NOT NULL, state TEXT NOT NULL, idem_key TEXT NOT NULL,"
+	"  old_version TEXT NOT NULL DEFAULT '', new_version TEXT NOT NULL DEFAULT '',"
+	"  old_fp TEXT NOT NULL DEFAULT '', new_fp TEXT NOT NULL DEFAULT '',"
+	"  sealed_new BLOB, sealed_old BLOB, error TEXT NOT NULL DEFAULT '',"
+	"  updated_at INTEGER NOT NULL,"
+	"  PRIMARY KEY (run_id, secret));"
+	"CREATE TABLE steps ("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, secret TEXT NOT NULL,"
+	"  step TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '', ts INTEGER NOT NULL);"
+	"CREATE INDEX steps_run ON steps(run_id);"
+	"CREATE INDEX steps_secret ON steps(secret);"
+	"CREATE TABLE fingerprints ("
+	"  secret TEXT NOT NULL, environment TEXT NOT NULL, version TEXT NOT NULL,"
+	"  fp TEXT NOT NULL, seen_at INTEGER NOT NULL,"
+	"  PRIMARY KEY (secret, version, fp));"
+	"CREATE INDEX fingerprints_fp ON fingerprints(fp);"
+	"CREATE TABLE dep_restarts ("
+	"  run_id TEXT NOT NULL, dependent TEXT NOT NULL, state TEXT NOT NULL,"
+	"  error TEXT NOT NULL DEFAULT '', updated_at INTEGER NOT NULL,"
+	"  PRIMARY KEY (run_id, dependent));"
+	"CREATE TABLE audit ("
+	"  seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL, actor TEXT NOT NULL,"
+	"  event TEXT NOT NULL, subject TEXT NOT NULL, detail TEXT NOT NULL,"
+	"  prev_hash TEXT NOT NULL, hash TEXT NOT NULL);"
+	"CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit"
+	"  BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;"
+	"CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit"
+	"  BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;",
+};
+
+static int
+db_err(struct rk_store *s, struct rk_error *err, const char *what)
+{
+	return rk_error_set(err, RK_EIO, "state DB %s: %s: %s", s->path, what,
+			    sqlite3_errmsg(s->db));
+}
+
+static int
+exec_sql(struct rk_store *s, const char *sql, struct rk_error *err)
+{
+	char *msg = NULL;
+
+	if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		int r = rk_error_set(err, RK_EIO, "state DB %s: %s", s->path,
+				     msg ? msg : "error");
+		sqlite3_free(msg);
+		return r;
+	}
+	return 0;
+}
+
+/*
+ * Prepares sql and binds arguments by a type string: 's' text (NULL ok),
+ * 'i' int64, 'b' blob (pointer, size_t length).
+ */
+static int
+prepare(struct rk_store *s, sqlite3_stmt **st, struct rk_error *err, const char *sql,
+	const char *types, va_list ap)
+{
+	if (sqlite3_prepare_v2(s->db, sql, -1, st, NULL) != SQLITE_OK)
+		return db_err(s, err, "prepare");
+	for (int i = 0; types[i]; i++) {
+		int rc = SQLITE_OK;
+		switch (types[i]) {
+		case 's': {
+			const char *v = va_arg(ap, const char *);
+			rc = v ? sqlite3_bind_text(*st, i + 1, v, -1, SQLITE_TRANSIENT)
+			       : sqlite3_bind_null(*st, i + 1);
+			break;
+		}
+		case 'i':
+			rc = sqlite3_bind_int64(*st, i + 1, va_arg(ap, int64_t));
+			break;
+		case 'b': {
+			const void *p = va_arg(ap, const void *);
+			size_t n = va_arg(ap, size_t);
+			rc = p ? sqlite3_bind_blob(*st, i + 1, p, (int)n, SQLITE_TRANSIENT)
+			       : sqlite3_bind_null(*st, i + 1);
+			break;
+		}
+		}
+		if (rc != SQLITE_OK) {
+			sqlite3_finalize(*st);
+			*st = NULL;
+			return db_err(s, err, "bind");
+		}
+	}
+	return 0;
+}
+
+/* Runs a statement that returns no rows; *changes (optional) gets the row count. */
+static int
+run(struct rk_store *s, struct rk_error *err, int *changes, const char *sql, const char *types, ...)
+{
+	sqlite3_stmt *st = NULL;
+	va_list ap;
+	int r, rc;
+
+	va_start(ap, types);
+	r = prepare(s, &st, err, sql, types, ap);
+	va_end(ap);
+	if (r < 0)
+		return r;
+	rc = sqlite3_step(st);
+	r = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : db_err(s, err, "write");
+	if (changes)
+		*changes = sqlite3_changes(s->db);
+	sqlite3_finalize(st);
+	return r;
+}
+
+static json_t *
+column_json(sqlite3_stmt *st, int i)
+{
+	switch (sqlite3_column_type(st, i)) {
+	case SQLITE_INTEGER: return json_integer(sqlite3_column_int64(st, i));
+	case SQLITE_FLOAT: return json_real(sqlite3_column_double(st, i));
+	case SQLITE_NULL: return json_null();
+	case SQLITE_BLOB: return json_null();	/* sealed blobs never leave as JSON */
+	default: return json_string((const char *)sqlite3_column_text(st, i));
+	}
+}
+
+/* Runs a query and returns its rows as an array of objects. */
+static int
+query(struct rk_store *s, json_t **out, struct rk_error *err, const char *sql, const char *types, ...)
+{
+	sqlite3_stmt *st = NULL;
+	json_t *rows = NULL;
+	va_list ap;
+	int r, rc;
+
+	va_start(ap, types);
+	r = prepare(s, &st, err, sql, types, ap);
+	va_end(ap);
+	if (r < 0)
+		return r;
+	if ((rows = json_array()) == NULL) {
+		r = rk_error_set(err, RK_ENOMEM, "out of memory");
+		goto out;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		json_t *row = json_object();
+		if (row == NULL || json_array_append_new(rows, row) < 0) {
+			r = rk_error_set(err, RK_ENOMEM, "out of memory");
+			goto out;
+		}
+		for (int i = 0; i < sqlite3_column_count(st); i++)
+			json_object_set_new(row, sqlite3_column_name(st, i), column_json(st, i));
+	}
+	if (rc != SQLITE_DONE) {
+		r = db_err(s, err, "read");
+		goto out;
+	}
+	*out = rows;
+	rows = NULL;
+	r = 0;
+out:
+	json_decref(rows);
+	sqlite3_finalize(st);
+	return r;
+}
+
+static int
+migrate(struct rk_store *s, struct rk_error *err)
+{
+	sqlite3_stmt *st = NULL;
+	int version = 0, r;
+
+	if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
+		return db_err(s, err, "read schema version");
+	if (sqlite3_step(st) == SQLITE_ROW)
+		version = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	if (version > SCHEMA_VERSION)
+		return rk_error_set(err, RK_EINVAL,
+				    "state DB %s has schema version %d, newer than this rekey "
+				    "(%d); upgrade rekey", s->path, version, SCHEMA_VERSION);
+	for (; version < SCHEMA_VERSION; version++) {
+		char pragma[64];
+		if ((r = exec_sql(s, "BEGIN IMMEDIATE", err)) < 0)
+			return r;
+		snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", version + 1);
+		if ((r = exec_sql(s, migrations[version], err)) < 0 ||
+		    (r = exec_sql(s, pragma, err)) < 0 || (r = exec_sql(s, "COMMIT", err)) < 0) {
+			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+			return r;
+		}
+	}
+	return 0;
+}
+
+void
+rk_store_close(struct rk_store *s)
+{
+	if (s == NULL)
+		return;
+	sqlite3_close_v2(s->db);
+	free(s->path);
+	free(s);
+}
+
+int
+rk_store_open(struct rk_store **out, const char *state_dir, int create, struct rk_error *err)
+{
+	struct rk_store *s = calloc(1, sizeof(*s));
+	struct stat st;
+	mode_t old_umask;
+	int r, rc;
+
+	if (s == NULL || (s->path = rk_path_join(state_dir, "rekey.db")) == NULL) {
+		r = rk_error_set(err, RK_ENOMEM, "out of memory");
+		goto out;
+	}
+	if (stat(s->path, &st) != 0) {
+		if (!create) {
+			r = rk_error_set(err, RK_ENOTFOUND,
+					 "no state DB at %s; run `rekey init` first", s->path);
+			goto out;
+		}
+	} else if ((st.st_mode & 077) != 0) {
+		r = rk_error_set(err, RK_EINVAL,
+				 "state DB %s is readable by group or others (mode %03o); run "
+				 "chmod 600 %s and check who could read it", s->path,
+				 (unsigned)(st.st_mode & 0777), s->path);
+		goto out;
+	}
+	/* The DB, its -wal and -shm files are created 0600. */
+	old_umask = umask(077);
+	rc = sqlite3_open_v2(s->path, &s->db,
+			     SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) |
+				     SQLITE_OPEN_FULLMUTEX,
+			     NULL);
+	umask(old_umask);
+	if (rc != SQLITE_OK) {
+		r = rk_error_set(err, RK_EIO, "cannot open state DB %s: %s", s->path,
+				 s->db ? sqlite3_errmsg(s->db) : "out of memory");
+		goto out;
+	}
+	sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
+	if ((r = exec_sql(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+			     "PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON;", err)) < 0 ||
+	    (r = migrate(s, err)) < 0)
+		goto out;
+	*out = s;
+	s = NULL;
+	r = 0;
+out:
+	rk_store_close(s);
+	return r;
+}
+
+const char *
+rk_store_path(const struct rk_store *s)
+{
+	return s->path;
+}
+
+int
+rk_store_begin(struct rk_store *s, struct rk_error *err)
+{
+	return exec_sql(s, "BEGIN IMMEDIATE", err);
+}
+
+int
+rk_store_commit(struct rk_store *s, struct rk_error *err)
+{
+	return exec_sql(s, "COMMIT", err);
+}
+
+void
+rk_store_rollback(struct rk_store *s)
+{
+	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+int
+rk_state_lock(const char *state_dir, int *fd_out, struct rk_error *err)
+{
+	char *path = rk_path_join(state_dir, "rekey.lock");
+	int fd;
+
+	if (path == NULL)
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		int r = rk_error_set(err, RK_EIO, "cannot open %s: %s", path, strerror(errno));
+		free(path);
+		return r;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int r = rk_error_set(err, RK_EBUSY,
+				     "another rekey holds the lock on %s (a rotation or the "
+				     "daemon is running); try again when it is done", state_dir);
+		close(fd);
+		free(path);
+		return r;
+	}
+	free(path);
+	*fd_out = fd;
+	return 0;
+}
+
+void
+rk_state_unlock(int fd)
+{
+	if (fd >= 0)
+		close(fd);	/* releases the flock */
+}
+
+/* ---- secrets ---- */
+
+int
+rk_store_secret_put(struct rk_store *s, const json_t *spec, int64_t now, struct rk_error *err)
+{
+	char *text = json_dumps(spec, JSON_COMPACT | JSON_SORT_KEYS);
+	const char *name = json_string_value(json_object_get(spec, "name"));
+	const json_t *deps = json_object_get(spec, "dependents"), *d;
+	size_t i;
+	int r;
+
+	if (text == NULL)
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	r = run(s, err, NULL,
+		"INSERT INTO secrets (name, provider, policy, environment, owner, tier, spec,"
+		" created_at, updated_at, last_rotated) VALUES (?,?,?,?,?,?,?,?,?,?)"
+		" ON CONFLICT(name) DO UPDATE SET provider=excluded.provider,"
+		" policy=excluded.policy, environment=excluded.environment, owner=excluded.owner,"
+		" tier=excluded.tier, spec=excluded.spec, updated_at=excluded.updated_at,"
+		" last_rotated=MAX(secrets.last_rotated, excluded.last_rotated)",
+		"sssssisiii", name, json_string_value(json_object_get(spec, "provider")),
+		json_string_value(json_object_get(spec, "policy")),
+		json_string_value(json_object_get(spec, "environment")),
+		json_string_value(json_object_get(spec, "owner")),
+		(int64_t)json_integer_value(json_object_get(spec, "tier")), text, now, now,
+		(int64_t)json_integer_value(json_object_get(spec, "last_rotated")));
+	free(text);
+	if (r < 0)
+		return r;
+	if ((r = run(s, err, NULL, "DELETE FROM dependents WHERE secret = ?", "s", name)) < 0)
+		return r;
+	json_array_foreach(deps, i, d) {
+		const char *kind = json_string_value(json_object_get(d, "kind"));
+		const char *key = json_string_value(json_object_get(d, "key"));
+		if ((r = run(s, err, NULL,
+			     "INSERT INTO dependents (secret, idx, kind, target) VALUES (?,?,?,?)",
+			     "siss", name, (int64_t)i, kind, key)) < 0)
+			return r;
+	}
+	return 0;
+}
+
+int
+rk_store_secret_delete(struct rk_store *s, const char *name, struct rk_error *err)
+{
+	return run(s, err, NULL, "DELETE FROM secrets WHERE name = ?", "s", name);
+}
+
+static int
+parse_specs(json_t *rows, struct rk_error *err)
+{
+	size_t i;
+	json_t *row;
+
+	json_array_foreach(rows, i, row) {
+		json_t *spec = json_loads(json_string_value(json_object_get(row, "spec")), 0, NULL);
+		if (spec == NULL)
+			return rk_error_set(err, RK_EIO, "state DB: corrupt spec of '%s'",
+					    json_string_value(json_object_get(row, "name")));
+		json_object_set_new(row, "spec", spec);
+	}
+	return 0;
+}
+
+#define SECRET_COLUMNS                                                                     \
+	"name, provider, policy, environment, owner, tier, spec, created_at, last_rotated,"   \
+	" current_version, current_fp, failures, needs_attention, last_result, last_error,"   \
+	" last_run"
+
+int
+rk_store_secret_list(struct rk_store *s, json_t **out, struct rk_error *err)
+{
+	int r;
+
+	if ((r = query(s, out, err, "SELECT " SECRET_COLUMNS " FROM secrets ORDER BY name", "")) < 0)
+		return r;
+	if ((r = parse_specs(*out, err)) < 0) {
+		json_decref(*out);
+		*out = NULL;
+	}
+	return r;
+}
+
+int
+rk_store_secret_get(struct rk_store *s, const char *name, json_t **out, struct rk_error *err)
+{
+	json_t *rows = NULL;
+	int r;
+
+	if ((r = query(s, &rows, err, "SELECT " SECRET_COLUMNS " FROM secrets WHERE name = ?",
+		       "s", name)) < 0)
+		return r;
+	if (json_array_size(rows) == 0) {
+		json_decref(rows);
+		return rk_error_set(err, RK_ENOTFOUND,
+				    "no secret named '%s' in the inventory (see `rekey list`)", name);
+	}
+	if ((r = parse_specs(rows, err)) < 0) {
+		json_decref(rows);
+		return r;
+	}
+	*out = json_incref(json_array_get(rows, 0));
+	json_decref(rows);
+	return 0;
+}
+
+int
+rk_store_secret_failed(struct rk_store *s, const char *name, const char *run_id,
+		       const char *error, int max_attempts, struct rk_error *err)
+{
+	return run(s, err, NULL,
+		   "UPDATE secrets SET failures = failures + 1,"
+		   " needs_attention = (failures + 1 >= ?), last_result = 'failed',"
+		   " last_error = ?, last_run = ? WHERE name = ?",
+		   "isss", (int64_t)max_attempts, error, run_id, name);
+}
+
+int
+rk_store_secret_promoted(struct rk_store *s, const char *name, const char *run_id,
+			 const char *version, const char *fp, int64_t now, struct rk_error *err)
+{
+	int r;
+
+	if ((r = run(s, err, NULL,
+		     "UPDATE secrets SET current_version = ?, current_fp = ?, last_rotated = ?,"
+		     " failures = 0, needs_attention = 0, last_result = 'rotated',"
+		     " last_error = '', last_run = ? WHERE name = ?",
+		     "ssiss", version, fp, now, run_id, name)) < 0)
+		return r;
+	return run(s, err, NULL,
+		   "INSERT OR IGNORE INTO fingerprints (secret, environment, version, fp, seen_at)"
+		   " SELECT name, environment, ?, ?, ? FROM secrets WHERE name = ?",
+		   "ssis", version, fp, now, name);
+}
+
+int
+rk_store_secret_clear_attention(struct rk_store *s, const char *name, struct rk_error *err)
+{
+	return run(s, err, NULL,
+		   "UPDATE secrets SET needs_attention = 0, failures = 0 WHERE name = ?", "s", name);
+}
+
+int
+rk_store_fp_other_env(struct rk_store *s, const char *fp, const char *environment,
+		      char **name_out, struct rk_error *err)
+{
+	json_t *rows = NULL;
+	int r;
+
+	*name_out = NULL;
+	if ((r = query(s, &rows, err,
+		       "SELECT secret FROM fingerprints WHERE fp = ? AND environment <> ?"
+		       " ORDER BY seen_at DESC LIMIT 1", "ss", fp, environment)) < 0)
+		return r;
+	if (json_array_size(rows) > 0) {
+		const char *n = json_string_value(json_object_get(json_array_get(rows, 0), "secret"));
+		if ((*name_out = strdup(n)) == NULL)
+			r = rk_error_set(err, RK_ENOMEM, "out of memory");
+	}
+	json_decref(rows);
+	return r;
+}
+
+int
+rk_store_fp_add(struct rk_store *s, const char *name, const char *environment,
+		const char *version, const char *fp, int64_t now, struct rk_error *err)
+{
+	return run(s, err, NULL,
+		   "INSERT OR IGNORE INTO fingerprints (secret, environment, version, fp, seen_at)"
+		   " VALUES (?,?,?,?,?)", "ssssi", name, environment, version, fp, now);
+}
+
+/* ---- runs ---- */
+
+int
+rk_store_run_create(struct rk_store *s, const char *run_id, const char *kind, const char *reason,
+		    int64_t now, struct rk_error *err)
+{
+	return run(s, err, NULL,
+		   "INSERT INTO runs (id, kind, reason, status, started_at) VALUES (?,?,?,'running',?)",
+		   "sssi", run_id, kind, reason ? reason : "", now);
+}
+
+int
+rk_store_run_finish(struct rk_store *s, const char *run_id, const char *status, int64_t now,
+		    struct rk_error *err)
+{
+	return run(s, err, NULL, "UPDATE runs SET status = ?, finished_at = ? WHERE id = ?", "sis",
+		   status, now, run_id);
+}
+
+int
+rk_store_run_list(struct rk_store *s, int limit, json_t **out, struct rk_error *err)
+{
+	return query(s, out, err,
+		     "SELECT r.id, r.kind, r.reason, r.status, r.started_at, r.finished_at,"
+		     " (SELECT COUNT(*) FROM rotations WHERE run_id = r.id) AS secrets,"
+		     " (SELECT COUNT(*) FROM rotations WHERE run_id = r.id AND state = 'done') AS done,"
+		     " (SELECT COUNT(*) FROM rotations WHERE run_id = r.id"
+		     "   AND state IN ('failed','rolled_back')) AS failed"
+		     " FROM runs r ORDER BY r.started_at DESC, r.id DESC LIMIT ?",
+		     "i", (int64_t)limit);
+}
+
+int
+rk_store_run_get(struct rk_store *s, const char *run_id, json_t **out, struct rk_error *err)
+{
+	json_t *rows = NULL;
+	int r;
+
+	if ((r = query(s, &rows, err,
+		       "SELECT id, kind, reason, status, started_at, finished_at FROM runs"
+		       " WHERE id = ?", "s", run_id)) < 0)
+		return r;
+	if (json_array_size(rows) == 0) {
+		json_decref(rows);
+		return rk_error_set(err, RK_ENOTFOUND, "no run '%s' (see `rekey runs`)", run_id);
+	}
+	*out = json_incref(json_array_get(rows, 0));
+	json_decref(rows);
+	return 0;
+}
+
+int
+rk_store_run_unfinished(struct rk_store *s, json_t **out, struct rk_error *err)
+{
+	return query(s, out, err,
+		     "SELECT id, kind, reason, started_at FROM runs WHERE status = 'running'"
+		     " ORDER BY started_at, id", "");
+}
+
+/* ---- journal ---- */
+
+void
+rk_rotation_clear(struct rk_rotation *rot)
+{
+	free(rot->sealed_new);
+	free(rot->sealed_old);
+	rot->sealed_new = rot->sealed_old = NULL;
+	rot->sealed_new_len = rot->sealed_old_len = 0;
+}
+
+int
+rk_store_rot_insert(struct rk_store *s, const struct rk_rotation *rot, int64_t now,
+		    struct rk_error *err)
+{
+	int r;
+
+	if ((r = rk_store_begin(s, err)) < 0)
+		return r;
+	if ((r = run(s, err, NULL,
+		     "INSERT INTO rotations (run_id, secret, seq, state, idem_key, updated_at)"
+		     " VALUES (?, ?, (SELECT COUNT(*) FROM rotations WHERE run_id = ?), 'planned', ?, ?)",
+		     "ssssi", rot->run_id, rot->secret, rot->run_id, rot->idem_key, now)) < 0 ||
+	    (r = run(s, err, NULL,
+		     "INSERT INTO steps (run_id, secret, step, ts) VALUES (?, ?, 'planned', ?)",
+		     "ssi", rot->run_id, rot->secret, now)) < 0) {
+		rk_store_rollback(s);
+		return r;
+	}
+	return rk_store_commit(s, err);
+}
+
+int
+rk_store_rot_step(struct rk_store *s, struct rk_rotation *rot, const char *step,
+		  const char *detail, int64_t now, struct rk_error *err)
+{
+	int r, changes = 0;
+
+	if ((r = rk_store_begin(s, err)) < 0)
+		return r;
+	r = run(s, err, &changes,
+		"UPDATE rotations SET state = ?, old_version = ?, new_version = ?, old_fp = ?,"
+		" new_fp = ?, sealed_new = ?, sealed_old = ?, error = ?, updated_at = ?"
+		" WHERE run_id = ? AND secret = ?",
+		"sssssbbsiss", step, rot->old_version, rot->new_version, rot->old_fp, rot->new_fp,
+		(const void *)rot->sealed_new, rot->sealed_new_len, (const void *)rot->sealed_old,
+		rot->sealed_old_len, rot->error, now, rot->run_id, rot->secret);
+	if (r == 0 && changes != 1)
+		r = rk_error_set(err, RK_EINTERNAL, "journal row of '%s' in run %s is missing",
+				 rot->secret, rot->run_id);
+	if (r == 0)
+		r = run(s, err, NULL,
+			"INSERT INTO steps (run_id, secret, step, detail, ts) VALUES (?,?,?,?,?)",
+			"ssssi", rot->run_id, rot->secret, step, detail ? detail : "", now);
+	if (r < 0) {
+		rk_store_rollback(s);
+		return r;
+	}
+	if ((r = rk_store_commit(s, err)) < 0)
+		return r;
+	snprintf(rot->state, sizeof(rot->state), "%s", step);
+	rot->updated_at = now;
+	return 0;
+}
+
+static void
+copy_col(char *dst, size_t n, sqlite3_stmt *st, int i)
+{
+	const char *v = (const char *)sqlite3_column_text(st, i);
+
+	snprintf(dst, n, "%s", v ? v : "");
+}
+
+static int
+copy_blob(unsigned char **dst, size_t *len, sqlite3_stmt *st, int i)
+{
+	const void *p = sqlite3_column_blob(st, i);
+	int n = sqlite3_column_bytes(st, i);
+
+	*dst = NULL;
+	*len = 0;
+	if (p == NULL || n <= 0)
+		return 0;
+	if ((*dst = malloc((size_t)n)) == NULL)
+		return RK_ENOMEM;
+	memcpy(*dst, p, (size_t)n);
+	*len = (size_t)n;
+	return 0;
+}
+
+void
+rk_store_rot_free(struct rk_rotation *rots, size_t n)
+{
+	if (rots == NULL)
+		return;
+	for (size_t i = 0; i < n; i++)
+		rk_rotation_clear(&rots[i]);
+	free(rots);
+}
+
+int
+rk_store_rot_list(struct rk_store *s, const char *run_id, struct rk_rotation **out, size_t *n,
+		  struct rk_error *err)
+{
+	sqlite3_stmt *st = NULL;
+	struct rk_rotation *rots = NULL;
+	size_t count = 0, cap = 0;
+	int r = 0, rc;
+
+	if (sqlite3_prepare_v2(s->db,
+			       "SELECT run_id, secret, state, idem_key, old_version, new_version,"
+			       " old_fp, new_fp, sealed_new, sealed_old, error, updated_at"
+			       " FROM rotations WHERE run_id = ? ORDER BY seq", -1, &st,
+			       NULL) != SQLITE_OK)
+		return db_err(s, err, "prepare");
+	sqlite3_bind_text(st, 1, run_id, -1, SQLITE_TRANSIENT);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct rk_rotation *rot;
+		if (count == cap) {
+			size_t ncap = cap ? cap * 2 : 16;
+			struct rk_rotation *nr = realloc(rots, ncap * sizeof(*nr));
+			if (nr == NULL) {
+				r = rk_error_set(err, RK_ENOMEM, "out of memory");
+				goto out;
+			}
+			rots = nr;
+			cap = ncap;
+		}
+		rot = &rots[count];
+		memset(rot, 0, sizeof(*rot));
+		count++;
+		copy_col(rot->run_id, sizeof(rot->run_id), st, 0);
+		copy_col(rot->secret, sizeof(rot->secret), st, 1);
+		copy_col(rot->state, sizeof(rot->state), st, 2);
+		copy_col(rot->idem_key, sizeof(rot->idem_key), st, 3);
+		copy_col(rot->old_version, sizeof(rot->old_version), st, 4);
+		copy_col(rot->new_version, sizeof(rot->new_version), st, 5);
+		copy_col(rot->old_fp, sizeof(rot->old_fp), st, 6);
+		copy_col(rot->new_fp, sizeof(rot->new_fp), st, 7);
+		if (copy_blob(&rot->sealed_new, &rot->sealed_new_len, st, 8) < 0 ||
+		    copy_blob(&rot->sealed_old, &rot->sealed_old_len, st, 9) < 0) {
+			r = rk_error_set(err, RK_ENOMEM, "out of memory");
+			goto out;
+		}
+		copy_col(rot->error, sizeof(rot->error), st, 10);
+		rot->updated_at = sqlite3_column_int64(st, 11);
+	}
+	if (rc != SQLITE_DONE)
+		r = db_err(s, err, "read");
+out:
+	sqlite3_finalize(st);
+	if (r < 0) {
+		rk_store_rot_free(rots, count);
+		return r;
+	}
+	*out = rots;
+	*n = count;
+	return 0;
+}
+
+int
+rk_store_steps(struct rk_store *s, const char *run_id, const char *secret, json_t **out,
+	       struct rk_error *err)
+{
+	if (run_id != NULL)
+		return query(s, out, err,
+			     "SELECT secret, step, detail, ts FROM steps WHERE run_id = ? ORDER BY id",
+			     "s", run_id);
+	return query(s, out, err,
+		     "SELECT run_id, step, detail, ts FROM steps WHERE secret = ? ORDER BY id", "s",
+		     secret);
+}
+
+int
+rk_store_history(struct rk_store *s, const char *secret, json_t **out, struct rk_error *err)
+{
+	return query(s, out, err,
+		     "SELECT r.run_id, u.kind, r.state, r.old_version, r.new_version, r.new_fp,"
+		     " r.error, u.started_at, r.updated_at FROM rotations r JOIN runs u"
+		     " ON u.id = r.run_id WHERE r.secret = ? ORDER BY u.started_at DESC, r.run_id DESC",
+		     "s", secret);
+}
+
+/* ---- dependents ---- */
+
+int
+rk_store_dep_state(struct rk_store *s, const char *run_id, const char *dep, char *state,
+		   size_t n, struct rk_error *err)
+{
+	json_t *rows = NULL;
+	int r;
+
+	if ((r = query(s, &rows, err,
+		       "SELECT state FROM dep_restarts WHERE run_id = ? AND dependent = ?", "ss",
+		       run_id, dep)) < 0)
+		return r;
+	snprintf(state, n, "%s",
+		 json_array_size(rows)
+			 ? json_string_value(json_object_get(json_array_get(rows, 0), "state"))
+			 : "");
+	json_decref(rows);
+	return 0;
+}
+
+int
+rk_store_dep_set(struct rk_store *s, const char *run_id, const char *dep, const char *state,
+		 const char *error, int64_t now, struct rk_error *err)
+{
+	return run(s, err, NULL,
+		   "INSERT INTO dep_restarts (run_id, dependent, state, error, updated_at)"
+		   " VALUES (?,?,?,?,?) ON CONFLICT(run_id, dependent) DO UPDATE SET"
+		   " state = excluded.state, error = excluded.error, updated_at = excluded.updated_at",
+		   "ssssi", run_id, dep, state, error ? error : "", now);
+}
+
+int
+rk_store_dep_list(struct rk_store *s, const char *run_id, json_t **out, struct rk_error *err)
+{
+	return query(s, out, err,
+		     "SELECT dependent, state, error, updated_at FROM dep_restarts WHERE run_id = ?"
+		     " ORDER BY dependent", "s", run_id);
+}
+
+/* ---- audit ---- */
+
+int
+rk_store_audit_last(struct rk_store *s, int64_t *seq, char *hash, size_t n, struct rk_error *err)
+{
+	json_t *rows = NULL;
+	int r;
+
+	if ((r = query(s, &rows, err, "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+		       "")) < 0)
+		return r;
+	if (json_array_size(rows) == 0) {
+		*seq = 0;
+		snprintf(hash, n, "%s", "");
+	} else {
+		json_t *row = json_array_get(rows, 0);
+		*seq = json_integer_value(json_object_get(row, "seq"));
+		snprintf(hash, n, "%s", json_string_value(json_object_get(row, "hash")));
+	}
+	json_decref(rows);
+	return 0;
+}
+
+int
+rk_store_audit_insert(struct rk_store *s, int64_t seq, int64_t ts, const char *actor,
+		      const char *event, const char *subject, const char *detail,
+		      const char *prev_hash, const char *hash, struct rk_error *err)
+{
+	return run(s, err, NULL,
+		   "INSERT INTO audit (seq, ts, actor, event, subject, detail, prev_hash, hash)"
+		   " VALUES (?,?,?,?,?,?,?,?)", "iissssss", seq, ts, actor, event, subject, detail,
+		   prev_hash, hash);
+}
+
+int
+rk_store_audit_list(struct rk_store *s, int64_t since, json_t **out, struct rk_error *err)
+{
+	return query(s, out, err,
+		     "SELECT seq, ts, actor, event, subject, detail, prev_hash, hash FROM audit"
+		     " WHERE ts >= ? ORDER BY seq", "i", since);
+}
