@@ -752,6 +752,26 @@ out:
 }
 
 int
+rk_store_secret_in_flight(struct rk_store *s, const char *name, char *run_id, size_t n,
+			  struct rk_error *err)
+{
+	json_t *rows = NULL;
+	int r;
+
+	if ((r = query(s, &rows, err,
+		       "SELECT r.run_id FROM rotations r JOIN runs u ON u.id = r.run_id"
+		       " WHERE u.status = 'running' AND r.secret = ?"
+		       " AND r.state NOT IN ('done', 'failed', 'rolled_back') LIMIT 1", "s", name)) < 0)
+		return r;
+	snprintf(run_id, n, "%s",
+		 json_array_size(rows)
+			 ? json_string_value(json_object_get(json_array_get(rows, 0), "run_id"))
+			 : "");
+	json_decref(rows);
+	return 0;
+}
+
+int
 rk_store_steps(struct rk_store *s, const char *run_id, const char *secret, json_t **out,
 	       struct rk_error *err)
 {

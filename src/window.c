@@ -24,6 +24,9 @@
 
 #define EXPECTED "expected \"<days> HH:MM-HH:MM <zone>\" like \"Mon-Fri 02:00-05:00 UTC\""
 
+#define DAYS_FORMS "Mon, Tue, Wed, Thu, Fri, Sat, Sun, ranges like Mon-Fri or Fri-Mon, " \
+	"lists like Sat,Sun, or daily"
+
 static const char *const day_names[7] = { "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun" };
 
 static int64_t
@@ -89,12 +92,21 @@ parse_days(struct tok t, unsigned char *out, const char *s, struct rk_error *err
 			a = parse_day(p, (size_t)(dash - p));
 			b = parse_day(dash + 1, (size_t)(item_end - dash - 1));
 		}
-		if (a < 0 || b < 0)
+		if (a < 0 || b < 0) {
+			/* Name the exact culprit: "Fro" in Mon-Fro, or the item missing a day. */
+			const char *bad = a < 0 ? p : dash + 1;
+			const char *bad_end = a < 0 && dash ? dash : item_end;
+
+			if (bad == bad_end)
+				return rk_error_set(err, RK_EINVAL,
+						    "window \"%.*s\": a day is missing in '%.*s' "
+						    "(days are " DAYS_FORMS "); " EXPECTED,
+						    MAX_INPUT, s, (int)t.n, t.p);
 			return rk_error_set(err, RK_EINVAL,
-					    "window \"%.*s\": bad day '%.*s' (days are Mon, Tue, "
-					    "Wed, Thu, Fri, Sat, Sun, ranges like Mon-Fri or Fri-Mon, "
-					    "lists like Sat,Sun, or daily); " EXPECTED,
-					    MAX_INPUT, s, (int)(item_end - p), p);
+					    "window \"%.*s\": unknown day '%.*s' (days are "
+					    DAYS_FORMS "); " EXPECTED,
+					    MAX_INPUT, s, (int)(bad_end - bad), bad);
+		}
 		/* A range may wrap past Sunday: Fri-Mon is Fri, Sat, Sun, Mon. */
 		for (int d = a;; d = (d + 1) % 7) {
 			days |= (unsigned char)(1u << d);

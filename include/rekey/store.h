@@ -108,6 +108,9 @@ int rk_store_rot_step(struct rk_store *s, struct rk_rotation *rot, const char *s
 int rk_store_rot_list(struct rk_store *s, const char *run_id, struct rk_rotation **out,
 		      size_t *n, struct rk_error *err) RK_WARN_UNUSED;
 void rk_store_rot_free(struct rk_rotation *rots, size_t n);
+/* The unfinished run holding a rotation of this secret in flight ("" when none). */
+int rk_store_secret_in_flight(struct rk_store *s, const char *name, char *run_id, size_t n,
+			      struct rk_error *err) RK_WARN_UNUSED;
 /* Step rows of a run (or of one secret across runs when run_id is NULL). */
 int rk_store_steps(struct rk_store *s, const char *run_id, const char *secret, json_t **out,
 		   struct rk_error *err) RK_WARN_UNUSED;

@@ -509,14 +509,16 @@ class FakeVault:
                 raw = authz[7:].strip()
         return raw or None
 
-    def auth_envelope(self, tok):
+    def auth_envelope(self, tok, lease_duration=None):
         a = GoStruct()
         a["client_token"] = tok["id"]
         a["accessor"] = tok["accessor"]
         a["policies"] = list(tok["policies"])
         a["token_policies"] = list(tok["policies"])
         a["metadata"] = tok["meta"]
-        a["lease_duration"] = self.token_ttl_left(tok) if tok["expire_time"] else 0
+        if lease_duration is None:
+            lease_duration = self.token_ttl_left(tok)
+        a["lease_duration"] = lease_duration
         a["renewable"] = tok["renewable"]
         a["entity_id"] = tok["entity_id"]
         a["token_type"] = tok["type"]
@@ -733,7 +735,7 @@ class FakeVault:
 
     def set_quota(self, body):
         with self.lock:
-            if not body or (not body.get("rps") and not body.get("max_requests")):
+            if not body or (body.get("rps") is None and body.get("max_requests") is None):
                 self.quota = None
                 return None
             q = {"rps": body.get("rps"), "max_requests": body.get("max_requests"),
@@ -1136,7 +1138,7 @@ class FakeVault:
                                role["renewable"], path="auth/%s/login" % mount_name,
                                meta={"role_name": role["role_name"]},
                                display_name=mount_name, capabilities=role["capabilities"])
-        return self.ok(None, auth=self.auth_envelope(tok), mount_type="approle")
+        return self.ok(None, auth=self.auth_envelope(tok, tok["ttl"]), mount_type="approle")
 
     def kubernetes_login(self, ctx, mount_name, amount):
         d = ctx.data
@@ -1162,7 +1164,7 @@ class FakeVault:
                                display_name="%s-%s-%s" % (mount_name, role["service_account_namespace"],
                                                           role["service_account_name"]),
                                capabilities=role["capabilities"])
-        return self.ok(None, auth=self.auth_envelope(tok), mount_type="kubernetes")
+        return self.ok(None, auth=self.auth_envelope(tok, tok["ttl"]), mount_type="kubernetes")
 
     def token_lookup_self(self, tok):
         data = {
@@ -1213,8 +1215,7 @@ class FakeVault:
             ttl = max_valid
         tok["expire_time"] = now + ttl * 1_000_000_000
         tok["last_renewal_time"] = now
-        auth = self.auth_envelope(tok)
-        auth["lease_duration"] = ttl
+        auth = self.auth_envelope(tok, ttl)
         return self.ok(None, warnings=warnings, auth=auth, mount_type="token")
 
     # ------------------------------------------------------------ KV v2

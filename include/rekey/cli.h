@@ -1,0 +1,53 @@
+/*
+ * The command line: a table of commands (src/cli.c), one file per command
+ * family (src/cmd_*.c), and the output helpers they share: tables in text,
+ * the same data as JSON with --output json.
+ */
+#ifndef REKEY_CLI_H
+#define REKEY_CLI_H
+
+#include <jansson.h>
+#include "rekey/error.h"
+
+struct rk_ctx;
+
+int rk_cli_main(int argc, char **argv);
+
+/* Command entry points: argv[0] is the command name. Return an exit code. */
+int cmd_init(struct rk_ctx *ctx, int argc, char **argv);
+int cmd_apply(struct rk_ctx *ctx, int argc, char **argv);
+int cmd_list(struct rk_ctx *ctx, int argc, char **argv);
+int cmd_status(struct rk_ctx *ctx, int argc, char **argv);
+int cmd_plan(struct rk_ctx *ctx, int argc, char **argv);
+int cmd_rotate(struct rk_ctx *ctx, int argc, char **argv);
+int cmd_rollback(struct rk_ctx *ctx, int argc, char **argv);
+int cmd_history(struct rk_ctx *ctx, int argc, char **argv);
+int cmd_runs(struct rk_ctx *ctx, int argc, char **argv);
+int cmd_run(struct rk_ctx *ctx, int argc, char **argv);
+int cmd_audit(struct rk_ctx *ctx, int argc, char **argv);
+int cmd_get(struct rk_ctx *ctx, int argc, char **argv);
+
+/* Logs err (once, at the top) and returns its exit code. */
+int rk_cli_fail(const struct rk_error *err, const char *fmt, ...) RK_PRINTF(2, 3);
+/* A usage error: prints the message and the command's usage, returns 2. */
+int rk_cli_usage(const char *usage, const char *fmt, ...) RK_PRINTF(2, 3);
+/* Prints `usage` and returns 0 when argv has -h/--help. */
+int rk_cli_wants_help(int argc, char **argv, const char *usage);
+
+/* Prints JSON (pretty, newline-terminated) on stdout. */
+void rk_print_json(const json_t *v);
+
+/*
+ * A text table. Columns are given once; rows are arrays of strings. Printed
+ * with aligned columns; cells are sanitized (no control characters).
+ */
+struct rk_table;
+struct rk_table *rk_table_new(const char *const *headers);
+void rk_table_add(struct rk_table *t, ...);	/* exactly one string per column */
+void rk_table_print(const struct rk_table *t);
+void rk_table_free(struct rk_table *t);
+
+/* "3d4h ago" / "in 2h" / "never" relative to now. */
+void rk_fmt_rel(long long t, long long now, char *buf, unsigned n);
+
+#endif

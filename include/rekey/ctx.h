@@ -1,0 +1,42 @@
+/*
+ * The one context made in main and passed down: config, policies, state DB,
+ * keys, opened providers, the clock and output settings. No hidden globals.
+ */
+#ifndef REKEY_CTX_H
+#define REKEY_CTX_H
+
+#include <stdint.h>
+#include "rekey/error.h"
+
+struct rk_config;
+struct rk_policy_set;
+struct rk_store;
+struct rk_keys;
+struct rk_provider;
+
+struct rk_ctx {
+	const char *config_path;	/* -c, may be NULL */
+	int output_json;		/* --output json */
+	struct rk_config *cfg;
+	struct rk_policy_set *policies;
+	struct rk_store *store;
+	struct rk_keys *keys;
+	struct rk_provider **providers;	/* parallel to cfg->providers, opened lazily */
+	int lock_fd;			/* -1 when not holding the state lock */
+	int64_t fixed_now;		/* tests: a fixed clock (fault builds only) */
+	char actor[128];		/* who acts, for the audit log: user@host */
+};
+
+void rk_ctx_init(struct rk_ctx *ctx);
+void rk_ctx_cleanup(struct rk_ctx *ctx);
+/* Loads rekey.yaml and the policies. */
+int rk_ctx_load_config(struct rk_ctx *ctx, struct rk_error *err) RK_WARN_UNUSED;
+/* Opens the state DB and keys (after load_config); lock: take the state lock. */
+int rk_ctx_open_state(struct rk_ctx *ctx, int lock, struct rk_error *err) RK_WARN_UNUSED;
+/* The opened provider instance of that name (opened on first use). */
+int rk_ctx_provider(struct rk_ctx *ctx, const char *name, struct rk_provider **out,
+		    struct rk_error *err) RK_WARN_UNUSED;
+/* Unix seconds. */
+int64_t rk_now(const struct rk_ctx *ctx);
+
+#endif

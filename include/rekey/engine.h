@@ -1,0 +1,52 @@
+/*
+ * The rotation engine: the journaled state machine of the design
+ *
+ *   planned -> generated -> staged -> verified -> [set] -> promoted
+ *           -> restarted -> done;   failed | rolled_back
+ *
+ * Each step is committed to the state DB before the next external call, the
+ * generated value is kept sealed in the journal until done (so a resumed
+ * stage writes the same value under the same idempotency key), and resume
+ * asks the provider whether an interrupted write landed before writing again.
+ */
+#ifndef REKEY_ENGINE_H
+#define REKEY_ENGINE_H
+
+#include <stdint.h>
+#include <jansson.h>
+#include "rekey/error.h"
+
+struct rk_ctx;
+
+struct rk_rotate_opts {
+	int no_restart;		/* skip dependents */
+	const char *kind;	/* "rotate", "emergency" */
+	const char *reason;	/* free text for the run and the audit log */
+};
+
+/*
+ * The schedule at time `at`: one object per secret with name, provider,
+ * policy, environment, tier, owner, last_rotated, next_due, due, overdue,
+ * expired (past grace), window_open, next_window, needs_attention, reason.
+ */
+int rk_engine_plan(struct rk_ctx *ctx, int64_t at, json_t **out, struct rk_error *err) RK_WARN_UNUSED;
+
+/*
+ * Rotates the named secrets (JSON array of strings) in one new run and
+ * restarts their dependents once each. *report: {run_id, kind, status
+ * ("done" | "partial" | "failed"), secrets: [...], dependents: [...]}.
+ * Returns 0 when the run itself could be carried out (see status), or an
+ * error when it could not start.
+ */
+int rk_engine_rotate(struct rk_ctx *ctx, const json_t *names, const struct rk_rotate_opts *opts,
+		     json_t **report, struct rk_error *err) RK_WARN_UNUSED;
+
+/* Finishes an interrupted run (run_id NULL: every unfinished run; report is an array then). */
+int rk_engine_resume(struct rk_ctx *ctx, const char *run_id, json_t **report,
+		     struct rk_error *err) RK_WARN_UNUSED;
+
+/* Restores the previous value (or version `to`) of one secret and restarts its dependents. */
+int rk_engine_rollback(struct rk_ctx *ctx, const char *name, const char *to, json_t **report,
+		       struct rk_error *err) RK_WARN_UNUSED;
+
+#endif

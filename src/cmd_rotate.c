@@ -1,0 +1,256 @@
+/*
+ * rekey rotate NAME... | --due [--dry-run] [--ignore-window] [--no-restart]
+ * rekey rotate --resume RUN
+ * rekey rollback NAME [--to VERSION]
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rekey/cli.h"
+#include "rekey/ctx.h"
+#include "rekey/engine.h"
+#include "rekey/store.h"
+#include "rekey/util.h"
+
+static const char rotate_usage[] =
+	"usage: rekey rotate NAME... [--dry-run] [--no-restart] [--reason TEXT]\n"
+	"       rekey rotate --due [--ignore-window] [--dry-run] [--no-restart]\n"
+	"       rekey rotate --resume RUN|all\n\n"
+	"Rotates the named secrets now (a secret marked needs_attention is cleared by\n"
+	"naming it), or every secret that is due and inside its rotation window\n"
+	"(--due). Dependents restart once each, after all their secrets are promoted.\n"
+	"--resume finishes a run interrupted by a crash (see `rekey runs`).\n"
+	"Exit: 0 all rotated, 3 some failed, 1 all failed, 2 usage, 75 locked.\n";
+
+static const char rollback_usage[] =
+	"usage: rekey rollback NAME [--to VERSION]\n\n"
+	"Makes the value before the last rotation (or VERSION) current again, as a new\n"
+	"version, and restarts the secret's dependents.\n";
+
+static int
+status_exit(const json_t *report)
+{
+	const char *s = json_string_value(json_object_get(report, "status"));
+
+	if (s == NULL || strcmp(s, "done") == 0)
+		return 0;
+	return strcmp(s, "partial") == 0 ? 3 : 1;
+}
+
+static void
+print_report(const json_t *rep)
+{
+	static const char *const h[] = { "SECRET", "PROVIDER", "RESULT", "VERSION", "ERROR", NULL };
+	static const char *const hd[] = { "DEPENDENT", "RESULT", "ERROR", NULL };
+	struct rk_table *t = rk_table_new(h);
+	size_t i, ok = 0;
+	json_t *e;
+
+	json_array_foreach(json_object_get(rep, "secrets"), i, e) {
+		char ver[300];
+		const char *ov = json_string_value(json_object_get(e, "old_version"));
+		const char *nv = json_string_value(json_object_get(e, "new_version"));
+		snprintf(ver, sizeof(ver), "%s -> %s", ov && ov[0] ? ov : "(none)",
+			 nv && nv[0] ? nv : "-");
+		rk_table_add(t, json_string_value(json_object_get(e, "name")),
+			     json_string_value(json_object_get(e, "provider")),
+			     json_string_value(json_object_get(e, "result")), ver,
+			     json_string_value(json_object_get(e, "error")));
+		ok += strcmp(json_string_value(json_object_get(e, "result")), "rotated") == 0;
+	}
+	rk_table_print(t);
+	rk_table_free(t);
+	if (json_array_size(json_object_get(rep, "dependents")) > 0) {
+		t = rk_table_new(hd);
+		json_array_foreach(json_object_get(rep, "dependents"), i, e)
+			rk_table_add(t, json_string_value(json_object_get(e, "dependent")),
+				     json_string_value(json_object_get(e, "result")),
+				     json_string_value(json_object_get(e, "error")));
+		printf("\n");
+		rk_table_print(t);
+		rk_table_free(t);
+	}
+	printf("\nrun %s: %s (%zu of %zu rotated)\n", json_string_value(json_object_get(rep, "run_id")),
+	       json_string_value(json_object_get(rep, "status")), ok,
+	       json_array_size(json_object_get(rep, "secrets")));
+}
+
+static int
+do_resume(struct rk_ctx *ctx, const char *run)
+{
+	struct rk_error err = { 0 };
+	json_t *rep = NULL, *e;
+	size_t i;
+	int rc = 0;
+
+	if (rk_engine_resume(ctx, strcmp(run, "all") == 0 ? NULL : run, &rep, &err) < 0)
+		return rk_cli_fail(&err, "cannot resume %s", run);
+	if (json_is_array(rep)) {
+		json_array_foreach(rep, i, e) {
+			int x = status_exit(e);
+			if (!ctx->output_json)
+				print_report(e);
+			rc = x > rc ? x : rc;
+		}
+		if (!ctx->output_json && json_array_size(rep) == 0)
+			printf("no unfinished runs\n");
+	} else {
+		if (!ctx->output_json)
+			print_report(rep);
+		rc = status_exit(rep);
+	}
+	if (ctx->output_json)
+		rk_print_json(rep);
+	json_decref(rep);
+	return rc;
+}
+
+int
+cmd_rotate(struct rk_ctx *ctx, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "due", no_argument, NULL, 'd' },
+		{ "dry-run", no_argument, NULL, 'n' },
+		{ "resume", required_argument, NULL, 'r' },
+		{ "ignore-window", no_argument, NULL, 'w' },
+		{ "no-restart", no_argument, NULL, 'R' },
+		{ "reason", required_argument, NULL, 'm' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct rk_error err = { 0 };
+	struct rk_rotate_opts ro = { .kind = "rotate" };
+	const char *resume = NULL;
+	int due = 0, dry = 0, ignore_window = 0, c, rc = 1;
+	json_t *names = NULL, *plan = NULL, *rep = NULL, *p;
+	size_t i;
+
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'd': due = 1; break;
+		case 'n': dry = 1; break;
+		case 'r': resume = optarg; break;
+		case 'w': ignore_window = 1; break;
+		case 'R': ro.no_restart = 1; break;
+		case 'm': ro.reason = optarg; break;
+		case 'h': fputs(rotate_usage, stdout); return 0;
+		default: return rk_cli_usage(rotate_usage, "bad arguments");
+		}
+	}
+	if ((resume != NULL) + due + (optind < argc) != 1)
+		return rk_cli_usage(rotate_usage, "give NAME..., --due or --resume RUN (one of them)");
+	if (rk_ctx_load_config(ctx, &err) < 0)
+		return rk_cli_fail(&err, "cannot load configuration");
+	if (rk_ctx_open_state(ctx, !dry, &err) < 0)
+		return rk_cli_fail(&err, "cannot open the state");
+	if (resume != NULL)
+		return do_resume(ctx, resume);
+	if (rk_engine_plan(ctx, rk_now(ctx), &plan, &err) < 0)
+		return rk_cli_fail(&err, "cannot compute the schedule");
+	names = json_array();
+	if (due) {
+		json_array_foreach(plan, i, p) {
+			if (json_is_true(json_object_get(p, "due")) &&
+			    (ignore_window || json_is_true(json_object_get(p, "window_open"))) &&
+			    !json_is_true(json_object_get(p, "needs_attention")))
+				json_array_append(names, json_object_get(p, "name"));
+		}
+	} else {
+		for (int k = optind; k < argc; k++) {
+			int found = 0;
+			json_array_foreach(plan, i, p)
+				found |= strcmp(json_string_value(json_object_get(p, "name")), argv[k]) == 0;
+			if (!found) {
+				rk_error_set(&err, RK_EINVAL,
+					     "no secret named '%s' in the inventory (see `rekey list`)",
+					     argv[k]);
+				rc = rk_cli_fail(&err, "nothing was rotated");
+				goto out;
+			}
+			json_array_append_new(names, json_string(argv[k]));
+		}
+	}
+	/* A secret with a rotation still in flight must be finished first, not raced. */
+	json_array_foreach(names, i, p) {
+		char run[64];
+		if (rk_store_secret_in_flight(ctx->store, json_string_value(p), run, sizeof(run),
+					      &err) < 0) {
+			rc = rk_cli_fail(&err, "cannot read the journal");
+			goto out;
+		}
+		if (run[0]) {
+			rk_error_set(&err, RK_EINVAL,
+				     "'%s' has an unfinished rotation in run %s; finish it first "
+				     "with `rekey rotate --resume %s`", json_string_value(p), run, run);
+			rc = rk_cli_fail(&err, "nothing was rotated");
+			goto out;
+		}
+	}
+	if (dry || json_array_size(names) == 0) {
+		if (ctx->output_json) {
+			json_t *j = json_pack("{s:b, s:O}", "dry_run", dry, "would_rotate", names);
+			rk_print_json(j);
+			json_decref(j);
+		} else if (json_array_size(names) == 0) {
+			printf("nothing to rotate\n");
+		} else {
+			json_array_foreach(names, i, p)
+				printf("would rotate %s\n", json_string_value(p));
+		}
+		rc = 0;
+		goto out;
+	}
+	if (rk_engine_rotate(ctx, names, &ro, &rep, &err) < 0) {
+		rc = rk_cli_fail(&err, "rotation did not start; nothing was changed");
+		goto out;
+	}
+	if (ctx->output_json)
+		rk_print_json(rep);
+	else
+		print_report(rep);
+	rc = status_exit(rep);
+out:
+	json_decref(rep);
+	json_decref(names);
+	json_decref(plan);
+	return rc;
+}
+
+int
+cmd_rollback(struct rk_ctx *ctx, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "to", required_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct rk_error err = { 0 };
+	const char *to = NULL;
+	json_t *rep = NULL;
+	int c, rc;
+
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 't': to = optarg; break;
+		case 'h': fputs(rollback_usage, stdout); return 0;
+		default: return rk_cli_usage(rollback_usage, "bad arguments");
+		}
+	}
+	if (optind + 1 != argc)
+		return rk_cli_usage(rollback_usage, "rollback needs exactly one NAME");
+	if (rk_ctx_load_config(ctx, &err) < 0)
+		return rk_cli_fail(&err, "cannot load configuration");
+	if (rk_ctx_open_state(ctx, 1, &err) < 0)
+		return rk_cli_fail(&err, "cannot open the state");
+	if (rk_engine_rollback(ctx, argv[optind], to, &rep, &err) < 0)
+		return rk_cli_fail(&err, "cannot roll back '%s'", argv[optind]);
+	if (ctx->output_json)
+		rk_print_json(rep);
+	else
+		print_report(rep);
+	rc = status_exit(rep);
+	json_decref(rep);
+	return rc;
+}

@@ -1,0 +1,963 @@
+/*
+ * The rotation engine (see engine.h for the state machine).
+ *
+ * Invariants:
+ *  - a journal step is durable before the external call that follows it;
+ *  - the new value exists in plaintext only in sodium memory; the journal
+ *    holds it sealed from "generated" until "done", then drops it;
+ *  - a stage that may have reached the provider (error or crash) is looked up
+ *    (find_staged) before anything is written again, so a retry never creates
+ *    a second version nor overwrites someone else's;
+ *  - a dependent restarts once per run, after every secret of the run it
+ *    depends on has left the pipeline.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rekey/audit.h"
+#include "rekey/config.h"
+#include "rekey/crypto.h"
+#include "rekey/ctx.h"
+#include "rekey/engine.h"
+#include "rekey/exec.h"
+#include "rekey/fault.h"
+#include "rekey/gen.h"
+#include "rekey/log.h"
+#include "rekey/policy.h"
+#include "rekey/provider.h"
+#include "rekey/store.h"
+#include "rekey/util.h"
+
+struct job {
+	json_t *row;			/* the secret's DB row (owned) */
+	const json_t *spec;		/* row["spec"] */
+	const char *name;
+	const struct rk_policy *pol;
+	struct rk_provider *prov;
+	struct rk_rotation rot;
+	struct rk_secret *value;	/* the new value while in flight */
+	int resumed;			/* the journal came from an earlier process */
+	int64_t t0;
+	char result[16];		/* rotated, failed, rolled_back */
+	struct rk_error err;
+};
+
+static void
+job_free(struct job *j)
+{
+	rk_secret_free(j->value);
+	rk_rotation_clear(&j->rot);
+	json_decref(j->row);
+}
+
+static void
+seal_ad(char *ad, size_t n, const struct rk_rotation *rot, const char *which)
+{
+	snprintf(ad, n, "rekey-journal\n%s\n%s\n%s", rot->run_id, rot->secret, which);
+}
+
+static int
+step(struct rk_ctx *ctx, struct job *j, const char *name, const char *detail, struct rk_error *err)
+{
+	int r;
+
+	if ((r = rk_store_rot_step(ctx->store, &j->rot, name, detail, rk_now(ctx), err)) < 0)
+		return r;
+	rk_log(RK_LOG_INFO, "rotation.step", "run_id", j->rot.run_id, "secret", j->name,
+	       "provider", j->prov ? j->prov->name : NULL, "step", name, NULL);
+	return 0;
+}
+
+/* ---- the steps ---- */
+
+static int
+do_generate(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
+{
+	const json_t *loc = json_object_get(j->spec, "locator");
+	struct rk_secret *old = NULL;
+	struct rk_version ver = { "" };
+	char ad[600];
+	int r;
+
+	r = rk_provider_read(j->prov, loc, &old, &ver, err);
+	if (r == RK_ENOTFOUND) {
+		rk_error_clear(err);
+		old = NULL;
+		ver.id[0] = '\0';
+	} else if (r < 0) {
+		goto out;
+	}
+	snprintf(j->rot.old_version, sizeof(j->rot.old_version), "%s", ver.id);
+	j->rot.old_fp[0] = '\0';
+	free(j->rot.sealed_old);
+	j->rot.sealed_old = NULL;
+	j->rot.sealed_old_len = 0;
+	if (old != NULL) {
+		rk_fingerprint(ctx->keys, old, j->rot.old_fp);
+		/* Without provider versions, the previous value survives only here (sealed). */
+		if (!(rk_provider_caps(j->prov) & RK_CAP_VERSIONS)) {
+			seal_ad(ad, sizeof(ad), &j->rot, "old");
+			if ((r = rk_seal(ctx->keys, ad, old, &j->rot.sealed_old, &j->rot.sealed_old_len,
+					 err)) < 0)
+				goto out;
+		}
+	}
+	rk_secret_free(j->value);
+	j->value = NULL;
+	if ((r = rk_gen_generate(j->pol->gen, &j->value, err)) < 0)
+		goto out;
+	rk_fingerprint(ctx->keys, j->value, j->rot.new_fp);
+	free(j->rot.sealed_new);
+	seal_ad(ad, sizeof(ad), &j->rot, "new");
+	if ((r = rk_seal(ctx->keys, ad, j->value, &j->rot.sealed_new, &j->rot.sealed_new_len,
+			 err)) < 0)
+		goto out;
+	r = step(ctx, j, "generated", j->rot.old_version[0] ? j->rot.old_version : "(new)", err);
+out:
+	rk_secret_free(old);
+	return r;
+}
+
+static int
+ensure_value(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
+{
+	char ad[600];
+
+	if (j->value != NULL)
+		return 0;
+	if (j->rot.sealed_new == NULL)
+		return rk_error_set(err, RK_EINTERNAL, "journal of '%s' has no sealed value", j->name);
+	seal_ad(ad, sizeof(ad), &j->rot, "new");
+	return rk_unseal(ctx->keys, ad, j->rot.sealed_new, j->rot.sealed_new_len, &j->value, err);
+}
+
+static void
+stage_req(const struct job *j, struct rk_stage_req *req, const struct rk_version *expected)
+{
+	req->secret_name = j->name;
+	req->run_id = j->rot.run_id;
+	req->idem_key = j->rot.idem_key;
+	req->value = j->value;
+	req->expected = expected;
+}
+
+static int
+do_stage(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
+{
+	const json_t *loc = json_object_get(j->spec, "locator");
+	struct rk_version expected, nv = { "" };
+	struct rk_stage_req req;
+	int r;
+
+	if ((r = ensure_value(ctx, j, err)) < 0)
+		return r;
+	snprintf(expected.id, sizeof(expected.id), "%s", j->rot.old_version);
+	stage_req(j, &req, &expected);
+	if (j->resumed) {
+		/* An earlier process may have written before it died: look first. */
+		r = rk_provider_find_staged(j->prov, loc, &req, &nv, err);
+		if (r == 0)
+			goto staged;
+		if (r != RK_ENOTFOUND)
+			return r;
+		rk_error_clear(err);
+	}
+	r = rk_provider_stage(j->prov, loc, &req, &nv, err);
+	RK_FAULT("stage-call");
+	if (r == RK_ETRANSIENT || r == RK_ECONFLICT || r == RK_EIO) {
+		/* Unknown outcome, or a precondition that our own landed write may explain. */
+		struct rk_error e2 = { 0 };
+		if (rk_provider_find_staged(j->prov, loc, &req, &nv, &e2) == 0) {
+			rk_error_clear(err);
+			r = 0;
+		} else if (r == RK_ECONFLICT) {
+			rk_error_prefix(err, "not overwritten: ");
+		}
+	}
+	if (r < 0)
+		return r;
+staged:
+	snprintf(j->rot.new_version, sizeof(j->rot.new_version), "%s", nv.id);
+	return step(ctx, j, "staged", nv.id, err);
+}
+
+static int
+run_hook(struct rk_ctx *ctx, struct job *j, const struct rk_hook *h, const char *what,
+	 struct rk_error *err)
+{
+	char run_env[128], name_env[300], envir_env[160];
+	const char *env[4];
+	struct rk_exec_opts o;
+
+	(void)ctx;
+	snprintf(run_env, sizeof(run_env), "REKEY_RUN_ID=%s", j->rot.run_id);
+	snprintf(name_env, sizeof(name_env), "REKEY_SECRET=%s", j->name);
+	snprintf(envir_env, sizeof(envir_env), "REKEY_ENVIRONMENT=%s",
+		 json_string_value(json_object_get(j->spec, "environment")));
+	env[0] = run_env;
+	env[1] = name_env;
+	env[2] = envir_env;
+	env[3] = NULL;
+	o.stdin_value = j->value;
+	o.timeout_ms = h->timeout_ms;
+	o.env = env;
+	o.what = what;
+	return rk_exec_run(h->argv, &o, err);
+}
+
+static int
+do_verify(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
+{
+	const json_t *loc = json_object_get(j->spec, "locator");
+	struct rk_version nv;
+	struct rk_secret *back = NULL;
+	char fp[RK_FP_HEX_LEN + 1];
+	int r;
+
+	if ((r = ensure_value(ctx, j, err)) < 0)
+		return r;
+	snprintf(nv.id, sizeof(nv.id), "%s", j->rot.new_version);
+	if ((r = rk_provider_read_version(j->prov, loc, &nv, &back, err)) < 0)
+		return r;
+	rk_fingerprint(ctx->keys, back, fp);
+	rk_secret_free(back);
+	if (strcmp(fp, j->rot.new_fp) != 0)
+		return rk_error_set(err, RK_ECONFLICT,
+				    "verify: version %s read back from provider '%s' is not the "
+				    "value rekey wrote", nv.id, j->prov->name);
+	if (j->pol->verify.argv != NULL &&
+	    (r = run_hook(ctx, j, &j->pol->verify, "verify hook", err)) < 0)
+		return r;
+	return step(ctx, j, "verified", NULL, err);
+}
+
+static int
+do_set(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
+{
+	int r;
+
+	if ((r = ensure_value(ctx, j, err)) < 0)
+		return r;
+	if ((r = run_hook(ctx, j, &j->pol->set, "set hook", err)) < 0)
+		return r;
+	return step(ctx, j, "set", NULL, err);
+}
+
+static int
+do_promote(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
+{
+	const json_t *loc = json_object_get(j->spec, "locator");
+	struct rk_version nv, ov;
+	int r;
+
+	snprintf(nv.id, sizeof(nv.id), "%s", j->rot.new_version);
+	snprintf(ov.id, sizeof(ov.id), "%s", j->rot.old_version);
+	if ((r = rk_provider_promote(j->prov, loc, &nv, &ov, err)) < 0)
+		return r;
+	RK_FAULT("promote-call");
+	if ((r = step(ctx, j, "promoted", nv.id, err)) < 0)
+		return r;
+	RK_FAULT("promoted");
+	return 0;
+}
+
+/* Runs after the "promoted" step, and again on resume (it is idempotent). */
+static int
+record_promoted(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
+{
+	json_t *detail;
+	int r;
+
+	if ((r = rk_store_secret_promoted(ctx->store, j->name, j->rot.run_id, j->rot.new_version,
+					  j->rot.new_fp, rk_now(ctx), err)) < 0)
+		return r;
+	detail = json_pack("{s:s, s:s, s:s, s:s}", "run_id", j->rot.run_id, "provider",
+			   j->prov->name, "old_version", j->rot.old_version, "new_version",
+			   j->rot.new_version);
+	r = rk_audit(ctx, "secret.rotated", j->name, detail, err);
+	json_decref(detail);
+	return r;
+}
+
+/* Undo after stage when verify or set failed. */
+static int
+undo_stage(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
+{
+	const json_t *loc = json_object_get(j->spec, "locator");
+	unsigned caps = rk_provider_caps(j->prov);
+	struct rk_version to, nv = { "" }, expected;
+	struct rk_stage_req req;
+	char idem[RK_UUID_LEN + 1], ad[600];
+	struct rk_secret *old = NULL;
+	int r;
+
+	if (caps & RK_CAP_STAGING)
+		return 0;	/* never became current: nothing to undo */
+	if (j->rot.old_version[0] == '\0' && j->rot.sealed_old == NULL)
+		return rk_error_set(err, RK_EUNSUPPORTED,
+				    "the secret did not exist before; the new value was left in place");
+	rk_keys_uuid(ctx->keys, j->rot.run_id, "rollback", idem);
+	snprintf(to.id, sizeof(to.id), "%s", j->rot.old_version);
+	snprintf(expected.id, sizeof(expected.id), "%s", j->rot.new_version);
+	stage_req(j, &req, &expected);
+	req.idem_key = idem;
+	if (caps & RK_CAP_VERSIONS)
+		return rk_provider_rollback(j->prov, loc, &to, &req, &nv, err);
+	seal_ad(ad, sizeof(ad), &j->rot, "old");
+	if ((r = rk_unseal(ctx->keys, ad, j->rot.sealed_old, j->rot.sealed_old_len, &old, err)) < 0)
+		return r;
+	req.value = old;
+	r = rk_provider_stage(j->prov, loc, &req, &nv, err);
+	rk_secret_free(old);
+	return r;
+}
+
+static void
+fail_job(struct rk_ctx *ctx, struct job *j, const struct rk_error *cause)
+{
+	struct rk_error e2 = { 0 };
+	int staged = strcmp(j->rot.state, "staged") == 0 || strcmp(j->rot.state, "verified") == 0 ||
+		     strcmp(j->rot.state, "set") == 0;
+	const char *final = "failed";
+
+	j->err = *cause;
+	snprintf(j->rot.error, sizeof(j->rot.error), "%s", cause->msg);
+	if (staged) {
+		if (undo_stage(ctx, j, &e2) == 0) {
+			final = "rolled_back";
+		} else {
+			size_t used = strlen(j->rot.error);
+			snprintf(j->rot.error + used, sizeof(j->rot.error) - used,
+				 "; rolling back failed too: %s", e2.msg);
+			rk_error_clear(&e2);
+		}
+	}
+	/* The sealed value is dropped: this run will not write it again. */
+	rk_rotation_clear(&j->rot);
+	if (step(ctx, j, final, j->rot.error, &e2) < 0)
+		rk_log_err(&e2, "cannot journal the failure of '%s'", j->name);
+	rk_error_clear(&e2);
+	if (rk_store_secret_failed(ctx->store, j->name, j->rot.run_id, j->rot.error,
+				   j->pol->max_attempts, &e2) < 0)
+		rk_log_err(&e2, "cannot record the failure of '%s'", j->name);
+	rk_error_clear(&e2);
+	{
+		json_t *d = json_pack("{s:s, s:s, s:s}", "run_id", j->rot.run_id, "result", final,
+				      "error", j->rot.error);
+		if (rk_audit(ctx, "secret.rotation_failed", j->name, d, &e2) < 0)
+			rk_log_err(&e2, "cannot audit the failure of '%s'", j->name);
+		json_decref(d);
+	}
+	snprintf(j->result, sizeof(j->result), "%s", final);
+	rk_log(RK_LOG_ERROR, "rotation.failed", "run_id", j->rot.run_id, "secret", j->name,
+	       "provider", j->prov ? j->prov->name : NULL, "step", cause->step[0] ? cause->step : NULL,
+	       "result", final, "error", j->rot.error, NULL);
+}
+
+/* Advances one rotation until it is promoted, or has failed. */
+static void
+advance(struct rk_ctx *ctx, struct job *j)
+{
+	struct rk_error err = { 0 };
+	int r = 0;
+
+	for (;;) {
+		const char *s = j->rot.state;
+		if (strcmp(s, "planned") == 0) {
+			r = do_generate(ctx, j, &err);
+			RK_FAULT("generated");
+		} else if (strcmp(s, "generated") == 0) {
+			r = do_stage(ctx, j, &err);
+			RK_FAULT("staged");
+		} else if (strcmp(s, "staged") == 0) {
+			r = do_verify(ctx, j, &err);
+			RK_FAULT("verified");
+		} else if (strcmp(s, "verified") == 0 && j->pol->set.argv != NULL) {
+			r = do_set(ctx, j, &err);
+			RK_FAULT("set");
+		} else if (strcmp(s, "verified") == 0 || strcmp(s, "set") == 0) {
+			r = do_promote(ctx, j, &err);
+			if (r == 0)
+				r = record_promoted(ctx, j, &err);
+		} else {
+			break;	/* promoted, restarted, done, failed, rolled_back */
+		}
+		if (r < 0) {
+			fail_job(ctx, j, &err);
+			return;
+		}
+	}
+	if (strcmp(j->rot.state, "promoted") == 0 || strcmp(j->rot.state, "restarted") == 0 ||
+	    strcmp(j->rot.state, "done") == 0)
+		snprintf(j->result, sizeof(j->result), "rotated");
+	else if (j->result[0] == '\0')
+		snprintf(j->result, sizeof(j->result), "%s", j->rot.state);
+}
+
+/* ---- dependents ---- */
+
+static int
+restart_one(struct rk_ctx *ctx, const char *run_id, const json_t *dep, const char *secrets,
+	    const struct rk_policy *pol, struct rk_error *err)
+{
+	const char *kind = json_string_value(json_object_get(dep, "kind"));
+	int64_t timeout = json_integer_value(json_object_get(dep, "timeout_ms"));
+
+	if (strcmp(kind, "exec") == 0) {
+		const json_t *argv_j = json_object_get(dep, "argv");
+		size_t n = json_array_size(argv_j), i;
+		char **argv = calloc(n + 1, sizeof(*argv));
+		char run_env[128], sec_env[1024];
+		const char *env[3];
+		struct rk_exec_opts o;
+		int r;
+
+		if (argv == NULL)
+			return rk_error_set(err, RK_ENOMEM, "out of memory");
+		for (i = 0; i < n; i++)
+			argv[i] = (char *)json_string_value(json_array_get(argv_j, i));
+		snprintf(run_env, sizeof(run_env), "REKEY_RUN_ID=%s", run_id);
+		snprintf(sec_env, sizeof(sec_env), "REKEY_SECRETS=%s", secrets);
+		env[0] = run_env;
+		env[1] = sec_env;
+		env[2] = NULL;
+		o.stdin_value = NULL;	/* a dependent never gets a value */
+		o.timeout_ms = timeout > 0 ? timeout : RK_DEFAULT_HOOK_TIMEOUT_MS;
+		o.env = env;
+		o.what = "dependent";
+		r = rk_exec_run(argv, &o, err);
+		free(argv);
+		return r;
+	} else {
+		struct rk_provider *p;
+		const char *target = json_string_value(json_object_get(dep, "target"));
+		int r;
+
+		if ((r = rk_ctx_provider(ctx, json_string_value(json_object_get(dep, "provider")), &p,
+					 err)) < 0)
+			return r;
+		if ((r = rk_provider_restart(p, target, run_id, err)) < 0)
+			return r;
+		if (pol->restart_wait)
+			r = rk_provider_wait_restarted(
+				p, target,
+				rk_mono_ms() + (timeout > 0 ? timeout : pol->restart_timeout_ms), err);
+		return r;
+	}
+}
+
+/*
+ * Restarts each dependent of the run once: after every rotation that feeds it
+ * has left the pipeline, and only if at least one of them changed a value.
+ */
+static void
+restart_dependents(struct rk_ctx *ctx, const char *run_id, struct job *jobs, size_t n,
+		   json_t *report_deps, int no_restart)
+{
+	json_t *seen = json_object();
+
+	for (size_t i = 0; i < n && seen; i++) {
+		const json_t *deps = json_object_get(jobs[i].spec, "dependents"), *dep;
+		size_t k;
+
+		json_array_foreach(deps, k, dep) {
+			const char *key = json_string_value(json_object_get(dep, "key"));
+			char state[32], secrets[900] = "";
+			size_t used = 0;
+			int changed = 0;
+			const struct rk_policy *pol = jobs[i].pol;
+			struct rk_error err = { 0 };
+			int64_t t0 = rk_mono_ms();
+			const char *result;
+
+			if (json_object_get(seen, key) != NULL)
+				continue;
+			json_object_set_new(seen, key, json_true());
+			for (size_t m = 0; m < n; m++) {
+				const json_t *d2;
+				size_t q;
+				json_array_foreach(json_object_get(jobs[m].spec, "dependents"), q, d2) {
+					if (strcmp(json_string_value(json_object_get(d2, "key")), key) != 0)
+						continue;
+					if (strcmp(jobs[m].result, "rotated") == 0) {
+						changed = 1;
+						used += (size_t)snprintf(secrets + used,
+									 sizeof(secrets) - used,
+									 "%s%s", used ? "," : "",
+									 jobs[m].name);
+						if (used >= sizeof(secrets))
+							used = sizeof(secrets) - 1;
+					}
+				}
+			}
+			if (rk_store_dep_state(ctx->store, run_id, key, state, sizeof(state), &err) < 0) {
+				rk_log_err(&err, "cannot read restart state of %s", key);
+				continue;
+			}
+			if (strcmp(state, "done") == 0) {
+				result = "restarted";	/* by the process that ran before a crash */
+			} else if (!changed) {
+				result = "skipped";
+			} else if (no_restart) {
+				result = "not_restarted";
+			} else {
+				if (rk_store_dep_set(ctx->store, run_id, key, "restarting", NULL,
+						     rk_now(ctx), &err) < 0) {
+					rk_log_err(&err, "cannot journal restart of %s", key);
+					continue;
+				}
+				if (restart_one(ctx, run_id, dep, secrets, pol, &err) < 0) {
+					result = "failed";
+				} else {
+					RK_FAULT("restart-call");
+					result = "restarted";
+				}
+				{
+					struct rk_error e2 = { 0 };
+					if (rk_store_dep_set(ctx->store, run_id, key,
+							     strcmp(result, "failed") ? "done" : "failed",
+							     err.msg, rk_now(ctx), &e2) < 0)
+						rk_log_err(&e2, "cannot journal restart of %s", key);
+				}
+			}
+			rk_log(strcmp(result, "failed") ? RK_LOG_INFO : RK_LOG_ERROR,
+			       "dependent.restart", "run_id", run_id, "dependent", key, "result", result,
+			       "error", err.code ? err.msg : NULL, NULL);
+			json_array_append_new(report_deps,
+					      json_pack("{s:s, s:s, s:s, s:I}", "dependent", key,
+							"result", result, "error", err.code ? err.msg : "",
+							"duration_ms", (json_int_t)(rk_mono_ms() - t0)));
+		}
+	}
+	json_decref(seen);
+}
+
+/* ---- runs ---- */
+
+static int
+load_job(struct rk_ctx *ctx, struct job *j, const char *name, struct rk_error *err)
+{
+	int r;
+
+	memset(j, 0, sizeof(*j));
+	j->t0 = rk_mono_ms();
+	if ((r = rk_store_secret_get(ctx->store, name, &j->row, err)) < 0)
+		return r;
+	j->spec = json_object_get(j->row, "spec");
+	j->name = json_string_value(json_object_get(j->row, "name"));
+	if ((j->pol = rk_policy_find(ctx->policies,
+				     json_string_value(json_object_get(j->spec, "policy")))) == NULL)
+		return rk_error_set(err, RK_EINVAL,
+				    "secret '%s' uses policy '%s', which no longer exists", name,
+				    json_string_value(json_object_get(j->spec, "policy")));
+	return rk_ctx_provider(ctx, json_string_value(json_object_get(j->spec, "provider")),
+			       &j->prov, err);
+}
+
+static json_t *
+job_report(const struct job *j)
+{
+	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "name", j->name, "provider",
+			 j->prov ? j->prov->name : "", "result", j->result[0] ? j->result : "failed",
+			 "old_version", j->rot.old_version, "new_version", j->rot.new_version,
+			 "error", j->rot.error[0] ? j->rot.error : j->err.msg, "duration_ms",
+			 (json_int_t)(rk_mono_ms() - j->t0));
+}
+
+/* Drives every job of a run to its end, restarts dependents and closes the run. */
+static int
+finish_run(struct rk_ctx *ctx, const char *run_id, const char *kind, struct job *jobs, size_t n,
+	   int no_restart, json_t **report, struct rk_error *err)
+{
+	json_t *rep = NULL, *secrets, *deps;
+	size_t ok = 0, bad = 0, dep_bad = 0;
+	const char *status;
+	int r;
+
+	for (size_t i = 0; i < n; i++)
+		if (jobs[i].result[0] == '\0')
+			advance(ctx, &jobs[i]);
+	secrets = json_array();
+	deps = json_array();
+	rep = json_pack("{s:s, s:s, s:o, s:o}", "run_id", run_id, "kind", kind, "secrets", secrets,
+			"dependents", deps);
+	if (rep == NULL)
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	restart_dependents(ctx, run_id, jobs, n, deps, no_restart);
+	{
+		size_t i;
+		json_t *d;
+		json_array_foreach(deps, i, d)
+			if (strcmp(json_string_value(json_object_get(d, "result")), "failed") == 0)
+				dep_bad++;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct job *j = &jobs[i];
+		if (strcmp(j->result, "rotated") == 0) {
+			struct rk_error e2 = { 0 };
+			if (strcmp(j->rot.state, "promoted") == 0 &&
+			    (r = step(ctx, j, "restarted", NULL, &e2)) == 0)
+				RK_FAULT("restarted");
+			/* Done: the sealed value is no longer needed by anyone. */
+			free(j->rot.sealed_new);
+			j->rot.sealed_new = NULL;
+			j->rot.sealed_new_len = 0;
+			if (e2.code == 0 && strcmp(j->rot.state, "done") != 0 &&
+			    step(ctx, j, "done", NULL, &e2) < 0)
+				rk_log_err(&e2, "cannot journal the end of '%s'", j->name);
+			if (e2.code != 0)
+				rk_log_err(&e2, "cannot journal the end of '%s'", j->name);
+			ok++;
+		} else {
+			bad++;
+		}
+		json_array_append_new(secrets, job_report(j));
+	}
+	status = bad == 0 && dep_bad == 0 ? "done" : ok == 0 && bad > 0 ? "failed" : "partial";
+	json_object_set_new(rep, "status", json_string(status));
+	if (bad > 0 || dep_bad > 0)
+		json_object_set_new(rep, "retry", json_string("rekey rotate NAME... (a new run)"));
+	if ((r = rk_store_run_finish(ctx->store, run_id, status, rk_now(ctx), err)) < 0) {
+		json_decref(rep);
+		return r;
+	}
+	{
+		json_t *d = json_pack("{s:s, s:I, s:I}", "status", status, "rotated", (json_int_t)ok,
+				      "failed", (json_int_t)bad);
+		r = rk_audit(ctx, "run.finished", run_id, d, err);
+		json_decref(d);
+		if (r < 0) {
+			json_decref(rep);
+			return r;
+		}
+	}
+	rk_log(RK_LOG_INFO, "run.finished", "run_id", run_id, "result", status, NULL);
+	*report = rep;
+	return 0;
+}
+
+int
+rk_engine_rotate(struct rk_ctx *ctx, const json_t *names, const struct rk_rotate_opts *opts,
+		 json_t **report, struct rk_error *err)
+{
+	struct job *jobs = NULL;
+	size_t n = json_array_size(names), i;
+	char run_id[64];
+	const char *kind = opts->kind ? opts->kind : "rotate";
+	int r;
+
+	if ((jobs = calloc(n ? n : 1, sizeof(*jobs))) == NULL)
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	/* Everything is checked before the run starts: a bad name changes nothing. */
+	for (i = 0; i < n; i++) {
+		if ((r = load_job(ctx, &jobs[i], json_string_value(json_array_get(names, i)), err)) < 0)
+			goto out;
+	}
+	rk_new_run_id(run_id, sizeof(run_id), rk_now(ctx));
+	if ((r = rk_store_run_create(ctx->store, run_id, kind, opts->reason, rk_now(ctx), err)) < 0)
+		goto out;
+	{
+		json_t *d = json_pack("{s:s, s:O}", "reason", opts->reason ? opts->reason : "",
+				      "secrets", names);
+		r = rk_audit(ctx, "run.started", run_id, d, err);
+		json_decref(d);
+		if (r < 0)
+			goto out;
+	}
+	rk_log(RK_LOG_INFO, "run.started", "run_id", run_id, "kind", kind, NULL);
+	for (i = 0; i < n; i++) {
+		struct job *j = &jobs[i];
+		snprintf(j->rot.run_id, sizeof(j->rot.run_id), "%s", run_id);
+		snprintf(j->rot.secret, sizeof(j->rot.secret), "%s", j->name);
+		snprintf(j->rot.state, sizeof(j->rot.state), "planned");
+		rk_keys_uuid(ctx->keys, run_id, j->name, j->rot.idem_key);
+		if ((r = rk_store_secret_clear_attention(ctx->store, j->name, err)) < 0 ||
+		    (r = rk_store_rot_insert(ctx->store, &j->rot, rk_now(ctx), err)) < 0)
+			goto out;
+	}
+	r = finish_run(ctx, run_id, kind, jobs, n, opts->no_restart, report, err);
+out:
+	for (i = 0; i < n; i++)
+		job_free(&jobs[i]);
+	free(jobs);
+	return r;
+}
+
+static int
+resume_run(struct rk_ctx *ctx, const json_t *run, json_t **report, struct rk_error *err)
+{
+	const char *run_id = json_string_value(json_object_get(run, "id"));
+	const char *kind = json_string_value(json_object_get(run, "kind"));
+	struct rk_rotation *rots = NULL;
+	struct job *jobs = NULL;
+	size_t n = 0, i;
+	int r;
+
+	if ((r = rk_store_rot_list(ctx->store, run_id, &rots, &n, err)) < 0)
+		return r;
+	if ((jobs = calloc(n ? n : 1, sizeof(*jobs))) == NULL) {
+		r = rk_error_set(err, RK_ENOMEM, "out of memory");
+		goto out;
+	}
+	rk_log(RK_LOG_INFO, "run.resumed", "run_id", run_id, NULL);
+	for (i = 0; i < n; i++) {
+		struct job *j = &jobs[i];
+		struct rk_error e2 = { 0 };
+		if (load_job(ctx, j, rots[i].secret, &e2) < 0) {
+			/* Removed from the inventory or unusable: that rotation cannot go on. */
+			j->rot = rots[i];
+			memset(&rots[i], 0, sizeof(rots[i]));
+			j->name = j->rot.secret;
+			j->err = e2;
+			snprintf(j->result, sizeof(j->result), "failed");
+			snprintf(j->rot.error, sizeof(j->rot.error), "%s", e2.msg);
+			continue;
+		}
+		j->rot = rots[i];
+		memset(&rots[i], 0, sizeof(rots[i]));	/* blobs now owned by the job */
+		j->resumed = 1;
+		if (strcmp(j->rot.state, "promoted") == 0 || strcmp(j->rot.state, "restarted") == 0) {
+			/* Promoted before the crash: make sure the secret row says so. */
+			if ((r = record_promoted(ctx, j, &e2)) < 0)
+				rk_log_err(&e2, "cannot record promotion of '%s'", j->name);
+		} else if (strcmp(j->rot.state, "failed") == 0 ||
+			   strcmp(j->rot.state, "rolled_back") == 0) {
+			snprintf(j->result, sizeof(j->result), "%s", j->rot.state);
+		} else if (strcmp(j->rot.state, "done") == 0) {
+			snprintf(j->result, sizeof(j->result), "rotated");
+		}
+	}
+	r = finish_run(ctx, run_id, kind, jobs, n, 0, report, err);
+out:
+	for (i = 0; jobs && i < n; i++) {
+		if (jobs[i].row == NULL) {
+			rk_rotation_clear(&jobs[i].rot);
+			continue;
+		}
+		job_free(&jobs[i]);
+	}
+	free(jobs);
+	rk_store_rot_free(rots, n);
+	return r;
+}
+
+int
+rk_engine_resume(struct rk_ctx *ctx, const char *run_id, json_t **report, struct rk_error *err)
+{
+	json_t *runs = NULL, *run, *out = NULL;
+	size_t i;
+	int r;
+
+	if (run_id != NULL) {
+		if ((r = rk_store_run_get(ctx->store, run_id, &run, err)) < 0)
+			return r;
+		if (strcmp(json_string_value(json_object_get(run, "status")), "running") != 0) {
+			r = rk_error_set(err, RK_EINVAL, "run %s already finished (%s); nothing to resume",
+					 run_id, json_string_value(json_object_get(run, "status")));
+			json_decref(run);
+			return r;
+		}
+		json_object_set(run, "id", json_object_get(run, "id"));
+		r = resume_run(ctx, run, report, err);
+		json_decref(run);
+		return r;
+	}
+	if ((r = rk_store_run_unfinished(ctx->store, &runs, err)) < 0)
+		return r;
+	out = json_array();
+	json_array_foreach(runs, i, run) {
+		json_t *rep = NULL;
+		if ((r = resume_run(ctx, run, &rep, err)) < 0)
+			break;
+		json_array_append_new(out, rep);
+	}
+	json_decref(runs);
+	if (r < 0) {
+		json_decref(out);
+		return r;
+	}
+	*report = out;
+	return 0;
+}
+
+/* ---- plan ---- */
+
+int
+rk_engine_plan(struct rk_ctx *ctx, int64_t at, json_t **out, struct rk_error *err)
+{
+	json_t *rows = NULL, *row, *plan = NULL;
+	size_t i;
+	int r;
+
+	if ((r = rk_store_secret_list(ctx->store, &rows, err)) < 0)
+		return r;
+	if ((plan = json_array()) == NULL) {
+		json_decref(rows);
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	}
+	json_array_foreach(rows, i, row) {
+		const json_t *spec = json_object_get(row, "spec");
+		const char *pname = json_string_value(json_object_get(spec, "policy"));
+		const struct rk_policy *pol = rk_policy_find(ctx->policies, pname);
+		int64_t last = json_integer_value(json_object_get(row, "last_rotated"));
+		int64_t spec_last = json_integer_value(json_object_get(spec, "last_rotated"));
+		int attention = (int)json_integer_value(json_object_get(row, "needs_attention"));
+		int64_t next_due = 0, next_window = 0;
+		int due, overdue = 0, expired = 0, window_open = 1;
+		char reason[200], when[32], age[32];
+
+		if (spec_last > last)
+			last = spec_last;
+		if (pol == NULL) {
+			snprintf(reason, sizeof(reason), "policy '%s' no longer exists", pname);
+			due = 0;
+		} else if (last == 0) {
+			due = 1;
+			overdue = 1;
+			expired = 1;
+			snprintf(reason, sizeof(reason), "never rotated by rekey");
+		} else {
+			next_due = last + pol->rotate_every;
+			due = at >= next_due;
+			overdue = at > next_due;
+			expired = at > next_due + pol->grace;
+			rk_format_duration(at - last, age, sizeof(age));
+			if (due) {
+				rk_format_duration(at - next_due, when, sizeof(when));
+				snprintf(reason, sizeof(reason), "age %s; due %s ago%s", age, when,
+					 expired ? ", past grace" : "");
+			} else {
+				rk_format_duration(next_due - at, when, sizeof(when));
+				snprintf(reason, sizeof(reason), "age %s; due in %s", age, when);
+			}
+		}
+		if (pol != NULL && pol->window.set) {
+			window_open = rk_window_contains(&pol->window, at);
+			next_window = rk_window_next_open(&pol->window, at);
+			if (due && !window_open) {
+				char wtext[80], t[32];
+				rk_window_format(&pol->window, wtext, sizeof(wtext));
+				rk_format_time(next_window, t, sizeof(t));
+				size_t used = strlen(reason);
+				snprintf(reason + used, sizeof(reason) - used,
+					 "; waits for window %s (opens %s)", wtext, t);
+			}
+		}
+		if (attention) {
+			size_t used = strlen(reason);
+			snprintf(reason + used, sizeof(reason) - used,
+				 "; needs attention after %lld failures: run `rekey rotate %s`",
+				 (long long)json_integer_value(json_object_get(row, "failures")),
+				 json_string_value(json_object_get(row, "name")));
+		}
+		json_array_append_new(
+			plan,
+			json_pack("{s:O, s:O, s:O, s:O, s:O, s:O, s:I, s:I, s:b, s:b, s:b, s:b, s:I, s:b,"
+				  " s:s, s:O, s:O, s:O}",
+				  "name", json_object_get(row, "name"), "provider",
+				  json_object_get(row, "provider"), "policy", json_object_get(row, "policy"),
+				  "environment", json_object_get(row, "environment"), "owner",
+				  json_object_get(row, "owner"), "tier", json_object_get(row, "tier"),
+				  "last_rotated", (json_int_t)last, "next_due", (json_int_t)next_due,
+				  "due", due, "overdue", overdue, "expired", expired, "window_open",
+				  window_open, "next_window", (json_int_t)next_window, "needs_attention",
+				  attention, "reason", reason, "last_result",
+				  json_object_get(row, "last_result"), "last_error",
+				  json_object_get(row, "last_error"), "current_version",
+				  json_object_get(row, "current_version")));
+	}
+	json_decref(rows);
+	*out = plan;
+	return 0;
+}
+
+/* ---- rollback ---- */
+
+int
+rk_engine_rollback(struct rk_ctx *ctx, const char *name, const char *to, json_t **report,
+		   struct rk_error *err)
+{
+	struct job j;
+	json_t *hist = NULL;
+	const json_t *loc;
+	struct rk_version target, nv = { "" }, cur = { "" };
+	struct rk_stage_req req;
+	struct rk_secret *curval = NULL, *val = NULL;
+	char run_id[64];
+	int r;
+
+	if ((r = load_job(ctx, &j, name, err)) < 0)
+		goto out;
+	loc = json_object_get(j.spec, "locator");
+	if (!(rk_provider_caps(j.prov) & RK_CAP_VERSIONS)) {
+		r = rk_error_set(err, RK_EUNSUPPORTED,
+				 "provider '%s' keeps no versions; rollback of '%s' needs the "
+				 "previous value saved by the last rotation", j.prov->name, name);
+		goto out;
+	}
+	if (to != NULL) {
+		snprintf(target.id, sizeof(target.id), "%s", to);
+	} else {
+		/* The version that was current before the last successful rotation. */
+		size_t i;
+		json_t *h;
+		target.id[0] = '\0';
+		if ((r = rk_store_history(ctx->store, name, &hist, err)) < 0)
+			goto out;
+		json_array_foreach(hist, i, h) {
+			const char *st = json_string_value(json_object_get(h, "state"));
+			const char *ov = json_string_value(json_object_get(h, "old_version"));
+			if (strcmp(st, "done") == 0 && ov && ov[0]) {
+				snprintf(target.id, sizeof(target.id), "%s", ov);
+				break;
+			}
+		}
+		if (target.id[0] == '\0') {
+			r = rk_error_set(err, RK_ENOTFOUND,
+					 "no previous version of '%s' is recorded; name one with --to",
+					 name);
+			goto out;
+		}
+	}
+	/* The value must exist before anything changes. */
+	if ((r = rk_provider_read_version(j.prov, loc, &target, &val, err)) < 0)
+		goto out;
+	if ((r = rk_provider_read(j.prov, loc, &curval, &cur, err)) < 0)
+		goto out;
+	rk_new_run_id(run_id, sizeof(run_id), rk_now(ctx));
+	snprintf(j.rot.run_id, sizeof(j.rot.run_id), "%s", run_id);
+	snprintf(j.rot.secret, sizeof(j.rot.secret), "%s", name);
+	snprintf(j.rot.state, sizeof(j.rot.state), "planned");
+	snprintf(j.rot.old_version, sizeof(j.rot.old_version), "%s", cur.id);
+	rk_fingerprint(ctx->keys, curval, j.rot.old_fp);
+	rk_fingerprint(ctx->keys, val, j.rot.new_fp);
+	rk_keys_uuid(ctx->keys, run_id, name, j.rot.idem_key);
+	if ((r = rk_store_run_create(ctx->store, run_id, "rollback", to, rk_now(ctx), err)) < 0 ||
+	    (r = rk_store_rot_insert(ctx->store, &j.rot, rk_now(ctx), err)) < 0)
+		goto out;
+	j.value = val;
+	val = NULL;
+	stage_req(&j, &req, &cur);
+	if ((r = rk_provider_rollback(j.prov, loc, &target, &req, &nv, err)) < 0) {
+		struct rk_error e2 = { 0 };
+		fail_job(ctx, &j, err);
+		if (rk_store_run_finish(ctx->store, run_id, "failed", rk_now(ctx), &e2) < 0)
+			rk_log_err(&e2, "cannot close run %s", run_id);
+		goto out;
+	}
+	snprintf(j.rot.new_version, sizeof(j.rot.new_version), "%s", nv.id);
+	if ((r = step(ctx, &j, "promoted", nv.id, err)) < 0 ||
+	    (r = record_promoted(ctx, &j, err)) < 0)
+		goto out;
+	snprintf(j.result, sizeof(j.result), "rotated");
+	r = finish_run(ctx, run_id, "rollback", &j, 1, 0, report, err);
+	if (r == 0)
+		json_object_set_new(*report, "restored_version", json_string(target.id));
+out:
+	rk_secret_free(val);
+	rk_secret_free(curval);
+	json_decref(hist);
+	job_free(&j);
+	return r;
+}

@@ -1,0 +1,929 @@
+/*
+ * The guard's value checks: a table of defaults, placeholders, weak-but-long
+ * values and near misses (each row says exactly which checks fail), strong
+ * values from every generator that must pass, reasons that never echo the
+ * value, trimming and case folding, prefix and forbid rules, list parsing
+ * errors that name file:line, and the entropy threshold.
+ */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sodium.h>
+
+#include "rekey/check.h"
+#include "rekey/embedded.h"
+#include "rekey/gen.h"
+#include "rekey/secret.h"
+#include "rekey/util.h"
+#include "unit.h"
+
+#define BIT(id) (1u << (id))
+#define D BIT(RK_CHECK_DEFAULT)
+#define F BIT(RK_CHECK_FORBIDDEN)
+#define H BIT(RK_CHECK_PLACEHOLDER)
+#define L BIT(RK_CHECK_LENGTH)
+#define E BIT(RK_CHECK_ENTROPY)
+#define OK 0u
+
+#define LIST_PATH "policy/known-defaults.txt"
+
+/* The built-in list, as the guard loads it. */
+static struct rk_defaults *
+builtin(void)
+{
+	const struct rk_embedded_file *f = rk_embedded_find(LIST_PATH);
+	struct rk_defaults *d = NULL;
+	struct rk_error err = { 0 };
+
+	ck_assert_ptr_nonnull(f);
+	ck_assert_msg(rk_defaults_parse(&d, f->path, f->data, f->len, &err) == 0, "%s", err.msg);
+	return d;
+}
+
+static struct rk_defaults *
+parse_ok(const char *text)
+{
+	struct rk_defaults *d = NULL;
+	struct rk_error err = { 0 };
+
+	ck_assert_msg(rk_defaults_parse(&d, "t.txt", text, strlen(text), &err) == 0, "%s",
+		      err.msg);
+	return d;
+}
+
+/* The rules of policy/default.yaml: min_length 16, min_entropy_bits 64. */
+static struct rk_value_rules
+default_rules(const struct rk_defaults *defaults, const struct rk_defaults *forbid)
+{
+	struct rk_value_rules r = {
+		.min_length = 16, .min_entropy_bits = 64, .defaults = defaults, .forbid = forbid,
+	};
+
+	return r;
+}
+
+static unsigned
+failed_mask(const struct rk_check_result res[RK_CHECK_VALUE_COUNT])
+{
+	unsigned m = 0;
+
+	for (int i = 0; i < RK_CHECK_VALUE_COUNT; i++)
+		if (res[i].ok == 0)
+			m |= BIT(i);
+	return m;
+}
+
+static void
+mask_names(unsigned m, char *buf, size_t n)
+{
+	buf[0] = '\0';
+	for (int i = 0; i < RK_CHECK_VALUE_COUNT; i++)
+		if (m & BIT(i)) {
+			strncat(buf, rk_check_name((enum rk_check_id)i), n - strlen(buf) - 1);
+			strncat(buf, " ", n - strlen(buf) - 1);
+		}
+	if (buf[0] == '\0')
+		strncat(buf, "(none)", n - 1);
+}
+
+/*
+ * No reason contains the value, in any case, nor any 6-byte piece of it: a
+ * reason may be logged anywhere, and half a password is still a leak. The
+ * whole-value test starts at whole_min bytes: "1" or "key" (as in "rekey")
+ * cannot be kept out of prose.
+ */
+static void
+assert_reasons_clean(const char *label, const unsigned char *v, size_t len, size_t whole_min,
+		     const struct rk_check_result res[RK_CHECK_VALUE_COUNT])
+{
+	char piece[7];
+
+	for (int i = 0; i < RK_CHECK_VALUE_COUNT; i++) {
+		const char *reason = res[i].reason;
+
+		ck_assert_msg(res[i].id == (enum rk_check_id)i, "%s: result %d out of order", label, i);
+		ck_assert_msg(res[i].ok == 0 || reason[0] == '\0',
+			      "%s: %s passed or n/a but has a reason", label,
+			      rk_check_name((enum rk_check_id)i));
+		ck_assert_msg(res[i].ok != 0 || reason[0] != '\0', "%s: %s failed without a reason",
+			      label, rk_check_name((enum rk_check_id)i));
+		if (reason[0] == '\0' || len == 0)
+			continue;
+		if (len >= whole_min && memchr(v, '\0', len) == NULL) {
+			char *whole = strndup((const char *)v, len);
+
+			ck_assert_ptr_nonnull(whole);
+			ck_assert_msg(strcasestr(reason, whole) == NULL,
+				      "%s: %s reason contains the value", label,
+				      rk_check_name((enum rk_check_id)i));
+			sodium_memzero(whole, len);
+			free(whole);
+		}
+		for (size_t off = 0; len >= 6 && off + 6 <= len; off++) {
+			memcpy(piece, v + off, 6);
+			piece[6] = '\0';
+			if (strlen(piece) < 6)
+				continue;	/* holds a NUL: cannot appear in a C string */
+			ck_assert_msg(strcasestr(reason, piece) == NULL,
+				      "%s: %s reason contains 6 bytes of the value at offset %zu",
+				      label, rk_check_name((enum rk_check_id)i), off);
+		}
+	}
+}
+
+/* Runs the checks, asserts reason hygiene, returns the mask of failures. */
+static unsigned
+run(const char *label, const void *v, size_t len, const struct rk_value_rules *rules,
+    struct rk_check_result res[RK_CHECK_VALUE_COUNT])
+{
+	int n = rk_check_value(v, len, rules, res);
+	unsigned m = failed_mask(res);
+
+	ck_assert_int_eq(n, __builtin_popcount(m));
+	assert_reasons_clean(label, v, len, 1, res);
+	return m;
+}
+
+static unsigned
+run_str(const char *v, const struct rk_value_rules *rules,
+	struct rk_check_result res[RK_CHECK_VALUE_COUNT])
+{
+	return run(v, v, strlen(v), rules, res);
+}
+
+/* ---- the acceptance table ------------------------------------------------ */
+
+/*
+ * Every row is checked with the default policy (16 characters, 64 bits), the
+ * built-in list, and a forbid list of "payments-dev-password" and
+ * "acme-staging-*". `fail` is the exact set of checks that must fail.
+ */
+static const struct row {
+	const char *value;
+	unsigned fail;
+} table[] = {
+	/* Known defaults and documented examples: refused by the list. */
+	{ "changeme", D | H | L | E },
+	{ "secret", D | L | E },
+	{ "password", D | L | E },
+	{ "admin", D | L | E },
+	{ "root", D | L | E },
+	{ "toor", D | L | E },
+	{ "letmein", D | L | E },
+	{ "123456", D | L | E },
+	{ "qwerty", D | L | E },
+	{ "hunter2", D | L | E },
+	{ "P@ssw0rd", D | L | E },
+	{ "Passw0rd!", D | L | E },
+	{ "password123", D | L | E },
+	{ "keyboard cat", D | L | E },
+	{ "notasecret", D | H | L | E },
+	{ "SECRET_KEY", D | L | E },
+	{ "mysecretpassword", D | E },
+	{ "example", D | H | L | E },
+	{ "test", D | L | E },
+	{ "default", D | L | E },
+	{ "guest", D | L | E },
+	{ "minioadmin", D | L | E },
+	{ "AKIAIOSFODNN7EXAMPLE", D | H | E },
+	{ "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", D | H },
+	{ "dev", D | L | E },
+	{ "development", D | L | E },
+	{ "secretkey", D | L | E },
+	{ "jwt-secret", D | L | E },
+	{ "your-256-bit-secret", D | H | E },
+	{ "SomeRandomString", D | E },
+	{ "changeit", D | L | E },
+	{ "supersecret", D | L | E },
+	{ "foobared", D | L | E },
+	{ "ThisTokenIsNotSoSecretChangeIt", D | E },
+	{ "my-secret-pw", D | L | E },
+	{ "temporary_key", D | L | E },
+	{ "put your unique phrase here", D },
+	{ "Harbor12345", D | L | E },
+	{ "5iveL!fe", D | L | E },
+	{ "1f2d1e2e67df", D | L | E },
+	{ "sk_test_4eC39HqLyjWDarjtT1zdp7dc", D },
+	{ "shhhhh", D | L | E },
+	{ "tobemodified", D | L | E },
+	{ "YourStrong@Passw0rd", D | E },
+	{ "base64:", D | L | E },
+	{ "iloveyou", D | L | E },
+	{ "trustno1", D | L | E },
+	{ "welcome", D | L | E },
+	{ "postgres", D | L | E },
+	{ "CHANGE_ME_TO_A_COMPLEX_RANDOM_SECRET", D | H },
+	/* Case and surrounding whitespace or quotes do not hide a default. */
+	{ "CHANGEME", D | H | L | E },
+	{ "Dev-Secret", D | L | E },
+	{ "PASSWORD", D | L | E },
+	{ "  changeme\n", D | H | L | E },
+	{ "'changeme'", D | H | L | E },
+	{ "\"secret\"", D | L | E },
+	{ " 'Keyboard Cat' ", D | L | E },
+	{ "\tadmin\r\n", D | L | E },
+	/* Prefix rules. */
+	{ "django-insecure-q7w!e9r#t2y$u5i%o8p^a3s&d6f", D },
+	{ "DJANGO-INSECURE-Zk3mQ8vR2xL7pW4nT9cB", D },
+	{ "insecure-Kp4mR8vQ2zX7wN3cL9tB", D },
+	/* The policy's forbid list. */
+	{ "payments-dev-password", F | E },
+	{ "Payments-Dev-Password", F | E },
+	{ "acme-staging-Rk8vQ2mL7pW4nT9c", F },
+	/* Placeholders. */
+	{ "<your-api-key>", H | L | E },
+	{ "<API_KEY>", H | L | E },
+	{ "<must-be-changed>", H | E },
+	{ "${DB_PASSWORD}", H | L | E },
+	{ "${SECRET_KEY:-changeme}", H },
+	{ "{{ .Values.secret }}", H },
+	{ "{{SECRET}}", H | L | E },
+	{ "%API_KEY%", H | L | E },
+	{ "$SECRET", H | L | E },
+	{ "__SECRET_KEY__", H | L | E },
+	{ "#{ApiKey}", H | L | E },
+	{ "xxx", H | L | E },
+	{ "XXXXXXXXXXXXXXXXXXXXXXXX", H | E },
+	{ "xxx-replace-with-real-key", H },
+	{ "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx", H | E },
+	{ "sk_live_xxxxxxxxxxxxxxxxxxxxxxxx", H | E },
+	{ "TODO", H | L | E },
+	{ "todo: set before deploying", H },
+	{ "FIXME", H | L | E },
+	{ "TBD", H | L | E },
+	{ "REPLACE_ME", H | L | E },
+	{ "replace-me", H | L | E },
+	{ "CHANGE_ME", H | L | E },
+	{ "change-me", H | L | E },
+	{ "changeme123", H | L | E },
+	{ "please-change-me", H | E },
+	{ "Change_Me_Please_2024", H | E },
+	{ "this-is-just-an-example-key-4f9a", H },
+	{ "placeholder", H | L | E },
+	{ "dummy", H | L | E },
+	{ "dummy-api-token-for-local-tests", H },
+	{ "your-api-key-here", H | E },
+	{ "your_secret_here", H | E },
+	{ "YourSecretKeyGoesHere", H | E },
+	{ "insert-your-token-here-please", H },
+	{ "aaaaaaaaaaaaaaaaaaaaaaaa", H | E },
+	{ "0000000000000000", H | E },
+	{ "********", H | L | E },
+	{ "\xe2\x80\xa2\xe2\x80\xa2\xe2\x80\xa2\xe2\x80\xa2\xe2\x80\xa2\xe2\x80\xa2"
+	  "\xe2\x80\xa2\xe2\x80\xa2\xe2\x80\xa2\xe2\x80\xa2\xe2\x80\xa2\xe2\x80\xa2"
+	  "\xe2\x80\xa2\xe2\x80\xa2\xe2\x80\xa2\xe2\x80\xa2", H | E },
+	{ "[REDACTED]", H | L | E },
+	{ "\"<your-api-key>\"", H },
+	/* Weak but long: only the entropy estimate catches them. */
+	{ "passwordpasswordpassword", E },
+	{ "1234567890123456789", E },
+	{ "qwertyuiopasdfghjkl", E },
+	{ "abcdefghijklmnopqrstuvwxyz", E },
+	{ "iloveyouiloveyou", E },
+	{ "letmeinletmeinletmein", E },
+	{ "adminadminadminadmin", E },
+	{ "trustno1trustno1", E },
+	{ "Password1Password1Password1", E },
+	{ "qazwsxedcrfvtgbyhn", E },
+	{ "Summer2024Summer2024", E },
+	{ "1111222233334444", E },
+	{ "princessprincess", E },
+	{ "abcabcabcabcabcabc", E },
+	{ "P@ssw0rdP@ssw0rd", E },
+	{ "dragonfootball123", E },
+	{ "monkeymonkeymonkey", E },
+	{ "zxcvbnmasdfghjkl", E },
+	/* Near misses: a default inside random text, passphrases, look-alikes. */
+	{ "Xk9mPsecretQ2vL8nR4wT7yB1zD", OK },
+	{ "q7Rv2adminT9xLp4Zw8Kc3Nf", OK },
+	{ "Jd8!passwordkQ3zVx7mWp2L", OK },
+	{ "correct-horse-battery-staple-orbit", OK },
+	{ "gravel lantern minted copper oyster", OK },
+	{ "tundra quiver mosaic pellet ember", OK },
+	{ "8fTxxxQ2mLp9Rv4Zk7Wc3Nd1", OK },
+	{ "xxxQ7rV2mZ9pL4wX8kT3nB6", OK },
+	{ "Kp4mTodoListR8vQ2zX7wN3cL", OK },
+	{ "changeitQ7rV2mZ9pL4wX8kT3n", OK },
+	{ "django-secure-Rk8vQ2mL7pW4nT9cB", OK },
+	{ "my-django-insecure-Rk8vQ2mL7pW4nT9c", OK },
+	{ "minioadmin-Rk8vQ2mL7pW4nT9cB3x", OK },
+	{ "'Zq8!vR2#mL7pW4nT9cB3xK6y'", OK },
+	{ "  Zq8vR2mL7pW4nT9cB3xK6yH5  ", OK },
+	{ "tbd-Rk8vQ2mL7pW4nT9cB3xK", OK },
+	{ "Yourself-Rk8vQ2mL7pW4nT9cB", OK },
+	{ "dummyproof-Rk8vQ2mL7pW4nT9cB", OK },
+	{ "sk_live_51HqLyjWDarjtT1zdp7dcQ9x", OK },
+	{ "Tr0ub4dor&3-horse-Nebula-quartz", OK },
+	{ "secret-Rk8vQ2mL7pW4nT9cB3xK6y", OK },
+	{ "Rk8vQ2mL7pW4nT9cB3xK6y-password", OK },
+	{ "AKIAIOSFODNN7EXAMPL3-Rk8vQ2mL7pW4", OK },
+	{ "pa\xd1\x81sword-\xd0\x96\xd1\x8e\xd1\x84\xd1\x91-Rk8vQ2mL7pW4", OK },
+};
+
+START_TEST(test_table_of_values_fails_exactly_the_expected_checks)
+{
+	struct rk_defaults *list = builtin();
+	struct rk_defaults *forbid = parse_ok("payments-dev-password\nacme-staging-*\n");
+	struct rk_value_rules rules = default_rules(list, forbid);
+	struct rk_check_result res[RK_CHECK_VALUE_COUNT];
+	char want[128], got[128], report[4096] = "";
+	size_t accepted = 0, refused = 0, wrong = 0;
+
+	ck_assert_uint_ge(RK_ARRAY_SIZE(table), 100);
+	for (size_t i = 0; i < RK_ARRAY_SIZE(table); i++) {
+		unsigned m = run_str(table[i].value, &rules, res);
+		size_t used = strlen(report);
+
+		ck_assert_int_eq(res[RK_CHECK_PRESENT].ok, 1);
+		if (m == 0)
+			accepted++;
+		else
+			refused++;
+		if (m == table[i].fail)
+			continue;
+		/* Collect every wrong row, so one run shows the whole picture. */
+		wrong++;
+		mask_names(table[i].fail, want, sizeof(want));
+		mask_names(m, got, sizeof(got));
+		snprintf(report + used, sizeof(report) - used, "\n  row %zu: want {%s} got {%s}", i,
+			 want, got);
+	}
+	ck_assert_msg(wrong == 0, "%zu rows fail other checks than expected:%s", wrong, report);
+	ck_assert_uint_ge(accepted, 20);
+	ck_assert_uint_ge(refused, 80);
+	rk_defaults_free(forbid);
+	rk_defaults_free(list);
+}
+END_TEST
+
+/* Every entry of the shipped list is refused, and no reason repeats it. */
+START_TEST(test_every_builtin_entry_is_refused_without_being_echoed)
+{
+	const struct rk_embedded_file *f = rk_embedded_find(LIST_PATH);
+	struct rk_defaults *list = builtin();
+	struct rk_value_rules rules = default_rules(list, NULL);
+	struct rk_check_result res[RK_CHECK_VALUE_COUNT];
+	const char *p = f->data, *end = f->data + f->len;
+	size_t entries = 0, prefixes = 0;
+
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+		char value[1200];
+
+		while (n > 0 && (p[0] == ' ' || p[0] == '\t'))
+			p++, n--;
+		while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t' || p[n - 1] == '\r'))
+			n--;
+		if (n > 0 && p[0] != '#') {
+			ck_assert_uint_lt(n, 1000);
+			memcpy(value, p, n);
+			value[n] = '\0';
+			if (value[n - 1] == '*') {
+				/* A prefix rule: any continuation is refused. */
+				snprintf(value + n - 1, sizeof(value) - n, "Q7rV2mZ9pL4wX8kT3nB6");
+				prefixes++;
+			}
+			entries++;
+			rk_check_value((unsigned char *)value, strlen(value), &rules, res);
+			assert_reasons_clean(value, (unsigned char *)value, strlen(value), 4, res);
+			ck_assert_msg(res[RK_CHECK_DEFAULT].ok == 0, "entry %zu not refused", entries);
+		}
+		p += n;
+		if ((p = memchr(p, '\n', (size_t)(end - p))) == NULL)
+			break;
+		p++;
+	}
+	ck_assert_uint_ge(entries, 150);
+	ck_assert_uint_ge(prefixes, 1);
+	ck_assert_uint_eq(rk_defaults_count(list), entries);
+	rk_defaults_free(list);
+}
+END_TEST
+
+/* ---- strong values --------------------------------------------------------- */
+
+static void
+assert_strong(const char *label, const unsigned char *v, size_t len,
+	      const struct rk_value_rules *rules)
+{
+	struct rk_check_result res[RK_CHECK_VALUE_COUNT];
+	char got[128];
+	unsigned m = run(label, v, len, rules, res);
+
+	mask_names(m, got, sizeof(got));
+	ck_assert_msg(m == 0, "%s value of %zu bytes refused: {%s} %s%s", label, len, got,
+		      res[RK_CHECK_PLACEHOLDER].reason, res[RK_CHECK_ENTROPY].reason);
+	for (int i = 0; i < RK_CHECK_VALUE_COUNT; i++)
+		ck_assert_int_eq(res[i].ok, i == RK_CHECK_FORBIDDEN && rules->forbid == NULL ? -1 : 1);
+}
+
+/* A PKCS#8 PEM private key, built here so the test does not depend on gen.c. */
+static void
+pem_key(const unsigned char oid_last, char *out, size_t n)
+{
+	unsigned char der[48] = { 0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06,
+				  0x03, 0x2b, 0x65, 0x00, 0x04, 0x22, 0x04, 0x20 };
+	char b64[sodium_base64_ENCODED_LEN(48, sodium_base64_VARIANT_ORIGINAL)];
+
+	der[11] = oid_last;
+	randombytes_buf(der + 16, 32);
+	sodium_bin2base64(b64, sizeof(b64), der, sizeof(der), sodium_base64_VARIANT_ORIGINAL);
+	snprintf(out, n, "-----BEGIN PRIVATE KEY-----\n%s\n-----END PRIVATE KEY-----\n", b64);
+	sodium_memzero(der, sizeof(der));
+}
+
+static void
+password(char *out, size_t len)
+{
+	static const char chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+				    "0123456789!#$%&()*+,-./:;<=>?@[]^_{|}~";
+
+	for (size_t i = 0; i < len; i++)
+		out[i] = chars[randombytes_uniform(sizeof(chars) - 1)];
+	out[len] = '\0';
+}
+
+START_TEST(test_random_values_from_libsodium_always_pass)
+{
+	struct rk_defaults *list = builtin();
+	struct rk_value_rules rules = default_rules(list, NULL);
+	unsigned char raw[32];
+	char buf[256];
+
+	for (int i = 0; i < 300; i++) {
+		randombytes_buf(raw, sizeof(raw));
+		sodium_bin2base64(buf, sizeof(buf), raw, sizeof(raw), sodium_base64_VARIANT_ORIGINAL);
+		assert_strong("base64", (unsigned char *)buf, strlen(buf), &rules);
+		sodium_bin2base64(buf, sizeof(buf), raw, sizeof(raw),
+				  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+		assert_strong("base64url", (unsigned char *)buf, strlen(buf), &rules);
+		sodium_bin2hex(buf, sizeof(buf), raw, sizeof(raw));
+		assert_strong("hex", (unsigned char *)buf, strlen(buf), &rules);
+		password(buf, 32);
+		assert_strong("password", (unsigned char *)buf, strlen(buf), &rules);
+		pem_key(0x70, buf, sizeof(buf));
+		assert_strong("ed25519 pem", (unsigned char *)buf, strlen(buf), &rules);
+		pem_key(0x6e, buf, sizeof(buf));
+		assert_strong("x25519 pem", (unsigned char *)buf, strlen(buf), &rules);
+		/* Raw bytes, NULs and all, as a binary --file would hold them. */
+		assert_strong("raw bytes", raw, sizeof(raw), &rules);
+	}
+	sodium_memzero(raw, sizeof(raw));
+	sodium_memzero(buf, sizeof(buf));
+	rk_defaults_free(list);
+}
+END_TEST
+
+START_TEST(test_every_generator_type_passes_the_default_policy)
+{
+	struct rk_defaults *list = builtin();
+	struct rk_value_rules rules = default_rules(list, NULL);
+	struct rk_gen inner = { .type = RK_GEN_PASSWORD, .length = 24,
+				.classes = RK_CLASS_UPPER | RK_CLASS_LOWER | RK_CLASS_DIGIT |
+					   RK_CLASS_SYMBOL };
+	const struct {
+		const char *label;
+		struct rk_gen g;
+	} gens[] = {
+		{ "password/32", { .type = RK_GEN_PASSWORD, .length = 32,
+				   .classes = RK_CLASS_UPPER | RK_CLASS_LOWER | RK_CLASS_DIGIT |
+					      RK_CLASS_SYMBOL } },
+		{ "password/20 alnum", { .type = RK_GEN_PASSWORD, .length = 20,
+					 .classes = RK_CLASS_UPPER | RK_CLASS_LOWER |
+						    RK_CLASS_DIGIT } },
+		{ "bytes/base64", { .type = RK_GEN_BYTES, .length = 32, .encoding = RK_ENC_BASE64 } },
+		{ "bytes/base64url", { .type = RK_GEN_BYTES, .length = 32,
+				       .encoding = RK_ENC_BASE64URL } },
+		{ "bytes/hex", { .type = RK_GEN_BYTES, .length = 32, .encoding = RK_ENC_HEX } },
+		{ "ed25519", { .type = RK_GEN_ED25519 } },
+		{ "x25519", { .type = RK_GEN_X25519 } },
+		{ "template", { .type = RK_GEN_TEMPLATE,
+				.tmpl = (char *)"postgres://app:{{password}}@db/app",
+				.inner = &inner } },
+	};
+
+	for (size_t k = 0; k < RK_ARRAY_SIZE(gens); k++) {
+		for (int i = 0; i < 200; i++) {
+			struct rk_secret *s = NULL;
+			struct rk_error err = { 0 };
+
+			ck_assert_msg(rk_gen_generate(&gens[k].g, &s, &err) == 0, "%s: %s",
+				      gens[k].label, err.msg);
+			assert_strong(gens[k].label, rk_secret_cdata(s), rk_secret_len(s), &rules);
+			rk_secret_free(s);
+		}
+	}
+	rk_defaults_free(list);
+}
+END_TEST
+
+/* ---- presence and rules that are off ---------------------------------------- */
+
+START_TEST(test_absent_empty_and_blank_fail_present_only)
+{
+	static const char *const blank[] = { "", "   ", "\t\r\n", "''", "\"\"", " ' ' ", "\" \t\"" };
+	struct rk_defaults *list = builtin();
+	struct rk_value_rules rules = default_rules(list, list);
+	struct rk_check_result res[RK_CHECK_VALUE_COUNT];
+
+	ck_assert_int_eq(rk_check_value(NULL, 0, &rules, res), 1);
+	ck_assert_int_eq(res[RK_CHECK_PRESENT].ok, 0);
+	ck_assert_ptr_nonnull(strstr(res[RK_CHECK_PRESENT].reason, "not set"));
+	for (int i = 1; i < RK_CHECK_VALUE_COUNT; i++)
+		ck_assert_int_eq(res[i].ok, -1);
+	/* A length with a NULL pointer is still absent, never read. */
+	ck_assert_int_eq(rk_check_value(NULL, 12, &rules, res), 1);
+	ck_assert_int_eq(res[RK_CHECK_PRESENT].ok, 0);
+
+	for (size_t k = 0; k < RK_ARRAY_SIZE(blank); k++) {
+		ck_assert_int_eq(rk_check_value((const unsigned char *)blank[k], strlen(blank[k]),
+						&rules, res), 1);
+		ck_assert_msg(res[RK_CHECK_PRESENT].ok == 0, "blank %zu counted as present", k);
+		ck_assert_ptr_nonnull(strstr(res[RK_CHECK_PRESENT].reason, "empty"));
+		for (int i = 1; i < RK_CHECK_VALUE_COUNT; i++)
+			ck_assert_int_eq(res[i].ok, -1);
+	}
+	rk_defaults_free(list);
+}
+END_TEST
+
+START_TEST(test_rules_that_are_off_are_not_applicable)
+{
+	struct rk_value_rules none = { 0 };
+	struct rk_check_result res[RK_CHECK_VALUE_COUNT];
+
+	ck_assert_int_eq(run_str("changeme", &none, res), H);
+	ck_assert_int_eq(res[RK_CHECK_PRESENT].ok, 1);
+	ck_assert_int_eq(res[RK_CHECK_DEFAULT].ok, -1);
+	ck_assert_int_eq(res[RK_CHECK_FORBIDDEN].ok, -1);
+	ck_assert_int_eq(res[RK_CHECK_LENGTH].ok, -1);
+	ck_assert_int_eq(res[RK_CHECK_ENTROPY].ok, -1);
+	/* NULL rules: the same as all off. */
+	ck_assert_int_eq(rk_check_value((const unsigned char *)"short", 5, NULL, res), 0);
+	ck_assert_int_eq(res[RK_CHECK_PLACEHOLDER].ok, 1);
+	ck_assert_int_eq(res[RK_CHECK_LENGTH].ok, -1);
+}
+END_TEST
+
+START_TEST(test_check_names)
+{
+	ck_assert_str_eq(rk_check_name(RK_CHECK_PRESENT), "present");
+	ck_assert_str_eq(rk_check_name(RK_CHECK_DEFAULT), "known_default");
+	ck_assert_str_eq(rk_check_name(RK_CHECK_FORBIDDEN), "forbidden");
+	ck_assert_str_eq(rk_check_name(RK_CHECK_PLACEHOLDER), "placeholder");
+	ck_assert_str_eq(rk_check_name(RK_CHECK_LENGTH), "min_length");
+	ck_assert_str_eq(rk_check_name(RK_CHECK_ENTROPY), "min_entropy");
+	ck_assert_str_eq(rk_check_name(RK_CHECK_VALUE_COUNT), "unknown");
+}
+END_TEST
+
+/* ---- trimming, quotes, case ------------------------------------------------- */
+
+START_TEST(test_trimming_quotes_and_case_do_not_hide_a_default)
+{
+	static const char *const hidden[] = {
+		"  changeme\n", "'changeme'", "\"changeme\"", " \" changeme \" ", "\tsecret\r\n",
+		"CHANGEME", "Dev-Secret", "KEYBOARD CAT", "aKiAiOsFoDnN7eXaMpLe", "'NotASecret'\n",
+	};
+	struct rk_defaults *list = parse_ok("changeme\nsecret\ndev-secret\nkeyboard cat\n"
+					    "AKIAIOSFODNN7EXAMPLE\nnotasecret\n");
+	struct rk_value_rules rules = { .defaults = list };
+	struct rk_check_result res[RK_CHECK_VALUE_COUNT];
+
+	for (size_t i = 0; i < RK_ARRAY_SIZE(hidden); i++) {
+		run_str(hidden[i], &rules, res);
+		ck_assert_msg(res[RK_CHECK_DEFAULT].ok == 0, "'%s' not refused", hidden[i]);
+	}
+	/* One layer of quotes only, and only matching ones. */
+	run_str("''secret''", &rules, res);
+	ck_assert_int_eq(res[RK_CHECK_DEFAULT].ok, 1);
+	run_str("'keyboard cat\"", &rules, res);
+	ck_assert_int_eq(res[RK_CHECK_DEFAULT].ok, 1);
+	/* Whitespace inside the value is part of it. */
+	run_str("keyboard  cat", &rules, res);
+	ck_assert_int_eq(res[RK_CHECK_DEFAULT].ok, 1);
+	run_str("secretx", &rules, res);
+	ck_assert_int_eq(res[RK_CHECK_DEFAULT].ok, 1);
+	rk_defaults_free(list);
+}
+END_TEST
+
+START_TEST(test_prefix_rules_match_only_at_the_start)
+{
+	struct rk_defaults *list = parse_ok("django-insecure-*\n");
+	struct rk_value_rules rules = { .defaults = list };
+	struct rk_check_result res[RK_CHECK_VALUE_COUNT];
+
+	ck_assert_uint_eq(rk_defaults_count(list), 1);
+	run_str("django-insecure-abc123def456ghi789jkl012mno345pqr678stu901vwx", &rules, res);
+	ck_assert_int_eq(res[RK_CHECK_DEFAULT].ok, 0);
+	run_str("  'DJANGO-Insecure-k3J9'", &rules, res);
+	ck_assert_int_eq(res[RK_CHECK_DEFAULT].ok, 0);
+	run_str("django-insecure-", &rules, res);
+	ck_assert_int_eq(res[RK_CHECK_DEFAULT].ok, 0);
+	run_str("django-insecure", &rules, res);
+	ck_assert_int_eq(res[RK_CHECK_DEFAULT].ok, 1);
+	run_str("x-django-insecure-abc", &rules, res);
+	ck_assert_int_eq(res[RK_CHECK_DEFAULT].ok, 1);
+	rk_defaults_free(list);
+}
+END_TEST
+
+/* ---- forbid lists and list parsing ------------------------------------------ */
+
+START_TEST(test_forbid_entries_from_defaults_add)
+{
+	static const char *const bad[] = { "", "   ", "*", "ab*", "abc*", "# comment",
+					   "a\x01" "b", "tab\tok but \x7f no" };
+	struct rk_defaults *forbid = NULL;
+	struct rk_value_rules rules = { 0 };
+	struct rk_check_result res[RK_CHECK_VALUE_COUNT];
+	struct rk_error err = { 0 };
+	char big[1100];
+
+	ck_assert_int_eq(rk_defaults_parse(&forbid, "policy forbid", "", 0, &err), 0);
+	ck_assert_uint_eq(rk_defaults_count(forbid), 0);
+	ck_assert_int_eq(rk_defaults_add(forbid, "payments-dev-password", &err), 0);
+	ck_assert_int_eq(rk_defaults_add(forbid, "  acme-staging-*  ", &err), 0);
+	ck_assert_int_eq(rk_defaults_add(forbid, "tab\tinside", &err), 0);
+	ck_assert_uint_eq(rk_defaults_count(forbid), 3);
+	rules.forbid = forbid;
+
+	run_str("PAYMENTS-DEV-PASSWORD", &rules, res);
+	ck_assert_int_eq(res[RK_CHECK_FORBIDDEN].ok, 0);
+	ck_assert_int_eq(res[RK_CHECK_DEFAULT].ok, -1);
+	ck_assert_ptr_nonnull(strstr(res[RK_CHECK_FORBIDDEN].reason, "forbid list"));
+	run_str("acme-staging-k3J9vQ2m", &rules, res);
+	ck_assert_int_eq(res[RK_CHECK_FORBIDDEN].ok, 0);
+	run_str("acme-prod-k3J9vQ2m", &rules, res);
+	ck_assert_int_eq(res[RK_CHECK_FORBIDDEN].ok, 1);
+	run_str("payments-dev-password2", &rules, res);
+	ck_assert_int_eq(res[RK_CHECK_FORBIDDEN].ok, 1);
+
+	for (size_t i = 0; i < RK_ARRAY_SIZE(bad); i++) {
+		memset(&err, 0, sizeof(err));
+		ck_assert_msg(rk_defaults_add(forbid, bad[i], &err) == RK_EINVAL,
+			      "bad entry %zu accepted", i);
+		ck_assert_int_eq(err.code, RK_EINVAL);
+		ck_assert(err.msg[0] != '\0');
+	}
+	memset(big, 'q', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	memset(&err, 0, sizeof(err));
+	ck_assert_int_eq(rk_defaults_add(forbid, big, &err), RK_EINVAL);
+	ck_assert_ptr_nonnull(strstr(err.msg, "longer than"));
+	ck_assert_uint_eq(rk_defaults_count(forbid), 3);
+	rk_defaults_free(forbid);
+	rk_defaults_free(NULL);
+}
+END_TEST
+
+START_TEST(test_parse_comments_crlf_blank_lines_and_bom)
+{
+	static const char text[] =
+		"\xef\xbb\xbf# a comment\r\n"
+		"\r\n"
+		"  alpha  \r\n"
+		"beta\n"
+		"\n"
+		"   # an indented comment\n"
+		"\t\n"
+		"gamma-prefix-*\r\n"
+		"keyboard cat\r\n"
+		"last-without-newline";
+	struct rk_defaults *d = parse_ok(text);
+	struct rk_value_rules rules = { .defaults = d };
+	struct rk_check_result res[RK_CHECK_VALUE_COUNT];
+	static const char *const hits[] = { "alpha", "BETA", "gamma-prefix-zzz", "keyboard cat",
+					    "last-without-newline" };
+	static const char *const misses[] = { "# a comment", "alphabet", "gamma", "a comment",
+					      "gamma-prefix", "last-without" };
+
+	ck_assert_uint_eq(rk_defaults_count(d), 5);
+	for (size_t i = 0; i < RK_ARRAY_SIZE(hits); i++) {
+		run_str(hits[i], &rules, res);
+		ck_assert_msg(res[RK_CHECK_DEFAULT].ok == 0, "'%s' should match", hits[i]);
+	}
+	for (size_t i = 0; i < RK_ARRAY_SIZE(misses); i++) {
+		run_str(misses[i], &rules, res);
+		ck_assert_msg(res[RK_CHECK_DEFAULT].ok == 1, "'%s' should not match", misses[i]);
+	}
+	rk_defaults_free(d);
+
+	/* Nothing but comments and blank lines: an empty list. */
+	d = parse_ok("# only\r\n\r\n# comments\n");
+	ck_assert_uint_eq(rk_defaults_count(d), 0);
+	rk_defaults_free(d);
+}
+END_TEST
+
+START_TEST(test_parse_errors_name_the_file_and_line)
+{
+	static const struct {
+		const char *text;
+		size_t len;	/* 0: strlen */
+		const char *prefix;
+		const char *words;
+	} bad[] = {
+		{ "ok\n\n*\n", 0, "odd.txt:3: ", "prefix rule" },
+		{ "# c\r\nok\r\n  *  \r\n", 0, "odd.txt:3: ", "prefix rule" },
+		{ "ok\r\nab*\r\n", 0, "odd.txt:2: ", "at least 4 characters" },
+		{ "one\ntwo\nth\x01ree\n", 0, "odd.txt:3: ", "control character" },
+		{ "a\0b\n", 4, "odd.txt:1: ", "NUL" },
+		{ "fine\nfine\nfine\nfine\nfine\n**\n", 0, "odd.txt:6: ", "prefix rule" },
+	};
+
+	for (size_t i = 0; i < RK_ARRAY_SIZE(bad); i++) {
+		struct rk_defaults *d = NULL;
+		struct rk_error err = { 0 };
+		size_t len = bad[i].len ? bad[i].len : strlen(bad[i].text);
+
+		ck_assert_int_eq(rk_defaults_parse(&d, "odd.txt", bad[i].text, len, &err), RK_EINVAL);
+		ck_assert_ptr_null(d);
+		ck_assert_msg(strncmp(err.msg, bad[i].prefix, strlen(bad[i].prefix)) == 0,
+			      "case %zu: '%s' does not start with '%s'", i, err.msg, bad[i].prefix);
+		ck_assert_msg(strstr(err.msg, bad[i].words) != NULL, "case %zu: '%s' lacks '%s'", i,
+			      err.msg, bad[i].words);
+	}
+}
+END_TEST
+
+START_TEST(test_parse_rejects_an_entry_that_is_too_long)
+{
+	char text[1200];
+	struct rk_defaults *d = NULL;
+	struct rk_error err = { 0 };
+
+	memcpy(text, "ok\n", 3);
+	memset(text + 3, 'z', 1025);
+	text[3 + 1025] = '\n';
+	ck_assert_int_eq(rk_defaults_parse(&d, "long.txt", text, 3 + 1026, &err), RK_EINVAL);
+	ck_assert_ptr_nonnull(strstr(err.msg, "long.txt:2: "));
+	/* 1024 bytes is the limit, inclusive. */
+	memset(&err, 0, sizeof(err));
+	ck_assert_int_eq(rk_defaults_parse(&d, "long.txt", text, 3 + 1024, &err), 0);
+	ck_assert_uint_eq(rk_defaults_count(d), 2);
+	rk_defaults_free(d);
+}
+END_TEST
+
+/* ---- length and entropy ------------------------------------------------------ */
+
+START_TEST(test_length_counts_utf8_characters_not_bytes)
+{
+	/* 11 characters in 21 bytes: "пароль-ключ". */
+	static const char cyr[] = "\xd0\xbf\xd0\xb0\xd1\x80\xd0\xbe\xd0\xbb\xd1\x8c-"
+				  "\xd0\xba\xd0\xbb\xd1\x8e\xd1\x87";
+	struct rk_value_rules rules = { .min_length = 12 };
+	struct rk_check_result res[RK_CHECK_VALUE_COUNT];
+	/* Invalid UTF-8: each stray byte is one character. */
+	static const unsigned char stray[] = { 0xff, 0xfe, 0x80, 'a', 0xc3 };
+
+	ck_assert_uint_eq(strlen(cyr), 21);
+	run_str(cyr, &rules, res);
+	ck_assert_int_eq(res[RK_CHECK_LENGTH].ok, 0);
+	ck_assert_ptr_nonnull(strstr(res[RK_CHECK_LENGTH].reason, "is 11 characters long"));
+	ck_assert_ptr_nonnull(strstr(res[RK_CHECK_LENGTH].reason, "at least 12"));
+	rules.min_length = 11;
+	run_str(cyr, &rules, res);
+	ck_assert_int_eq(res[RK_CHECK_LENGTH].ok, 1);
+
+	rules.min_length = 6;
+	run("stray", stray, sizeof(stray), &rules, res);
+	ck_assert_int_eq(res[RK_CHECK_LENGTH].ok, 0);
+	ck_assert_ptr_nonnull(strstr(res[RK_CHECK_LENGTH].reason, "is 5 characters"));
+	/* Surrounding whitespace does not count; quotes inside it do. */
+	rules.min_length = 16;
+	run_str("   short-one-1234   \n", &rules, res);
+	ck_assert_ptr_nonnull(strstr(res[RK_CHECK_LENGTH].reason, "is 14 characters"));
+	rules.min_length = 1;
+	run_str("q", &rules, res);
+	ck_assert_int_eq(res[RK_CHECK_LENGTH].ok, 1);
+	rules.min_length = 2;
+	run_str("\xc3\xa9", &rules, res);
+	ck_assert_ptr_nonnull(strstr(res[RK_CHECK_LENGTH].reason, "is 1 character long"));
+}
+END_TEST
+
+START_TEST(test_entropy_threshold_is_inclusive_and_reported)
+{
+	static const char v[] = "correct horse battery staple";
+	struct rk_value_rules rules = { 0 };
+	struct rk_check_result res[RK_CHECK_VALUE_COUNT];
+	double bits = rk_check_entropy_bits((const unsigned char *)v, strlen(v));
+	char want[64];
+
+	ck_assert(bits > 20 && bits < 200);
+	rules.min_entropy_bits = bits;
+	run_str(v, &rules, res);
+	ck_assert_int_eq(res[RK_CHECK_ENTROPY].ok, 1);
+	rules.min_entropy_bits = bits - 0.01;
+	run_str(v, &rules, res);
+	ck_assert_int_eq(res[RK_CHECK_ENTROPY].ok, 1);
+	rules.min_entropy_bits = bits + 0.01;
+	run_str(v, &rules, res);
+	ck_assert_int_eq(res[RK_CHECK_ENTROPY].ok, 0);
+	snprintf(want, sizeof(want), "%.1f bits", floor(bits * 10) / 10);
+	ck_assert_msg(strstr(res[RK_CHECK_ENTROPY].reason, want) != NULL, "'%s' lacks '%s'",
+		      res[RK_CHECK_ENTROPY].reason, want);
+	/* Only the rule's own check fails: the value is fine otherwise. */
+	ck_assert_int_eq(failed_mask(res), E);
+
+	/* Weak values stay weak however long; random ones are far above 64. */
+	ck_assert(rk_check_entropy_bits((const unsigned char *)"password", 8) < 10);
+	ck_assert(rk_check_entropy_bits((const unsigned char *)"passwordpasswordpassword", 24) < 20);
+	ck_assert(rk_check_entropy_bits((const unsigned char *)"abcdefghijklmnopqrstuvwxyz", 26)
+		  < 20);
+	ck_assert(rk_check_entropy_bits((const unsigned char *)"Xk9mPsecretQ2vL8nR4wT7yB1zD", 27)
+		  > 64);
+	ck_assert(rk_check_entropy_bits(NULL, 0) == 0.0);
+	ck_assert(rk_check_entropy_bits((const unsigned char *)"", 0) == 0.0);
+}
+END_TEST
+
+START_TEST(test_entropy_sees_past_nul_and_counts_characters)
+{
+	unsigned char v[40];
+	/* "пароль": six Cyrillic letters, scored as six characters, not twelve. */
+	static const char cyr[] = "\xd0\xbf\xd0\xb0\xd1\x80\xd0\xbe\xd0\xbb\xd1\x8c";
+	double weak, whole, cyr_bits;
+
+	memcpy(v, "weak", 4);
+	v[4] = '\0';
+	randombytes_buf(v + 5, sizeof(v) - 5);
+	for (size_t i = 5; i < sizeof(v); i++)
+		v[i] = (unsigned char)('A' + v[i] % 26);
+	weak = rk_check_entropy_bits(v, 4);
+	whole = rk_check_entropy_bits(v, sizeof(v));
+	ck_assert_msg(whole > weak + 64, "NUL cut the value short: %f vs %f", whole, weak);
+
+	cyr_bits = rk_check_entropy_bits((const unsigned char *)cyr, strlen(cyr));
+	ck_assert_msg(cyr_bits < 7 * 6.7, "6 characters scored as %f bits", cyr_bits);
+	ck_assert(cyr_bits > 0);
+
+	/* Longer than zxcvbn's input cap: still a finite, large estimate. */
+	{
+		char *big = malloc(20000);
+
+		ck_assert_ptr_nonnull(big);
+		password(big, 19999);
+		ck_assert(rk_check_entropy_bits((unsigned char *)big, 19999) > 256);
+		free(big);
+	}
+}
+END_TEST
+
+START_TEST(test_values_with_nul_bytes_are_checked_whole)
+{
+	struct rk_defaults *list = parse_ok("changeme\n");
+	struct rk_value_rules rules = default_rules(list, NULL);
+	struct rk_check_result res[RK_CHECK_VALUE_COUNT];
+	static const unsigned char nul_default[] = { 'c', 'h', 'a', 'n', 'g', 'e', 'm', 'e', 0 };
+	static const unsigned char nuls[] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 };
+
+	/* "changeme\0" is not the entry "changeme": the whole value is compared. */
+	run("nul default", nul_default, sizeof(nul_default), &rules, res);
+	ck_assert_int_eq(res[RK_CHECK_PRESENT].ok, 1);
+	ck_assert_int_eq(res[RK_CHECK_DEFAULT].ok, 1);
+	ck_assert_int_eq(res[RK_CHECK_PLACEHOLDER].ok, 0);	/* it still says changeme */
+	/* Sixteen NULs are present, but filler, and weak. */
+	run("nuls", nuls, sizeof(nuls), &rules, res);
+	ck_assert_int_eq(res[RK_CHECK_PRESENT].ok, 1);
+	ck_assert_int_eq(res[RK_CHECK_PLACEHOLDER].ok, 0);
+	ck_assert_int_eq(res[RK_CHECK_LENGTH].ok, 1);
+	ck_assert_int_eq(res[RK_CHECK_ENTROPY].ok, 0);
+	rk_defaults_free(list);
+}
+END_TEST
+
+Suite *
+check_suite(void)
+{
+	Suite *s = suite_create("check");
+	TCase *tc = tcase_create("core");
+
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_table_of_values_fails_exactly_the_expected_checks);
+	tcase_add_test(tc, test_every_builtin_entry_is_refused_without_being_echoed);
+	tcase_add_test(tc, test_random_values_from_libsodium_always_pass);
+	tcase_add_test(tc, test_every_generator_type_passes_the_default_policy);
+	tcase_add_test(tc, test_absent_empty_and_blank_fail_present_only);
+	tcase_add_test(tc, test_rules_that_are_off_are_not_applicable);
+	tcase_add_test(tc, test_check_names);
+	tcase_add_test(tc, test_trimming_quotes_and_case_do_not_hide_a_default);
+	tcase_add_test(tc, test_prefix_rules_match_only_at_the_start);
+	tcase_add_test(tc, test_forbid_entries_from_defaults_add);
+	tcase_add_test(tc, test_parse_comments_crlf_blank_lines_and_bom);
+	tcase_add_test(tc, test_parse_errors_name_the_file_and_line);
+	tcase_add_test(tc, test_parse_rejects_an_entry_that_is_too_long);
+	tcase_add_test(tc, test_length_counts_utf8_characters_not_bytes);
+	tcase_add_test(tc, test_entropy_threshold_is_inclusive_and_reported);
+	tcase_add_test(tc, test_entropy_sees_past_nul_and_counts_characters);
+	tcase_add_test(tc, test_values_with_nul_bytes_are_checked_whole);
+	suite_add_tcase(s, tc);
+	return s;
+}
