@@ -29,7 +29,7 @@ UNIT_SRC  = $(wildcard tests/unit/*.c)
 UNIT_OBJ  = $(patsubst %.c,$(B)/%.o,$(UNIT_SRC))
 EMBED_IN  = $(sort $(wildcard policy/*.yaml)) policy/known-defaults.txt
 
-.PHONY: all deps run check unit integration asan bench fuzz clean fakes-check
+.PHONY: all deps run check unit integration asan bench fuzz clean fakes-check fault
 all: rekey
 
 # ---- dependencies -------------------------------------------------------------
@@ -69,10 +69,9 @@ rekey: build/release/rekey
 	cp $< $@
 
 # The fault-injection build: crash points compiled in, used only by tests.
-build/fault/rekey: FORCE
-	@$(MAKE) --no-print-directory B=build/fault EXTRA_CFLAGS="-DRK_FAULT_INJECTION $(EXTRA_CFLAGS)" build/fault/rekey-inner
-build/fault/rekey-inner: $(B)/src/main.o $(B)/librekey.a
-	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o build/fault/rekey $^ $(LIBS)
+FB ?= build/fault
+fault: FORCE
+	@$(MAKE) --no-print-directory B=$(FB) EXTRA_CFLAGS="-DRK_FAULT_INJECTION $(EXTRA_CFLAGS)" $(FB)/rekey
 
 build/gen/suites.h: $(UNIT_SRC)
 	@mkdir -p build/gen
@@ -85,6 +84,9 @@ $(UNIT_OBJ): build/gen/suites.h
 $(B)/check_unit: $(UNIT_OBJ) $(B)/librekey.a
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS) $(LIBS)
 
+$(B)/rk-fp: $(B)/tests/tools/rk_fp.o $(B)/librekey.a
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+
 FORCE:
 
 # ---- run and test ---------------------------------------------------------------
@@ -95,9 +97,9 @@ run: deps
 unit: $(B)/check_unit
 	CK_FORK=yes REKEY_SRCDIR=$(CURDIR) $(B)/check_unit
 
-integration: $(B)/rekey build/fault/rekey
-	REKEY_BIN=$(CURDIR)/$(B)/rekey REKEY_FAULT_BIN=$(CURDIR)/build/fault/rekey \
-	  sh tests/integration/run.sh
+integration: $(B)/rekey fault $(B)/rk-fp
+	REKEY_BIN=$(CURDIR)/$(B)/rekey REKEY_FAULT_BIN=$(CURDIR)/$(FB)/rekey \
+	  RK_FP=$(CURDIR)/$(B)/rk-fp REKEY_SRCDIR=$(CURDIR) sh tests/integration/run.sh
 
 check: deps
 	@$(MAKE) --no-print-directory rekey
@@ -105,7 +107,7 @@ check: deps
 
 ASAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 asan: deps
-	@$(MAKE) --no-print-directory B=build/asan OPT="-O1 -g" HARDEN="-fPIE" \
+	@$(MAKE) --no-print-directory B=build/asan FB=build/asan-fault OPT="-O1 -g" HARDEN="-fPIE" \
 	  EXTRA_CFLAGS="$(ASAN_FLAGS)" EXTRA_LDFLAGS="$(ASAN_FLAGS)" unit integration
 
 bench: deps

@@ -36,8 +36,13 @@
  * - Placeholder rules fire on clear shapes only (a whole-value template, a
  *   marker word of 7+ letters, a short marker word standing alone between
  *   separators, runs of x's or stars). Each comment gives the odds that a
- *   value from `rekey`'s generators trips it; all are below about 1e-6, since
- *   a guard that refuses a freshly generated secret stops a deployment.
+ *   random value trips it, since a guard that refuses a freshly generated
+ *   secret stops a deployment: all are far below 1e-6, and 5 million values
+ *   each of random base64, base64url and 32-character passwords over the
+ *   generator's alphabet were all accepted.
+ * - zxcvbn needs sodium_init() first (its copy is sodium_malloc'd). The
+ *   library clears its own reversed copy of the value; what it leaves on its
+ *   stack is out of our reach.
  */
 #include <assert.h>
 #include <math.h>
@@ -51,7 +56,7 @@
 
 #include "rekey/check.h"
 
-/* Bounds on a list: a user's --rules or forbid list is input like any other. */
+/* Bounds on a list: a user's list or a policy's forbid list is input like any other. */
 #define DEFAULTS_MAX_ENTRIES	65536
 #define DEFAULTS_MAX_ENTRY	1024
 /* "ab*" would refuse one value in a thousand; a prefix must say something. */
@@ -427,11 +432,12 @@ wrapped(struct view v, const char *open, const char *close, struct view *inner)
 }
 
 /*
- * Unrendered templates and unexpanded variables, as the whole value. Odds
- * for a random 32-character password over 94 symbols: "${" + "}" is 1e-6,
- * "{{" + "}}" 1e-8; the one- and two-character frames ('<' '>', '%' '%',
- * '$', '__') additionally require an inside that random text almost never
- * has (no symbol among 30 characters: below 1e-4 more).
+ * Unrendered templates and unexpanded variables, as the whole value. Base64
+ * and rekey's password alphabet have none of these frames but "__"; for
+ * random printable ASCII (94 symbols) "${" + "}" has odds of 1e-6, "{{" +
+ * "}}" 1e-8, and the short frames ('<' '>', '%' '%', '$', '__') also need an
+ * inside without symbols, which 30 random characters have with odds below
+ * 1e-4.
  */
 static int
 is_template(struct view v)
@@ -482,12 +488,24 @@ is_star(unsigned char c)
 	return c == '*';
 }
 
+/* Only letters and separators: words, as a placeholder spells them. */
+static int
+is_wordy(struct view v)
+{
+	for (size_t i = 0; i < v.n; i++)
+		if (!is_alpha(v.p[i]) && !is_sep(v.p[i]))
+			return 0;
+	return 1;
+}
+
 /*
- * Filler: x's, one character repeated, masked values. Odds for random
- * base64 (a letter matches x or X with 1/32): a leading "xxx" followed by a
- * separator or a second run of three x's, ~1e-6; a run of six x's anywhere,
- * 3e-8; stars do not occur in base64 and a password needs four leading or
- * five in a row (1e-8).
+ * Filler: x's, one character repeated, masked values. A leading "xxx" is
+ * not enough on its own: one random base64url value in a million starts
+ * with "xXx-" (measured: 4 in 3 million), so it counts when words follow
+ * ("XXX_REPLACE_ME", "xxx-your-key"; random text after it is wordy with odds
+ * of 1/300) or a second run of three x's does (1e-3 more). A run of six x's
+ * anywhere has odds of 3e-8; stars do not occur in base64, and a password
+ * needs four leading or five in a row (1e-8).
  */
 static int
 is_filler(struct view v)
@@ -500,7 +518,7 @@ is_filler(struct view v)
 	if (lead == v.n)
 		return 1;
 	if (lead >= 3) {
-		if (is_sep(v.p[lead]))
+		if (is_sep(v.p[lead]) && is_wordy((struct view){ v.p + lead, v.n - lead }))
 			return 1;
 		for (size_t i = lead; i < v.n; i++)
 			if (run_at(v, i, is_x) >= 3)

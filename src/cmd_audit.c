@@ -63,8 +63,11 @@ cmd_audit(struct rk_ctx *ctx, int argc, char **argv)
 			rk_print_json(j);
 			json_decref(j);
 		}
-		if (r < 0)
-			return rk_cli_fail(&err, "audit log verification failed");
+		if (r < 0) {
+			/* A failed check, not a usage error: exit 1 whatever the code. */
+			rk_cli_fail(&err, "audit log verification failed");
+			return 1;
+		}
 		if (!ctx->output_json)
 			printf("audit log intact: %lld rows\n", (long long)rows_n);
 		return 0;

@@ -202,6 +202,7 @@ cmd_rotate(struct rk_ctx *ctx, int argc, char **argv)
 		rc = 0;
 		goto out;
 	}
+	ro.manual = !due;
 	if (rk_engine_rotate(ctx, names, &ro, &rep, &err) < 0) {
 		rc = rk_cli_fail(&err, "rotation did not start; nothing was changed");
 		goto out;

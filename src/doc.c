@@ -24,6 +24,7 @@ struct mark {
 	const json_t *parent;	/* its mapping, for key lookups, or NULL */
 	char *key;		/* its key in that mapping, or NULL */
 	int line, col;
+	int key_line, key_col;	/* where the key itself is written */
 };
 
 struct rk_doc {
@@ -35,7 +36,7 @@ struct rk_doc {
 
 static int
 add_mark(struct rk_doc *d, const json_t *v, const json_t *parent, const char *key,
-	 const yaml_mark_t *m)
+	 const yaml_mark_t *m, const yaml_mark_t *km)
 {
 	struct mark *mk;
 
@@ -55,6 +56,8 @@ add_mark(struct rk_doc *d, const json_t *v, const json_t *parent, const char *ke
 		return RK_ENOMEM;
 	mk->line = (int)m->line + 1;
 	mk->col = (int)m->column + 1;
+	mk->key_line = km ? (int)km->line + 1 : mk->line;
+	mk->key_col = km ? (int)km->column + 1 : mk->col;
 	d->nmarks++;
 	return 0;
 }
@@ -116,13 +119,13 @@ attach(struct rk_doc *d, struct frame *stack, int depth, json_t *v, const yaml_e
 
 	if (depth == 0) {
 		d->root = v;
-		return add_mark(d, v, NULL, NULL, &ev->start_mark) < 0 ? RK_ENOMEM : 0;
+		return add_mark(d, v, NULL, NULL, &ev->start_mark, NULL) < 0 ? RK_ENOMEM : 0;
 	}
 	top = &stack[depth - 1];
 	if (json_is_array(top->v)) {
 		if (json_array_append_new(top->v, v) < 0)
 			return rk_error_set(err, RK_ENOMEM, "out of memory");
-		return add_mark(d, v, NULL, NULL, &ev->start_mark) < 0 ? RK_ENOMEM : 0;
+		return add_mark(d, v, NULL, NULL, &ev->start_mark, NULL) < 0 ? RK_ENOMEM : 0;
 	}
 	/* A mapping alternates key scalars and values. */
 	if (top->pending_key == NULL) {
@@ -149,7 +152,7 @@ attach(struct rk_doc *d, struct frame *stack, int depth, json_t *v, const yaml_e
 		r = rk_error_set(err, RK_ENOMEM, "out of memory");
 		goto out;
 	}
-	r = add_mark(d, v, top->v, top->pending_key, &ev->start_mark);
+	r = add_mark(d, v, top->v, top->pending_key, &ev->start_mark, &top->key_mark);
 out:
 	free(top->pending_key);
 	top->pending_key = NULL;
@@ -200,7 +203,12 @@ parse(struct rk_doc *d, yaml_parser_t *parser, struct rk_error *err)
 					     "YAML anchors (&name) are not supported");
 				break;
 			}
-			if (ev.type == YAML_SCALAR_EVENT)
+			if (ev.type == YAML_SCALAR_EVENT && depth > 0 &&
+			    json_is_object(stack[depth - 1].v) && stack[depth - 1].pending_key == NULL)
+				/* A mapping key stays text: `404: x` has the key "404". */
+				v = json_stringn((const char *)ev.data.scalar.value,
+						 ev.data.scalar.length);
+			else if (ev.type == YAML_SCALAR_EVENT)
 				v = scalar_value(&ev);
 			else if (ev.type == YAML_SEQUENCE_START_EVENT)
 				v = json_array();
@@ -481,9 +489,19 @@ rk_doc_check(const struct rk_doc *doc, const json_t *obj, const struct rk_field 
 			for (const struct rk_field *k = fields; k->key && used < sizeof(known); k++)
 				used += (size_t)snprintf(known + used, sizeof(known) - used, "%s%s",
 							 used ? ", " : "", k->key);
-			return rk_doc_error_key(err, doc, obj, key, RK_EINVAL,
-						"unknown key '%s' in %s (known keys: %s)", key,
-						what, known);
+			int line = 0, col = 0;
+			for (size_t i = 0; i < doc->nmarks; i++)
+				if (doc->marks[i].parent == obj && doc->marks[i].key &&
+				    strcmp(doc->marks[i].key, key) == 0) {
+					line = doc->marks[i].key_line;
+					col = doc->marks[i].key_col;
+				}
+			if (line > 0)
+				return rk_error_set(err, RK_EINVAL,
+						    "%s:%d:%d: unknown key '%s' in %s (known keys: %s)",
+						    doc->name, line, col, key, what, known);
+			return rk_doc_error(err, doc, obj, RK_EINVAL,
+					    "unknown key '%s' in %s (known keys: %s)", key, what, known);
 		}
 		if (!type_ok(f->type, v))
 			return rk_doc_error_key(err, doc, obj, key, RK_EINVAL,

@@ -672,10 +672,12 @@ rk_engine_rotate(struct rk_ctx *ctx, const json_t *names, const struct rk_rotate
 		snprintf(j->rot.secret, sizeof(j->rot.secret), "%s", j->name);
 		snprintf(j->rot.state, sizeof(j->rot.state), "planned");
 		rk_keys_uuid(ctx->keys, run_id, j->name, j->rot.idem_key);
-		if ((r = rk_store_secret_clear_attention(ctx->store, j->name, err)) < 0 ||
+		if ((opts->manual &&
+		     (r = rk_store_secret_clear_attention(ctx->store, j->name, err)) < 0) ||
 		    (r = rk_store_rot_insert(ctx->store, &j->rot, rk_now(ctx), err)) < 0)
 			goto out;
 	}
+	RK_FAULT("planned");
 	r = finish_run(ctx, run_id, kind, jobs, n, opts->no_restart, report, err);
 out:
 	for (i = 0; i < n; i++)

@@ -317,7 +317,7 @@ parse_template(struct rk_gen *g, const struct rk_doc *doc, const json_t *obj,
 					" where the generated password goes");
 	if ((g->tmpl = strdup(json_string_value(t))) == NULL)
 		return rk_error_set(err, RK_ENOMEM, "out of memory");
-	/* The inner mapping is parsed even when absent, so defaults live in one place. */
+	/* An absent inner mapping is parsed as {}, so it gets parse_gen's nested defaults. */
 	if ((inner = json_object_get(obj, "password")) != NULL) {
 		if ((r = parse_gen(&g->inner, doc, inner, 1, err)) < 0)
 			return r;
@@ -679,6 +679,7 @@ out:
 static int
 gen_template(const struct rk_gen *g, struct rk_secret **out, struct rk_error *err)
 {
+	/* Specs from rk_gen_parse always have an inner; this serves specs built in code. */
 	static const struct rk_gen dflt_inner = {
 		.type = RK_GEN_PASSWORD,
 		.length = TEMPLATE_PASSWORD_DEFAULT_LENGTH,

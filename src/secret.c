@@ -20,11 +20,15 @@ rk_secret_new(struct rk_secret **out, size_t len, struct rk_error *err)
 {
 	struct rk_secret *s;
 
-	if ((s = sodium_malloc(sizeof(*s))) == NULL)
-		return rk_error_set(err, RK_ENOMEM, "out of secure memory");
+	if (len > RK_SECRET_MAX)
+		return rk_error_set(err, RK_EINVAL, "a value of %zu bytes is over the limit of %u",
+				    len, RK_SECRET_MAX);
+	/* The struct holds no secret bytes: plain heap; only the data is guarded. */
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
 	s->len = s->cap = len;
 	if ((s->data = sodium_malloc(len + 1)) == NULL) {
-		sodium_free(s);
+		free(s);
 		return rk_error_set(err, RK_ENOMEM, "out of secure memory (%zu bytes)", len);
 	}
 	sodium_memzero(s->data, len + 1);
@@ -91,7 +95,7 @@ rk_secret_free(struct rk_secret *s)
 	if (s == NULL)
 		return;
 	sodium_free(s->data);	/* sodium_free wipes before unmapping */
-	sodium_free(s);
+	free(s);
 }
 
 void

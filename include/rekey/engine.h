@@ -20,6 +20,7 @@ struct rk_ctx;
 
 struct rk_rotate_opts {
 	int no_restart;		/* skip dependents */
+	int manual;		/* a person named the secrets: clears needs_attention */
 	const char *kind;	/* "rotate", "emergency" */
 	const char *reason;	/* free text for the run and the audit log */
 };

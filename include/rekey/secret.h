@@ -12,6 +12,8 @@
 
 struct rk_secret;
 
+#define RK_SECRET_MAX (16u << 20)	/* no secret value is larger than 16 MiB */
+
 /* A zero-filled secret of len bytes (capacity len). */
 int rk_secret_new(struct rk_secret **out, size_t len, struct rk_error *err) RK_WARN_UNUSED;
 /* A copy of buf[0..len). The caller still wipes its own copy. */

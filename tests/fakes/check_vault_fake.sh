@@ -13,6 +13,9 @@
 #
 # Env: PYTHON (default /usr/bin/python3, else python3), NODE_VAULT_PREFIX (an npm --prefix that
 # already holds node-vault: skips the install), VAULT_FAKE_SKIP_NODE=1.
+
+# Bash is needed below; `sh check_vault_fake.sh` (as `make fakes-check` runs it) re-executes under bash.
+if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -u -o pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -22,6 +25,7 @@ if [ -n "${PYTHON:-}" ]; then PY="$PYTHON"; elif [ -x /usr/bin/python3 ]; then P
 
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/vault_fake_check.XXXXXX")"
 fake_pid=""
+# shellcheck disable=SC2317  # invoked through the EXIT trap
 cleanup() {
     if [ -n "$fake_pid" ] && kill -0 "$fake_pid" 2>/dev/null; then
         kill -TERM "$fake_pid" 2>/dev/null
@@ -165,13 +169,22 @@ check "metadata GET ?list=true" '["app/"]' "$(j 'd["data"]["keys"]')"
 req LIST /v1/secret/metadata/empty
 check "empty LIST 404" '404 {"errors":[]}' "$STATUS $(body)"
 
+req PATCH /v1/secret/data/app/db -H 'Content-Type: application/merge-patch+json' -d '{"data":{"extra":"e"},"options":{"cas":2}}'
+check "data PATCH merges into a new version" "200 3" "$STATUS $(j 'd["data"]["version"]')"
+req GET /v1/secret/data/app/db
+check "data PATCH kept other keys" '"p2" "e"' "$(j 'd["data"]["data"]["password"]') $(j 'd["data"]["data"]["extra"]')"
+req PATCH /v1/secret/data/app/db -H 'Content-Type: application/merge-patch+json' -d '{"data":{"extra":null},"options":{"cas":2}}'
+check "data PATCH with stale cas 400" 400 "$STATUS"
+req PATCH /v1/secret/data/app/absent -H 'Content-Type: application/merge-patch+json' -d '{"data":{"a":"b"}}'
+check "data PATCH on absent key 404" 404 "$STATUS"
+
 # ------------------------------------------------------------ delete/undelete/destroy
-req POST /v1/secret/delete/app/db -d '{"versions":[2]}'
+req POST /v1/secret/delete/app/db -d '{"versions":[3]}'
 check "delete versions 204" 204 "$STATUS"
 req GET /v1/secret/data/app/db
 check "soft-deleted read: 404 with envelope, data.data null" '404 null true' \
     "$STATUS $(j 'd["data"]["data"]') $(j 'd["data"]["metadata"]["deletion_time"] != ""')"
-req POST /v1/secret/undelete/app/db -d '{"versions":[2]}'
+req POST /v1/secret/undelete/app/db -d '{"versions":[3]}'
 req GET /v1/secret/data/app/db
 check "undelete restores" '200 "p2"' "$STATUS $(j 'd["data"]["data"]["password"]')"
 req PUT /v1/secret/destroy/app/db -d '{"versions":[1]}'
@@ -183,8 +196,10 @@ check "delete without versions 400" '400 {"errors":["No version number provided"
 req DELETE /v1/secret/data/app/db
 req GET /v1/secret/data/app/db
 check "DELETE data soft-deletes latest" 404 "$STATUS"
-req POST /v1/secret/data/app/db -d '{"data":{"password":"p3"},"options":{"cas":2}}'
-check "cas must name a soft-deleted latest version" "200 3" "$STATUS $(j 'd["data"]["version"]')"
+req POST /v1/secret/data/app/db -d '{"data":{"password":"p3"},"options":{"cas":3}}'
+check "cas must name a soft-deleted latest version" "200 4" "$STATUS $(j 'd["data"]["version"]')"
+req DELETE /v1/secret/metadata/app/gone
+check "metadata DELETE of absent key 204" 204 "$STATUS"
 
 # ------------------------------------------------------------ cas_required, max_versions
 req POST /v1/secret/metadata/app/strict -d '{"cas_required":true,"max_versions":2}'
@@ -309,6 +324,22 @@ check "quota without headers (Vault default)" "429 " "$STATUS $(hdr Retry-After)
 admin DELETE /__fake/quota
 req GET /v1/secret/data/app/db
 check "quota cleared" 200 "$STATUS"
+# The same through Vault's own endpoints (what a real test bed would configure).
+req POST /v1/sys/quotas/config -d '{"enable_rate_limit_response_headers":true}'
+check "sys/quotas/config 204" 204 "$STATUS"
+req POST /v1/sys/quotas/rate-limit/rekey -d '{"path":"secret/","rate":2,"interval":"10s","block_interval":"20s"}'
+check "sys/quotas/rate-limit 204" 204 "$STATUS"
+req GET /v1/secret/data/app/db
+check "allowed answers carry X-Ratelimit-* when enabled" "200 2 1" "$STATUS $(hdr X-Ratelimit-Limit) $(hdr X-Ratelimit-Remaining)"
+req GET /v1/secret/data/app/db
+req GET /v1/secret/data/app/db
+check "rate-limit quota 429 with block_interval Retry-After" "429 true" "$STATUS $([ "$(hdr Retry-After)" -ge 18 ] && echo true)"
+req GET /v1/transit/keys/pay
+check "quota path prefix scopes it" 200 "$STATUS"
+req DELETE /v1/sys/quotas/rate-limit/rekey
+req GET /v1/secret/data/app/db
+check "rate-limit quota deleted" 200 "$STATUS"
+req POST /v1/sys/quotas/config -d '{"enable_rate_limit_response_headers":false}'
 
 # ------------------------------------------------------------ injections
 admin POST /__fake/inject '{"path_regex":"^/v1/secret/data/app/db$","method":"GET","action":"status","status":503,"headers":{"Retry-After":"1"},"count":1}'
@@ -424,8 +455,16 @@ check "port file removed on exit" no "$([ -e "$tmp/port" ] && echo yes || echo n
 wait "$hang_curl" 2>/dev/null
 fake_pid=""
 
-curl_pass=$pass
-curl_fail=$fail
+# ------------------------------------------------------------ --state-file survives a restart
+start_fake --state-file "$tmp/state.json"
+admin POST /__fake/kv '{"path":"persist/me","data":{"k":"v"}}'
+kill -TERM "$fake_pid"; wait "$fake_pid"; fake_pid=""
+check "state file written on exit" yes "$([ -s "$tmp/state.json" ] && echo yes || echo no)"
+start_fake --state-file "$tmp/state.json"
+TOKEN=root
+req GET /v1/secret/data/persist/me
+check "state file reloaded on start" '200 "v"' "$STATUS $(j 'd["data"]["data"]["k"]')"
+kill -TERM "$fake_pid"; wait "$fake_pid"; fake_pid=""
 
 # ------------------------------------------------------------ (b) node-vault
 node_status=ok
@@ -437,7 +476,7 @@ else
     prefix="${NODE_VAULT_PREFIX:-$tmp/node}"
     if [ ! -d "$prefix/node_modules/node-vault" ]; then
         mkdir -p "$prefix"
-        if ! timeout 300 npm install --prefix "$prefix" --no-audit --no-fund --loglevel=error node-vault \
+        if ! timeout 300 npm install --prefix "$prefix" --no-audit --no-fund --fetch-retries=1 --loglevel=error node-vault \
                 >"$tmp/npm.log" 2>&1; then
             sed 's/^/# npm: /' "$tmp/npm.log" | tail -5
             node_status=skip
@@ -547,7 +586,7 @@ if [ "$fail" -ne 0 ]; then
     exit 1
 fi
 if [ "$node_status" = skip ]; then
-    echo "SKIP node-vault checks: node/npm or the npm registry is unreachable"
+    echo "SKIP node-vault checks: VAULT_FAKE_SKIP_NODE=1, or node/npm or the npm registry is unavailable"
     exit 77
 fi
 exit 0

@@ -371,7 +371,8 @@ class FakeVault:
                                 "kubernetes": {"type": "kubernetes", "accessor": self._accessor("auth_kubernetes"), "roles": {}}}
             self.injections = []
             self.next_injection_id = 1
-            self.quota = None
+            self.quotas = {}
+            self.quota_headers_enabled = False
             self.log = []
             self.log_seq = 0
             self.log_dropped = 0
@@ -417,17 +418,21 @@ class FakeVault:
                 "tokens": self.tokens,
                 "auth_mounts": self.auth_mounts,
                 "injections": self.injections,
-                "quota": self.quota,
+                "quotas": {n: self._quota_view(q) for n, q in self.quotas.items()},
+                "quota_headers_enabled": self.quota_headers_enabled,
                 "request_log_size": len(self.log),
                 "now_ns": now_ns(),
             })
 
     def import_state(self, st):
         with self.lock:
+            root = self.tokens.get(self.root_token)
             for key in ("config", "namespaces", "tokens", "auth_mounts"):
                 if key in st:
                     setattr(self, key, copy.deepcopy(st[key]))
             self.ensure_namespace("")
+            # --root-token always works, whatever the saved state says.
+            self.tokens.setdefault(self.root_token, root)
 
     # ---------------------------------------------------------- flavor bits
 
@@ -731,57 +736,156 @@ class FakeVault:
                 return copy.deepcopy(r)
         return None
 
-    # --------------------------------------------------------- admin: quota
+    # --------------------------------------------------------------- quotas
+    #
+    # Two ways in, one mechanism: the admin API (/__fake/quota, name
+    # "__fake") and Vault's own sys/quotas/rate-limit/<name> +
+    # sys/quotas/config, so a test can set a quota up exactly as on a real
+    # server.  A window counter stands in for go-limiter's token bucket.
+
+    ADMIN_QUOTA = "__fake"
 
     def set_quota(self, body):
+        """POST /__fake/quota: {"rps": N} | {"max_requests": N, "retry_after": S,
+        "interval": S, "path": "secret/", "headers": bool}; {} clears it."""
         with self.lock:
             if not body or (body.get("rps") is None and body.get("max_requests") is None):
-                self.quota = None
+                self.quotas.pop(self.ADMIN_QUOTA, None)
                 return None
-            q = {"rps": body.get("rps"), "max_requests": body.get("max_requests"),
-                 "retry_after": body.get("retry_after"), "path": str(body.get("path", "")),
-                 "interval": body.get("interval"), "window_start": time.monotonic(), "count": 0,
-                 "rejected": 0}
+            extra = set(body) - {"rps", "max_requests", "retry_after", "interval", "path", "headers", "block_interval"}
+            if extra:
+                raise ValueError("unknown quota keys: %s" % ", ".join(sorted(extra)))
+            if body.get("rps") is not None:
+                rate, interval = int(body["rps"]), 1.0
+                if rate <= 0:
+                    raise ValueError("rps must be positive")
+            else:
+                rate = int(body["max_requests"])
+                if rate < 0:
+                    raise ValueError("max_requests must be >= 0")
+                interval = float(body["interval"]) if body.get("interval") else None
+            retry_after = body.get("retry_after")
             # Real Vault sends the headers only with enable_rate_limit_response_headers;
             # a test that names retry_after obviously wants them.
-            q["headers"] = bool(body.get("headers", q["retry_after"] is not None))
-            if q["rps"] is not None and int(q["rps"]) <= 0:
-                raise ValueError("rps must be positive")
-            if q["max_requests"] is not None and int(q["max_requests"]) < 0:
-                raise ValueError("max_requests must be >= 0")
-            self.quota = q
-            return {k: v for k, v in q.items() if k != "window_start"}
+            headers = bool(body.get("headers", retry_after is not None))
+            q = self._new_quota(rate, interval, str(body.get("path", "")),
+                                parse_duration(body.get("block_interval", 0)), headers,
+                                None if retry_after is None else int(retry_after))
+            self.quotas[self.ADMIN_QUOTA] = q
+            return self._quota_view(q)
+
+    @staticmethod
+    def _new_quota(rate, interval, path, block_interval, headers, retry_after):
+        return {"rate": rate, "interval": interval, "path": path, "block_interval": block_interval,
+                "headers": headers, "retry_after": retry_after, "window_start": time.monotonic(),
+                "count": 0, "blocked_until": None, "rejected": 0}
+
+    @staticmethod
+    def _quota_view(q):
+        return {k: v for k, v in q.items() if k not in ("window_start", "blocked_until")}
+
+    def quotas_view(self):
+        with self.lock:
+            return {name: self._quota_view(q) for name, q in self.quotas.items()}
 
     def check_quota(self, lpath):
-        """None when allowed, else the 429 Reply (body per internal/http/util.go)."""
+        """(reply, headers): reply is the 429 when a quota rejects the request
+        (body per internal/http/util.go); headers are the X-Ratelimit-* that
+        Vault adds to every answer while response headers are enabled."""
         with self.lock:
-            q = self.quota
-            if q is None or lpath in QUOTA_EXEMPT or not lpath.startswith(q["path"]):
-                return None
+            if lpath in QUOTA_EXEMPT:
+                return None, {}
             now = time.monotonic()
-            if q["rps"]:
-                interval, limit = 1.0, int(q["rps"])
-            else:
-                interval = float(q["interval"]) if q["interval"] else None
-                limit = int(q["max_requests"])
-            if interval is not None and now - q["window_start"] >= interval:
-                q["window_start"], q["count"] = now, 0
-            q["count"] += 1
-            if q["count"] <= limit:
-                return None
-            q["rejected"] += 1
-            headers = {}
-            if q["headers"]:
+            out_headers = {}
+            for q in self.quotas.values():
+                if not lpath.startswith(q["path"]):
+                    continue
+                send_headers = q["headers"] if q["headers"] is not None else self.quota_headers_enabled
+                interval = q["interval"]
+                if interval is not None and now - q["window_start"] >= interval:
+                    q["window_start"], q["count"] = now, 0
+                reset = int(max(0.0, q["window_start"] + interval - now)) if interval is not None else 0
+                blocked = q["blocked_until"] is not None and now < q["blocked_until"]
+                if not blocked:
+                    q["count"] += 1
+                allowed = not blocked and q["count"] <= q["rate"]
+                if send_headers:
+                    out_headers.update({"X-Ratelimit-Limit": str(q["rate"]),
+                                        "X-Ratelimit-Remaining": str(max(0, q["rate"] - q["count"])),
+                                        "X-Ratelimit-Reset": str(reset)})
+                if allowed:
+                    continue
+                q["rejected"] += 1
+                if not blocked and q["block_interval"]:
+                    q["blocked_until"] = now + q["block_interval"]
                 if q["retry_after"] is not None:
-                    retry = int(q["retry_after"])
-                elif interval is not None:
-                    retry = int(max(0.0, q["window_start"] + interval - now))
+                    retry = q["retry_after"]
+                elif q["blocked_until"] is not None and now < q["blocked_until"]:
+                    retry = int(q["blocked_until"] - now)
                 else:
-                    retry = 0
-                headers = {"Retry-After": str(retry), "X-Ratelimit-Limit": str(limit),
-                           "X-Ratelimit-Remaining": "0", "X-Ratelimit-Reset": str(retry)}
-            return error_reply(429, "request path %s: rate limit quota exceeded" % go_quote(lpath),
-                               headers=headers)
+                    retry = reset
+                if send_headers:
+                    out_headers["Retry-After"] = str(retry)
+                    out_headers["X-Ratelimit-Remaining"] = "0"
+                return error_reply(429, "request path %s: rate limit quota exceeded" % go_quote(lpath),
+                                   headers=out_headers), {}
+            return None, out_headers
+
+    def sys_quotas(self, ctx, op, lpath):
+        """sys/quotas/config and sys/quotas/rate-limit/<name> (root/sudo only)."""
+        tok = ctx.token_entry
+        if lpath == "sys/quotas/config":
+            if op == "read":
+                self.require(tok, lpath, "read")
+                return self.ok({"enable_rate_limit_audit_logging": False,
+                                "enable_rate_limit_response_headers": self.quota_headers_enabled,
+                                "rate_limit_exempt_paths": list(QUOTA_EXEMPT)}, mount_type="system")
+            if op != "update":
+                raise ApiError(405, multierror("unsupported operation"))
+            self.require(tok, lpath, "update")
+            if "enable_rate_limit_response_headers" in ctx.data:
+                try:
+                    self.quota_headers_enabled = go_parse_bool(ctx.data["enable_rate_limit_response_headers"])
+                except ValueError as e:
+                    return error_reply(400, "Field validation failed: %s" % e)
+            return Reply(204)
+        if lpath in ("sys/quotas/rate-limit", "sys/quotas/rate-limit/"):
+            if op != "list":
+                raise ApiError(405, multierror("unsupported operation"))
+            self.require(tok, "sys/quotas/rate-limit/", "list")
+            names = sorted(n for n in self.quotas if n != self.ADMIN_QUOTA)
+            if not names:
+                raise ApiError(404)
+            return self.ok({"keys": names}, mount_type="system")
+        name = lpath[len("sys/quotas/rate-limit/"):]
+        if not re.fullmatch(r"\w(([\w-]+)?\w)?", name):
+            raise ApiError(404, multierror("unsupported path"))
+        cap = {"read": "read", "update": "update", "delete": "delete"}.get(op)
+        if cap is None:
+            raise ApiError(405, multierror("unsupported operation"))
+        self.require(tok, lpath, cap)
+        if op == "delete":
+            self.quotas.pop(name, None)
+            return Reply(204)
+        if op == "read":
+            q = self.quotas.get(name)
+            if q is None:
+                raise ApiError(404)
+            return self.ok({"name": name, "type": "rate-limit", "path": q["path"], "rate": float(q["rate"]),
+                            "interval": int(q["interval"] or 0), "block_interval": q["block_interval"]},
+                           mount_type="system")
+        d = ctx.data
+        try:
+            rate = float(d.get("rate", 0))
+            interval = parse_duration(d.get("interval", 1)) or 1
+            block = parse_duration(d.get("block_interval", 0))
+        except (ValueError, TypeError) as e:
+            return error_reply(400, "Field validation failed: %s" % e)
+        if rate <= 0:
+            return error_reply(400, "'rate' is invalid")
+        self.quotas[name] = self._new_quota(int(rate), float(interval), str(d.get("path", "")).lstrip("/"),
+                                            block, None, None)
+        return Reply(204)
 
     # ----------------------------------------------------------- admin: log
 
@@ -864,6 +968,7 @@ class FakeVault:
             raise ApiError(503, "Vault is sealed")
 
         op = self.parse_operation(ctx)
+        lpath = ctx.lpath  # LIST and ?list=true add a trailing "/"
 
         # Path-style namespaces: /v1/team-a/secret/... for namespaces we know.
         for ns_name in sorted(self.namespaces, key=len, reverse=True):
@@ -901,6 +1006,8 @@ class FakeVault:
                 raise ApiError(405, multierror("unsupported operation"))
             ctx.known = {"increment", "token"}
             return self.token_renew_self(ctx, tok)
+        if lpath.startswith("sys/quotas/"):
+            return self.sys_quotas(ctx, op, lpath)
         if lpath in ("sys/capabilities-self",):
             if op != "update":
                 raise ApiError(405, multierror("unsupported operation"))
@@ -2009,6 +2116,8 @@ class Handler(BaseHTTPRequestHandler):
                 if not line:
                     break
                 size = int(line.split(b";")[0].strip() or b"0", 16)
+                if size < 0:
+                    raise ValueError("negative chunk size")
                 if size == 0:
                     while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
                         pass
@@ -2147,9 +2256,10 @@ class Handler(BaseHTTPRequestHandler):
                 return
             # latency, reset_after_apply, truncated: fall through to real handling.
 
-        reply = fake.check_quota(ctx.lpath)
+        reply, quota_headers = fake.check_quota(ctx.lpath)
         if reply is None:
             reply = fake.process(ctx)
+            reply.headers.update(quota_headers)
         for k, v in (rule["headers"] if rule is not None else {}).items():
             reply.headers[k] = v
 
@@ -2244,11 +2354,7 @@ class Handler(BaseHTTPRequestHandler):
             elif route == "/quota" and method == "DELETE":
                 self._admin_reply(200, {"quota": fake.set_quota({})})
             elif route == "/quota" and method == "GET":
-                with fake.lock:
-                    q = copy.deepcopy(fake.quota)
-                if q:
-                    q.pop("window_start", None)
-                self._admin_reply(200, {"quota": q})
+                self._admin_reply(200, {"quotas": fake.quotas_view()})
             elif route == "/requests" and method == "GET":
                 params = {k: v[0] for k, v in parse_qs(raw_query).items()}
                 since = int(params.get("since", 0))

@@ -110,6 +110,8 @@ assert_reasons_clean(const char *label, const unsigned char *v, size_t len, size
 			      rk_check_name((enum rk_check_id)i));
 		ck_assert_msg(res[i].ok != 0 || reason[0] != '\0', "%s: %s failed without a reason",
 			      label, rk_check_name((enum rk_check_id)i));
+		ck_assert_msg(strlen(reason) < sizeof(res[i].reason) - 1, "%s: %s reason truncated",
+			      label, rk_check_name((enum rk_check_id)i));
 		if (reason[0] == '\0' || len == 0)
 			continue;
 		if (len >= whole_min && memchr(v, '\0', len) == NULL) {
@@ -248,6 +250,8 @@ static const struct row {
 	{ "xxx", H | L | E },
 	{ "XXXXXXXXXXXXXXXXXXXXXXXX", H | E },
 	{ "xxx-replace-with-real-key", H },
+	{ "XXX_SECRET", H | L | E },
+	{ "xxx-Rk8vQ2mL7pW4nT9cB-xxx", H },
 	{ "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx", H | E },
 	{ "sk_live_xxxxxxxxxxxxxxxxxxxxxxxx", H | E },
 	{ "TODO", H | L | E },
@@ -305,6 +309,10 @@ static const struct row {
 	{ "tundra quiver mosaic pellet ember", OK },
 	{ "8fTxxxQ2mLp9Rv4Zk7Wc3Nd1", OK },
 	{ "xxxQ7rV2mZ9pL4wX8kT3nB6", OK },
+	/* Real base64url values an earlier "leading xxx + separator" rule refused. */
+	{ "xXx_FEFkh2xy3oWuX2lgzuYLk_nrnh8XzKVtVCulYOE", OK },
+	{ "XXX-LzlNgBUZxHWTkB1LkigJOAhPkrF2TloUyqnUfpY", OK },
+	{ "xXx.9yfUweobE5Rl3oGA.FAf~6=YN=LE", OK },
 	{ "Kp4mTodoListR8vQ2zX7wN3cL", OK },
 	{ "changeitQ7rV2mZ9pL4wX8kT3n", OK },
 	{ "django-secure-Rk8vQ2mL7pW4nT9cB", OK },

@@ -262,6 +262,10 @@ START_TEST(test_next_open_by_hand)
 		{ "daily 01:00-02:00 -03:00", "2026-01-05T05:00:00Z", "2026-01-06T04:00:00Z" },
 		{ "Mon 22:00-23:00 -05:00", "2026-01-05T12:00:00Z", "2026-01-06T03:00:00Z" },
 		{ "Mon 01:00-02:00 +05:00", "2026-01-11T21:00:00Z", "2026-01-18T20:00:00Z" },
+		/* Thursday 00:00Z starts a Unix week; a negative offset puts it on Wednesday. */
+		{ "Wed 20:00-21:00 -05:00", "2026-01-08T00:00:00Z", "2026-01-08T01:00:00Z" },
+		{ "Wed 20:00-21:00 -05:00", "2026-01-08T01:30:00Z", "2026-01-08T01:30:00Z" },
+		{ "Wed 20:00-21:00 -05:00", "2026-01-08T02:00:00Z", "2026-01-15T01:00:00Z" },
 		/* daily and "*" */
 		{ "daily 03:00-04:00 UTC", "2026-01-07T05:00:00Z", "2026-01-08T03:00:00Z" },
 		{ "* 03:00-04:00 UTC", "2026-01-07T02:59:00Z", "2026-01-07T03:00:00Z" },
@@ -326,7 +330,7 @@ START_TEST(test_contains_and_next_open_match_a_brute_force_reference)
 		"Mon-Fri 02:00-05:00 UTC", "Sat,Sun 00:00-06:00 UTC",
 		"Mon-Sun 22:00-02:00 +01:00", "Fri-Mon 23:30-00:15 -09:30",
 		"Wed 00:00-24:00 +14:00", "Sun 23:59-00:01 -12:00", "Tue,Thu 12:00-11:59 +05:45",
-		"daily 00:00-00:01 UTC",
+		"daily 00:00-00:01 UTC", "Wed,Thu 20:00-21:00 -05:00",
 	};
 	int64_t lo = -20000000 /* 1969-05-15 */, hi = at("2040-01-01T00:00:00Z");
 
@@ -396,6 +400,7 @@ window_suite(void)
 	Suite *s = suite_create("window");
 	TCase *tc = tcase_create("core");
 
+	tcase_set_timeout(tc, 30);	/* the brute-force reference is slow under sanitizers */
 	tcase_add_test(tc, test_parse_valid_forms_and_canonical_text);
 	tcase_add_test(tc, test_parse_rejects_bad_forms_and_shows_the_expected_one);
 	tcase_add_test(tc, test_contains_is_half_open);

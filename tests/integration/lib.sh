@@ -1,0 +1,46 @@
+# Shared helpers for integration tests: each test_*.sh sources this, runs the
+# real binary in a temporary directory and calls pass/fail per check.
+set -u
+: "${REKEY_BIN:?REKEY_BIN must point at the rekey binary}"
+SRC=${REKEY_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+T=$(mktemp -d /tmp/rekey-it.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+cd "$T"
+PASSED=0
+FAILED=0
+export REKEY_CONFIG="$T/rekey.yaml"
+
+pass() { PASSED=$((PASSED + 1)); echo "  ok   $1"; }
+fail() { FAILED=$((FAILED + 1)); echo "  FAIL $1"; }
+check() { # check NAME COMMAND...: passes when the command succeeds
+	name=$1; shift
+	if "$@"; then pass "$name"; else fail "$name"; fi
+}
+# expect_rc NAME RC COMMAND...: the command exits with RC (output in $T/out, $T/err)
+expect_rc() {
+	name=$1; want=$2; shift 2
+	"$@" >"$T/out" 2>"$T/err"
+	got=$?
+	if [ "$got" = "$want" ]; then pass "$name"; else
+		fail "$name (exit $got, wanted $want)"; sed 's/^/      | /' "$T/err" | tail -5
+	fi
+}
+contains() { grep -qF -- "$2" "$1"; }
+rk() { "$REKEY_BIN" "$@"; }
+
+# A config on the local provider and an inventory of N local secrets.
+setup_local() {
+	cat >"$T/rekey.yaml" <<EOC
+state_dir: $T/var
+environment: test
+policy_dir: $T/policy
+providers:
+  local: {type: local}
+EOC
+	mkdir -p "$T/policy"
+}
+
+finish() {
+	echo "$(basename "$0" .sh): $PASSED passed, $FAILED failed"
+	[ "$FAILED" = 0 ]
+}
