@@ -60,10 +60,12 @@ $(B)/%.o: %.c $(wildcard include/rekey/*.h)
 	@$(CC) $(CFLAGS_ALL) -c $< -o $@
 
 $(B)/librekey.a: $(LIB_OBJ)
-	rm -f $@ && ar rcs $@ $^
+	@echo "  AR      $@"
+	@rm -f $@ && ar rcs $@ $^
 
 $(B)/rekey: $(B)/src/main.o $(B)/librekey.a
-	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+	@echo "  LD      $@"
+	@$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
 
 rekey: build/release/rekey
 	cp $< $@
@@ -82,10 +84,12 @@ build/gen/suites.h: $(UNIT_SRC)
 $(UNIT_OBJ): build/gen/suites.h
 
 $(B)/check_unit: $(UNIT_OBJ) $(B)/librekey.a
-	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS) $(LIBS)
+	@echo "  LD      $@"
+	@$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS) $(LIBS)
 
 $(B)/rk-fp: $(B)/tests/tools/rk_fp.o $(B)/librekey.a
-	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+	@echo "  LD      $@"
+	@$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
 
 FORCE:
 
