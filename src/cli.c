@@ -37,6 +37,7 @@ static const struct rk_cmd commands[] = {
 	{ "run", cmd_run, "one run in detail" },
 	{ "audit", cmd_audit, "read or verify the audit log" },
 	{ "get", cmd_get, "print the current value of a local secret" },
+	{ "guard", cmd_guard, "startup guard: refuse default, weak, overdue or reused secrets" },
 	{ NULL, NULL, NULL },
 };
 

@@ -1,0 +1,466 @@
+/*
+ * rekey.yaml (src/config.c): the search order and the embedded default, the
+ * schema (unknown keys and wrong types are errors with file:line:column),
+ * provider names and types, the always-present `local` provider, and the
+ * local provider's own settings, checked when it is opened.
+ */
+#include <check.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "rekey/config.h"
+#include "rekey/crypto.h"
+#include "rekey/provider.h"
+#include "rekey/util.h"
+#include "unit.h"
+
+struct tmp {
+	char dir[64];
+	char path[128];		/* dir/rekey.yaml */
+};
+
+static int
+rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static void
+tmp_init(struct tmp *t)
+{
+	snprintf(t->dir, sizeof(t->dir), "/tmp/rk-config-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(t->dir));
+	snprintf(t->path, sizeof(t->path), "%s/rekey.yaml", t->dir);
+}
+
+static void
+tmp_cleanup(struct tmp *t)
+{
+	nftw(t->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void
+write_text(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(fputs(text, f) >= 0, 1);
+	ck_assert_int_eq(fclose(f), 0);
+}
+
+/* err->msg starts with "name:line:col: " (col 0: any column). */
+static void
+assert_at(const struct rk_error *err, const char *name, int line, int col)
+{
+	char want[256];
+	int l = 0, c = 0;
+
+	snprintf(want, sizeof(want), "%s:", name);
+	ck_assert_msg(strncmp(err->msg, want, strlen(want)) == 0, "'%s' does not start with '%s'",
+		      err->msg, want);
+	ck_assert_msg(sscanf(err->msg + strlen(want), "%d:%d:", &l, &c) == 2,
+		      "no line:col in '%s'", err->msg);
+	ck_assert_msg(l == line, "line %d, expected %d: %s", l, line, err->msg);
+	if (col != 0)
+		ck_assert_msg(c == col, "column %d, expected %d: %s", c, col, err->msg);
+}
+
+/* Loads `text` written to a temp rekey.yaml; expects failure, returns the error. */
+static struct rk_error
+load_bad(struct tmp *t, const char *text)
+{
+	struct rk_config *c = NULL;
+	struct rk_error err = { 0 };
+
+	write_text(t->path, text);
+	ck_assert_int_eq(rk_config_load(&c, t->path, &err), RK_EINVAL);
+	ck_assert_ptr_null(c);
+	return err;
+}
+
+static struct rk_config *
+load_ok(struct tmp *t, const char *text)
+{
+	struct rk_config *c = NULL;
+	struct rk_error err = { 0 };
+
+	write_text(t->path, text);
+	ck_assert_msg(rk_config_load(&c, t->path, &err) == 0, "%s", err.msg);
+	ck_assert_ptr_nonnull(c);
+	return c;
+}
+
+START_TEST(test_config_embedded_default_when_no_file)
+{
+	struct tmp t;
+	struct rk_config *c = NULL;
+	struct rk_error err = { 0 };
+	char cwd[4096];
+
+	if (access("/etc/rekey/rekey.yaml", F_OK) == 0) {
+		/* The search would find the system file: the default cannot be seen here. */
+		return;
+	}
+	tmp_init(&t);
+	ck_assert_ptr_nonnull(getcwd(cwd, sizeof(cwd)));
+	ck_assert_int_eq(chdir(t.dir), 0);
+	unsetenv("REKEY_CONFIG");
+	ck_assert_msg(rk_config_load(&c, NULL, &err) == 0, "%s", err.msg);
+	ck_assert_str_eq(c->path, "(built-in default config)");
+	ck_assert_str_eq(c->state_dir, "./var");
+	ck_assert_ptr_null(c->environment);
+	ck_assert_ptr_null(c->policy_dir);
+	ck_assert_ptr_null(c->server);
+	ck_assert_int_eq(c->nproviders, 1);
+	ck_assert_str_eq(c->providers[0].name, "local");
+	ck_assert_ptr_eq(c->providers[0].ops, rk_provider_find_type("local"));
+	ck_assert_ptr_eq(rk_config_provider(c, "local"), &c->providers[0]);
+	ck_assert_ptr_null(rk_config_provider(c, "vault"));
+	rk_config_free(c);
+	ck_assert_int_eq(chdir(cwd), 0);
+	tmp_cleanup(&t);
+}
+END_TEST
+
+START_TEST(test_config_found_in_working_directory_then_env)
+{
+	struct tmp t, t2;
+	struct rk_config *c = NULL;
+	struct rk_error err = { 0 };
+	char cwd[4096], other[160];
+
+	tmp_init(&t);
+	tmp_init(&t2);
+	write_text(t.path, "state_dir: /srv/from-cwd\n");
+	snprintf(other, sizeof(other), "%s/elsewhere.yaml", t2.dir);
+	write_text(other, "state_dir: /srv/from-env\n");
+	ck_assert_ptr_nonnull(getcwd(cwd, sizeof(cwd)));
+	ck_assert_int_eq(chdir(t.dir), 0);
+
+	unsetenv("REKEY_CONFIG");
+	ck_assert_msg(rk_config_load(&c, NULL, &err) == 0, "%s", err.msg);
+	ck_assert_str_eq(c->state_dir, "/srv/from-cwd");
+	ck_assert_str_eq(c->path, "rekey.yaml");
+	rk_config_free(c);
+
+	/* $REKEY_CONFIG wins over ./rekey.yaml, and -c wins over both. */
+	ck_assert_int_eq(setenv("REKEY_CONFIG", other, 1), 0);
+	ck_assert_msg(rk_config_load(&c, NULL, &err) == 0, "%s", err.msg);
+	ck_assert_str_eq(c->state_dir, "/srv/from-env");
+	rk_config_free(c);
+	ck_assert_msg(rk_config_load(&c, "rekey.yaml", &err) == 0, "%s", err.msg);
+	ck_assert_str_eq(c->state_dir, "/srv/from-cwd");
+	rk_config_free(c);
+	unsetenv("REKEY_CONFIG");
+
+	ck_assert_int_eq(chdir(cwd), 0);
+	tmp_cleanup(&t);
+	tmp_cleanup(&t2);
+}
+END_TEST
+
+START_TEST(test_config_missing_named_file_is_not_found)
+{
+	struct rk_config *c = NULL;
+	struct rk_error err = { 0 };
+
+	ck_assert_int_eq(rk_config_load(&c, "/nonexistent/rekey-test/rekey.yaml", &err),
+			 RK_ENOTFOUND);
+	ck_assert_ptr_null(c);
+}
+END_TEST
+
+START_TEST(test_config_full_file_is_read)
+{
+	struct tmp t;
+	struct rk_config *c;
+
+	tmp_init(&t);
+	c = load_ok(&t, "state_dir: /var/lib/rekey\n"
+			"environment: production\n"
+			"policy_dir: ./policy\n"
+			"providers:\n"
+			"  local: {type: local, max_versions: 5}\n"
+			"  archive: {type: local}\n"
+			"server: {listen: \"127.0.0.1:9464\", token_file: ./var/api.token}\n");
+	ck_assert_str_eq(c->path, t.path);
+	ck_assert_str_eq(c->state_dir, "/var/lib/rekey");
+	ck_assert_str_eq(c->environment, "production");
+	ck_assert_str_eq(c->policy_dir, "./policy");
+	ck_assert_int_eq(c->nproviders, 2);
+	ck_assert_ptr_nonnull(rk_config_provider(c, "archive"));
+	ck_assert_int_eq(json_integer_value(json_object_get(rk_config_provider(c, "local")->cfg,
+							    "max_versions")), 5);
+	ck_assert_str_eq(json_string_value(json_object_get(c->server, "listen")), "127.0.0.1:9464");
+	rk_config_free(c);
+	tmp_cleanup(&t);
+}
+END_TEST
+
+START_TEST(test_config_unknown_top_level_key_names_file_line_col)
+{
+	struct tmp t;
+	struct rk_error err;
+
+	tmp_init(&t);
+	err = load_bad(&t, "state_dir: ./var\n\nstate_dri: ./other\n");
+	assert_at(&err, t.path, 3, 1);
+	ck_assert_ptr_nonnull(strstr(err.msg, "unknown key 'state_dri'"));
+	tmp_cleanup(&t);
+}
+END_TEST
+
+START_TEST(test_config_wrong_types_and_empty_state_dir_are_errors)
+{
+	struct tmp t;
+	struct rk_error err;
+
+	tmp_init(&t);
+	err = load_bad(&t, "state_dir: [a]\n");
+	assert_at(&err, t.path, 1, 12);
+	ck_assert_ptr_nonnull(strstr(err.msg, "'state_dir'"));
+
+	err = load_bad(&t, "providers: [local]\n");
+	assert_at(&err, t.path, 1, 0);
+
+	err = load_bad(&t, "state_dir: \"\"\n");
+	assert_at(&err, t.path, 1, 0);
+	ck_assert_ptr_nonnull(strstr(err.msg, "state_dir must not be empty"));
+
+	err = load_bad(&t, "server: {listen: x, tls: true}\n");
+	assert_at(&err, t.path, 1, 0);
+	ck_assert_ptr_nonnull(strstr(err.msg, "unknown key 'tls' in server"));
+
+	/* The root must be a mapping. */
+	err = load_bad(&t, "- state_dir\n");
+	ck_assert_ptr_nonnull(strstr(err.msg, "must be a mapping"));
+	tmp_cleanup(&t);
+}
+END_TEST
+
+START_TEST(test_config_yaml_errors_name_the_file)
+{
+	struct tmp t;
+	struct rk_error err;
+
+	tmp_init(&t);
+	err = load_bad(&t, "state_dir: ./var\nstate_dir: ./again\n");
+	assert_at(&err, t.path, 2, 1);
+	ck_assert_ptr_nonnull(strstr(err.msg, "duplicate key"));
+	tmp_cleanup(&t);
+}
+END_TEST
+
+START_TEST(test_config_unknown_provider_type_lists_known_types)
+{
+	struct tmp t;
+	struct rk_error err;
+
+	tmp_init(&t);
+	err = load_bad(&t, "providers:\n  vault:\n    type: hashicorp\n");
+	assert_at(&err, t.path, 3, 0);
+	ck_assert_ptr_nonnull(strstr(err.msg, "unknown provider type 'hashicorp'"));
+	ck_assert_ptr_nonnull(strstr(err.msg, "known: local"));
+	tmp_cleanup(&t);
+}
+END_TEST
+
+START_TEST(test_config_provider_without_type_or_not_a_mapping)
+{
+	struct tmp t;
+	struct rk_error err;
+
+	tmp_init(&t);
+	err = load_bad(&t, "providers:\n  store: {max_versions: 3}\n");
+	assert_at(&err, t.path, 2, 0);
+	ck_assert_ptr_nonnull(strstr(err.msg, "'type'"));
+
+	err = load_bad(&t, "providers:\n  store: local\n");
+	assert_at(&err, t.path, 2, 0);
+	ck_assert_ptr_nonnull(strstr(err.msg, "must be a mapping"));
+	tmp_cleanup(&t);
+}
+END_TEST
+
+START_TEST(test_config_provider_subtree_is_checked_by_its_type)
+{
+	struct tmp t;
+	struct rk_error err;
+
+	tmp_init(&t);
+	err = load_bad(&t, "providers:\n  local: {type: local, address: x}\n");
+	assert_at(&err, t.path, 2, 0);
+	ck_assert_ptr_nonnull(strstr(err.msg, "unknown key 'address' in provider 'local'"));
+
+	err = load_bad(&t, "providers:\n  local: {type: local, max_versions: many}\n");
+	assert_at(&err, t.path, 2, 0);
+	ck_assert_ptr_nonnull(strstr(err.msg, "'max_versions'"));
+	tmp_cleanup(&t);
+}
+END_TEST
+
+START_TEST(test_config_provider_names_are_validated)
+{
+	static const char *const bad[] = { "Vault", "my vault", "a.b", "a/b", "\"\"",
+					   "x234567890123456789012345678901234567890123456789012345678901234" };
+	static const char *const good[] = { "vault", "aws-eu_1", "0", "x23456789012345678901234567890123456789012345678901234567890123" };
+	struct tmp t;
+	char text[256];
+
+	tmp_init(&t);
+	for (size_t i = 0; i < RK_ARRAY_SIZE(bad); i++) {
+		struct rk_error err;
+		snprintf(text, sizeof(text), "providers:\n  %s: {type: local}\n", bad[i]);
+		err = load_bad(&t, text);
+		assert_at(&err, t.path, 2, 0);
+		ck_assert_msg(strstr(err.msg, "1-63 characters") != NULL, "%s: %s", bad[i], err.msg);
+	}
+	for (size_t i = 0; i < RK_ARRAY_SIZE(good); i++) {
+		struct rk_config *c;
+		snprintf(text, sizeof(text), "providers:\n  %s: {type: local}\n", good[i]);
+		c = load_ok(&t, text);
+		ck_assert_ptr_nonnull(rk_config_provider(c, good[i]));
+		rk_config_free(c);
+	}
+	tmp_cleanup(&t);
+}
+END_TEST
+
+START_TEST(test_config_local_is_always_present)
+{
+	struct tmp t;
+	struct rk_config *c;
+	const struct rk_config_provider *p;
+
+	tmp_init(&t);
+	c = load_ok(&t, "state_dir: ./s\n");
+	ck_assert_int_eq(c->nproviders, 1);
+	p = rk_config_provider(c, "local");
+	ck_assert_ptr_nonnull(p);
+	ck_assert_ptr_eq(p->ops, rk_provider_find_type("local"));
+	ck_assert_str_eq(json_string_value(json_object_get(p->cfg, "type")), "local");
+	rk_config_free(c);
+
+	c = load_ok(&t, "providers:\n  other: {type: local}\n");
+	ck_assert_int_eq(c->nproviders, 2);
+	ck_assert_ptr_nonnull(rk_config_provider(c, "other"));
+	ck_assert_ptr_nonnull(rk_config_provider(c, "local"));
+	rk_config_free(c);
+
+	c = load_ok(&t, "providers: {}\n");
+	ck_assert_int_eq(c->nproviders, 1);
+	ck_assert_ptr_nonnull(rk_config_provider(c, "local"));
+	rk_config_free(c);
+
+	/* Written explicitly, it is not added a second time. */
+	c = load_ok(&t, "providers:\n  local: {type: local, max_versions: 7}\n");
+	ck_assert_int_eq(c->nproviders, 1);
+	ck_assert_int_eq(json_integer_value(json_object_get(rk_config_provider(c, "local")->cfg,
+							    "max_versions")), 7);
+	rk_config_free(c);
+	tmp_cleanup(&t);
+}
+END_TEST
+
+/* Opens the named provider of c as the context would; returns the code. */
+static int
+open_provider(const struct rk_config *c, const char *name, const char *state_dir,
+	      struct rk_error *err)
+{
+	const struct rk_config_provider *cp = rk_config_provider(c, name);
+	unsigned char key[RK_KEY_BYTES];
+	struct rk_provider_env env;
+	struct rk_provider *p = NULL;
+	int r;
+
+	ck_assert_ptr_nonnull(cp);
+	memset(key, 7, sizeof(key));
+	env.name = cp->name;
+	env.state_dir = state_dir;
+	env.local_key = key;
+	env.doc = c->doc;
+	r = rk_provider_open(&p, cp->ops, &env, cp->cfg, err);
+	if (r == 0) {
+		ck_assert_ptr_nonnull(p);
+		ck_assert_str_eq(p->name, name);
+		ck_assert_ptr_eq(p->ops, cp->ops);
+		rk_provider_close(p);
+	}
+	return r;
+}
+
+START_TEST(test_config_local_max_versions_bounds_checked_at_open)
+{
+	static const struct {
+		const char *v;
+		int ok;
+	} cases[] = { { "1", 0 }, { "0", 0 }, { "-3", 0 }, { "1001", 0 }, { "2", 1 }, { "1000", 1 },
+		      { "20", 1 } };
+	struct tmp t;
+	char text[256], state[128];
+
+	tmp_init(&t);
+	snprintf(state, sizeof(state), "%s/state", t.dir);
+	for (size_t i = 0; i < RK_ARRAY_SIZE(cases); i++) {
+		struct rk_config *c;
+		struct rk_error err = { 0 };
+		int r;
+
+		snprintf(text, sizeof(text), "providers:\n  local:\n    type: local\n"
+			 "    max_versions: %s\n", cases[i].v);
+		/* The schema only knows it is an integer: loading succeeds. */
+		c = load_ok(&t, text);
+		r = open_provider(c, "local", state, &err);
+		if (cases[i].ok) {
+			ck_assert_msg(r == 0, "%s: %s", cases[i].v, err.msg);
+		} else {
+			ck_assert_msg(r == RK_EINVAL, "max_versions %s accepted", cases[i].v);
+			assert_at(&err, t.path, 4, 19);
+			ck_assert_ptr_nonnull(strstr(err.msg, "max_versions must be between 2 and 1000"));
+			ck_assert_str_eq(err.provider, "local");
+		}
+		rk_config_free(c);
+	}
+	/* Without the key, the default applies and opening creates <state>/local. */
+	{
+		struct rk_config *c = load_ok(&t, "state_dir: ./x\n");
+		struct rk_error err = { 0 };
+		char local[160];
+		ck_assert_msg(open_provider(c, "local", state, &err) == 0, "%s", err.msg);
+		snprintf(local, sizeof(local), "%s/local", state);
+		ck_assert_int_eq(access(local, F_OK), 0);
+		rk_config_free(c);
+	}
+	tmp_cleanup(&t);
+}
+END_TEST
+
+Suite *
+config_suite(void)
+{
+	Suite *s = suite_create("config");
+	TCase *tc = tcase_create("core");
+
+	tcase_add_test(tc, test_config_embedded_default_when_no_file);
+	tcase_add_test(tc, test_config_found_in_working_directory_then_env);
+	tcase_add_test(tc, test_config_missing_named_file_is_not_found);
+	tcase_add_test(tc, test_config_full_file_is_read);
+	tcase_add_test(tc, test_config_unknown_top_level_key_names_file_line_col);
+	tcase_add_test(tc, test_config_wrong_types_and_empty_state_dir_are_errors);
+	tcase_add_test(tc, test_config_yaml_errors_name_the_file);
+	tcase_add_test(tc, test_config_unknown_provider_type_lists_known_types);
+	tcase_add_test(tc, test_config_provider_without_type_or_not_a_mapping);
+	tcase_add_test(tc, test_config_provider_subtree_is_checked_by_its_type);
+	tcase_add_test(tc, test_config_provider_names_are_validated);
+	tcase_add_test(tc, test_config_local_is_always_present);
+	tcase_add_test(tc, test_config_local_max_versions_bounds_checked_at_open);
+	suite_add_tcase(s, tc);
+	return s;
+}
