@@ -114,9 +114,13 @@ asan: deps
 	@$(MAKE) --no-print-directory B=build/asan FB=build/asan-fault OPT="-O1 -g" HARDEN="-fPIE" \
 	  EXTRA_CFLAGS="$(ASAN_FLAGS)" EXTRA_LDFLAGS="$(ASAN_FLAGS)" unit integration
 
+$(B)/bench-exec: $(B)/tests/bench/bench_exec.o
+	@echo "  LD      $@"
+	@$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $^
+
 bench: deps
-	@$(MAKE) --no-print-directory rekey
-	sh tests/bench/run.sh ./rekey
+	@$(MAKE) --no-print-directory rekey $(B)/bench-exec
+	sh tests/bench/run.sh ./rekey $(CURDIR)/$(B)/bench-exec
 
 fakes-check:
 	sh tests/fakes/check_vault_fake.sh

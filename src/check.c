@@ -268,7 +268,8 @@ entry_add(struct rk_defaults *d, const char *s, size_t len, const char *where,
 		return rk_error_set(err, RK_EINVAL, "%san entry is empty", where);
 	if (s[0] == '#')
 		return rk_error_set(err, RK_EINVAL,
-				    "%san entry cannot start with '#' (that marks a comment)", where);
+				    "%san entry cannot start with '#' (that marks a comment)",
+				    where);
 	if (len > DEFAULTS_MAX_ENTRY)
 		return rk_error_set(err, RK_EINVAL, "%san entry is longer than %d bytes", where,
 				    DEFAULTS_MAX_ENTRY);
@@ -276,7 +277,8 @@ entry_add(struct rk_defaults *d, const char *s, size_t len, const char *where,
 		unsigned char c = (unsigned char)s[i];
 
 		if (c == '\0')
-			return rk_error_set(err, RK_EINVAL, "%san entry contains a NUL byte", where);
+			return rk_error_set(err, RK_EINVAL, "%san entry contains a NUL byte",
+					    where);
 		if ((c < 0x20 && c != '\t') || c == 0x7f)
 			return rk_error_set(err, RK_EINVAL,
 					    "%san entry contains a control character", where);
@@ -287,8 +289,8 @@ entry_add(struct rk_defaults *d, const char *s, size_t len, const char *where,
 		if (len < PREFIX_MIN)
 			return rk_error_set(err, RK_EINVAL,
 					    "%sa prefix rule needs at least %d characters before "
-					    "the trailing '*' (a shorter one would refuse random values)",
-					    where, PREFIX_MIN);
+					    "the trailing '*' (a shorter one would refuse random "
+					    "values)", where, PREFIX_MIN);
 	}
 	if (d->n == d->cap) {
 		size_t cap = d->cap ? d->cap * 2 : 64;
@@ -482,12 +484,6 @@ is_x(unsigned char c)
 	return c == 'x' || c == 'X';
 }
 
-static int
-is_star(unsigned char c)
-{
-	return c == '*';
-}
-
 /* Only letters and separators: words, as a placeholder spells them. */
 static int
 is_wordy(struct view v)
@@ -503,9 +499,11 @@ is_wordy(struct view v)
  * not enough on its own: one random base64url value in a million starts
  * with "xXx-" (measured: 4 in 3 million), so it counts when words follow
  * ("XXX_REPLACE_ME", "xxx-your-key"; random text after it is wordy with odds
- * of 1/300) or a second run of three x's does (1e-3 more). A run of six x's
- * anywhere has odds of 3e-8; stars do not occur in base64, and a password
- * needs four leading or five in a row (1e-8).
+ * of 1/300) or a second run of three x's does (1e-3 more). Further in, only
+ * a run of six of the same x counts ("sk_live_xxxxxxxx"): a mixed-case run
+ * like "xxxXxx" turned up once in 5 million random base64 values, one
+ * case has odds of 1e-9. Stars do not occur in base64, and a password needs
+ * four leading or five in a row (1e-8).
  */
 static int
 is_filler(struct view v)
@@ -525,14 +523,15 @@ is_filler(struct view v)
 				return 1;
 	}
 	for (size_t i = 0; i < v.n; i++) {
-		size_t xs = run_at(v, i, is_x), stars = run_at(v, i, is_star);
+		size_t same = 1;
 
-		if (xs >= 6 || stars >= 5 || (i == 0 && stars >= 4))
+		while (i + same < v.n && v.p[i + same] == v.p[i])
+			same++;
+		if (is_x(v.p[i]) && same >= 6)
 			return 1;
-		if (xs > 1)
-			i += xs - 1;
-		else if (stars > 1)
-			i += stars - 1;
+		if (v.p[i] == '*' && (same >= 5 || (i == 0 && same >= 4)))
+			return 1;
+		i += same - 1;
 	}
 	/* One character repeated, by code point so "•••" counts; "ab" is too short to say. */
 	k = char_len(v.p, v.n);
@@ -753,14 +752,16 @@ rk_check_value(const unsigned char *v, size_t len, const struct rk_value_rules *
 	verdict(&res[RK_CHECK_PRESENT], 1);
 
 	if (rules->defaults != NULL) {
-		if (defaults_match(rules->defaults, t) || (quoted && defaults_match(rules->defaults, u)))
+		if (defaults_match(rules->defaults, t) ||
+		    (quoted && defaults_match(rules->defaults, u)))
 			fail(&res[RK_CHECK_DEFAULT], "matches an entry of the built-in list of "
 			     "publicly known values, which anyone would try first; " FIX);
 		else
 			verdict(&res[RK_CHECK_DEFAULT], 1);
 	}
 	if (rules->forbid != NULL) {
-		if (defaults_match(rules->forbid, t) || (quoted && defaults_match(rules->forbid, u)))
+		if (defaults_match(rules->forbid, t) ||
+		    (quoted && defaults_match(rules->forbid, u)))
 			fail(&res[RK_CHECK_FORBIDDEN], "matches an entry of the policy's forbid "
 			     "list; " FIX);
 		else

@@ -611,7 +611,7 @@ START_TEST(test_local_value_never_appears_in_plaintext_on_disk)
 	struct rk_error err = { 0 };
 
 	fx_init(&f);
-	put(&f, value, "k1", "", "1");
+	put(&f, value, "idem-visible-marker", "", "1");
 	put(&f, "another-value-entirely", "k2", "1", "2");
 	stage_ok(&f, value, "k3", "2", "3");
 	req.idem_key = "rb";
@@ -621,11 +621,15 @@ START_TEST(test_local_value_never_appears_in_plaintext_on_disk)
 	ck_assert_int_eq(nftw(f.dir, scan_entry, 16, FTW_PHYS), 0);
 	ck_assert_uint_ge(scan_files, 4);
 	ck_assert_uint_eq(scan_hits, 0);
-	/* The scan does find what is written in the clear (the idempotency key). */
-	scan_needle = "another-value";
+	scan_needle = "another-value-entirely";
 	scan_hits = 0;
 	ck_assert_int_eq(nftw(f.dir, scan_entry, 16, FTW_PHYS), 0);
 	ck_assert_uint_eq(scan_hits, 0);
+	/* The scan does find what is written in the clear (the idempotency key). */
+	scan_needle = "idem-visible-marker";
+	scan_hits = 0;
+	ck_assert_int_eq(nftw(f.dir, scan_entry, 16, FTW_PHYS), 0);
+	ck_assert_uint_ge(scan_hits, 1);
 	fx_done(&f);
 }
 END_TEST
@@ -672,7 +676,7 @@ START_TEST(test_local_max_versions_pruning_keeps_the_current_one)
 	snprintf(ver.id, sizeof(ver.id), "3");
 	ck_assert_int_eq(rk_provider_read_version(f.p, f.loc, &ver, &out, &err), RK_ENOTFOUND);
 
-	/* Current = 7, then three newer staged versions: promoting an older staged one
+	/* Current = 7, then four newer staged versions: promoting an older staged one
 	 * (8) prunes below the window but never the version being made current. */
 	put(&f, "value-7", "k7", "6", "7");
 	stage_ok(&f, "value-8", "k8", "7", "8");
