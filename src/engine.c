@@ -105,10 +105,18 @@ do_generate(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 	}
 	rk_secret_free(j->value);
 	j->value = NULL;
+	free(j->rot.sealed_new);
+	j->rot.sealed_new = NULL;
+	j->rot.sealed_new_len = 0;
+	j->rot.new_fp[0] = '\0';
+	if (rk_provider_generates(j->prov, json_object_get(j->spec, "locator"))) {
+		/* The provider makes the value at stage (a Transit key); nothing to seal. */
+		r = step(ctx, j, "generated", "(by provider)", err);
+		goto out;
+	}
 	if ((r = rk_gen_generate(j->pol->gen, &j->value, err)) < 0)
 		goto out;
 	rk_fingerprint(ctx->keys, j->value, j->rot.new_fp);
-	free(j->rot.sealed_new);
 	seal_ad(ad, sizeof(ad), &j->rot, "new");
 	if ((r = rk_seal(ctx->keys, ad, j->value, &j->rot.sealed_new, &j->rot.sealed_new_len,
 			 err)) < 0)
@@ -124,7 +132,7 @@ ensure_value(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 {
 	char ad[600];
 
-	if (j->value != NULL)
+	if (j->value != NULL || rk_provider_generates(j->prov, json_object_get(j->spec, "locator")))
 		return 0;
 	if (j->rot.sealed_new == NULL)
 		return rk_error_set(err, RK_EINTERNAL, "journal of '%s' has no sealed value", j->name);
@@ -221,6 +229,13 @@ do_verify(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 	if ((r = rk_provider_read_version(j->prov, loc, &nv, &back, err)) < 0)
 		return r;
 	rk_fingerprint(ctx->keys, back, fp);
+	if (rk_provider_generates(j->prov, loc)) {
+		/* Nothing to compare with: record what the provider made. */
+		snprintf(j->rot.new_fp, sizeof(j->rot.new_fp), "%s", fp);
+		rk_secret_free(j->value);
+		j->value = back;	/* hooks get the descriptor, not a secret */
+		back = NULL;
+	}
 	rk_secret_free(back);
 	if (strcmp(fp, j->rot.new_fp) != 0)
 		return rk_error_set(err, RK_ECONFLICT,

@@ -2,13 +2,29 @@
  * rekey: secret and key rotation. main() hardens the process and hands over
  * to the command line; everything else lives in the modules.
  */
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <jansson.h>
 #include <sodium.h>
 
 #include "rekey/cli.h"
+
+/*
+ * jansson holds HTTP bodies and JSON strings that may carry a value (a Vault
+ * read, a write body): every block it frees is wiped first.
+ */
+static void
+json_wiping_free(void *p)
+{
+	if (p == NULL)
+		return;
+	sodium_memzero(p, malloc_usable_size(p));
+	free(p);
+}
 
 int
 main(int argc, char **argv)
@@ -24,5 +40,6 @@ main(int argc, char **argv)
 		fprintf(stderr, "rekey: libsodium failed to initialise\n");
 		return 1;
 	}
+	json_set_alloc_funcs(malloc, json_wiping_free);
 	return rk_cli_main(argc, argv);
 }

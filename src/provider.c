@@ -102,6 +102,12 @@ rk_provider_caps(const struct rk_provider *p)
 }
 
 int
+rk_provider_generates(const struct rk_provider *p, const json_t *loc)
+{
+	return p->ops->generates != NULL && p->ops->generates(loc);
+}
+
+int
 rk_provider_read(struct rk_provider *p, const json_t *loc, struct rk_secret **out,
 		 struct rk_version *ver, struct rk_error *err)
 {

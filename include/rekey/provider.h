@@ -59,6 +59,13 @@ struct rk_provider_ops {
 		    const json_t *cfg, struct rk_error *err);
 	/* Semantic locator checks beyond the schema; errors name doc positions. */
 	int (*check_locator)(const struct rk_doc *doc, const json_t *loc, struct rk_error *err);
+	/*
+	 * Optional: 1 when the provider makes the new value itself for this
+	 * locator (a Vault Transit key): stage then gets req->value == NULL, and
+	 * read/read_version return a non-secret descriptor of the version
+	 * ("vault-transit:transit/payments:v4") that rekey fingerprints.
+	 */
+	int (*generates)(const json_t *loc);
 	/* Current value and version; RK_ENOTFOUND if the secret does not exist. */
 	int (*read)(struct rk_provider *p, const json_t *loc, struct rk_secret **out,
 		    struct rk_version *ver, struct rk_error *err);
@@ -117,6 +124,8 @@ int rk_provider_open(struct rk_provider **out, const struct rk_provider_ops *ops
 		     const struct rk_provider_env *env, const json_t *cfg,
 		     struct rk_error *err) RK_WARN_UNUSED;
 unsigned rk_provider_caps(const struct rk_provider *p);
+/* 1 when the provider generates the value for this locator itself. */
+int rk_provider_generates(const struct rk_provider *p, const json_t *loc);
 int rk_provider_read(struct rk_provider *p, const json_t *loc, struct rk_secret **out,
 		     struct rk_version *ver, struct rk_error *err) RK_WARN_UNUSED;
 int rk_provider_read_version(struct rk_provider *p, const json_t *loc,

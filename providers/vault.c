@@ -1,0 +1,1246 @@
+/*
+ * The `vault` provider: HashiCorp Vault and OpenBao (same API), KV version 2
+ * secrets and Transit keys, over the shared HTTP client.
+ *
+ * KV v2: a rotation replaces one key of an entry and keeps the others: read
+ * the entry and its version, write the whole map back with options.cas = that
+ * version (a precondition, not an idempotency key: a retried write whose
+ * first attempt landed gets a 400), then tag the key's custom_metadata with
+ * the run (a separate PATCH; a data write ignores custom_metadata). After any
+ * failed or unknown write the latest versions are read back and compared with
+ * the value rekey wrote: ours -> carry on; someone else's -> conflict, never
+ * overwritten. Versions are kept by Vault, so rollback writes an old
+ * version's data as a new version (what `vault kv rollback` does).
+ *
+ * Transit: Vault makes the key material; a rotation is `rotate` guarded by
+ * reading latest_version first (rotate itself is not idempotent), and the
+ * "value" rekey fingerprints is a descriptor of the version.
+ *
+ * Auth: a token file, AppRole or Kubernetes login; the token lives in
+ * sodium memory, is renewed at 2/3 of its lease, and a 403 causes one
+ * re-login (or re-read of the token file) before the call fails.
+ * Errors are decided on the HTTP status (the contract's rule), and Vault's
+ * {"errors": [...]} text is carried into the message.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sodium.h>
+
+#include "rekey/http.h"
+#include "rekey/log.h"
+#include "rekey/provider.h"
+#include "rekey/secret.h"
+#include "rekey/util.h"
+
+#define VAULT_TOKEN_MAX 4096
+#define VAULT_DEFAULT_K8S_JWT "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+enum auth_method { AUTH_TOKEN, AUTH_APPROLE, AUTH_KUBERNETES };
+
+struct vault {
+	struct rk_provider base;
+	struct rk_http *http;
+	struct rk_http_cfg hcfg;
+	char *namespace_;
+	char *kv_mount;
+	char *transit_mount;
+	enum auth_method method;
+	char *token_file;	/* token auth */
+	char *role_id;		/* approle (not a secret: an identifier) */
+	char *secret_id_file;
+	char *role;		/* kubernetes */
+	char *jwt_file;
+	char *auth_mount;
+	pthread_mutex_t lock;	/* guards the token and its times */
+	struct rk_secret *token;
+	int64_t token_renew_at;	/* monotonic ms; 0: never renew */
+	int renewable;
+};
+
+static const struct rk_field vault_config_fields[] = {
+	{ "type", RK_T_STRING, RK_F_REQUIRED },
+	{ "address", RK_T_STRING, RK_F_REQUIRED },
+	{ "namespace", RK_T_STRING, 0 },
+	{ "kv_mount", RK_T_STRING, 0 },
+	{ "transit_mount", RK_T_STRING, 0 },
+	{ "auth", RK_T_OBJECT, RK_F_REQUIRED },
+	RK_HTTP_CFG_FIELDS,
+	{ NULL, 0, 0 },
+};
+
+static const struct rk_field vault_auth_fields[] = {
+	{ "method", RK_T_STRING, RK_F_REQUIRED },
+	{ "token_file", RK_T_STRING, 0 },
+	{ "role_id", RK_T_STRING, 0 },
+	{ "secret_id_file", RK_T_STRING, 0 },
+	{ "role", RK_T_STRING, 0 },
+	{ "jwt_file", RK_T_STRING, 0 },
+	{ "mount", RK_T_STRING, 0 },
+	{ NULL, 0, 0 },
+};
+
+static const struct rk_field vault_locator_fields[] = {
+	{ "path", RK_T_STRING, 0 },
+	{ "key", RK_T_STRING, 0 },
+	{ "mount", RK_T_STRING, 0 },
+	{ "transit_key", RK_T_STRING, 0 },
+	{ "min_decryption_keep", RK_T_INT, 0 },
+	{ NULL, 0, 0 },
+};
+
+/*
+ * Defaults under Vault's own limits: a request quota is configured per
+ * deployment (none by default), so rekey stays modest: 20 rps with bursts of
+ * 10, 8 requests in flight, 5 attempts, 10 s per attempt.
+ */
+static const struct rk_http_cfg vault_http_defaults = {
+	.connect_timeout_ms = 5000,
+	.total_timeout_ms = 10000,
+	.max_attempts = 5,
+	.base_delay_ms = 200,
+	.max_delay_ms = 10000,
+	.cb_failures = 5,
+	.cb_cooldown_ms = 30000,
+	.rps = 20,
+	.burst = 10,
+	.concurrency = 8,
+	.max_response = 1u << 20,
+};
+
+/* ---- helpers ---- */
+
+static int
+dupstr(char **dst, const char *src, struct rk_error *err)
+{
+	if (src == NULL) {
+		*dst = NULL;
+		return 0;
+	}
+	if ((*dst = strdup(src)) == NULL)
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	return 0;
+}
+
+static void
+vault_close(struct rk_provider *p)
+{
+	struct vault *v = (struct vault *)p;
+
+	if (v == NULL)
+		return;
+	rk_http_free(v->http);
+	rk_http_cfg_free(&v->hcfg);
+	rk_secret_free(v->token);
+	free(v->namespace_);
+	free(v->kv_mount);
+	free(v->transit_mount);
+	free(v->token_file);
+	free(v->role_id);
+	free(v->secret_id_file);
+	free(v->role);
+	free(v->jwt_file);
+	free(v->auth_mount);
+	pthread_mutex_destroy(&v->lock);
+	free(v);
+}
+
+/* A path segment as given, refusing what would escape it. */
+static int
+safe_path(const char *s)
+{
+	if (s == NULL || s[0] == '\0' || s[0] == '/' || strstr(s, "..") != NULL ||
+	    strpbrk(s, "?#% \t\r\n") != NULL)
+		return 0;
+	return s[strlen(s) - 1] != '/';
+}
+
+static int
+vault_open(struct rk_provider **out, const struct rk_provider_env *env, const json_t *cfg,
+	   struct rk_error *err)
+{
+	struct vault *v = calloc(1, sizeof(*v));
+	const json_t *auth = json_object_get(cfg, "auth");
+	const char *method;
+	char what[128];
+	int r;
+
+	if (v == NULL)
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	pthread_mutex_init(&v->lock, NULL);
+	snprintf(what, sizeof(what), "auth of provider '%s'", env->name);
+	if ((r = rk_doc_check(env->doc, auth, vault_auth_fields, what, err)) < 0)
+		goto out;
+	method = rk_doc_str(auth, "method", "");
+	if (strcmp(method, "token") == 0) {
+		v->method = AUTH_TOKEN;
+		if (json_object_get(auth, "token_file") == NULL) {
+			r = rk_doc_error(err, env->doc, auth, RK_EINVAL,
+					 "auth method token needs token_file (a token is never "
+					 "written in rekey.yaml)");
+			goto out;
+		}
+	} else if (strcmp(method, "approle") == 0) {
+		v->method = AUTH_APPROLE;
+		if (!json_object_get(auth, "role_id") || !json_object_get(auth, "secret_id_file")) {
+			r = rk_doc_error(err, env->doc, auth, RK_EINVAL,
+					 "auth method approle needs role_id and secret_id_file");
+			goto out;
+		}
+	} else if (strcmp(method, "kubernetes") == 0) {
+		v->method = AUTH_KUBERNETES;
+		if (!json_object_get(auth, "role")) {
+			r = rk_doc_error(err, env->doc, auth, RK_EINVAL,
+					 "auth method kubernetes needs role");
+			goto out;
+		}
+	} else {
+		r = rk_doc_error_key(err, env->doc, auth, "method", RK_EINVAL,
+				     "auth method must be token, approle or kubernetes");
+		goto out;
+	}
+	if ((r = dupstr(&v->token_file, rk_doc_str(auth, "token_file", NULL), err)) < 0 ||
+	    (r = dupstr(&v->role_id, rk_doc_str(auth, "role_id", NULL), err)) < 0 ||
+	    (r = dupstr(&v->secret_id_file, rk_doc_str(auth, "secret_id_file", NULL), err)) < 0 ||
+	    (r = dupstr(&v->role, rk_doc_str(auth, "role", NULL), err)) < 0 ||
+	    (r = dupstr(&v->jwt_file, rk_doc_str(auth, "jwt_file", VAULT_DEFAULT_K8S_JWT), err)) < 0 ||
+	    (r = dupstr(&v->auth_mount,
+			rk_doc_str(auth, "mount", v->method == AUTH_APPROLE ? "approle"
+									 : "kubernetes"),
+			err)) < 0 ||
+	    (r = dupstr(&v->namespace_, rk_doc_str(cfg, "namespace", NULL), err)) < 0 ||
+	    (r = dupstr(&v->kv_mount, rk_doc_str(cfg, "kv_mount", "secret"), err)) < 0 ||
+	    (r = dupstr(&v->transit_mount, rk_doc_str(cfg, "transit_mount", "transit"), err)) < 0)
+		goto out;
+	if (!safe_path(v->kv_mount) || !safe_path(v->transit_mount) || !safe_path(v->auth_mount)) {
+		r = rk_doc_error(err, env->doc, cfg, RK_EINVAL,
+				 "kv_mount, transit_mount and auth.mount must be plain mount paths");
+		goto out;
+	}
+	if ((r = rk_http_cfg_parse(&v->hcfg, env->doc, cfg, &vault_http_defaults, err)) < 0)
+		goto out;
+	if ((r = rk_http_new(&v->http, env->name, rk_doc_str(cfg, "address", ""), &v->hcfg,
+			     err)) < 0) {
+		char msg[sizeof(err->msg)];
+		memcpy(msg, err->msg, sizeof(msg));
+		rk_error_clear(err);
+		r = rk_doc_error_key(err, env->doc, cfg, "address", r, "%s", msg);
+		goto out;
+	}
+	*out = &v->base;
+	v = NULL;
+	r = 0;
+out:
+	vault_close(v ? &v->base : NULL);
+	return r;
+}
+
+static int
+vault_check_locator(const struct rk_doc *doc, const json_t *loc, struct rk_error *err)
+{
+	const char *path = rk_doc_str(loc, "path", NULL), *key = rk_doc_str(loc, "key", NULL);
+	const char *tk = rk_doc_str(loc, "transit_key", NULL);
+
+	if (tk != NULL) {
+		if (path || key)
+			return rk_doc_error(err, doc, loc, RK_EINVAL,
+					    "a vault locator is either {path, key} (KV v2) or "
+					    "{transit_key}, not both");
+		if (!safe_path(tk) || strchr(tk, '/'))
+			return rk_doc_error_key(err, doc, loc, "transit_key", RK_EINVAL,
+						"transit_key must be a key name");
+		if (json_object_get(loc, "min_decryption_keep") &&
+		    rk_doc_int(loc, "min_decryption_keep", 0) < 1)
+			return rk_doc_error_key(err, doc, loc, "min_decryption_keep", RK_EINVAL,
+						"min_decryption_keep must be at least 1");
+		return 0;
+	}
+	if (path == NULL || key == NULL)
+		return rk_doc_error(err, doc, loc, RK_EINVAL,
+				    "a vault KV v2 locator needs path and key, e.g. {path: "
+				    "payments/db, key: password}");
+	if (!safe_path(path))
+		return rk_doc_error_key(err, doc, loc, "path", RK_EINVAL,
+					"path must be relative, without '..', '?', '#', '%%' or a "
+					"trailing '/'");
+	if (key[0] == '\0')
+		return rk_doc_error_key(err, doc, loc, "key", RK_EINVAL, "key must not be empty");
+	if (json_object_get(loc, "mount") && !safe_path(rk_doc_str(loc, "mount", "")))
+		return rk_doc_error_key(err, doc, loc, "mount", RK_EINVAL,
+					"mount must be a plain mount path");
+	if (json_object_get(loc, "min_decryption_keep"))
+		return rk_doc_error_key(err, doc, loc, "min_decryption_keep", RK_EINVAL,
+					"min_decryption_keep applies to transit keys only");
+	return 0;
+}
+
+static int
+vault_generates(const json_t *loc)
+{
+	return json_object_get(loc, "transit_key") != NULL;
+}
+
+/* ---- HTTP with auth ---- */
+
+/* Vault's {"errors": [...]} joined into one line (never contains values). */
+static void
+vault_errors(const struct rk_http_resp *resp, char *out, size_t n)
+{
+	json_t *j = json_loadb(resp->body, resp->len, 0, NULL);
+	const json_t *errs = json_object_get(j, "errors"), *e;
+	size_t i, used = 0;
+
+	out[0] = '\0';
+	json_array_foreach(errs, i, e) {
+		const char *s = json_string_value(e);
+		if (s == NULL)
+			continue;
+		used += (size_t)snprintf(out + used, used < n ? n - used : 0, "%s%s", used ? "; " : "",
+					 s);
+	}
+	/* Multierror texts span lines: keep one line. */
+	for (char *p = out; *p; p++)
+		if (*p == '\n' || *p == '\t')
+			*p = ' ';
+	json_decref(j);
+}
+
+static int
+status_error(struct vault *v, const char *what, const struct rk_http_resp *resp,
+	     struct rk_error *err)
+{
+	char text[300];
+	int code;
+
+	vault_errors(resp, text, sizeof(text));
+	switch (resp->status) {
+	case 400: code = RK_EINVAL; break;
+	case 401:
+	case 403: code = RK_EAUTH; break;
+	case 404: code = RK_ENOTFOUND; break;
+	case 412:
+	case 429:
+	case 500:
+	case 502:
+	case 503:
+	case 504: code = RK_ETRANSIENT; break;
+	default: code = RK_EINVAL; break;
+	}
+	rk_error_set(err, code, "vault %s: %s: HTTP %ld%s%s", v->base.name, what, resp->status,
+		     text[0] ? ": " : "", text);
+	err->http_status = (int)resp->status;
+	err->retry_after = resp->retry_after;
+	return code;
+}
+
+static int
+read_file_secret(const char *path, struct rk_secret **out, struct rk_error *err)
+{
+	char *text = NULL;
+	size_t len = 0;
+	int r;
+
+	if ((r = rk_read_file(path, VAULT_TOKEN_MAX, &text, &len, err)) < 0)
+		return r;
+	while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r' || text[len - 1] == ' '))
+		len--;
+	if (len == 0)
+		r = rk_error_set(err, RK_EAUTH, "%s is empty", path);
+	else
+		r = rk_secret_from(out, text, len, err);
+	rk_wipe_free(text, len);
+	return r;
+}
+
+/* Common headers; the token header is built in sodium memory and wiped after. */
+static int
+build_headers(struct vault *v, const struct rk_secret *token, const char *ctype,
+	      struct rk_secret **tok_hdr, const char *hdrs[6], char *ns_hdr, size_t ns_n,
+	      struct rk_error *err)
+{
+	int n = 0, r;
+
+	*tok_hdr = NULL;
+	if (token != NULL) {
+		static const char prefix[] = "X-Vault-Token: ";
+		if ((r = rk_secret_new(tok_hdr, sizeof(prefix) - 1 + rk_secret_len(token), err)) < 0)
+			return r;
+		memcpy(rk_secret_data(*tok_hdr), prefix, sizeof(prefix) - 1);
+		memcpy(rk_secret_data(*tok_hdr) + sizeof(prefix) - 1, rk_secret_cdata(token),
+		       rk_secret_len(token));
+		hdrs[n++] = rk_secret_str(*tok_hdr);
+	}
+	if (v->namespace_ != NULL) {
+		snprintf(ns_hdr, ns_n, "X-Vault-Namespace: %s", v->namespace_);
+		hdrs[n++] = ns_hdr;
+	}
+	hdrs[n++] = "X-Vault-Request: true";
+	if (ctype != NULL)
+		hdrs[n++] = ctype;
+	hdrs[n] = NULL;
+	return 0;
+}
+
+static int
+raw_call(struct vault *v, const struct rk_secret *token, const char *method, const char *path,
+	 const char *ctype, const void *body, size_t body_len, int idempotent, int sensitive,
+	 struct rk_http_resp *resp, struct rk_error *err)
+{
+	struct rk_secret *tok_hdr = NULL;
+	const char *hdrs[6];
+	char ns_hdr[300];
+	struct rk_http_req req;
+	int r;
+
+	if ((r = build_headers(v, token, ctype, &tok_hdr, hdrs, ns_hdr, sizeof(ns_hdr), err)) < 0)
+		return r;
+	memset(&req, 0, sizeof(req));
+	req.method = method;
+	req.path = path;
+	req.headers = hdrs;
+	req.body = body;
+	req.body_len = body_len;
+	req.idempotent = idempotent;
+	req.sensitive = sensitive;
+	r = rk_http_do(v->http, &req, resp, err);
+	rk_secret_free(tok_hdr);
+	return r;
+}
+
+/* Parses a JSON response body; a non-JSON body (an HTML page, a truncation) is an error. */
+static int
+parse_body(struct vault *v, const char *what, const struct rk_http_resp *resp, json_t **out,
+	   struct rk_error *err)
+{
+	json_error_t jerr;
+
+	if ((*out = json_loadb(resp->body, resp->len, 0, &jerr)) == NULL || !json_is_object(*out)) {
+		json_decref(*out);
+		*out = NULL;
+		return rk_error_set(err, RK_EINVAL,
+				    "vault %s: %s: the response (HTTP %ld, %zu bytes) is not a JSON "
+				    "object: %s", v->base.name, what, resp->status, resp->len,
+				    resp->len == 0 ? "empty body"
+				    : resp->body[0] == '<' ? "an HTML page (a proxy or load balancer "
+							     "error?)"
+							   : jerr.text);
+	}
+	return 0;
+}
+
+/* Logs in with AppRole or Kubernetes; sets v->token. Called with v->lock held. */
+static int
+login(struct vault *v, struct rk_error *err)
+{
+	struct rk_secret *cred = NULL;
+	json_t *body = NULL, *j = NULL;
+	char *text = NULL, path[300];
+	struct rk_http_resp resp = { 0 };
+	const json_t *auth;
+	const char *tok;
+	int r;
+
+	if (v->method == AUTH_TOKEN) {
+		rk_secret_free(v->token);
+		v->token = NULL;
+		if ((r = read_file_secret(v->token_file, &v->token, err)) < 0)
+			return r;
+		v->token_renew_at = 0;
+		return 0;
+	}
+	if ((r = read_file_secret(v->method == AUTH_APPROLE ? v->secret_id_file : v->jwt_file, &cred,
+				  err)) < 0)
+		goto out;
+	body = v->method == AUTH_APPROLE
+		       ? json_pack("{s:s, s:s}", "role_id", v->role_id, "secret_id",
+				   rk_secret_str(cred))
+		       : json_pack("{s:s, s:s}", "role", v->role, "jwt", rk_secret_str(cred));
+	if (body == NULL || (text = json_dumps(body, JSON_COMPACT)) == NULL) {
+		r = rk_error_set(err, RK_ENOMEM, "out of memory");
+		goto out;
+	}
+	snprintf(path, sizeof(path), "/v1/auth/%s/login", v->auth_mount);
+	if ((r = raw_call(v, NULL, "POST", path, "Content-Type: application/json", text,
+			  strlen(text), 1, 1, &resp, err)) < 0)
+		goto out;
+	if (resp.status != 200) {
+		r = status_error(v, "login", &resp, err);
+		if (r == RK_EINVAL)	/* bad role or credentials answer 400 */
+			r = err->code = RK_EAUTH;
+		goto out;
+	}
+	if ((r = parse_body(v, "login", &resp, &j, err)) < 0)
+		goto out;
+	auth = json_object_get(j, "auth");
+	if ((tok = json_string_value(json_object_get(auth, "client_token"))) == NULL ||
+	    tok[0] == '\0') {
+		r = rk_error_set(err, RK_EINVAL, "vault %s: login: no auth.client_token in the "
+				 "response", v->base.name);
+		goto out;
+	}
+	rk_secret_free(v->token);
+	v->token = NULL;
+	if ((r = rk_secret_from(&v->token, tok, strlen(tok), err)) < 0)
+		goto out;
+	{
+		int64_t lease = json_integer_value(json_object_get(auth, "lease_duration"));
+		v->renewable = json_is_true(json_object_get(auth, "renewable"));
+		/* Renew at 2/3 of the lease (the contract's advice). */
+		v->token_renew_at = lease > 0 ? rk_mono_ms() + lease * 1000 * 2 / 3 : 0;
+	}
+	rk_log(RK_LOG_DEBUG, "vault.login", "provider", v->base.name, NULL);
+	r = 0;
+out:
+	rk_wipe_free_str(text);
+	json_decref(body);
+	json_decref(j);
+	rk_http_resp_free(&resp);
+	rk_secret_free(cred);
+	return r;
+}
+
+/* Renews the token when due; a failed renewal falls back to a new login. Lock held. */
+static int
+ensure_token(struct vault *v, struct rk_error *err)
+{
+	struct rk_http_resp resp = { 0 };
+	json_t *j = NULL;
+	int r;
+
+	if (v->token == NULL)
+		return login(v, err);
+	if (v->token_renew_at == 0 || rk_mono_ms() < v->token_renew_at)
+		return 0;
+	if (v->renewable &&
+	    raw_call(v, v->token, "POST", "/v1/auth/token/renew-self", "Content-Type: "
+		     "application/json", "{}", 2, 1, 1, &resp, err) == 0 &&
+	    resp.status == 200 && parse_body(v, "renew", &resp, &j, err) == 0) {
+		int64_t lease = json_integer_value(json_object_get(json_object_get(j, "auth"),
+								    "lease_duration"));
+		v->token_renew_at = lease > 0 ? rk_mono_ms() + lease * 1000 * 2 / 3 : 0;
+		/* A lease that stopped growing hit its max TTL: log in again next time. */
+		if (lease > 0 && lease < 10)
+			v->token_renew_at = rk_mono_ms();
+		r = 0;
+	} else {
+		rk_error_clear(err);
+		r = login(v, err);
+	}
+	json_decref(j);
+	rk_http_resp_free(&resp);
+	return r;
+}
+
+/*
+ * An authenticated call. On 403 the token may have expired or been revoked:
+ * log in again (or re-read the token file) once, then give up.
+ */
+static int
+call(struct vault *v, const char *method, const char *path, const char *ctype, const char *body,
+     int idempotent, int sensitive, struct rk_http_resp *resp, struct rk_error *err)
+{
+	struct rk_secret *tok = NULL;
+	int r, attempt;
+
+	for (attempt = 0; attempt < 2; attempt++) {
+		pthread_mutex_lock(&v->lock);
+		r = attempt == 0 ? ensure_token(v, err) : login(v, err);
+		if (r == 0)
+			r = rk_secret_from(&tok, rk_secret_cdata(v->token), rk_secret_len(v->token),
+					   err);
+		pthread_mutex_unlock(&v->lock);
+		if (r < 0)
+			return r;
+		r = raw_call(v, tok, method, path, ctype, body, body ? strlen(body) : 0, idempotent,
+			     sensitive, resp, err);
+		rk_secret_free(tok);
+		tok = NULL;
+		if (r < 0 || resp->status != 403)
+			return r;
+		if (attempt == 0) {
+			rk_log(RK_LOG_INFO, "vault.relogin", "provider", v->base.name, "msg",
+			       "403: logging in again once", NULL);
+			rk_http_resp_free(resp);
+		}
+	}
+	return 0;	/* the second 403 goes back to the caller as a status */
+}
+
+/* ---- KV v2 ---- */
+
+static const char *
+kv_mount(const struct vault *v, const json_t *loc)
+{
+	return rk_doc_str(loc, "mount", v->kv_mount);
+}
+
+struct kv_entry {
+	json_t *data;		/* the whole map (owned), NULL when absent */
+	long version;		/* 0 when the entry does not exist */
+	int deleted;		/* the version is soft-deleted or destroyed */
+};
+
+static void
+kv_entry_free(struct kv_entry *e)
+{
+	json_decref(e->data);
+	e->data = NULL;
+}
+
+/* Reads an entry (version 0: latest). RK_ENOTFOUND when the entry does not exist. */
+static int
+kv_read(struct vault *v, const json_t *loc, long version, struct kv_entry *e,
+	struct rk_error *err)
+{
+	struct rk_http_resp resp = { 0 };
+	json_t *j = NULL;
+	const json_t *data, *md;
+	char path[1200];
+	int r;
+
+	memset(e, 0, sizeof(*e));
+	if (version > 0)
+		snprintf(path, sizeof(path), "/v1/%s/data/%s?version=%ld", kv_mount(v, loc),
+			 rk_doc_str(loc, "path", ""), version);
+	else
+		snprintf(path, sizeof(path), "/v1/%s/data/%s", kv_mount(v, loc),
+			 rk_doc_str(loc, "path", ""));
+	if ((r = call(v, "GET", path, NULL, NULL, 1, 1, &resp, err)) < 0)
+		goto out;
+	if (resp.status == 404) {
+		/* Two bodies: {"errors":[]} (absent) or an envelope (deleted/destroyed version). */
+		json_t *b = json_loadb(resp.body, resp.len, 0, NULL);
+		md = json_object_get(json_object_get(b, "data"), "metadata");
+		if (json_is_object(md)) {
+			e->version = (long)json_integer_value(json_object_get(md, "version"));
+			e->deleted = 1;
+			r = rk_error_set(err, RK_ENOTFOUND,
+					 "vault %s: version %ld of %s/%s is deleted or destroyed",
+					 v->base.name, e->version, kv_mount(v, loc),
+					 rk_doc_str(loc, "path", ""));
+		} else {
+			r = rk_error_set(err, RK_ENOTFOUND, "vault %s: %s/%s%s does not exist",
+					 v->base.name, kv_mount(v, loc), rk_doc_str(loc, "path", ""),
+					 version > 0 ? " at that version" : "");
+		}
+		json_decref(b);
+		goto out;
+	}
+	if (resp.status != 200) {
+		r = status_error(v, "read", &resp, err);
+		goto out;
+	}
+	if ((r = parse_body(v, "read", &resp, &j, err)) < 0)
+		goto out;
+	data = json_object_get(json_object_get(j, "data"), "data");
+	md = json_object_get(json_object_get(j, "data"), "metadata");
+	if (!json_is_object(md) || !json_is_integer(json_object_get(md, "version")) ||
+	    !(json_is_object(data) || json_is_null(data))) {
+		r = rk_error_set(err, RK_EINVAL,
+				 "vault %s: read %s/%s: unexpected response shape (no data.data "
+				 "object or data.metadata.version integer)", v->base.name,
+				 kv_mount(v, loc), rk_doc_str(loc, "path", ""));
+		goto out;
+	}
+	e->version = (long)json_integer_value(json_object_get(md, "version"));
+	e->data = json_is_object(data) ? json_incref((json_t *)data) : json_object();
+	r = 0;
+out:
+	json_decref(j);
+	rk_http_resp_free(&resp);
+	return r;
+}
+
+static int
+kv_value(struct vault *v, const json_t *loc, const struct kv_entry *e, struct rk_secret **out,
+	 struct rk_error *err)
+{
+	const json_t *val = json_object_get(e->data, rk_doc_str(loc, "key", ""));
+
+	if (val == NULL)
+		return rk_error_set(err, RK_ENOTFOUND, "vault %s: %s/%s has no key '%s'",
+				    v->base.name, kv_mount(v, loc), rk_doc_str(loc, "path", ""),
+				    rk_doc_str(loc, "key", ""));
+	if (!json_is_string(val))
+		return rk_error_set(err, RK_EINVAL, "vault %s: %s/%s key '%s' is not a string",
+				    v->base.name, kv_mount(v, loc), rk_doc_str(loc, "path", ""),
+				    rk_doc_str(loc, "key", ""));
+	return rk_secret_from(out, json_string_value(val), json_string_length(val), err);
+}
+
+static void
+set_version(struct rk_version *ver, long n)
+{
+	if (n <= 0)
+		ver->id[0] = '\0';
+	else
+		snprintf(ver->id, sizeof(ver->id), "%ld", n);
+}
+
+static int
+parse_version(const struct rk_version *ver, long *n, struct rk_error *err)
+{
+	long long x;
+
+	if (ver == NULL || ver->id[0] == '\0') {
+		*n = 0;
+		return 0;
+	}
+	if (rk_parse_int(ver->id, 1, 1LL << 40, &x) < 0)
+		return rk_error_set(err, RK_EINVAL, "'%s' is not a vault version number", ver->id);
+	*n = (long)x;
+	return 0;
+}
+
+/* ---- Transit ---- */
+
+static int
+transit_read_key(struct vault *v, const json_t *loc, long *latest, long *min_dec,
+		 struct rk_error *err)
+{
+	struct rk_http_resp resp = { 0 };
+	json_t *j = NULL;
+	const json_t *d;
+	char path[600];
+	int r;
+
+	snprintf(path, sizeof(path), "/v1/%s/keys/%s", v->transit_mount,
+		 rk_doc_str(loc, "transit_key", ""));
+	if ((r = call(v, "GET", path, NULL, NULL, 1, 0, &resp, err)) < 0)
+		goto out;
+	if (resp.status != 200) {
+		r = status_error(v, "read transit key", &resp, err);
+		goto out;
+	}
+	if ((r = parse_body(v, "read transit key", &resp, &j, err)) < 0)
+		goto out;
+	d = json_object_get(j, "data");
+	if (!json_is_integer(json_object_get(d, "latest_version"))) {
+		r = rk_error_set(err, RK_EINVAL, "vault %s: transit key %s: no latest_version in "
+				 "the response", v->base.name, rk_doc_str(loc, "transit_key", ""));
+		goto out;
+	}
+	*latest = (long)json_integer_value(json_object_get(d, "latest_version"));
+	if (min_dec)
+		*min_dec = (long)json_integer_value(json_object_get(d, "min_decryption_version"));
+	r = 0;
+out:
+	json_decref(j);
+	rk_http_resp_free(&resp);
+	return r;
+}
+
+static int
+transit_descriptor(struct vault *v, const json_t *loc, long version, struct rk_secret **out,
+		   struct rk_error *err)
+{
+	char d[400];
+
+	snprintf(d, sizeof(d), "vault-transit:%s/%s:v%ld", v->transit_mount,
+		 rk_doc_str(loc, "transit_key", ""), version);
+	return rk_secret_from(out, d, strlen(d), err);
+}
+
+/* ---- ops ---- */
+
+static int
+vault_read(struct rk_provider *p, const json_t *loc, struct rk_secret **out,
+	   struct rk_version *ver, struct rk_error *err)
+{
+	struct vault *v = (struct vault *)p;
+	struct kv_entry e;
+	long latest;
+	int r;
+
+	if (vault_generates(loc)) {
+		if ((r = transit_read_key(v, loc, &latest, NULL, err)) < 0)
+			return r;
+		set_version(ver, latest);
+		return transit_descriptor(v, loc, latest, out, err);
+	}
+	if ((r = kv_read(v, loc, 0, &e, err)) < 0)
+		return r;
+	if ((r = kv_value(v, loc, &e, out, err)) == 0)
+		set_version(ver, e.version);
+	kv_entry_free(&e);
+	return r;
+}
+
+static int
+vault_read_version(struct rk_provider *p, const json_t *loc, const struct rk_version *ver,
+		   struct rk_secret **out, struct rk_error *err)
+{
+	struct vault *v = (struct vault *)p;
+	struct kv_entry e;
+	long n, latest;
+	int r;
+
+	if ((r = parse_version(ver, &n, err)) < 0)
+		return r;
+	if (n == 0)
+		return rk_error_set(err, RK_ENOTFOUND, "no version given");
+	if (vault_generates(loc)) {
+		if ((r = transit_read_key(v, loc, &latest, NULL, err)) < 0)
+			return r;
+		if (n > latest)
+			return rk_error_set(err, RK_ENOTFOUND, "transit key has no version %ld", n);
+		return transit_descriptor(v, loc, n, out, err);
+	}
+	if ((r = kv_read(v, loc, n, &e, err)) < 0)
+		return r;
+	r = kv_value(v, loc, &e, out, err);
+	kv_entry_free(&e);
+	return r;
+}
+
+/* Tags the key's custom_metadata with the run; a failure is logged, not fatal. */
+static void
+kv_tag(struct vault *v, const json_t *loc, const struct rk_stage_req *req)
+{
+	struct rk_http_resp resp = { 0 };
+	struct rk_error err = { 0 };
+	json_t *body = json_pack("{s:{s:s, s:s}}", "custom_metadata", "rekey-run", req->run_id,
+				 "rekey-secret", req->secret_name);
+	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	char path[1200];
+
+	snprintf(path, sizeof(path), "/v1/%s/metadata/%s", kv_mount(v, loc),
+		 rk_doc_str(loc, "path", ""));
+	if (text == NULL || call(v, "PATCH", path, "Content-Type: application/merge-patch+json",
+				 text, 1, 0, &resp, &err) < 0 ||
+	    (resp.status != 200 && resp.status != 204)) {
+		if (err.code == 0 && resp.status)
+			status_error(v, "tag custom_metadata", &resp, &err);
+		rk_log(RK_LOG_WARN, "vault.tag_failed", "provider", v->base.name, "secret",
+		       req->secret_name, "error", err.msg[0] ? err.msg : "out of memory",
+		       "msg", "custom_metadata not updated, ignoring", NULL);
+	}
+	free(text);
+	json_decref(body);
+	rk_http_resp_free(&resp);
+}
+
+/* Writes data with options.cas; *version gets the new version. */
+static int
+kv_write(struct vault *v, const json_t *loc, const json_t *data, long cas, long *version,
+	 struct rk_error *err)
+{
+	struct rk_http_resp resp = { 0 };
+	json_t *body = json_pack("{s:O, s:{s:I}}", "data", data, "options", "cas", (json_int_t)cas);
+	json_t *j = NULL;
+	char *text = NULL, path[1200];
+	int r;
+
+	if (body == NULL || (text = json_dumps(body, JSON_COMPACT)) == NULL) {
+		r = rk_error_set(err, RK_ENOMEM, "out of memory");
+		goto out;
+	}
+	snprintf(path, sizeof(path), "/v1/%s/data/%s", kv_mount(v, loc), rk_doc_str(loc, "path", ""));
+	/* Not idempotent: cas makes a retry of a landed write fail, so no blind retries. */
+	if ((r = call(v, "POST", path, "Content-Type: application/json", text, 0, 1, &resp, err)) < 0)
+		goto out;
+	if (resp.status != 200) {
+		r = status_error(v, "write", &resp, err);
+		goto out;
+	}
+	if ((r = parse_body(v, "write", &resp, &j, err)) < 0)
+		goto out;
+	if (!json_is_integer(json_object_get(json_object_get(j, "data"), "version"))) {
+		r = rk_error_set(err, RK_EINVAL, "vault %s: write: no data.version in the response",
+				 v->base.name);
+		goto out;
+	}
+	*version = (long)json_integer_value(json_object_get(json_object_get(j, "data"), "version"));
+	r = 0;
+out:
+	rk_wipe_free_str(text);
+	json_decref(body);
+	json_decref(j);
+	rk_http_resp_free(&resp);
+	return r;
+}
+
+/*
+ * Which version newer than `expected` holds `value`? 0 with *found set; or
+ * RK_ENOTFOUND (no newer version) / RK_ECONFLICT (newer ones, none ours).
+ */
+static int
+kv_find(struct vault *v, const json_t *loc, long expected, const struct rk_secret *value,
+	long *found, struct rk_error *err)
+{
+	struct kv_entry latest, e;
+	int r;
+
+	if ((r = kv_read(v, loc, 0, &latest, err)) < 0) {
+		if (r == RK_ENOTFOUND && latest.version == 0 && !latest.deleted && expected == 0) {
+			rk_error_clear(err);
+			return rk_error_set(err, RK_ENOTFOUND, "no version written by this rotation");
+		}
+		return r;
+	}
+	kv_entry_free(&latest);
+	if (latest.version <= expected)
+		return rk_error_set(err, RK_ENOTFOUND, "no version written by this rotation");
+	for (long n = latest.version; n > expected; n--) {
+		struct rk_secret *s = NULL;
+		int same;
+		if (kv_read(v, loc, n, &e, err) < 0 || kv_value(v, loc, &e, &s, err) < 0) {
+			kv_entry_free(&e);
+			rk_error_clear(err);
+			continue;	/* deleted or without our key: not ours */
+		}
+		same = value != NULL && rk_secret_equal(s, value);
+		rk_secret_free(s);
+		kv_entry_free(&e);
+		if (same) {
+			*found = n;
+			return 0;
+		}
+	}
+	return rk_error_set(err, RK_ECONFLICT,
+			    "vault %s: %s/%s was changed by someone else (version %ld, rekey "
+			    "expected %ld); not overwritten", v->base.name, kv_mount(v, loc),
+			    rk_doc_str(loc, "path", ""), latest.version, expected);
+}
+
+static int
+vault_find_staged(struct rk_provider *p, const json_t *loc, const struct rk_stage_req *req,
+		  struct rk_version *ver, struct rk_error *err)
+{
+	struct vault *v = (struct vault *)p;
+	long expected, found = 0, latest;
+	int r;
+
+	if ((r = parse_version(req->expected, &expected, err)) < 0)
+		return r;
+	if (vault_generates(loc)) {
+		if ((r = transit_read_key(v, loc, &latest, NULL, err)) < 0)
+			return r;
+		/* Rotate makes no mark of its own: one version past ours is ours. */
+		if (latest == expected + 1) {
+			set_version(ver, latest);
+			return 0;
+		}
+		if (latest == expected)
+			return rk_error_set(err, RK_ENOTFOUND, "transit key not rotated yet");
+		return rk_error_set(err, RK_ECONFLICT,
+				    "vault %s: transit key %s moved from version %ld to %ld "
+				    "meanwhile", v->base.name, rk_doc_str(loc, "transit_key", ""),
+				    expected, latest);
+	}
+	if ((r = kv_find(v, loc, expected, req->value, &found, err)) < 0)
+		return r;
+	set_version(ver, found);
+	return 0;
+}
+
+static int
+transit_rotate(struct vault *v, const json_t *loc, long expected, struct rk_version *new_ver,
+	       struct rk_error *err)
+{
+	struct rk_http_resp resp = { 0 };
+	long latest, keep = (long)rk_doc_int(loc, "min_decryption_keep", 0), min_dec = 0;
+	char path[600];
+	int r;
+
+	if ((r = transit_read_key(v, loc, &latest, NULL, err)) < 0)
+		return r;
+	if (latest != expected)
+		return rk_error_set(err, RK_ECONFLICT,
+				    "vault %s: transit key %s is at version %ld, rekey expected %ld",
+				    v->base.name, rk_doc_str(loc, "transit_key", ""), latest,
+				    expected);
+	snprintf(path, sizeof(path), "/v1/%s/keys/%s/rotate", v->transit_mount,
+		 rk_doc_str(loc, "transit_key", ""));
+	/* Not idempotent (a retry would rotate twice): sent once; find_staged settles doubt. */
+	if ((r = call(v, "POST", path, "Content-Type: application/json", "{}", 0, 0, &resp, err)) < 0)
+		goto out;
+	if (resp.status != 200 && resp.status != 204) {	/* OpenBao/new Vault 200, old 204 */
+		r = status_error(v, "rotate transit key", &resp, err);
+		goto out;
+	}
+	rk_http_resp_free(&resp);
+	if ((r = transit_read_key(v, loc, &latest, &min_dec, err)) < 0)
+		goto out;
+	set_version(new_ver, latest);
+	if (keep > 0 && latest - keep + 1 > min_dec) {
+		char body[64];
+		snprintf(path, sizeof(path), "/v1/%s/keys/%s/config", v->transit_mount,
+			 rk_doc_str(loc, "transit_key", ""));
+		snprintf(body, sizeof(body), "{\"min_decryption_version\":%ld}", latest - keep + 1);
+		if ((r = call(v, "POST", path, "Content-Type: application/json", body, 1, 0, &resp,
+			      err)) < 0)
+			goto out;
+		if (resp.status != 200 && resp.status != 204) {
+			r = status_error(v, "raise min_decryption_version", &resp, err);
+			goto out;
+		}
+	}
+	r = 0;
+out:
+	rk_http_resp_free(&resp);
+	return r;
+}
+
+static int
+vault_stage(struct rk_provider *p, const json_t *loc, const struct rk_stage_req *req,
+	    struct rk_version *new_ver, struct rk_error *err)
+{
+	struct vault *v = (struct vault *)p;
+	struct kv_entry e;
+	json_t *data = NULL;
+	long expected, version = 0;
+	int r;
+
+	if ((r = parse_version(req->expected, &expected, err)) < 0)
+		return r;
+	if (vault_generates(loc))
+		return transit_rotate(v, loc, expected, new_ver, err);
+	/* The other keys of the entry are preserved: read, change one key, write with cas. */
+	r = kv_read(v, loc, 0, &e, err);
+	if (r == RK_ENOTFOUND && e.version == 0) {
+		rk_error_clear(err);
+		e.data = json_object();
+		e.version = 0;
+	} else if (r == RK_ENOTFOUND && e.deleted) {
+		/* The latest version is deleted: cas must still name it. */
+		rk_error_clear(err);
+		e.data = json_object();
+	} else if (r < 0) {
+		return r;
+	}
+	if (e.version != expected) {
+		kv_entry_free(&e);
+		return rk_error_set(err, RK_ECONFLICT,
+				    "vault %s: %s/%s is at version %ld, rekey read version %ld "
+				    "before generating; someone else wrote it", v->base.name,
+				    kv_mount(v, loc), rk_doc_str(loc, "path", ""), e.version,
+				    expected);
+	}
+	data = e.data;
+	e.data = NULL;
+	if (json_object_set_new(data, rk_doc_str(loc, "key", ""),
+				json_stringn(rk_secret_str(req->value), rk_secret_len(req->value))) < 0) {
+		r = rk_error_set(err, RK_ENOMEM, "out of memory");
+		goto out;
+	}
+	if ((r = kv_write(v, loc, data, expected, &version, err)) < 0) {
+		/* A 400 here is a cas mismatch or bad input: tell them apart by reading. */
+		if (r == RK_EINVAL && err->http_status == 400) {
+			struct kv_entry now;
+			struct rk_error e2 = { 0 };
+			if (kv_read(v, loc, 0, &now, &e2) == 0 && now.version != expected)
+				err->code = r = RK_ECONFLICT;
+			kv_entry_free(&now);
+		}
+		goto out;
+	}
+	set_version(new_ver, version);
+	kv_tag(v, loc, req);
+	r = 0;
+out:
+	json_decref(data);
+	return r;
+}
+
+static int
+vault_promote(struct rk_provider *p, const json_t *loc, const struct rk_version *new_ver,
+	      const struct rk_version *old_ver, struct rk_error *err)
+{
+	(void)p, (void)loc, (void)new_ver, (void)old_ver, (void)err;
+	return 0;	/* a KV write or a rotate is current at once */
+}
+
+static int
+vault_rollback(struct rk_provider *p, const json_t *loc, const struct rk_version *to,
+	       const struct rk_stage_req *req, struct rk_version *new_ver, struct rk_error *err)
+{
+	struct vault *v = (struct vault *)p;
+	struct kv_entry old, cur;
+	struct rk_secret *want = NULL;
+	long n, version = 0, found = 0, expected;
+	int r;
+
+	if (vault_generates(loc))
+		return rk_error_set(err, RK_EUNSUPPORTED,
+				    "a transit key cannot be rolled back; older versions still "
+				    "decrypt unless min_decryption_version was raised");
+	if ((r = parse_version(to, &n, err)) < 0 || (r = parse_version(req->expected, &expected, err)) < 0)
+		return r;
+	if ((r = kv_read(v, loc, n, &old, err)) < 0)
+		return r;
+	if ((r = kv_value(v, loc, &old, &want, err)) < 0)
+		goto out;
+	/* Already done by an earlier attempt of this rollback? */
+	if (kv_find(v, loc, expected, want, &found, err) == 0) {
+		set_version(new_ver, found);
+		r = 0;
+		goto out;
+	}
+	rk_error_clear(err);
+	if ((r = kv_read(v, loc, 0, &cur, err)) < 0)
+		goto out;
+	kv_entry_free(&cur);
+	if (expected != 0 && cur.version != expected) {
+		r = rk_error_set(err, RK_ECONFLICT,
+				 "vault %s: %s/%s moved to version %ld meanwhile; not rolled back",
+				 v->base.name, kv_mount(v, loc), rk_doc_str(loc, "path", ""),
+				 cur.version);
+		goto out;
+	}
+	if ((r = kv_write(v, loc, old.data, cur.version, &version, err)) < 0)
+		goto out;
+	set_version(new_ver, version);
+	kv_tag(v, loc, req);
+out:
+	rk_secret_free(want);
+	kv_entry_free(&old);
+	return r;
+}
+
+/* ---- doctor ---- */
+
+static int
+vault_doctor(struct rk_provider *p, const json_t *const *locs, size_t nlocs,
+	     void (*report)(const char *line, int ok, void *arg), void *arg, struct rk_error *err)
+{
+	struct vault *v = (struct vault *)p;
+	struct rk_http_resp resp = { 0 };
+	struct rk_error e = { 0 };
+	json_t *j = NULL, *paths = NULL, *body = NULL;
+	char line[700], *text = NULL;
+	int failed = 0;
+
+	/* Reachability and TLS: sys/health needs no token. */
+	if (raw_call(v, NULL, "GET", "/v1/sys/health?standbyok=true&perfstandbyok=true", NULL,
+		     NULL, 0, 1, 0, &resp, &e) < 0) {
+		snprintf(line, sizeof(line), "vault %s: reachable over TLS: %s", v->base.name, e.msg);
+		report(line, 0, arg);
+		return 0;	/* nothing else can work */
+	}
+	if (parse_body(v, "health", &resp, &j, &e) < 0 || resp.status != 200) {
+		snprintf(line, sizeof(line), "vault %s: healthy: HTTP %ld%s%s (sealed, standby or "
+			 "not initialised?)", v->base.name, resp.status, e.code ? ": " : "", e.msg);
+		report(line, 0, arg);
+		failed = 1;
+	} else {
+		snprintf(line, sizeof(line), "vault %s: reachable and healthy (version %s)",
+			 v->base.name, json_string_value(json_object_get(j, "version"))
+					       ? json_string_value(json_object_get(j, "version"))
+					       : "?");
+		report(line, 1, arg);
+	}
+	json_decref(j);
+	j = NULL;
+	rk_http_resp_free(&resp);
+	rk_error_clear(&e);
+	/* Authentication. */
+	if (call(v, "GET", "/v1/auth/token/lookup-self", NULL, NULL, 1, 1, &resp, &e) < 0 ||
+	    resp.status != 200) {
+		if (e.code == 0)
+			status_error(v, "token lookup", &resp, &e);
+		snprintf(line, sizeof(line), "vault %s: authenticated: %s", v->base.name, e.msg);
+		report(line, 0, arg);
+		rk_http_resp_free(&resp);
+		return 0;
+	}
+	snprintf(line, sizeof(line), "vault %s: authenticated (%s)", v->base.name,
+		 v->method == AUTH_TOKEN ? "token file" : v->method == AUTH_APPROLE ? "approle"
+										: "kubernetes");
+	report(line, 1, arg);
+	rk_http_resp_free(&resp);
+	/* Permissions: what sys/capabilities-self says for each path rekey writes. */
+	paths = json_array();
+	for (size_t i = 0; i < nlocs; i++) {
+		char path[1200];
+		if (vault_generates(locs[i])) {
+			snprintf(path, sizeof(path), "%s/keys/%s/rotate", v->transit_mount,
+				 rk_doc_str(locs[i], "transit_key", ""));
+		} else {
+			snprintf(path, sizeof(path), "%s/data/%s", kv_mount(v, locs[i]),
+				 rk_doc_str(locs[i], "path", ""));
+			json_array_append_new(paths, json_string(path));
+			snprintf(path, sizeof(path), "%s/metadata/%s", kv_mount(v, locs[i]),
+				 rk_doc_str(locs[i], "path", ""));
+		}
+		json_array_append_new(paths, json_string(path));
+	}
+	if (json_array_size(paths) == 0)
+		goto out;
+	body = json_pack("{s:O}", "paths", paths);
+	text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	rk_error_clear(&e);
+	if (text == NULL ||
+	    call(v, "POST", "/v1/sys/capabilities-self", "Content-Type: application/json", text, 1, 0,
+		 &resp, &e) < 0 || resp.status != 200 || parse_body(v, "capabilities", &resp, &j, &e) < 0) {
+		if (e.code == 0 && resp.status)
+			status_error(v, "capabilities", &resp, &e);
+		snprintf(line, sizeof(line), "vault %s: permissions: %s", v->base.name, e.msg);
+		report(line, 0, arg);
+		goto out;
+	}
+	{
+		size_t i;
+		json_t *pth;
+		json_array_foreach(paths, i, pth) {
+			const char *ps = json_string_value(pth);
+			const json_t *caps = json_object_get(j, ps);
+			int has_create = 0, has_update = 0, has_read = 0, has_patch = 0, root = 0;
+			int is_meta = strstr(ps, "/metadata/") != NULL;
+			int is_rotate = strstr(ps, "/rotate") != NULL;
+			size_t k;
+			json_t *c;
+			int ok;
+			json_array_foreach(caps, k, c) {
+				const char *cs = json_string_value(c);
+				if (cs == NULL)
+					continue;
+				has_create |= strcmp(cs, "create") == 0;
+				has_update |= strcmp(cs, "update") == 0;
+				has_read |= strcmp(cs, "read") == 0;
+				has_patch |= strcmp(cs, "patch") == 0;
+				root |= strcmp(cs, "root") == 0;
+			}
+			ok = root || (is_meta ? has_patch
+				      : is_rotate ? has_update
+						  : has_create && has_update && has_read);
+			snprintf(line, sizeof(line), "vault %s: permission on %s (needs %s)%s",
+				 v->base.name, ps,
+				 is_meta ? "patch (to tag custom_metadata; optional)"
+				 : is_rotate ? "update"
+					     : "create, update, read",
+				 ok ? "" : ": missing");
+			/* The metadata tag is best effort: report, do not fail doctor for it. */
+			report(line, ok || is_meta, arg);
+		}
+	}
+out:
+	(void)failed;
+	rk_wipe_free_str(text);
+	json_decref(body);
+	json_decref(paths);
+	json_decref(j);
+	rk_http_resp_free(&resp);
+	(void)err;
+	return 0;
+}
+
+const struct rk_provider_ops rk_provider_vault = {
+	.type = "vault",
+	.caps = RK_CAP_VERSIONS,
+	.config_fields = vault_config_fields,
+	.locator_fields = vault_locator_fields,
+	.open = vault_open,
+	.check_locator = vault_check_locator,
+	.generates = vault_generates,
+	.read = vault_read,
+	.read_version = vault_read_version,
+	.find_staged = vault_find_staged,
+	.stage = vault_stage,
+	.promote = vault_promote,
+	.rollback = vault_rollback,
+	.doctor = vault_doctor,
+	.close = vault_close,
+};

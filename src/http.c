@@ -1,0 +1,1572 @@
+/*
+ * The shared HTTP client: every byte rekey exchanges with Vault, AWS or
+ * Kubernetes goes through rk_http_do (libcurl underneath).
+ *
+ * Data path of one request:
+ *   provider -> rk_http_do -> per attempt: circuit breaker -> rate token ->
+ *   concurrency slot (a pooled easy handle) -> curl_easy_perform into a
+ *   bounded buffer -> breaker/stats bookkeeping -> retry decision.
+ *
+ * Invariants:
+ * - Every attempt has a connect and a total timeout, and every wait (rate
+ *   token, slot, backoff, Retry-After) is a timed wait that ends by the
+ *   request's budget: max_attempts * (total_timeout + max_delay).
+ * - Only requests marked idempotent are retried. A non-idempotent request is
+ *   attempted once; if its fate is unknown the error says so.
+ * - Header strings (they carry tokens) are wiped before they are freed, and
+ *   so is every response buffer; libcurl's own heap is wiped on free as well
+ *   (see curl_wipe_free). Headers, bodies and query strings never reach a
+ *   log line or an error message.
+ *
+ * Connection reuse: libcurl documents that a connection cache in a share
+ * object cannot be used by concurrent threads (CURLSHOPT_SHARE: "It is not
+ * supported to share connections between multiple concurrent threads", curl
+ * issue #4915), so CURL_LOCK_DATA_CONNECT is not used. Instead each struct
+ * rk_http keeps a pool of easy handles, at most `concurrency` of them; an
+ * idle handle keeps its live connection (curl_easy_reset preserves it), and
+ * taking a handle from the pool is what takes a concurrency slot. The share
+ * object carries the DNS and TLS session caches, which are thread-safe under
+ * the lock callbacks.
+ */
+#include <errno.h>
+#include <malloc.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <sodium.h>
+
+#include "rekey/http.h"
+#include "rekey/log.h"
+#include "rekey/util.h"
+
+/*
+ * The longest Retry-After honoured. A server asking for more is telling us
+ * to come back much later, not to hold a worker thread: the response is
+ * returned (with resp->retry_after) and the engine reschedules.
+ */
+#define RETRY_AFTER_MAX_S 60
+
+/* RFC 9111 1.2.2: a delta-seconds too large to represent is taken as 2^31. */
+#define DELTA_SECONDS_MAX 2147483648.0
+
+#define LOG_PATH_MAX 256
+
+struct rk_http {
+	char *provider;
+	char *base;			/* base URL without a trailing slash */
+	struct rk_http_cfg cfg;		/* own copy, strings included */
+	CURLSH *share;			/* DNS and TLS sessions, not connections */
+	pthread_mutex_t share_mu[CURL_LOCK_DATA_LAST];
+	pthread_mutex_t mu;		/* everything below */
+	pthread_cond_t slot_cv;		/* a slot was freed; CLOCK_MONOTONIC */
+	struct rk_breaker breaker;
+	struct rk_bucket bucket;
+	CURL **idle;			/* cfg.concurrency entries */
+	int nidle;
+	int inflight;
+	struct rk_http_stats stats;
+	int have_locks;
+};
+
+/* What one attempt produced. */
+struct outcome {
+	CURLcode cc;
+	long status;			/* 0 when no response arrived */
+	int too_big, oom;
+	double retry_after;		/* from this attempt's headers */
+	char *buf;			/* body, NUL-terminated when non-NULL */
+	size_t len, cap, max;
+	char errbuf[CURL_ERROR_SIZE];
+};
+
+/* ---- libcurl process setup ---------------------------------------------- */
+
+/*
+ * libcurl's heap receives the request as it is sent (headers with the token,
+ * small bodies copied next to them) and the response as it arrives. Handing
+ * it a free that wipes keeps those copies out of freed memory.
+ * malloc_usable_size covers the whole block, slack included.
+ */
+static void
+curl_wipe_free(void *p)
+{
+	if (p == NULL)
+		return;
+	sodium_memzero(p, malloc_usable_size(p));
+	free(p);
+}
+
+/* realloc would leave the old block unwiped; move by hand. */
+static void *
+curl_wipe_realloc(void *p, size_t n)
+{
+	size_t old;
+	void *q;
+
+	if (p == NULL)
+		return malloc(n);
+	old = malloc_usable_size(p);
+	if ((q = malloc(n ? n : 1)) == NULL)
+		return NULL;
+	memcpy(q, p, old < n ? old : n);
+	curl_wipe_free(p);
+	return q;
+}
+
+static char *
+curl_strdup(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *d = malloc(n);
+
+	if (d != NULL)
+		memcpy(d, s, n);
+	return d;
+}
+
+/*
+ * libcurl's global state is process-wide by libcurl's design; it is set up
+ * once, on first use, whichever thread gets there first.
+ */
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_rc = CURLE_FAILED_INIT;
+
+static void
+curl_init_once(void)
+{
+	curl_init_rc = curl_global_init_mem(CURL_GLOBAL_DEFAULT, malloc, curl_wipe_free,
+					    curl_wipe_realloc, curl_strdup, calloc);
+}
+
+static void
+share_lock(CURL *c, curl_lock_data data, curl_lock_access access, void *userp)
+{
+	struct rk_http *h = userp;
+
+	(void)c;
+	(void)access;
+	if ((unsigned)data < CURL_LOCK_DATA_LAST)
+		pthread_mutex_lock(&h->share_mu[data]);
+}
+
+static void
+share_unlock(CURL *c, curl_lock_data data, void *userp)
+{
+	struct rk_http *h = userp;
+
+	(void)c;
+	if ((unsigned)data < CURL_LOCK_DATA_LAST)
+		pthread_mutex_unlock(&h->share_mu[data]);
+}
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static void
+wipe_free(void *p, size_t n)
+{
+	if (p == NULL)
+		return;
+	sodium_memzero(p, n);
+	free(p);
+}
+
+/* Sleeps ms on the monotonic clock; a signal does not cut it short. */
+static void
+sleep_ms(int64_t ms)
+{
+	struct timespec ts;
+
+	if (ms <= 0)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += (time_t)(ms / 1000);
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+		;
+}
+
+static void
+mono_abs(int64_t at_ms, struct timespec *ts)
+{
+	ts->tv_sec = (time_t)(at_ms / 1000);
+	ts->tv_nsec = (long)(at_ms % 1000) * 1000000L;
+}
+
+static int64_t
+add_sat(int64_t a, int64_t b)
+{
+	return a > INT64_MAX - b ? INT64_MAX : a + b;
+}
+
+static int64_t
+mul_sat(int64_t a, int64_t b)
+{
+	if (a <= 0 || b <= 0)
+		return 0;
+	return a > INT64_MAX / b ? INT64_MAX : a * b;
+}
+
+static void
+fmt_ms(int64_t ms, char *buf, size_t n)
+{
+	if (ms >= 1000)
+		snprintf(buf, n, "%.1fs", (double)ms / 1000.0);
+	else
+		snprintf(buf, n, "%lldms", (long long)ms);
+}
+
+/* Sets err with step "http" and the provider, first error wins. */
+static int
+http_error(const struct rk_http *h, struct rk_error *err, int code, long status,
+	   const char *fmt, ...) RK_PRINTF(5, 6);
+
+static int
+http_error(const struct rk_http *h, struct rk_error *err, int code, long status,
+	   const char *fmt, ...)
+{
+	char msg[sizeof(err->msg)];
+	va_list ap;
+
+	if (err == NULL || err->code != 0)
+		return code;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	rk_error_set(err, code, "%s", msg);
+	err->http_status = (int)status;
+	if (err->step[0] == '\0')
+		snprintf(err->step, sizeof(err->step), "http");
+	if (err->provider[0] == '\0' && h != NULL)
+		snprintf(err->provider, sizeof(err->provider), "%s", h->provider);
+	return code;
+}
+
+/* ---- pure building blocks ---------------------------------------------- */
+
+int64_t
+rk_backoff_ms(int attempt, int64_t base_ms, int64_t max_ms, uint32_t rnd)
+{
+	int64_t cap;
+	uint64_t c, hi, lo;
+
+	if (base_ms <= 0 || max_ms <= 0)
+		return 0;
+	if (attempt < 0)
+		attempt = 0;
+	/* base * 2^attempt without overflow: stop doubling once past max. */
+	if (attempt >= 62 || base_ms > (max_ms >> attempt))
+		cap = max_ms;
+	else
+		cap = base_ms << attempt;
+	if (cap > max_ms)
+		cap = max_ms;
+	/* floor((cap + 1) * rnd / 2^32) lies in [0, cap]; split to avoid overflow. */
+	c = (uint64_t)cap + 1;
+	hi = c >> 32;
+	lo = c & 0xffffffffu;
+	return (int64_t)(hi * rnd + ((lo * rnd) >> 32));
+}
+
+static const char *const wkday_short[] = { "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun" };
+static const char *const wkday_long[] = { "Monday", "Tuesday", "Wednesday", "Thursday",
+					  "Friday", "Saturday", "Sunday" };
+static const char *const month_names[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+					   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+
+/* Cursor over an HTTP-date; every matcher advances only on success. */
+struct cur {
+	const char *p, *end;
+};
+
+static int
+cur_lit(struct cur *c, const char *lit)
+{
+	size_t n = strlen(lit);
+
+	if ((size_t)(c->end - c->p) < n || memcmp(c->p, lit, n) != 0)
+		return 0;
+	c->p += n;
+	return 1;
+}
+
+static int
+cur_digits(struct cur *c, int n, int *out)
+{
+	int v = 0;
+
+	if (c->end - c->p < n)
+		return 0;
+	for (int i = 0; i < n; i++) {
+		if (c->p[i] < '0' || c->p[i] > '9')
+			return 0;
+		v = v * 10 + (c->p[i] - '0');
+	}
+	c->p += n;
+	*out = v;
+	return 1;
+}
+
+/* Index of the name at the cursor (case-sensitive, RFC 9110 5.6.7), or -1. */
+static int
+cur_name(struct cur *c, const char *const *names, int count)
+{
+	for (int i = 0; i < count; i++)
+		if (cur_lit(c, names[i]))
+			return i;
+	return -1;
+}
+
+static int
+cur_time(struct cur *c, int *hh, int *mm, int *ss)
+{
+	return cur_digits(c, 2, hh) && cur_lit(c, ":") && cur_digits(c, 2, mm) &&
+	       cur_lit(c, ":") && cur_digits(c, 2, ss);
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm). */
+static int64_t
+days_from_civil(int64_t y, int m, int d)
+{
+	int64_t era, yoe, doy, doe;
+
+	y -= m <= 2;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = y - era * 400;
+	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+static int
+days_in_month(int y, int m)
+{
+	static const int dim[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+
+	return m == 2 && leap ? 29 : dim[m - 1];
+}
+
+/*
+ * The three HTTP-date forms a recipient must accept (RFC 9110 5.6.7):
+ *   IMF-fixdate  Sun, 06 Nov 1994 08:49:37 GMT
+ *   rfc850-date  Sunday, 06-Nov-94 08:49:37 GMT
+ *   asctime      Sun Nov  6 08:49:37 1994
+ */
+static int
+parse_http_date(const char *s, size_t n, int64_t now, int64_t *out)
+{
+	struct cur c = { s, s + n };
+	int y = 0, mon = 0, d = 0, hh = 0, mm = 0, ss = 0;
+
+	if (cur_name(&c, wkday_long, 7) >= 0) {
+		int yy;
+		if (!(cur_lit(&c, ", ") && cur_digits(&c, 2, &d) && cur_lit(&c, "-") &&
+		      (mon = cur_name(&c, month_names, 12)) >= 0 && cur_lit(&c, "-") &&
+		      cur_digits(&c, 2, &yy) && cur_lit(&c, " ") &&
+		      cur_time(&c, &hh, &mm, &ss) && cur_lit(&c, " GMT")))
+			return RK_EINVAL;
+		/* A two-digit year more than 50 years ahead is in the past century. */
+		time_t tnow = (time_t)now;
+		struct tm tm;
+		int now_year = gmtime_r(&tnow, &tm) ? tm.tm_year + 1900 : 1970;
+		y = now_year - now_year % 100 + yy;
+		if (y > now_year + 50)
+			y -= 100;
+	} else if (cur_name(&c, wkday_short, 7) >= 0) {
+		if (cur_lit(&c, ", ")) {
+			if (!(cur_digits(&c, 2, &d) && cur_lit(&c, " ") &&
+			      (mon = cur_name(&c, month_names, 12)) >= 0 && cur_lit(&c, " ") &&
+			      cur_digits(&c, 4, &y) && cur_lit(&c, " ") &&
+			      cur_time(&c, &hh, &mm, &ss) && cur_lit(&c, " GMT")))
+				return RK_EINVAL;
+		} else {
+			if (!(cur_lit(&c, " ") && (mon = cur_name(&c, month_names, 12)) >= 0 &&
+			      cur_lit(&c, " ")))
+				return RK_EINVAL;
+			/* The day is two digits or a space and one digit. */
+			if (cur_lit(&c, " ") ? !cur_digits(&c, 1, &d) : !cur_digits(&c, 2, &d))
+				return RK_EINVAL;
+			if (!(cur_lit(&c, " ") && cur_time(&c, &hh, &mm, &ss) && cur_lit(&c, " ") &&
+			      cur_digits(&c, 4, &y)))
+				return RK_EINVAL;
+		}
+	} else {
+		return RK_EINVAL;
+	}
+	if (c.p != c.end || d < 1 || d > days_in_month(y, mon + 1) || hh > 23 || mm > 59 ||
+	    ss > 60)
+		return RK_EINVAL;
+	*out = days_from_civil(y, mon + 1, d) * 86400 + hh * 3600 + mm * 60 + ss;
+	return 0;
+}
+
+int
+rk_parse_retry_after(const char *value, int64_t now, double *seconds)
+{
+	const char *s = value, *e;
+	size_t n;
+	int64_t when;
+
+	if (value == NULL)
+		return RK_EINVAL;
+	while (*s == ' ' || *s == '\t')
+		s++;
+	e = s + strlen(s);
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' || e[-1] == '\n'))
+		e--;
+	n = (size_t)(e - s);
+	if (n == 0)
+		return RK_EINVAL;
+	if (strspn(s, "0123456789") >= n) {
+		double v = 0;
+		for (size_t i = 0; i < n && v <= DELTA_SECONDS_MAX; i++)
+			v = v * 10 + (s[i] - '0');
+		*seconds = v > DELTA_SECONDS_MAX ? DELTA_SECONDS_MAX : v;
+		return 0;
+	}
+	if (parse_http_date(s, n, now, &when) < 0)
+		return RK_EINVAL;
+	*seconds = when > now ? (double)(when - now) : 0.0;
+	return 0;
+}
+
+void
+rk_breaker_init(struct rk_breaker *b, int threshold, int64_t cooldown_ms)
+{
+	memset(b, 0, sizeof(*b));
+	b->state = RK_BREAKER_CLOSED;
+	b->threshold = threshold;
+	b->cooldown_ms = cooldown_ms;
+}
+
+int
+rk_breaker_allow(struct rk_breaker *b, int64_t now_ms)
+{
+	switch (b->state) {
+	case RK_BREAKER_CLOSED:
+		return 1;
+	case RK_BREAKER_OPEN:
+		if (now_ms - b->opened_at_ms < b->cooldown_ms)
+			return 0;
+		b->state = RK_BREAKER_HALF_OPEN;
+		b->probe_in_flight = 1;
+		return 1;
+	case RK_BREAKER_HALF_OPEN:
+		if (b->probe_in_flight)
+			return 0;
+		/* The previous probe was given up before it was sent. */
+		b->probe_in_flight = 1;
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * `failures` keeps counting while open and half-open (consecutive failures
+ * since the last success), so messages can say how bad it is. A failure
+ * reported while already open comes from a request admitted before the
+ * circuit opened: it does not push the cooldown further out.
+ */
+void
+rk_breaker_record(struct rk_breaker *b, int ok, int64_t now_ms)
+{
+	if (ok) {
+		b->state = RK_BREAKER_CLOSED;
+		b->failures = 0;
+		b->probe_in_flight = 0;
+		return;
+	}
+	if (b->failures < INT32_MAX)
+		b->failures++;
+	switch (b->state) {
+	case RK_BREAKER_CLOSED:
+		if (b->threshold > 0 && b->failures >= b->threshold) {
+			b->state = RK_BREAKER_OPEN;
+			b->opened_at_ms = now_ms;
+		}
+		break;
+	case RK_BREAKER_HALF_OPEN:
+		b->state = RK_BREAKER_OPEN;
+		b->opened_at_ms = now_ms;
+		b->probe_in_flight = 0;
+		break;
+	case RK_BREAKER_OPEN:
+		break;
+	}
+}
+
+void
+rk_bucket_init(struct rk_bucket *b, double rate, int burst, int64_t now_ms)
+{
+	b->rate = rate;
+	b->burst = burst < 1 ? 1 : burst;
+	b->tokens = b->burst;
+	b->last_ms = now_ms;
+}
+
+int64_t
+rk_bucket_take(struct rk_bucket *b, int64_t now_ms)
+{
+	double wait;
+
+	if (b->rate <= 0)
+		return 0;
+	/* A clock that goes backwards adds nothing (and takes nothing away). */
+	if (now_ms > b->last_ms) {
+		b->tokens += (double)(now_ms - b->last_ms) * b->rate / 1000.0;
+		if (b->tokens > b->burst)
+			b->tokens = b->burst;
+		b->last_ms = now_ms;
+	}
+	if (b->tokens >= 1.0) {
+		b->tokens -= 1.0;
+		return 0;
+	}
+	wait = ceil((1.0 - b->tokens) * 1000.0 / b->rate);
+	if (wait < 1)
+		wait = 1;
+	return wait > (double)INT64_MAX / 2 ? INT64_MAX / 2 : (int64_t)wait;
+}
+
+/* ---- configuration ------------------------------------------------------ */
+
+static const struct rk_field timeout_fields[] = {
+	{ "connect", RK_T_DURATION, 0 },
+	{ "total", RK_T_DURATION, 0 },
+	{ NULL, 0, 0 },
+};
+
+static const struct rk_field retry_fields[] = {
+	{ "max_attempts", RK_T_INT, 0 },
+	{ "base_delay", RK_T_DURATION, 0 },
+	{ "max_delay", RK_T_DURATION, 0 },
+	{ NULL, 0, 0 },
+};
+
+static const struct rk_field breaker_fields[] = {
+	{ "failures", RK_T_INT, 0 },
+	{ "cooldown", RK_T_DURATION, 0 },
+	{ NULL, 0, 0 },
+};
+
+/* rps is a number, integer or not; checked below. */
+static const struct rk_field rate_fields[] = {
+	{ "rps", RK_T_ANY, 0 },
+	{ "burst", RK_T_INT, 0 },
+	{ NULL, 0, 0 },
+};
+
+static const struct {
+	const char *key;
+	const struct rk_field *fields;
+} sections[] = {
+	{ "timeout", timeout_fields },
+	{ "retry", retry_fields },
+	{ "circuit_breaker", breaker_fields },
+	{ "rate_limit", rate_fields },
+};
+
+#define MS_MIN (60 * 1000LL)
+
+enum num_kind { K_DUR, K_INT, K_SIZE };
+
+/* Numeric settings: where they are, where they go, what is allowed. */
+static const struct {
+	const char *section;	/* NULL: top level of the provider mapping */
+	const char *key;
+	enum num_kind kind;
+	size_t off;
+	int64_t min, max;
+	const char *range;	/* as the user writes it, for messages */
+} numbers[] = {
+	{ "timeout", "connect", K_DUR, offsetof(struct rk_http_cfg, connect_timeout_ms),
+	  1, 10 * MS_MIN, "1ms and 10m" },
+	{ "timeout", "total", K_DUR, offsetof(struct rk_http_cfg, total_timeout_ms),
+	  1, 10 * MS_MIN, "1ms and 10m" },
+	{ "retry", "max_attempts", K_INT, offsetof(struct rk_http_cfg, max_attempts),
+	  1, 20, "1 and 20" },
+	{ "retry", "base_delay", K_DUR, offsetof(struct rk_http_cfg, base_delay_ms),
+	  1, 10 * MS_MIN, "1ms and 10m" },
+	{ "retry", "max_delay", K_DUR, offsetof(struct rk_http_cfg, max_delay_ms),
+	  1, 10 * MS_MIN, "1ms and 10m" },
+	{ "circuit_breaker", "failures", K_INT, offsetof(struct rk_http_cfg, cb_failures),
+	  1, 1000, "1 and 1000" },
+	{ "circuit_breaker", "cooldown", K_DUR, offsetof(struct rk_http_cfg, cb_cooldown_ms),
+	  1, 60 * MS_MIN, "1ms and 1h" },
+	{ "rate_limit", "burst", K_INT, offsetof(struct rk_http_cfg, burst),
+	  1, 100000, "1 and 100000" },
+	{ NULL, "concurrency", K_INT, offsetof(struct rk_http_cfg, concurrency),
+	  1, 1024, "1 and 1024" },
+	{ NULL, "max_response", K_SIZE, offsetof(struct rk_http_cfg, max_response),
+	  1024, 64LL << 20, "1024 (1 KiB) and 67108864 (64 MiB)" },
+};
+
+#define RPS_MAX 1e6
+
+static const struct {
+	const char *key;
+	size_t off;
+} strings[] = {
+	{ "ca_file", offsetof(struct rk_http_cfg, ca_file) },
+	{ "ca_path", offsetof(struct rk_http_cfg, ca_path) },
+	{ "client_cert_file", offsetof(struct rk_http_cfg, client_cert_file) },
+	{ "client_key_file", offsetof(struct rk_http_cfg, client_key_file) },
+};
+
+static char **
+str_at(struct rk_http_cfg *c, size_t off)
+{
+	return (char **)(void *)((char *)c + off);
+}
+
+static int
+cfg_copy(struct rk_http_cfg *dst, const struct rk_http_cfg *src)
+{
+	*dst = *src;
+	for (size_t i = 0; i < RK_ARRAY_SIZE(strings); i++)
+		*str_at(dst, strings[i].off) = NULL;
+	for (size_t i = 0; i < RK_ARRAY_SIZE(strings); i++) {
+		const char *s = *str_at((struct rk_http_cfg *)src, strings[i].off);
+		if (s != NULL && (*str_at(dst, strings[i].off) = strdup(s)) == NULL) {
+			rk_http_cfg_free(dst);
+			return RK_ENOMEM;
+		}
+	}
+	return 0;
+}
+
+void
+rk_http_cfg_free(struct rk_http_cfg *c)
+{
+	if (c == NULL)
+		return;
+	for (size_t i = 0; i < RK_ARRAY_SIZE(strings); i++) {
+		char **s = str_at(c, strings[i].off);
+		free(*s);
+		*s = NULL;
+	}
+}
+
+static int
+parse_number(struct rk_http_cfg *c, const struct rk_doc *doc, const json_t *obj, size_t i,
+	     struct rk_error *err)
+{
+	char name[64];
+	char *field = (char *)c + numbers[i].off;
+	int64_t v;
+
+	if (numbers[i].section)
+		snprintf(name, sizeof(name), "%s.%s", numbers[i].section, numbers[i].key);
+	else
+		snprintf(name, sizeof(name), "%s", numbers[i].key);
+	if (numbers[i].kind == K_DUR) {
+		int64_t cur;
+		memcpy(&cur, field, sizeof(cur));
+		if (rk_doc_duration_ms(doc, obj, numbers[i].key, cur, &v, err) < 0)
+			return RK_EINVAL;
+	} else {
+		const json_t *j = json_object_get(obj, numbers[i].key);
+		if (!json_is_integer(j))
+			return rk_doc_error_key(err, doc, obj, numbers[i].key, RK_EINVAL,
+						"'%s' must be an integer", name);
+		v = (int64_t)json_integer_value(j);
+	}
+	if (v < numbers[i].min || v > numbers[i].max)
+		return rk_doc_error_key(err, doc, obj, numbers[i].key, RK_EINVAL,
+					"'%s' must be between %s", name, numbers[i].range);
+	switch (numbers[i].kind) {
+	case K_DUR:
+		memcpy(field, &v, sizeof(v));
+		break;
+	case K_INT: {
+		int iv = (int)v;
+		memcpy(field, &iv, sizeof(iv));
+		break;
+	}
+	case K_SIZE: {
+		size_t sv = (size_t)v;
+		memcpy(field, &sv, sizeof(sv));
+		break;
+	}
+	}
+	return 0;
+}
+
+int
+rk_http_cfg_parse(struct rk_http_cfg *c, const struct rk_doc *doc, const json_t *provider_cfg,
+		  const struct rk_http_cfg *defaults, struct rk_error *err)
+{
+	struct rk_http_cfg t;
+	const json_t *v;
+	int r;
+
+	if ((r = cfg_copy(&t, defaults)) < 0)
+		return rk_error_set(err, r, "out of memory");
+	if (!json_is_object(provider_cfg)) {
+		r = rk_doc_error(err, doc, provider_cfg, RK_EINVAL, "a provider must be a mapping");
+		goto out;
+	}
+	for (size_t i = 0; i < RK_ARRAY_SIZE(sections); i++) {
+		char what[40];
+		if ((v = json_object_get(provider_cfg, sections[i].key)) == NULL)
+			continue;
+		snprintf(what, sizeof(what), "'%s'", sections[i].key);
+		if ((r = rk_doc_check(doc, v, sections[i].fields, what, err)) < 0)
+			goto out;
+	}
+	for (size_t i = 0; i < RK_ARRAY_SIZE(numbers); i++) {
+		const json_t *obj = provider_cfg;
+		if (numbers[i].section != NULL)
+			obj = json_object_get(provider_cfg, numbers[i].section);
+		if (obj == NULL || json_object_get(obj, numbers[i].key) == NULL)
+			continue;
+		if ((r = parse_number(&t, doc, obj, i, err)) < 0)
+			goto out;
+	}
+	v = json_object_get(provider_cfg, "rate_limit");
+	if (v != NULL && json_object_get(v, "rps") != NULL) {
+		const json_t *rps = json_object_get(v, "rps");
+		double d = json_number_value(rps);
+		if (!json_is_number(rps) || !isfinite(d) || d <= 0 || d > RPS_MAX) {
+			r = rk_doc_error_key(err, doc, v, "rps", RK_EINVAL,
+					     "'rate_limit.rps' must be a number above 0 and at most "
+					     "1000000");
+			goto out;
+		}
+		t.rps = d;
+	}
+	for (size_t i = 0; i < RK_ARRAY_SIZE(strings); i++) {
+		char **dst = str_at(&t, strings[i].off);
+		char *copy;
+		if ((v = json_object_get(provider_cfg, strings[i].key)) == NULL)
+			continue;
+		if (!json_is_string(v) || json_string_length(v) == 0 ||
+		    strlen(json_string_value(v)) != json_string_length(v)) {
+			r = rk_doc_error_key(err, doc, provider_cfg, strings[i].key, RK_EINVAL,
+					     "'%s' must be a non-empty path", strings[i].key);
+			goto out;
+		}
+		if ((copy = strdup(json_string_value(v))) == NULL) {
+			r = rk_error_set(err, RK_ENOMEM, "out of memory");
+			goto out;
+		}
+		free(*dst);
+		*dst = copy;
+	}
+	if ((v = json_object_get(provider_cfg, "insecure_http")) != NULL) {
+		if (!json_is_boolean(v)) {
+			r = rk_doc_error_key(err, doc, provider_cfg, "insecure_http", RK_EINVAL,
+					     "'insecure_http' must be true or false");
+			goto out;
+		}
+		t.insecure_http = json_is_true(v);
+	}
+	*c = t;
+	memset(&t, 0, sizeof(t));	/* the strings are the caller's now */
+	r = 0;
+ out:
+	rk_http_cfg_free(&t);
+	return r;
+}
+
+/* ---- client ------------------------------------------------------------- */
+
+/* Control characters and spaces would end a request line early or split it. */
+static int
+has_ctl(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s <= 0x20 || (unsigned char)*s == 0x7f)
+			return 1;
+	return 0;
+}
+
+static int
+cfg_sane(const struct rk_http_cfg *c)
+{
+	return c->connect_timeout_ms > 0 && c->total_timeout_ms > 0 && c->max_attempts >= 1 &&
+	       c->base_delay_ms >= 0 && c->max_delay_ms >= 0 && c->concurrency >= 1 &&
+	       c->concurrency <= 1024 && c->max_response >= 1 && c->burst >= 0 &&
+	       c->cb_cooldown_ms >= 0 && isfinite(c->rps);
+}
+
+static int
+check_base_url(const char *provider, const char *url, int insecure, struct rk_error *err)
+{
+	size_t scheme;
+
+	if (strncasecmp(url, "https://", 8) == 0) {
+		scheme = 8;
+	} else if (strncasecmp(url, "http://", 7) == 0) {
+		if (!insecure)
+			return rk_error_set(err, RK_EINVAL,
+					    "provider '%s': plain http:// address refused; use "
+					    "https:// (insecure_http: true is for test fakes only)",
+					    provider);
+		scheme = 7;
+	} else {
+		return rk_error_set(err, RK_EINVAL, "provider '%s': address must start with "
+				    "https://", provider);
+	}
+	/* The path is appended to it: a query or fragment here would swallow it. */
+	if (has_ctl(url) || strpbrk(url, "?#") != NULL || url[scheme] == '\0' ||
+	    url[scheme] == '/')
+		return rk_error_set(err, RK_EINVAL, "provider '%s': invalid address '%s'",
+				    provider, url);
+	return 0;
+}
+
+static int
+init_locks(struct rk_http *h)
+{
+	pthread_condattr_t ca;
+	int ok;
+
+	if (pthread_condattr_init(&ca) != 0)
+		return -1;
+	/* Slot waits end at a monotonic deadline, immune to wall-clock steps. */
+	ok = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
+	     pthread_cond_init(&h->slot_cv, &ca) == 0;
+	pthread_condattr_destroy(&ca);
+	if (!ok)
+		return -1;
+	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		pthread_mutex_init(&h->share_mu[i], NULL);
+	pthread_mutex_init(&h->mu, NULL);
+	h->have_locks = 1;
+	return 0;
+}
+
+int
+rk_http_new(struct rk_http **out, const char *provider, const char *base_url,
+	    const struct rk_http_cfg *cfg, struct rk_error *err)
+{
+	struct rk_http *h = NULL;
+	size_t n;
+	int r;
+
+	pthread_once(&curl_once, curl_init_once);
+	if (curl_init_rc != CURLE_OK)
+		return rk_error_set(err, RK_EINTERNAL, "libcurl failed to initialise: %s",
+				    curl_easy_strerror(curl_init_rc));
+	if (!cfg_sane(cfg))
+		return rk_error_set(err, RK_EINVAL, "invalid HTTP settings for provider '%s'",
+				    provider);
+	if ((r = check_base_url(provider, base_url, cfg->insecure_http, err)) < 0)
+		return r;
+	if ((h = calloc(1, sizeof(*h))) == NULL)
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	if (init_locks(h) < 0) {
+		r = rk_error_set(err, RK_EINTERNAL, "cannot set up the HTTP client's locks");
+		goto out;
+	}
+	n = strlen(base_url);
+	while (n > 0 && base_url[n - 1] == '/')
+		n--;
+	if ((h->provider = strdup(provider)) == NULL || (h->base = strndup(base_url, n)) == NULL ||
+	    (h->idle = calloc((size_t)cfg->concurrency, sizeof(*h->idle))) == NULL ||
+	    cfg_copy(&h->cfg, cfg) < 0 || (h->share = curl_share_init()) == NULL) {
+		r = rk_error_set(err, RK_ENOMEM, "out of memory");
+		goto out;
+	}
+	if (curl_share_setopt(h->share, CURLSHOPT_LOCKFUNC, share_lock) != CURLSHE_OK ||
+	    curl_share_setopt(h->share, CURLSHOPT_UNLOCKFUNC, share_unlock) != CURLSHE_OK ||
+	    curl_share_setopt(h->share, CURLSHOPT_USERDATA, h) != CURLSHE_OK ||
+	    curl_share_setopt(h->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) != CURLSHE_OK ||
+	    curl_share_setopt(h->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK) {
+		r = rk_error_set(err, RK_EINTERNAL, "libcurl refused the share settings");
+		goto out;
+	}
+	rk_breaker_init(&h->breaker, cfg->cb_failures, cfg->cb_cooldown_ms);
+	rk_bucket_init(&h->bucket, cfg->rps, cfg->burst, rk_mono_ms());
+	*out = h;
+	h = NULL;
+	r = 0;
+ out:
+	rk_http_free(h);
+	return r;
+}
+
+void
+rk_http_free(struct rk_http *h)
+{
+	if (h == NULL)
+		return;
+	/* Easy handles first: the share cannot go while handles use it. */
+	for (int i = 0; i < h->nidle; i++)
+		curl_easy_cleanup(h->idle[i]);
+	if (h->share != NULL)
+		curl_share_cleanup(h->share);
+	if (h->have_locks) {
+		for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+			pthread_mutex_destroy(&h->share_mu[i]);
+		pthread_mutex_destroy(&h->mu);
+		pthread_cond_destroy(&h->slot_cv);
+	}
+	free(h->idle);
+	free(h->provider);
+	free(h->base);
+	rk_http_cfg_free(&h->cfg);
+	free(h);
+}
+
+void
+rk_http_stats(struct rk_http *h, struct rk_http_stats *out)
+{
+	pthread_mutex_lock(&h->mu);
+	*out = h->stats;
+	out->circuit_open = h->breaker.state != RK_BREAKER_CLOSED;
+	pthread_mutex_unlock(&h->mu);
+}
+
+void
+rk_http_resp_free(struct rk_http_resp *resp)
+{
+	if (resp == NULL)
+		return;
+	if (resp->body != NULL && resp->sensitive)
+		sodium_memzero(resp->body, resp->len);
+	free(resp->body);
+	resp->body = NULL;
+	resp->len = 0;
+}
+
+/* ---- one attempt ------------------------------------------------------- */
+
+static void
+outcome_reset(struct outcome *o, size_t max)
+{
+	wipe_free(o->buf, o->cap);
+	memset(o, 0, sizeof(*o));
+	o->max = max;
+}
+
+static size_t
+on_body(char *data, size_t size, size_t nmemb, void *userp)
+{
+	struct outcome *o = userp;
+	size_t n = size * nmemb;
+
+	/* o->len <= o->max always holds, so this cannot wrap. */
+	if (n > o->max - o->len) {
+		o->too_big = 1;
+		return 0;	/* aborts the transfer with CURLE_WRITE_ERROR */
+	}
+	if (o->len + n + 1 > o->cap) {
+		size_t cap = o->cap ? o->cap : 4096;
+		char *p;
+		while (cap < o->len + n + 1)
+			cap *= 2;
+		if (cap > o->max + 1)
+			cap = o->max + 1;
+		/* Not realloc: the old block is wiped before it is freed. */
+		if ((p = malloc(cap)) == NULL) {
+			o->oom = 1;
+			return 0;
+		}
+		if (o->len > 0)
+			memcpy(p, o->buf, o->len);
+		wipe_free(o->buf, o->cap);
+		o->buf = p;
+		o->cap = cap;
+	}
+	memcpy(o->buf + o->len, data, n);
+	o->len += n;
+	o->buf[o->len] = '\0';
+	return n;
+}
+
+static size_t
+on_header(char *data, size_t size, size_t nmemb, void *userp)
+{
+	static const char name[] = "retry-after:";
+	struct outcome *o = userp;
+	size_t n = size * nmemb, k;
+	const char *v;
+	char val[64];
+	double secs;
+
+	/* A status line starts a new response (after a 1xx): forget the old one's. */
+	if (n >= 5 && memcmp(data, "HTTP/", 5) == 0) {
+		o->retry_after = 0;
+		return n;
+	}
+	if (n <= sizeof(name) - 1 || strncasecmp(data, name, sizeof(name) - 1) != 0)
+		return n;
+	v = data + sizeof(name) - 1;
+	k = n - (sizeof(name) - 1);
+	while (k > 0 && (*v == ' ' || *v == '\t')) {
+		v++;
+		k--;
+	}
+	while (k > 0 && (v[k - 1] == '\r' || v[k - 1] == '\n' || v[k - 1] == ' ' ||
+			 v[k - 1] == '\t'))
+		k--;
+	if (k == 0 || k >= sizeof(val))
+		return n;	/* absent or absurd: no minimum from the server */
+	memcpy(val, v, k);
+	val[k] = '\0';
+	if (rk_parse_retry_after(val, (int64_t)time(NULL), &secs) == 0)
+		o->retry_after = secs;
+	return n;
+}
+
+/* Transport failures after which the same request may simply be sent again. */
+static int
+transport_retryable(CURLcode cc)
+{
+	switch (cc) {
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_OPERATION_TIMEDOUT:
+	case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR:
+	case CURLE_GOT_NOTHING:
+	case CURLE_PARTIAL_FILE:
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_HTTP2:
+	case CURLE_HTTP2_STREAM:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/* Failures that mean the request never left: safe to say "not applied". */
+static int
+transport_not_sent(CURLcode cc)
+{
+	return cc == CURLE_COULDNT_RESOLVE_HOST || cc == CURLE_COULDNT_CONNECT;
+}
+
+/* Failures an operator fixes in the config (CA, client certificate, URL). */
+static int
+transport_config(CURLcode cc)
+{
+	switch (cc) {
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_CIPHER:
+	case CURLE_SSL_ISSUER_ERROR:
+	case CURLE_SSL_CRL_BADFILE:
+	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+	case CURLE_UNSUPPORTED_PROTOCOL:
+	case CURLE_URL_MALFORMAT:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+static int
+status_retryable(long s)
+{
+	/* 412: Vault Enterprise performance standby not caught up yet. */
+	return s == 412 || s == 429 || s == 500 || s == 502 || s == 503 || s == 504;
+}
+
+/* What the circuit breaker counts against the provider: it is not answering. */
+static int
+is_breaker_failure(const struct outcome *o)
+{
+	if (o->status > 0)
+		return o->status >= 500 || o->status == 429;
+	return !o->too_big && !o->oom && o->cc != CURLE_OK;
+}
+
+struct call {
+	const struct rk_http_req *req;
+	const char *url;
+	struct curl_slist *hdrs;
+	int has_body;
+	char path[LOG_PATH_MAX];	/* without the query, for logs and errors */
+};
+
+static int
+setup_handle(struct rk_http *h, CURL *c, const struct call *call, struct outcome *o)
+{
+	const struct rk_http_req *req = call->req;
+	const struct rk_http_cfg *cfg = &h->cfg;
+	int bad = 0;
+
+	curl_easy_reset(c);	/* keeps the live connection and the share */
+	bad |= curl_easy_setopt(c, CURLOPT_URL, call->url) != CURLE_OK;
+	bad |= curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
+	bad |= curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR,
+				cfg->insecure_http ? "http,https" : "https") != CURLE_OK;
+	/* A redirect could carry a token to another host; providers handle 3xx. */
+	bad |= curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK;
+	bad |= curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK;
+	bad |= curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK;
+	if (cfg->ca_file)
+		bad |= curl_easy_setopt(c, CURLOPT_CAINFO, cfg->ca_file) != CURLE_OK;
+	if (cfg->ca_path)
+		bad |= curl_easy_setopt(c, CURLOPT_CAPATH, cfg->ca_path) != CURLE_OK;
+	if (cfg->client_cert_file)
+		bad |= curl_easy_setopt(c, CURLOPT_SSLCERT, cfg->client_cert_file) != CURLE_OK;
+	if (cfg->client_key_file)
+		bad |= curl_easy_setopt(c, CURLOPT_SSLKEY, cfg->client_key_file) != CURLE_OK;
+	bad |= curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)cfg->connect_timeout_ms) !=
+	       CURLE_OK;
+	bad |= curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)cfg->total_timeout_ms) != CURLE_OK;
+	/* Refuses a too-large Content-Length before reading the body at all. */
+	bad |= curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)cfg->max_response) !=
+	       CURLE_OK;
+	bad |= curl_easy_setopt(c, CURLOPT_USERAGENT, "rekey") != CURLE_OK;
+	bad |= curl_easy_setopt(c, CURLOPT_HTTPHEADER, call->hdrs) != CURLE_OK;
+	bad |= curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body) != CURLE_OK;
+	bad |= curl_easy_setopt(c, CURLOPT_WRITEDATA, o) != CURLE_OK;
+	bad |= curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header) != CURLE_OK;
+	bad |= curl_easy_setopt(c, CURLOPT_HEADERDATA, o) != CURLE_OK;
+	bad |= curl_easy_setopt(c, CURLOPT_ERRORBUFFER, o->errbuf) != CURLE_OK;
+	/*
+	 * POSTFIELDS makes libcurl send POST; any other method with a body, and
+	 * every method libcurl has no switch for (PUT, PATCH, DELETE, LIST), is
+	 * named explicitly.
+	 */
+	if (strcmp(req->method, "HEAD") == 0)
+		bad |= curl_easy_setopt(c, CURLOPT_NOBODY, 1L) != CURLE_OK;
+	else if (strcmp(req->method, "POST") != 0 &&
+		 (strcmp(req->method, "GET") != 0 || call->has_body))
+		bad |= curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, req->method) != CURLE_OK;
+	if (call->has_body) {
+		/* Not copied by libcurl: req->body outlives the transfer. */
+		bad |= curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
+					(curl_off_t)req->body_len) != CURLE_OK;
+		bad |= curl_easy_setopt(c, CURLOPT_POSTFIELDS,
+					req->body ? (const char *)req->body : "") != CURLE_OK;
+	}
+	return bad ? RK_EINTERNAL : 0;
+}
+
+/* Takes a concurrency slot: a pooled handle, or a new one. */
+static int
+slot_take(struct rk_http *h, int64_t deadline, CURL **out)
+{
+	struct timespec ts;
+	CURL *c = NULL;
+
+	mono_abs(deadline, &ts);
+	pthread_mutex_lock(&h->mu);
+	while (h->inflight >= h->cfg.concurrency) {
+		if (pthread_cond_timedwait(&h->slot_cv, &h->mu, &ts) == ETIMEDOUT &&
+		    h->inflight >= h->cfg.concurrency) {
+			pthread_mutex_unlock(&h->mu);
+			return RK_ETRANSIENT;
+		}
+	}
+	h->inflight++;
+	if (h->nidle > 0)
+		c = h->idle[--h->nidle];
+	pthread_mutex_unlock(&h->mu);
+	if (c == NULL && (c = curl_easy_init()) != NULL &&
+	    curl_easy_setopt(c, CURLOPT_SHARE, h->share) != CURLE_OK) {
+		curl_easy_cleanup(c);
+		c = NULL;
+	}
+	if (c == NULL) {
+		pthread_mutex_lock(&h->mu);
+		h->inflight--;
+		pthread_cond_signal(&h->slot_cv);
+		pthread_mutex_unlock(&h->mu);
+		return RK_ENOMEM;
+	}
+	*out = c;
+	return 0;
+}
+
+static void
+slot_give(struct rk_http *h, CURL *c)
+{
+	pthread_mutex_lock(&h->mu);
+	h->idle[h->nidle++] = c;
+	h->inflight--;
+	pthread_cond_signal(&h->slot_cv);
+	pthread_mutex_unlock(&h->mu);
+}
+
+static const char *
+state_name(enum rk_breaker_state s)
+{
+	switch (s) {
+	case RK_BREAKER_CLOSED: return "closed";
+	case RK_BREAKER_OPEN: return "open";
+	case RK_BREAKER_HALF_OPEN: return "half-open";
+	}
+	return "?";
+}
+
+static void
+log_circuit(const struct rk_http *h, enum rk_breaker_state s, int failures)
+{
+	char n[16];
+
+	snprintf(n, sizeof(n), "%d", failures);
+	rk_log(RK_LOG_INFO, "http.circuit", "provider", h->provider, "state", state_name(s),
+	       "failures", n, NULL);
+}
+
+enum gate { GATE_OK, GATE_CIRCUIT, GATE_RATE, GATE_SLOT, GATE_NOMEM };
+
+/*
+ * Admits one attempt: breaker, then a rate token, then a slot. The breaker
+ * goes first so an open circuit fails fast without spending tokens. A
+ * half-open probe that then times out waiting is handed back, or the
+ * breaker would stay half-open with no probe forever.
+ */
+static enum gate
+gate(struct rk_http *h, int64_t deadline, CURL **c, char *why, size_t whylen)
+{
+	enum rk_breaker_state before, after;
+	int allowed, probe, failures;
+	int64_t now = rk_mono_ms(), wait, left;
+	enum gate g = GATE_OK;
+	char left_s[32];
+
+	pthread_mutex_lock(&h->mu);
+	before = h->breaker.state;
+	allowed = rk_breaker_allow(&h->breaker, now);
+	after = h->breaker.state;
+	probe = allowed && after == RK_BREAKER_HALF_OPEN;
+	failures = h->breaker.failures;
+	left = h->breaker.opened_at_ms + h->breaker.cooldown_ms - now;
+	pthread_mutex_unlock(&h->mu);
+	if (before != after)
+		log_circuit(h, after, failures);
+	if (!allowed) {
+		fmt_ms(left > 0 ? left : 0, left_s, sizeof(left_s));
+		snprintf(why, whylen, "circuit open for provider %s after %d failures; retrying "
+			 "after %s", h->provider, failures, left_s);
+		return GATE_CIRCUIT;
+	}
+	for (;;) {
+		pthread_mutex_lock(&h->mu);
+		wait = rk_bucket_take(&h->bucket, rk_mono_ms());
+		pthread_mutex_unlock(&h->mu);
+		if (wait == 0)
+			break;
+		if (add_sat(rk_mono_ms(), wait) > deadline) {
+			snprintf(why, whylen, "rate limit of provider %s (%g requests/s) leaves "
+				 "no room before the request's deadline", h->provider, h->cfg.rps);
+			g = GATE_RATE;
+			goto out;
+		}
+		sleep_ms(wait);
+	}
+	switch (slot_take(h, deadline, c)) {
+	case 0:
+		break;
+	case RK_ENOMEM:
+		snprintf(why, whylen, "out of memory");
+		g = GATE_NOMEM;
+		break;
+	default:
+		snprintf(why, whylen, "no free connection slot for provider %s (%d in flight) "
+			 "before the request's deadline", h->provider, h->cfg.concurrency);
+		g = GATE_SLOT;
+		break;
+	}
+ out:
+	if (g != GATE_OK && probe) {
+		pthread_mutex_lock(&h->mu);
+		if (h->breaker.state == RK_BREAKER_HALF_OPEN)
+			h->breaker.probe_in_flight = 0;
+		pthread_mutex_unlock(&h->mu);
+	}
+	return g;
+}
+
+/* Bookkeeping after an attempt: breaker, counters, the debug line. */
+static void
+account(struct rk_http *h, const struct call *call, const struct outcome *o, int attempt,
+	int64_t t0)
+{
+	enum rk_breaker_state before, after;
+	int failures, cls = 0;
+	char st[16], at[16], ms[24];
+
+	if (o->status >= 100 && o->status <= 599)
+		cls = (int)(o->status / 100);
+	pthread_mutex_lock(&h->mu);
+	before = h->breaker.state;
+	rk_breaker_record(&h->breaker, !is_breaker_failure(o), rk_mono_ms());
+	after = h->breaker.state;
+	failures = h->breaker.failures;
+	h->stats.requests++;
+	if (cls > 0 || o->status == 0)
+		h->stats.by_class[cls]++;
+	if (after == RK_BREAKER_OPEN && before != RK_BREAKER_OPEN)
+		h->stats.circuit_opened++;
+	pthread_mutex_unlock(&h->mu);
+	if (before != after)
+		log_circuit(h, after, failures);
+	if (rk_log_enabled(RK_LOG_DEBUG)) {
+		snprintf(st, sizeof(st), "%ld", o->status);
+		snprintf(at, sizeof(at), "%d", attempt);
+		snprintf(ms, sizeof(ms), "%lld", (long long)(rk_mono_ms() - t0));
+		rk_log(RK_LOG_DEBUG, "http.request", "provider", h->provider, "method",
+		       call->req->method, "path", call->path, "status", st, "attempt", at,
+		       "duration_ms", ms, "error",
+		       o->status == 0 && o->cc != CURLE_OK ? curl_easy_strerror(o->cc) : NULL, NULL);
+	}
+}
+
+static int
+attempt_once(struct rk_http *h, const struct call *call, CURL *c, struct outcome *o)
+{
+	int r;
+
+	if ((r = setup_handle(h, c, call, o)) < 0)
+		return r;
+	o->cc = curl_easy_perform(c);
+	if (curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &o->status) != CURLE_OK)
+		o->status = 0;
+	if (o->cc == CURLE_FILESIZE_EXCEEDED)
+		o->too_big = 1;
+	/* A transfer cut in the middle leaves a status but no whole response. */
+	if (o->cc != CURLE_OK && !o->too_big && !o->oom)
+		o->status = 0;
+	return 0;
+}
+
+static int
+method_ok(const char *m)
+{
+	size_t n = strlen(m);
+
+	return n > 0 && n <= 16 && strspn(m, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") == n;
+}
+
+/* Builds the header list; every string is wiped before the list is freed. */
+static void
+free_headers(struct curl_slist *l)
+{
+	for (struct curl_slist *p = l; p != NULL; p = p->next)
+		if (p->data != NULL)
+			sodium_memzero(p->data, strlen(p->data));
+	curl_slist_free_all(l);
+}
+
+static int
+build_headers(const struct rk_http_req *req, int has_body, struct curl_slist **out)
+{
+	struct curl_slist *l = NULL, *t;
+	int have_ct = 0;
+
+	for (const char *const *hp = req->headers; hp != NULL && *hp != NULL; hp++) {
+		if (strchr(*hp, ':') == NULL || strpbrk(*hp, "\r\n") != NULL)
+			goto bad;
+		if (strncasecmp(*hp, "content-type:", 13) == 0)
+			have_ct = 1;
+		if ((t = curl_slist_append(l, *hp)) == NULL)
+			goto nomem;
+		l = t;
+	}
+	/* A 100-continue round trip would add up to a second per body. */
+	if ((t = curl_slist_append(l, "Expect:")) == NULL)
+		goto nomem;
+	l = t;
+	/* libcurl would label a body form-urlencoded; better no label than a wrong one. */
+	if (has_body && !have_ct) {
+		if ((t = curl_slist_append(l, "Content-Type:")) == NULL)
+			goto nomem;
+		l = t;
+	}
+	*out = l;
+	return 0;
+ bad:
+	free_headers(l);
+	return RK_EINVAL;
+ nomem:
+	free_headers(l);
+	return RK_ENOMEM;
+}
+
+static int
+wants_body(const struct rk_http_req *req)
+{
+	return req->body != NULL || strcmp(req->method, "POST") == 0 ||
+	       strcmp(req->method, "PUT") == 0 || strcmp(req->method, "PATCH") == 0;
+}
+
+/* Sets err from the final outcome of a request that got no usable response. */
+static int
+fail_transport(struct rk_http *h, const struct call *call, const struct outcome *o,
+	       int attempts, struct rk_error *err)
+{
+	const char *m = call->req->method;
+	const char *what = o->errbuf[0] ? o->errbuf : curl_easy_strerror(o->cc);
+
+	if (o->cc == CURLE_OUT_OF_MEMORY)
+		return http_error(h, err, RK_ENOMEM, 0, "out of memory");
+	if (transport_config(o->cc))
+		return http_error(h, err, RK_EINVAL, 0, "%s %s to provider %s: %s", m,
+				  call->path, h->provider, what);
+	if (!call->req->idempotent && !transport_not_sent(o->cc))
+		return http_error(h, err, RK_ETRANSIENT, 0,
+				  "%s %s to provider %s failed: %s; the outcome is unknown "
+				  "(the request may have been applied): read back before "
+				  "retrying", m, call->path, h->provider, what);
+	if (!call->req->idempotent)
+		return http_error(h, err, RK_ETRANSIENT, 0,
+				  "%s %s to provider %s was not sent: %s", m, call->path,
+				  h->provider, what);
+	return http_error(h, err, RK_ETRANSIENT, 0, "%s %s to provider %s failed after %d "
+			  "attempt%s: %s", m, call->path, h->provider, attempts,
+			  attempts == 1 ? "" : "s", what);
+}
+
+int
+rk_http_do(struct rk_http *h, const struct rk_http_req *req, struct rk_http_resp *resp,
+	   struct rk_error *err)
+{
+	struct call call = { .req = req };
+	struct outcome o;
+	CURL *c = NULL;
+	char *url = NULL, why[400];
+	size_t ulen = 0;
+	int64_t start = rk_mono_ms(), deadline, t0;
+	int r = RK_EINTERNAL, attempts = 0;
+
+	memset(&o, 0, sizeof(o));
+	memset(resp, 0, sizeof(*resp));
+	resp->sensitive = req->sensitive;
+	if (req->method == NULL || !method_ok(req->method) || req->path == NULL ||
+	    has_ctl(req->path) ||
+	    (req->body == NULL && req->body_len != 0)) {
+		r = http_error(h, err, RK_EINVAL, 0, "invalid request to provider %s (method, path "
+			       "or body)", h->provider);
+		goto out;
+	}
+	snprintf(call.path, sizeof(call.path), "%.*s", (int)strcspn(req->path, "?"), req->path);
+	call.has_body = wants_body(req);
+	if ((r = build_headers(req, call.has_body, &call.hdrs)) < 0) {
+		r = r == RK_ENOMEM ? http_error(h, err, r, 0, "out of memory")
+				   : http_error(h, err, r, 0, "invalid request header for provider "
+						"%s", h->provider);
+		goto out;
+	}
+	ulen = strlen(h->base) + strlen(req->path) + 2;
+	if ((url = malloc(ulen)) == NULL) {
+		r = http_error(h, err, RK_ENOMEM, 0, "out of memory");
+		goto out;
+	}
+	snprintf(url, ulen, "%s%s%s", h->base, req->path[0] == '/' ? "" : "/", req->path);
+	call.url = url;
+	/* Every attempt at its longest plus every backoff at its longest. */
+	deadline = add_sat(start, mul_sat(h->cfg.max_attempts,
+					  add_sat(h->cfg.total_timeout_ms, h->cfg.max_delay_ms)));
+
+	for (;;) {
+		int64_t wait_ms, ra_ms, now;
+		const char *reason;
+		char reason_buf[32], at[16], delay_s[24];
+
+		switch (gate(h, deadline, &c, why, sizeof(why))) {
+		case GATE_OK:
+			break;
+		case GATE_NOMEM:
+			r = http_error(h, err, RK_ENOMEM, 0, "out of memory");
+			goto out;
+		default:
+			/* An earlier attempt's result says more than "not admitted". */
+			if (attempts > 0)
+				goto done;
+			r = http_error(h, err, RK_ETRANSIENT, 0, "%s", why);
+			goto out;
+		}
+		outcome_reset(&o, h->cfg.max_response);
+		attempts++;
+		t0 = rk_mono_ms();
+		r = attempt_once(h, &call, c, &o);
+		slot_give(h, c);
+		c = NULL;
+		if (r < 0) {
+			r = http_error(h, err, r, 0, "libcurl refused the request settings");
+			goto out;
+		}
+		account(h, &call, &o, attempts, t0);
+
+		if (!req->idempotent || attempts >= h->cfg.max_attempts || o.too_big || o.oom)
+			break;
+		if (o.status > 0 ? !status_retryable(o.status) : !transport_retryable(o.cc))
+			break;
+		ra_ms = 0;
+		if (o.status > 0 && o.retry_after > 0) {
+			if (o.retry_after > RETRY_AFTER_MAX_S)
+				break;
+			ra_ms = (int64_t)(o.retry_after * 1000.0);
+		}
+		/* Retry-After is a floor (whole seconds, truncated); jitter goes on top. */
+		wait_ms = ra_ms + rk_backoff_ms(attempts - 1, h->cfg.base_delay_ms,
+					      h->cfg.max_delay_ms, randombytes_random());
+		now = rk_mono_ms();
+		/* Never shorten the server's minimum: out of budget, hand back what we have. */
+		if (add_sat(now, wait_ms) >= deadline)
+			break;
+		if (o.status > 0) {
+			snprintf(reason_buf, sizeof(reason_buf), "HTTP %ld", o.status);
+			reason = reason_buf;
+		} else {
+			reason = curl_easy_strerror(o.cc);
+		}
+		snprintf(at, sizeof(at), "%d", attempts);
+		snprintf(delay_s, sizeof(delay_s), "%lld", (long long)wait_ms);
+		rk_log(RK_LOG_INFO, "http.retry", "provider", h->provider, "method", req->method,
+		       "path", call.path, "attempt", at, "reason", reason, "delay_ms", delay_s, NULL);
+		pthread_mutex_lock(&h->mu);
+		h->stats.retries++;
+		pthread_mutex_unlock(&h->mu);
+		sleep_ms(wait_ms);
+	}
+ done:
+	resp->attempts = attempts;
+	resp->status = o.status;
+	resp->retry_after = o.status > 0 ? o.retry_after : 0;
+	if (o.oom) {
+		r = http_error(h, err, RK_ENOMEM, o.status, "out of memory");
+		goto out;
+	}
+	if (o.too_big) {
+		r = http_error(h, err, RK_EINVAL, o.status, "response from %s larger than %zu bytes",
+			       h->provider, h->cfg.max_response);
+		goto out;
+	}
+	if (o.status == 0) {
+		r = fail_transport(h, &call, &o, attempts, err);
+		goto out;
+	}
+	if (o.buf == NULL && (o.buf = calloc(1, 1)) != NULL)
+		o.cap = 1;
+	if (o.buf == NULL) {
+		r = http_error(h, err, RK_ENOMEM, 0, "out of memory");
+		goto out;
+	}
+	resp->body = o.buf;
+	resp->len = o.len;
+	o.buf = NULL;	/* the caller's now */
+	o.cap = 0;
+	r = 0;
+ out:
+	if (r < 0 && err != NULL && err->code == r && resp->retry_after > 0)
+		err->retry_after = resp->retry_after;
+	outcome_reset(&o, 0);
+	free_headers(call.hdrs);
+	if (url != NULL)
+		wipe_free(url, ulen);
+	return r;
+}
