@@ -36,6 +36,7 @@ static const struct rk_cmd commands[] = {
 	{ "runs", cmd_runs, "recent runs" },
 	{ "run", cmd_run, "one run in detail" },
 	{ "audit", cmd_audit, "read or verify the audit log" },
+	{ "doctor", cmd_doctor, "check config, state, provider reachability and permissions" },
 	{ "get", cmd_get, "print the current value of a local secret" },
 	{ "guard", cmd_guard, "startup guard: refuse default, weak, overdue or reused secrets" },
 	{ NULL, NULL, NULL },

@@ -27,6 +27,7 @@ int cmd_run(struct rk_ctx *ctx, int argc, char **argv);
 int cmd_audit(struct rk_ctx *ctx, int argc, char **argv);
 int cmd_get(struct rk_ctx *ctx, int argc, char **argv);
 int cmd_guard(struct rk_ctx *ctx, int argc, char **argv);
+int cmd_doctor(struct rk_ctx *ctx, int argc, char **argv);
 
 /* Logs err (once, at the top) and returns its exit code. */
 int rk_cli_fail(const struct rk_error *err, const char *fmt, ...) RK_PRINTF(2, 3);
