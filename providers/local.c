@@ -409,7 +409,7 @@ write_version(const struct local *l, const char *dir, const json_t *loc, long v,
 	}
 	sodium_bin2base64(b64, sodium_base64_ENCODED_LEN(box_len, sodium_base64_VARIANT_ORIGINAL),
 			  box, box_len, sodium_base64_VARIANT_ORIGINAL);
-	j = json_pack("{s:i, s:s, s:I, s:s}", "v", (json_int_t)v, "idem", idem, "created",
+	j = json_pack("{s:I, s:s, s:I, s:s}", "v", (json_int_t)v, "idem", idem, "created",
 		      (json_int_t)time(NULL), "box", b64);
 	if (j == NULL || (text = json_dumps(j, JSON_COMPACT)) == NULL ||
 	    (path = version_path(dir, v)) == NULL) {
@@ -426,13 +426,17 @@ out:
 	return r;
 }
 
-/* Drops the oldest versions beyond max_versions, never the current one. */
+/*
+ * Drops the oldest versions beyond max_versions, never the current one nor
+ * the one current before it (rollback needs it, even when failed rotations
+ * left unpromoted versions in between).
+ */
 static void
-prune(const struct local *l, const char *dir, long cur, long max)
+prune(const struct local *l, const char *dir, long cur, long prev, long max)
 {
 	for (long v = max - l->max_versions; v >= 1; v--) {
 		char *path;
-		if (v == cur)
+		if (v == cur || v == prev)
 			continue;
 		if ((path = version_path(dir, v)) == NULL)
 			return;
@@ -539,7 +543,7 @@ local_promote(struct rk_provider *p, const json_t *loc, const struct rk_version 
 	    (r = write_current(dir, v, err)) < 0)
 		goto out;
 	if (scan_versions(dir, l, loc, NULL, &max, &match, err) == 0)
-		prune(l, dir, v, max);
+		prune(l, dir, v, old, max);
 	rk_error_clear(err);
 out:
 	if (fd >= 0)

@@ -26,6 +26,19 @@ static const struct rk_field top_fields[] = {
 	{ NULL, 0, 0 },
 };
 
+static const struct rk_field ha_fields[] = {
+	{ "lease", RK_T_OBJECT, RK_F_REQUIRED },
+	{ NULL, 0, 0 },
+};
+
+static const struct rk_field lease_fields[] = {
+	{ "provider", RK_T_STRING, RK_F_REQUIRED },
+	{ "namespace", RK_T_STRING, RK_F_REQUIRED },
+	{ "name", RK_T_STRING, RK_F_REQUIRED },
+	{ "duration", RK_T_DURATION, 0 },
+	{ NULL, 0, 0 },
+};
+
 static const struct rk_field server_fields[] = {
 	{ "listen", RK_T_STRING, 0 },
 	{ "token_file", RK_T_STRING, 0 },
@@ -180,6 +193,11 @@ rk_config_load(struct rk_config **out, const char *path, struct rk_error *err)
 	if (json_object_get(root, "server") &&
 	    (r = rk_doc_check(c->doc, json_object_get(root, "server"), server_fields,
 			      "server", err)) < 0)
+		goto out;
+	if (json_object_get(root, "ha") &&
+	    ((r = rk_doc_check(c->doc, json_object_get(root, "ha"), ha_fields, "ha", err)) < 0 ||
+	     (r = rk_doc_check(c->doc, json_object_get(json_object_get(root, "ha"), "lease"),
+			       lease_fields, "ha.lease", err)) < 0))
 		goto out;
 	if ((r = dup_opt(&c->state_dir, root, "state_dir", "./var", err)) < 0 ||
 	    (r = dup_opt(&c->environment, root, "environment", NULL, err)) < 0 ||

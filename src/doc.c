@@ -490,7 +490,7 @@ rk_doc_check(const struct rk_doc *doc, const json_t *obj, const struct rk_field 
 				used += (size_t)snprintf(known + used, sizeof(known) - used, "%s%s",
 							 used ? ", " : "", k->key);
 			int line = 0, col = 0;
-			for (size_t i = 0; i < doc->nmarks; i++)
+			for (size_t i = 0; doc != NULL && i < doc->nmarks; i++)
 				if (doc->marks[i].parent == obj && doc->marks[i].key &&
 				    strcmp(doc->marks[i].key, key) == 0) {
 					line = doc->marks[i].key_line;
@@ -499,7 +499,7 @@ rk_doc_check(const struct rk_doc *doc, const json_t *obj, const struct rk_field 
 			if (line > 0)
 				return rk_error_set(err, RK_EINVAL,
 						    "%s:%d:%d: unknown key '%s' in %s (known keys: %s)",
-						    doc->name, line, col, key, what, known);
+						    rk_doc_name(doc), line, col, key, what, known);
 			return rk_doc_error(err, doc, obj, RK_EINVAL,
 					    "unknown key '%s' in %s (known keys: %s)", key, what, known);
 		}

@@ -271,8 +271,17 @@ do_promote(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 	if ((r = rk_provider_promote(j->prov, loc, &nv, &ov, err)) < 0)
 		return r;
 	RK_FAULT("promote-call");
-	if ((r = step(ctx, j, "promoted", nv.id, err)) < 0)
-		return r;
+	if ((r = step(ctx, j, "promoted", nv.id, err)) < 0) {
+		/*
+		 * The new value is live: undoing it now would be wrong. Carry on as
+		 * promoted; `rekey rotate --resume` records it if the journal lags.
+		 */
+		rk_log_err(err, "'%s' is promoted in provider '%s' but the journal could not "
+			   "record it; run `rekey rotate --resume %s` later", j->name, j->prov->name,
+			   j->rot.run_id);
+		rk_error_clear(err);
+		snprintf(j->rot.state, sizeof(j->rot.state), "promoted");
+	}
 	RK_FAULT("promoted");
 	return 0;
 }
@@ -312,7 +321,8 @@ undo_stage(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 	if (j->rot.old_version[0] == '\0' && j->rot.sealed_old == NULL)
 		return rk_error_set(err, RK_EUNSUPPORTED,
 				    "the secret did not exist before; the new value was left in place");
-	rk_keys_uuid(ctx->keys, j->rot.run_id, "rollback", idem);
+	/* Derived from the stage key, so no secret name can collide with it. */
+	rk_keys_uuid(ctx->keys, j->rot.idem_key, "rollback", idem);
 	snprintf(to.id, sizeof(to.id), "%s", j->rot.old_version);
 	snprintf(expected.id, sizeof(expected.id), "%s", j->rot.new_version);
 	stage_req(j, &req, &expected);
@@ -348,8 +358,13 @@ fail_job(struct rk_ctx *ctx, struct job *j, const struct rk_error *cause)
 			rk_error_clear(&e2);
 		}
 	}
-	/* The sealed value is dropped: this run will not write it again. */
-	rk_rotation_clear(&j->rot);
+	/*
+	 * The new value is dropped: this run will not write it again. The sealed
+	 * previous value stays: without provider versions it is the only copy.
+	 */
+	free(j->rot.sealed_new);
+	j->rot.sealed_new = NULL;
+	j->rot.sealed_new_len = 0;
 	if (step(ctx, j, final, j->rot.error, &e2) < 0)
 		rk_log_err(&e2, "cannot journal the failure of '%s'", j->name);
 	rk_error_clear(&e2);
@@ -393,8 +408,11 @@ advance(struct rk_ctx *ctx, struct job *j)
 			RK_FAULT("set");
 		} else if (strcmp(s, "verified") == 0 || strcmp(s, "set") == 0) {
 			r = do_promote(ctx, j, &err);
-			if (r == 0)
-				r = record_promoted(ctx, j, &err);
+			if (r == 0 && record_promoted(ctx, j, &err) < 0) {
+				/* Live already; resume records it again (it is idempotent). */
+				rk_log_err(&err, "cannot record the promotion of '%s'", j->name);
+				rk_error_clear(&err);
+			}
 		} else {
 			break;	/* promoted, restarted, done, failed, rolled_back */
 		}
@@ -708,11 +726,12 @@ resume_run(struct rk_ctx *ctx, const json_t *run, json_t **report, struct rk_err
 	const char *kind = json_string_value(json_object_get(run, "kind"));
 	struct rk_rotation *rots = NULL;
 	struct job *jobs = NULL;
-	size_t n = 0, i;
+	size_t n = 0, n_all, i;
 	int r;
 
 	if ((r = rk_store_rot_list(ctx->store, run_id, &rots, &n, err)) < 0)
 		return r;
+	n_all = n;
 	if ((jobs = calloc(n ? n : 1, sizeof(*jobs))) == NULL) {
 		r = rk_error_set(err, RK_ENOMEM, "out of memory");
 		goto out;
@@ -722,6 +741,18 @@ resume_run(struct rk_ctx *ctx, const json_t *run, json_t **report, struct rk_err
 		struct job *j = &jobs[i];
 		struct rk_error e2 = { 0 };
 		if (load_job(ctx, j, rots[i].secret, &e2) < 0) {
+			if (e2.code != RK_ENOTFOUND && e2.code != RK_EINVAL &&
+			    strcmp(rots[i].state, "done") != 0 && strcmp(rots[i].state, "failed") != 0 &&
+			    strcmp(rots[i].state, "rolled_back") != 0) {
+				/* Maybe only for now: leave the run to a later resume. */
+				*err = e2;
+				rk_error_prefix(err, "cannot resume %s now (the run is kept): ", run_id);
+				r = e2.code;
+				json_decref(j->row);
+				j->row = NULL;
+				n = i;	/* only the jobs before this one were loaded */
+				goto out;
+			}
 			/* Removed from the inventory or unusable: that rotation cannot go on. */
 			j->rot = rots[i];
 			memset(&rots[i], 0, sizeof(rots[i]));
@@ -755,7 +786,7 @@ out:
 		job_free(&jobs[i]);
 	}
 	free(jobs);
-	rk_store_rot_free(rots, n);
+	rk_store_rot_free(rots, n_all);
 	return r;
 }
 

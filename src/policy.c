@@ -207,12 +207,13 @@ parse_doc(struct rk_policy **out, const struct rk_doc *doc, struct rk_error *err
 			goto out;
 		p->restart_wait = rk_doc_bool(g, "wait", 1);
 	}
-	p->max_attempts = (int)rk_doc_int(root, "max_attempts", RK_DEFAULT_MAX_ATTEMPTS);
-	if (p->max_attempts < 1 || p->max_attempts > 100) {
+	if (rk_doc_int(root, "max_attempts", RK_DEFAULT_MAX_ATTEMPTS) < 1 ||
+	    rk_doc_int(root, "max_attempts", RK_DEFAULT_MAX_ATTEMPTS) > 100) {
 		r = rk_doc_error_key(err, doc, root, "max_attempts", RK_EINVAL,
 				     "max_attempts must be between 1 and 100");
 		goto out;
 	}
+	p->max_attempts = (int)rk_doc_int(root, "max_attempts", RK_DEFAULT_MAX_ATTEMPTS);
 	*out = p;
 	p = NULL;
 	r = 0;

@@ -33,12 +33,33 @@ rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 	return remove(path);
 }
 
+/*
+ * Each test case works under one directory made before its tests run and
+ * removed after them, in the runner process: a failing test ends its forked
+ * process at once, and still leaves nothing behind in /tmp.
+ */
+static char base_dir[64];
+
+static void
+base_setup(void)
+{
+	snprintf(base_dir, sizeof(base_dir), "/tmp/rk-audit-XXXXXX");
+	if (mkdtemp(base_dir) == NULL)
+		abort();
+}
+
+static void
+base_teardown(void)
+{
+	nftw(base_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 static void
 fx_init(struct fx *f)
 {
 	struct rk_error err = { 0 };
 
-	snprintf(f->dir, sizeof(f->dir), "/tmp/rk-audit-XXXXXX");
+	snprintf(f->dir, sizeof(f->dir), "%s/t-XXXXXX", base_dir);
 	ck_assert_ptr_nonnull(mkdtemp(f->dir));
 	ck_assert_msg(rk_keys_create(f->dir, &err) == 0, "%s", err.msg);
 	rk_ctx_init(&f->ctx);
@@ -314,7 +335,7 @@ START_TEST(test_audit_different_fingerprint_key_fails_verify)
 
 	fx_init(&f);
 	append_rows(&f, 2);
-	snprintf(other, sizeof(other), "/tmp/rk-audit-XXXXXX");
+	snprintf(other, sizeof(other), "%s/t-XXXXXX", base_dir);
 	ck_assert_ptr_nonnull(mkdtemp(other));
 	ck_assert_int_eq(rk_keys_create(other, &err), 0);
 	ck_assert_int_eq(rk_keys_load(&k2, other, &err), 0);
@@ -380,6 +401,7 @@ audit_suite(void)
 	Suite *s = suite_create("audit");
 	TCase *tc = tcase_create("chain");
 
+	tcase_add_unchecked_fixture(tc, base_setup, base_teardown);
 	tcase_add_test(tc, test_audit_rows_verify_and_are_counted);
 	tcase_add_test(tc, test_audit_null_detail_is_an_empty_object);
 	tcase_add_test(tc, test_audit_edited_detail_names_the_row);

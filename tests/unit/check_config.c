@@ -31,10 +31,31 @@ rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 	return remove(path);
 }
 
+/*
+ * Each test case works under one directory made before its tests run and
+ * removed after them, in the runner process: a failing test ends its forked
+ * process at once, and still leaves nothing behind in /tmp.
+ */
+static char base_dir[64];
+
+static void
+base_setup(void)
+{
+	snprintf(base_dir, sizeof(base_dir), "/tmp/rk-config-XXXXXX");
+	if (mkdtemp(base_dir) == NULL)
+		abort();
+}
+
+static void
+base_teardown(void)
+{
+	nftw(base_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 static void
 tmp_init(struct tmp *t)
 {
-	snprintf(t->dir, sizeof(t->dir), "/tmp/rk-config-XXXXXX");
+	snprintf(t->dir, sizeof(t->dir), "%s/t-XXXXXX", base_dir);
 	ck_assert_ptr_nonnull(mkdtemp(t->dir));
 	snprintf(t->path, sizeof(t->path), "%s/rekey.yaml", t->dir);
 }
@@ -448,6 +469,7 @@ config_suite(void)
 	Suite *s = suite_create("config");
 	TCase *tc = tcase_create("core");
 
+	tcase_add_unchecked_fixture(tc, base_setup, base_teardown);
 	tcase_add_test(tc, test_config_embedded_default_when_no_file);
 	tcase_add_test(tc, test_config_found_in_working_directory_then_env);
 	tcase_add_test(tc, test_config_missing_named_file_is_not_found);

@@ -411,6 +411,24 @@ START_TEST(test_doc_check_unknown_key_with_block_value_points_at_the_key)
 }
 END_TEST
 
+/*
+ * BUG (minor, src/doc.c rk_doc_check(), unknown-key branch): it reads
+ * doc->nmarks and doc->name without checking doc, while rk_doc_error,
+ * rk_doc_error_key and rk_doc_where accept a NULL doc (a provider opened
+ * with env->doc == NULL, as tests and tools do, crashes on an unknown key
+ * in its config instead of reporting it).
+ */
+START_TEST(test_doc_check_without_document_reports_unknown_key)
+{
+	json_t *obj = json_pack("{s:s, s:i}", "name", "a", "bogus", 1);
+	struct rk_error err = { 0 };
+
+	ck_assert_int_eq(rk_doc_check(NULL, obj, thing_fields, "thing", &err), RK_EINVAL);
+	ck_assert_ptr_nonnull(strstr(err.msg, "unknown key 'bogus'"));
+	json_decref(obj);
+}
+END_TEST
+
 START_TEST(test_doc_check_wrong_type_names_key_and_expected_type)
 {
 	struct rk_error err = { 0 };
@@ -546,6 +564,7 @@ doc_suite(void)
 	tcase_add_test(tk, test_doc_check_accepts_every_type);
 	tcase_add_test(tk, test_doc_check_unknown_key_names_key_and_position);
 	tcase_add_test(tk, test_doc_check_unknown_key_with_block_value_points_at_the_key);
+	tcase_add_test(tk, test_doc_check_without_document_reports_unknown_key);
 	tcase_add_test(tk, test_doc_check_wrong_type_names_key_and_expected_type);
 	tcase_add_test(tk, test_doc_check_missing_required_key);
 	tcase_add_test(tk, test_doc_check_requires_a_mapping);

@@ -33,6 +33,27 @@ rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 	return remove(path);
 }
 
+/*
+ * Each test case works under one directory made before its tests run and
+ * removed after them, in the runner process: a failing test ends its forked
+ * process at once, and still leaves nothing behind in /tmp.
+ */
+static char base_dir[64];
+
+static void
+base_setup(void)
+{
+	snprintf(base_dir, sizeof(base_dir), "/tmp/rk-inv-XXXXXX");
+	if (mkdtemp(base_dir) == NULL)
+		abort();
+}
+
+static void
+base_teardown(void)
+{
+	nftw(base_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 static void
 write_text(const char *path, const char *text)
 {
@@ -50,7 +71,7 @@ fx_init(struct fx *f, const char *config_text)
 	struct rk_error err = { 0 };
 
 	memset(f, 0, sizeof(*f));
-	snprintf(f->dir, sizeof(f->dir), "/tmp/rk-inv-XXXXXX");
+	snprintf(f->dir, sizeof(f->dir), "%s/t-XXXXXX", base_dir);
 	ck_assert_ptr_nonnull(mkdtemp(f->dir));
 	snprintf(f->cfg_path, sizeof(f->cfg_path), "%s/rekey.yaml", f->dir);
 	snprintf(f->inv_path, sizeof(f->inv_path), "%s/inventory.yaml", f->dir);
@@ -407,6 +428,7 @@ inventory_suite(void)
 	Suite *s = suite_create("inventory");
 	TCase *tc = tcase_create("core");
 
+	tcase_add_unchecked_fixture(tc, base_setup, base_teardown);
 	tcase_add_test(tc, test_inventory_valid_entries_are_normalized_with_defaults);
 	tcase_add_test(tc, test_inventory_environment_defaults_to_default_without_config_value);
 	tcase_add_test(tc, test_inventory_empty_list_is_fine_missing_list_is_not);
