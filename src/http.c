@@ -28,6 +28,7 @@
  * object carries the DNS and TLS session caches, which are thread-safe under
  * the lock callbacks.
  */
+#include <assert.h>
 #include <errno.h>
 #include <malloc.h>
 #include <math.h>
@@ -705,6 +706,43 @@ parse_number(struct rk_http_cfg *c, const struct rk_doc *doc, const json_t *obj,
 	return 0;
 }
 
+/*
+ * rps is an integer or a decimal. The document loader keeps plain scalars
+ * like 0.5 as strings (it has no floats), so a decimal string is read here,
+ * by hand: strtod would follow the locale's decimal separator.
+ */
+static int
+parse_rps(const json_t *v, double *out)
+{
+	const char *s;
+	double num = 0, scale = 1;
+	int digits = 0;
+
+	if (json_is_number(v)) {
+		*out = json_number_value(v);
+		return isfinite(*out) ? 0 : RK_EINVAL;
+	}
+	if (!json_is_string(v))
+		return RK_EINVAL;
+	for (s = json_string_value(v); *s >= '0' && *s <= '9' && digits < 16; s++, digits++)
+		num = num * 10 + (*s - '0');
+	if (digits == 0)
+		return RK_EINVAL;
+	if (*s == '.') {
+		int frac = 0;
+		for (s++; *s >= '0' && *s <= '9' && frac < 9; s++, frac++) {
+			scale /= 10;
+			num += (*s - '0') * scale;
+		}
+		if (frac == 0)
+			return RK_EINVAL;
+	}
+	if (*s != '\0')
+		return RK_EINVAL;
+	*out = num;
+	return 0;
+}
+
 int
 rk_http_cfg_parse(struct rk_http_cfg *c, const struct rk_doc *doc, const json_t *provider_cfg,
 		  const struct rk_http_cfg *defaults, struct rk_error *err)
@@ -738,9 +776,8 @@ rk_http_cfg_parse(struct rk_http_cfg *c, const struct rk_doc *doc, const json_t 
 	}
 	v = json_object_get(provider_cfg, "rate_limit");
 	if (v != NULL && json_object_get(v, "rps") != NULL) {
-		const json_t *rps = json_object_get(v, "rps");
-		double d = json_number_value(rps);
-		if (!json_is_number(rps) || !isfinite(d) || d <= 0 || d > RPS_MAX) {
+		double d;
+		if (parse_rps(json_object_get(v, "rps"), &d) < 0 || d <= 0 || d > RPS_MAX) {
 			r = rk_doc_error_key(err, doc, v, "rps", RK_EINVAL,
 					     "'rate_limit.rps' must be a number above 0 and at most "
 					     "1000000");
@@ -905,6 +942,7 @@ rk_http_free(struct rk_http *h)
 {
 	if (h == NULL)
 		return;
+	assert(h->inflight == 0);	/* freed while a request runs: a caller bug */
 	/* Easy handles first: the share cannot go while handles use it. */
 	for (int i = 0; i < h->nidle; i++)
 		curl_easy_cleanup(h->idle[i]);
@@ -1103,7 +1141,7 @@ setup_handle(struct rk_http *h, CURL *c, const struct call *call, struct outcome
 	const struct rk_http_cfg *cfg = &h->cfg;
 	int bad = 0;
 
-	curl_easy_reset(c);	/* keeps the live connection and the share */
+	/* The handle comes new or reset (slot_give): only this request's options. */
 	bad |= curl_easy_setopt(c, CURLOPT_URL, call->url) != CURLE_OK;
 	bad |= curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
 	bad |= curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR,
@@ -1192,6 +1230,12 @@ slot_take(struct rk_http *h, int64_t deadline, CURL **out)
 static void
 slot_give(struct rk_http *h, CURL *c)
 {
+	/*
+	 * An idle handle must hold no pointer into the finished request (header
+	 * list, body, buffers on its stack): libcurl may still write an error
+	 * message while closing a connection. The reset keeps the connection.
+	 */
+	curl_easy_reset(c);
 	pthread_mutex_lock(&h->mu);
 	h->idle[h->nidle++] = c;
 	h->inflight--;
@@ -1414,7 +1458,8 @@ fail_transport(struct rk_http *h, const struct call *call, const struct outcome 
 	if (o->cc == CURLE_OUT_OF_MEMORY)
 		return http_error(h, err, RK_ENOMEM, 0, "out of memory");
 	if (transport_config(o->cc))
-		return http_error(h, err, RK_EINVAL, 0, "%s %s to provider %s: %s", m,
+		return http_error(h, err, RK_EINVAL, 0, "%s %s to provider %s: %s (check the "
+				  "address, ca_file, ca_path and client certificate settings)", m,
 				  call->path, h->provider, what);
 	if (!call->req->idempotent && !transport_not_sent(o->cc))
 		return http_error(h, err, RK_ETRANSIENT, 0,

@@ -14,9 +14,11 @@
 #include "rekey/util.h"
 
 extern const struct rk_provider_ops rk_provider_local;
+extern const struct rk_provider_ops rk_provider_vault;
 
 static const struct rk_provider_ops *const providers[] = {
 	&rk_provider_local,
+	&rk_provider_vault,
 	NULL,
 };
 

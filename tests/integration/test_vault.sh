@@ -1,0 +1,185 @@
+#!/bin/sh
+# The vault provider against tests/fakes/vault_fake.py over loopback: KV v2
+# rotation that keeps the other keys (one version per rotation, the run named
+# in custom_metadata), Transit, rollback, every auth method and an expired
+# token, a concurrent writer (no lost update), 429 with Retry-After, 5xx
+# bursts, a hang (bounded; the circuit opens), a reset mid-write followed by
+# --resume (no second version), bad responses (nothing recorded as rotated),
+# and doctor.
+. "$(dirname "$0")/lib.sh"
+: "${REKEY_FAULT_BIN:?}" "${RK_FP:?}"
+command -v curl >/dev/null || { echo "test_vault: curl missing"; exit 1; }
+
+python3 "$SRC/tests/fakes/vault_fake.py" --port 0 --port-file "$T/vport" 2>"$T/fake.log" &
+FAKE=$!
+trap 'kill $FAKE 2>/dev/null; wait $FAKE 2>/dev/null; rm -rf "$T"' EXIT
+i=0
+while [ ! -s "$T/vport" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+[ -s "$T/vport" ] || { echo "test_vault: the fake did not start"; cat "$T/fake.log"; exit 1; }
+V="http://127.0.0.1:$(cat "$T/vport")"
+
+admin() { curl -sS -X "$1" "$V/__fake/$2" -H 'Content-Type: application/json' ${3:+-d "$3"}; }
+vault() { curl -sS -X "$1" "$V/v1/$2" -H 'X-Vault-Token: root' ${3:+-d "$3"}; }
+jq_() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+kvstate() { admin GET state | jq_ "d['namespaces']['']['mounts']['secret']['keys']['$1']$2"; }
+
+printf 'root\n' >"$T/token"
+printf 'sid-123\n' >"$T/secret_id"
+printf 'eyJhbGciOi.jwt.fake\n' >"$T/jwt"
+admin POST config '{"approle_roles":[{"role_name":"rekey","role_id":"rid-1","secret_id":"sid-123","token_ttl":2,"renewable":false}],
+  "kubernetes_roles":[{"role":"rekey","jwt":"eyJhbGciOi.jwt.fake","ttl":3600}],
+  "tokens":[{"token":"short-lived","ttl":1}]}' >/dev/null
+
+conn='timeout: {connect: 1s, total: 2s}, retry: {max_attempts: 3, base_delay: 50ms, max_delay: 1s}, circuit_breaker: {failures: 3, cooldown: 30s}, insecure_http: true'
+cat >"$T/rekey.yaml" <<EOC
+state_dir: $T/var
+environment: test
+policy_dir: $T/policy
+providers:
+  vault: {type: vault, address: "$V", $conn, auth: {method: token, token_file: $T/token}}
+  vault-slow: {type: vault, address: "$V", timeout: {connect: 1s, total: 5s}, insecure_http: true, auth: {method: token, token_file: $T/token}}
+  vault-ar: {type: vault, address: "$V", $conn, auth: {method: approle, role_id: rid-1, secret_id_file: $T/secret_id}}
+  vault-k8s: {type: vault, address: "$V", $conn, auth: {method: kubernetes, role: rekey, jwt_file: $T/jwt}}
+  vault-exp: {type: vault, address: "$V", $conn, auth: {method: token, token_file: $T/token-exp}}
+EOC
+mkdir -p "$T/policy"
+printf 'name: quick\nrotate_every: 1d\ngenerator: {type: password, length: 24}\n' >"$T/policy/quick.yaml"
+cat >"$T/inv.yaml" <<'EOI'
+secrets:
+  - {name: app/db, provider: vault, locator: {path: app/db, key: password}, policy: quick}
+  - {name: app/tk, provider: vault, locator: {transit_key: app-key, min_decryption_keep: 1}, policy: quick}
+  - {name: ar/db, provider: vault-ar, locator: {path: ar/db, key: password}, policy: quick}
+  - {name: k8s/db, provider: vault-k8s, locator: {path: k8s/db, key: password}, policy: quick}
+  - {name: exp/db, provider: vault-exp, locator: {path: exp/db, key: password}, policy: quick}
+  - {name: race/db, provider: vault-slow, locator: {path: race/db, key: password}, policy: quick}
+  - {name: h1, provider: vault, locator: {path: h/1, key: v}, policy: quick}
+  - {name: h2, provider: vault, locator: {path: h/2, key: v}, policy: quick}
+  - {name: h3, provider: vault, locator: {path: h/3, key: v}, policy: quick}
+  - {name: bad/db, provider: vault, locator: {path: bad/db, key: password}, policy: quick}
+EOI
+rk init >/dev/null
+expect_rc "apply an inventory with vault secrets" 0 rk apply -f "$T/inv.yaml"
+
+# ---- KV v2: other keys preserved, one version per rotation, run in custom_metadata ----
+admin POST kv '{"mount":"secret","path":"app/db","data":{"username":"app","password":"old-password-1"}}' >/dev/null
+expect_rc "rotate a KV v2 secret" 0 rk rotate app/db
+run1=$(rk --output json runs | jq_ "d[0]['id']")
+check "version went from 1 to 2" [ "$(kvstate app/db "['current_version']")" = 2 ]
+check "the other key is preserved" [ "$(kvstate app/db "['versions']['2']['data']['username']")" = app ]
+new=$(kvstate app/db "['versions']['2']['data']['password']")
+check "the password changed" [ "$new" != old-password-1 -a ${#new} = 24 ]
+check "custom_metadata names the run" [ "$(kvstate app/db "['custom_metadata']['rekey-run']")" = "$run1" ]
+check "custom_metadata names the secret" [ "$(kvstate app/db "['custom_metadata']['rekey-secret']")" = app/db ]
+fp=$(printf %s "$new" | "$RK_FP" "$T/var")
+check "the recorded fingerprint is Vault's value" [ "$fp" = "$(rk status app/db --output json | jq_ "d['current_fp']")" ]
+expect_rc "rotate again" 0 rk rotate app/db
+check "exactly one more version" [ "$(kvstate app/db "['current_version']")" = 3 ]
+expect_rc "rollback" 0 rk rollback app/db
+check "rollback wrote version 4" [ "$(kvstate app/db "['current_version']")" = 4 ]
+check "with version 2's value" [ "$(kvstate app/db "['versions']['4']['data']['password']")" = "$new" ]
+check "and the other key" [ "$(kvstate app/db "['versions']['4']['data']['username']")" = app ]
+
+# ---- Transit ----
+vault POST transit/keys/app-key '{"type":"aes256-gcm96"}' >/dev/null
+expect_rc "rotate a transit key" 0 rk rotate app/tk
+lv=$(vault GET transit/keys/app-key | jq_ "d['data']['latest_version']")
+check "latest_version went to 2" [ "$lv" = 2 ]
+check "min_decryption_version raised (keep 1)" [ "$(vault GET transit/keys/app-key | jq_ "d['data']['min_decryption_version']")" = 2 ]
+check "rekey records version 2" [ "$(rk status app/tk --output json | jq_ "d['current_version']")" = 2 ]
+
+# ---- auth methods ----
+expect_rc "AppRole login" 0 rk rotate ar/db
+sleep 3   # the AppRole token (ttl 2s) expires; the next call gets 403 and logs in again
+expect_rc "AppRole after its token expired (re-login on 403)" 0 rk rotate ar/db
+expect_rc "Kubernetes login" 0 rk rotate k8s/db
+printf 'short-lived\n' >"$T/token-exp"
+sleep 2
+expect_rc "an expired token fails" 1 rk rotate exp/db
+check "  with Vault's reason" contains "$T/err" "permission denied"
+check "  as an auth failure of that provider" contains "$T/err" "vault-exp"
+printf 'root\n' >"$T/token-exp"
+expect_rc "a renewed token file is read again" 0 rk rotate exp/db
+
+# ---- a concurrent writer: cas conflict, no lost update ----
+admin POST kv '{"mount":"secret","path":"race/db","data":{"password":"p0"}}' >/dev/null
+admin POST inject '{"path_regex":"^/v1/secret/data/race/db$","method":"POST","action":"latency","ms":1500,"count":1}' >/dev/null
+( sleep 0.5; admin POST kv '{"mount":"secret","path":"race/db","data":{"password":"theirs"}}' >/dev/null ) &
+writer=$!
+expect_rc "a rotation racing another writer fails" 1 rk rotate race/db
+wait $writer
+check "  saying it was not overwritten" contains "$T/err" "not overwritten"
+check "  the other writer's version is current" [ "$(kvstate race/db "['versions']['2']['data']['password']")" = theirs ]
+check "  and no version was added after it" [ "$(kvstate race/db "['current_version']")" = 2 ]
+expect_rc "the next rotation succeeds from the new version" 0 rk rotate race/db
+
+# ---- 429 with Retry-After, 5xx bursts ----
+admin DELETE requests >/dev/null
+admin POST inject '{"path_regex":"^/v1/secret/data/h/1$","method":"GET","action":"status","status":429,"headers":{"Retry-After":"1"},"count":1}' >/dev/null
+t0=$(date +%s%N)
+expect_rc "429 with Retry-After: waits, then succeeds" 0 rk rotate h1
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+check "  it waited at least the Retry-After ($ms ms)" [ "$ms" -ge 1000 ]
+admin POST inject '{"path_regex":"^/v1/secret/data/h/2$","method":"GET","action":"status","status":503,"count":2}' >/dev/null
+admin DELETE requests >/dev/null
+expect_rc "a burst of two 503s: retried, then succeeds" 0 rk rotate h2
+n=$(admin GET requests | jq_ "len([r for r in d['requests'] if r['path']=='/v1/secret/data/h/2' and r['method']=='GET'])")
+check "  the reads were retried ($n GETs)" [ "$n" -ge 3 ]
+
+# ---- a hang: bounded, and the circuit opens ----
+admin DELETE inject >/dev/null
+admin POST inject '{"path_regex":"^/v1/secret/data/h/","method":"*","action":"hang","ms":20000,"count":-1}' >/dev/null
+admin DELETE requests >/dev/null
+t0=$(date +%s%N)
+expect_rc "a hanging Vault fails the run" 1 rk rotate h1 h2 h3
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+check "  within the configured bound ($ms ms < 15000)" [ "$ms" -lt 15000 ]
+check "  the report says it timed out" sh -c "grep -qi 'tim' '$T/err' || grep -qi 'tim' '$T/out'"
+check "  the circuit opened" sh -c "grep -q 'circuit open' '$T/err' || grep -q 'circuit open' '$T/out'"
+n=$(admin GET requests | jq_ "len([r for r in d['requests'] if r['path'].startswith('/v1/secret/data/h/')])")
+check "  later secrets were not sent once it was open ($n requests)" [ "$n" -le 4 ]
+admin DELETE inject >/dev/null
+expect_rc "a new process starts closed and succeeds" 0 rk rotate h3
+
+# ---- a reset mid-write, crash, --resume: no second version ----
+admin POST kv '{"mount":"secret","path":"h/1","data":{"v":"x"}}' >/dev/null
+before=$(kvstate h/1 "['current_version']")
+admin POST inject '{"path_regex":"^/v1/secret/data/h/1$","method":"POST","action":"reset_after_apply","count":1}' >/dev/null
+REKEY_FAULT=stage-call "$REKEY_FAULT_BIN" rotate h1 >/dev/null 2>&1
+check "killed right after the write whose reply was reset" [ $? = 137 ]
+check "  the write had landed" [ "$(kvstate h/1 "['current_version']")" = $((before + 1)) ]
+expect_rc "resume finishes it" 0 rk rotate --resume all
+check "  without a second version" [ "$(kvstate h/1 "['current_version']")" = $((before + 1)) ]
+v=$(kvstate h/1 "['versions']['$((before + 1))']['data']['v']")
+check "  and records Vault's value as current" [ "$(printf %s "$v" | "$RK_FP" "$T/var")" = "$(rk status h1 --output json | jq_ "d['current_fp']")" ]
+admin POST inject '{"path_regex":"^/v1/secret/data/h/2$","method":"POST","action":"reset_after_apply","count":1}' >/dev/null
+b2=$(kvstate h/2 "['current_version']")
+expect_rc "a reset reply without a crash is settled by reading back" 0 rk rotate h2
+check "  one version, not two" [ "$(kvstate h/2 "['current_version']")" = $((b2 + 1)) ]
+
+# ---- bad responses: clear error, no crash, nothing recorded as rotated ----
+admin POST kv '{"mount":"secret","path":"bad/db","data":{"password":"stay"}}' >/dev/null
+for inj in '{"action":"truncated"}' '{"action":"html"}' '{"action":"big","bytes":10485760}' \
+	'{"action":"status","status":200,"body":{"data":{"data":"nope","metadata":{"version":"x"}}}}' \
+	'{"action":"status","status":200,"body":"[1,2"}'; do
+	admin DELETE inject >/dev/null
+	admin POST inject "$(echo "$inj" | sed 's/^{/{"path_regex":"^\/v1\/secret\/data\/bad\/db$","method":"GET","count":-1,/')" >/dev/null
+	expect_rc "bad response $(echo "$inj" | cut -c1-40): exit 1" 1 rk rotate bad/db
+	check "  a clear error" sh -c "grep -q 'vault vault: read\\|larger than\\|not a JSON\\|unexpected response\\|bytes remaining' '$T/err' || { cat '$T/err' >&2; false; }"
+	check "  nothing recorded as rotated" [ "$(rk status bad/db --output json | jq_ "d['current_version']")" = "" ]
+	check "  Vault unchanged" [ "$(kvstate bad/db "['current_version']")" = 1 ]
+done
+admin DELETE inject >/dev/null
+
+# ---- doctor ----
+expect_rc "doctor passes with a root token" 0 rk doctor
+check "  checks reachability" contains "$T/out" "reachable and healthy"
+check "  checks permissions per path" contains "$T/out" "permission on secret/data/app/db"
+admin POST config '{"tokens":[{"token":"ro","capabilities":{"secret/data/*":["read"],"auth/token/lookup-self":["read"],"sys/capabilities-self":["update"]}}]}' >/dev/null
+printf 'ro\n' >"$T/token"
+expect_rc "doctor fails when a permission is missing" 1 rk doctor
+check "  naming the path" sh -c "grep 'FAIL' '$T/out' | grep -q 'secret/data/app/db'"
+printf 'root\n' >"$T/token"
+kill $FAKE 2>/dev/null; wait $FAKE 2>/dev/null
+expect_rc "doctor fails when Vault is down" 1 rk doctor
+check "  saying it is unreachable" contains "$T/out" "reachable over TLS"
+finish
