@@ -29,6 +29,7 @@ printf 'eyJhbGciOi.jwt.fake\n' >"$T/jwt"
 admin POST config '{"approle_roles":[{"role_name":"rekey","role_id":"rid-1","secret_id":"sid-123","token_ttl":2,"renewable":false}],
   "kubernetes_roles":[{"role":"rekey","jwt":"eyJhbGciOi.jwt.fake","ttl":3600}],
   "tokens":[{"token":"short-lived","ttl":1}]}' >/dev/null
+admin POST config '{"approle_roles":[{"role_name":"renewer","role_id":"rid-2","secret_id":"sid-123","token_ttl":3,"token_max_ttl":60,"renewable":true}]}' >/dev/null
 
 conn='timeout: {connect: 1s, total: 2s}, retry: {max_attempts: 3, base_delay: 50ms, max_delay: 1s}, circuit_breaker: {failures: 3, cooldown: 30s}, insecure_http: true'
 cat >"$T/rekey.yaml" <<EOC
@@ -41,9 +42,12 @@ providers:
   vault-ar: {type: vault, address: "$V", $conn, auth: {method: approle, role_id: rid-1, secret_id_file: $T/secret_id}}
   vault-k8s: {type: vault, address: "$V", $conn, auth: {method: kubernetes, role: rekey, jwt_file: $T/jwt}}
   vault-exp: {type: vault, address: "$V", $conn, auth: {method: token, token_file: $T/token-exp}}
+  vault-cb: {type: vault, address: "$V", timeout: {connect: 1s, total: 500ms}, retry: {max_attempts: 3, base_delay: 10ms, max_delay: 50ms}, circuit_breaker: {failures: 3, cooldown: 2s}, insecure_http: true, auth: {method: token, token_file: $T/token}}
+  vault-renew: {type: vault, address: "$V", $conn, auth: {method: approle, role_id: rid-2, secret_id_file: $T/secret_id, mount: approle}}
 EOC
 mkdir -p "$T/policy"
 printf 'name: quick\nrotate_every: 1d\ngenerator: {type: password, length: 24}\n' >"$T/policy/quick.yaml"
+printf 'name: sleepy\nrotate_every: 1d\nverify: {exec: [sleep, "2.5"]}\n' >"$T/policy/sleepy.yaml"
 cat >"$T/inv.yaml" <<'EOI'
 secrets:
   - {name: app/db, provider: vault, locator: {path: app/db, key: password}, policy: quick}
@@ -56,6 +60,12 @@ secrets:
   - {name: h2, provider: vault, locator: {path: h/2, key: v}, policy: quick}
   - {name: h3, provider: vault, locator: {path: h/3, key: v}, policy: quick}
   - {name: bad/db, provider: vault, locator: {path: bad/db, key: password}, policy: quick}
+  - {name: cb/a, provider: vault-cb, locator: {path: cb/a, key: v}, policy: quick}
+  - {name: cb/b, provider: vault-cb, locator: {path: cb/b, key: v}, policy: quick}
+  - {name: cb/c, provider: vault-cb, locator: {path: cb/c, key: v}, policy: quick}
+  - {name: rn/a, provider: vault-renew, locator: {path: rn/a, key: v}, policy: quick}
+  - {name: rn/b, provider: vault-renew, locator: {path: rn/b, key: v}, policy: quick}
+  - {name: sleeper, locator: {path: sleeper}, policy: sleepy}
 EOI
 rk init >/dev/null
 expect_rc "apply an inventory with vault secrets" 0 rk apply -f "$T/inv.yaml"
@@ -139,6 +149,27 @@ n=$(admin GET requests | jq_ "len([r for r in d['requests'] if r['path'].startsw
 check "  later secrets were not sent once it was open ($n requests)" [ "$n" -le 4 ]
 admin DELETE inject >/dev/null
 expect_rc "a new process starts closed and succeeds" 0 rk rotate h3
+
+# ---- in one process: the circuit opens, fails fast, then closes after the cool-down ----
+admin DELETE requests >/dev/null
+admin POST inject '{"path_regex":"^/v1/secret/data/cb/a$","method":"GET","action":"hang","ms":20000,"count":3}' >/dev/null
+expect_rc "hang, open, cool-down, close: a partial run" 3 rk --output json rotate cb/a cb/b sleeper cb/c
+res() { python3 -c "import json; d=json.load(open('$T/out')); print([s for s in d['secrets'] if s['name']=='$1'][0]['$2'])"; }
+check "  cb/a timed out" sh -c "python3 -c \"import json; d=json.load(open('$T/out')); s=[s for s in d['secrets'] if s['name']=='cb/a'][0]; assert s['result']=='failed' and 'tim' in s['error'].lower(), s\""
+check "  cb/b failed fast on the open circuit" [ "$(res cb/b result)" = failed ]
+check "  with a message saying so" sh -c "python3 -c \"import json; d=json.load(open('$T/out')); s=[s for s in d['secrets'] if s['name']=='cb/b'][0]; assert 'circuit open' in s['error'], s\""
+n=$(admin GET requests | jq_ "len([r for r in d['requests'] if r['path'].startswith('/v1/secret/data/cb/b')])")
+check "  cb/b sent nothing ($n requests)" [ "$n" = 0 ]
+check "  after the cool-down the probe closed it: cb/c rotated" [ "$(res cb/c result)" = rotated ]
+admin DELETE inject >/dev/null
+
+# ---- token renewal before expiry (AppRole token of 3 s, renewed at 2/3) ----
+admin DELETE requests >/dev/null
+expect_rc "a run longer than the token's lease" 0 rk rotate rn/a sleeper rn/b
+n=$(admin GET requests | jq_ "len([r for r in d['requests'] if r['path']=='/v1/auth/token/renew-self'])")
+check "  renewed the token ($n renew-self)" [ "$n" -ge 1 ]
+n=$(admin GET requests | jq_ "len([r for r in d['requests'] if r['path']=='/v1/auth/approle/login'])")
+check "  without logging in again ($n logins)" [ "$n" = 1 ]
 
 # ---- a reset mid-write, crash, --resume: no second version ----
 admin POST kv '{"mount":"secret","path":"h/1","data":{"v":"x"}}' >/dev/null
