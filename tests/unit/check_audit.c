@@ -24,42 +24,12 @@ struct fx {
 	struct rk_ctx ctx;
 };
 
-static int
-rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-/*
- * Each test case works under one directory made before its tests run and
- * removed after them, in the runner process: a failing test ends its forked
- * process at once, and still leaves nothing behind in /tmp.
- */
-static char base_dir[64];
-
-static void
-base_setup(void)
-{
-	snprintf(base_dir, sizeof(base_dir), "/tmp/rk-audit-XXXXXX");
-	if (mkdtemp(base_dir) == NULL)
-		abort();
-}
-
-static void
-base_teardown(void)
-{
-	nftw(base_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 static void
 fx_init(struct fx *f)
 {
 	struct rk_error err = { 0 };
 
-	snprintf(f->dir, sizeof(f->dir), "%s/t-XXXXXX", base_dir);
+	snprintf(f->dir, sizeof(f->dir), "%s/t-XXXXXX", rk_test_base_dir);
 	ck_assert_ptr_nonnull(mkdtemp(f->dir));
 	ck_assert_msg(rk_keys_create(f->dir, &err) == 0, "%s", err.msg);
 	rk_ctx_init(&f->ctx);
@@ -72,7 +42,7 @@ static void
 fx_done(struct fx *f)
 {
 	rk_ctx_cleanup(&f->ctx);
-	nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	rk_test_rm_rf(f->dir);
 }
 
 /* Appends n rows: event "e<i>", subject "s<i>", detail {"i": i}. */
@@ -335,14 +305,14 @@ START_TEST(test_audit_different_fingerprint_key_fails_verify)
 
 	fx_init(&f);
 	append_rows(&f, 2);
-	snprintf(other, sizeof(other), "%s/t-XXXXXX", base_dir);
+	snprintf(other, sizeof(other), "%s/t-XXXXXX", rk_test_base_dir);
 	ck_assert_ptr_nonnull(mkdtemp(other));
 	ck_assert_int_eq(rk_keys_create(other, &err), 0);
 	ck_assert_int_eq(rk_keys_load(&k2, other, &err), 0);
 	ck_assert_int_eq(rk_audit_verify(f.ctx.store, k2, &rows, &err), RK_EINVAL);
 	ck_assert_ptr_nonnull(strstr(err.msg, "row 1"));
 	rk_keys_free(k2);
-	nftw(other, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	rk_test_rm_rf(other);
 	fx_done(&f);
 }
 END_TEST
@@ -401,7 +371,7 @@ audit_suite(void)
 	Suite *s = suite_create("audit");
 	TCase *tc = tcase_create("chain");
 
-	tcase_add_unchecked_fixture(tc, base_setup, base_teardown);
+	tcase_add_unchecked_fixture(tc, rk_test_base_setup, rk_test_base_teardown);
 	tcase_add_test(tc, test_audit_rows_verify_and_are_counted);
 	tcase_add_test(tc, test_audit_null_detail_is_an_empty_object);
 	tcase_add_test(tc, test_audit_edited_detail_names_the_row);

@@ -22,40 +22,10 @@ struct tmp {
 	char path[128];		/* dir/rekey.yaml */
 };
 
-static int
-rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-/*
- * Each test case works under one directory made before its tests run and
- * removed after them, in the runner process: a failing test ends its forked
- * process at once, and still leaves nothing behind in /tmp.
- */
-static char base_dir[64];
-
-static void
-base_setup(void)
-{
-	snprintf(base_dir, sizeof(base_dir), "/tmp/rk-config-XXXXXX");
-	if (mkdtemp(base_dir) == NULL)
-		abort();
-}
-
-static void
-base_teardown(void)
-{
-	nftw(base_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 static void
 tmp_init(struct tmp *t)
 {
-	snprintf(t->dir, sizeof(t->dir), "%s/t-XXXXXX", base_dir);
+	snprintf(t->dir, sizeof(t->dir), "%s/t-XXXXXX", rk_test_base_dir);
 	ck_assert_ptr_nonnull(mkdtemp(t->dir));
 	snprintf(t->path, sizeof(t->path), "%s/rekey.yaml", t->dir);
 }
@@ -63,7 +33,7 @@ tmp_init(struct tmp *t)
 static void
 tmp_cleanup(struct tmp *t)
 {
-	nftw(t->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	rk_test_rm_rf(t->dir);
 }
 
 static void
@@ -469,7 +439,7 @@ config_suite(void)
 	Suite *s = suite_create("config");
 	TCase *tc = tcase_create("core");
 
-	tcase_add_unchecked_fixture(tc, base_setup, base_teardown);
+	tcase_add_unchecked_fixture(tc, rk_test_base_setup, rk_test_base_teardown);
 	tcase_add_test(tc, test_config_embedded_default_when_no_file);
 	tcase_add_test(tc, test_config_found_in_working_directory_then_env);
 	tcase_add_test(tc, test_config_missing_named_file_is_not_found);

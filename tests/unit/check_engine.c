@@ -518,36 +518,6 @@ struct fx {
 	int open;
 };
 
-static int
-rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-/*
- * Each test case works under one directory made before its tests run and
- * removed after them, in the runner process: a failing test ends its forked
- * process at once, and still leaves nothing behind in /tmp.
- */
-static char base_dir[64];
-
-static void
-base_setup(void)
-{
-	snprintf(base_dir, sizeof(base_dir), "/tmp/rk-engine-XXXXXX");
-	if (mkdtemp(base_dir) == NULL)
-		abort();
-}
-
-static void
-base_teardown(void)
-{
-	nftw(base_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 /* Files only (nothing left open, so a forked child can open its own). */
 static void
 fx_files(struct fx *f)
@@ -557,7 +527,7 @@ fx_files(struct fx *f)
 	FILE *fp;
 
 	memset(f, 0, sizeof(*f));
-	snprintf(f->dir, sizeof(f->dir), "%s/t-XXXXXX", base_dir);
+	snprintf(f->dir, sizeof(f->dir), "%s/t-XXXXXX", rk_test_base_dir);
 	ck_assert_ptr_nonnull(mkdtemp(f->dir));
 	snprintf(f->state, sizeof(f->state), "%s/state", f->dir);
 	ck_assert_int_eq(mkdir(f->state, 0700), 0);
@@ -613,7 +583,7 @@ static void
 fx_done(struct fx *f)
 {
 	fx_close(f);
-	nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	rk_test_rm_rf(f->dir);
 	munmap(FS, sizeof(*FS));
 	FS = NULL;
 }
@@ -1611,7 +1581,7 @@ engine_suite(void)
 	TCase *tr = tcase_create("resume");
 	TCase *td = tcase_create("dependents");
 
-	tcase_add_unchecked_fixture(tc, base_setup, base_teardown);
+	tcase_add_unchecked_fixture(tc, rk_test_base_setup, rk_test_base_teardown);
 	tcase_add_test(tc, test_engine_rotation_journals_every_step_in_order);
 	tcase_add_test(tc, test_engine_one_stage_call_per_secret);
 	tcase_add_test(tc, test_engine_existing_value_is_replaced_and_kept_as_previous);
@@ -1622,7 +1592,7 @@ engine_suite(void)
 	tcase_set_timeout(tc, 60);
 	suite_add_tcase(s, tc);
 
-	tcase_add_unchecked_fixture(tf, base_setup, base_teardown);
+	tcase_add_unchecked_fixture(tf, rk_test_base_setup, rk_test_base_teardown);
 	tcase_add_test(tf, test_engine_stage_that_landed_but_lost_its_reply_is_found_not_repeated);
 	tcase_add_test(tf, test_engine_stage_that_did_not_land_fails_without_writing);
 	tcase_add_test(tf, test_engine_conflict_with_someone_elses_write_fails_and_overwrites_nothing);
@@ -1637,14 +1607,14 @@ engine_suite(void)
 	tcase_set_timeout(tf, 60);
 	suite_add_tcase(s, tf);
 
-	tcase_add_unchecked_fixture(tr, base_setup, base_teardown);
+	tcase_add_unchecked_fixture(tr, rk_test_base_setup, rk_test_base_teardown);
 	tcase_add_test(tr, test_engine_resume_after_crash_in_stage_writes_no_second_version);
 	tcase_add_test(tr, test_engine_resume_after_crash_before_stage_landed_writes_the_journaled_value);
 	tcase_add_test(tr, test_engine_resume_on_non_staging_provider_finds_the_landed_write);
 	tcase_set_timeout(tr, 60);
 	suite_add_tcase(s, tr);
 
-	tcase_add_unchecked_fixture(td, base_setup, base_teardown);
+	tcase_add_unchecked_fixture(td, rk_test_base_setup, rk_test_base_teardown);
 	tcase_add_test(td, test_engine_shared_dependent_restarts_once_per_run);
 	tcase_add_test(td, test_engine_dependent_of_failed_rotation_is_skipped);
 	tcase_add_test(td, test_engine_no_restart_leaves_dependents_alone);

@@ -24,36 +24,6 @@ struct fx {
 	struct rk_policy_set *pols;
 };
 
-static int
-rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-/*
- * Each test case works under one directory made before its tests run and
- * removed after them, in the runner process: a failing test ends its forked
- * process at once, and still leaves nothing behind in /tmp.
- */
-static char base_dir[64];
-
-static void
-base_setup(void)
-{
-	snprintf(base_dir, sizeof(base_dir), "/tmp/rk-inv-XXXXXX");
-	if (mkdtemp(base_dir) == NULL)
-		abort();
-}
-
-static void
-base_teardown(void)
-{
-	nftw(base_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 static void
 write_text(const char *path, const char *text)
 {
@@ -71,7 +41,7 @@ fx_init(struct fx *f, const char *config_text)
 	struct rk_error err = { 0 };
 
 	memset(f, 0, sizeof(*f));
-	snprintf(f->dir, sizeof(f->dir), "%s/t-XXXXXX", base_dir);
+	snprintf(f->dir, sizeof(f->dir), "%s/t-XXXXXX", rk_test_base_dir);
 	ck_assert_ptr_nonnull(mkdtemp(f->dir));
 	snprintf(f->cfg_path, sizeof(f->cfg_path), "%s/rekey.yaml", f->dir);
 	snprintf(f->inv_path, sizeof(f->inv_path), "%s/inventory.yaml", f->dir);
@@ -85,7 +55,7 @@ fx_done(struct fx *f)
 {
 	rk_config_free(f->cfg);
 	rk_policy_set_free(f->pols);
-	nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	rk_test_rm_rf(f->dir);
 }
 
 static json_t *
@@ -428,7 +398,7 @@ inventory_suite(void)
 	Suite *s = suite_create("inventory");
 	TCase *tc = tcase_create("core");
 
-	tcase_add_unchecked_fixture(tc, base_setup, base_teardown);
+	tcase_add_unchecked_fixture(tc, rk_test_base_setup, rk_test_base_teardown);
 	tcase_add_test(tc, test_inventory_valid_entries_are_normalized_with_defaults);
 	tcase_add_test(tc, test_inventory_environment_defaults_to_default_without_config_value);
 	tcase_add_test(tc, test_inventory_empty_list_is_fine_missing_list_is_not);

@@ -28,36 +28,6 @@ struct fx {
 	json_t *loc;		/* {"path": "a/b"} */
 };
 
-static int
-rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-/*
- * Each test case works under one directory made before its tests run and
- * removed after them, in the runner process: a failing test ends its forked
- * process at once, and still leaves nothing behind in /tmp.
- */
-static char base_dir[64];
-
-static void
-base_setup(void)
-{
-	snprintf(base_dir, sizeof(base_dir), "/tmp/rk-local-XXXXXX");
-	if (mkdtemp(base_dir) == NULL)
-		abort();
-}
-
-static void
-base_teardown(void)
-{
-	nftw(base_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 static struct rk_provider *
 open_local(const char *state_dir, const unsigned char *key, int max_versions)
 {
@@ -81,7 +51,7 @@ open_local(const char *state_dir, const unsigned char *key, int max_versions)
 static void
 fx_init_max(struct fx *f, int max_versions)
 {
-	snprintf(f->dir, sizeof(f->dir), "%s/t-XXXXXX", base_dir);
+	snprintf(f->dir, sizeof(f->dir), "%s/t-XXXXXX", rk_test_base_dir);
 	ck_assert_ptr_nonnull(mkdtemp(f->dir));
 	randombytes_buf(f->key, sizeof(f->key));
 	f->p = open_local(f->dir, f->key, max_versions);
@@ -99,7 +69,7 @@ fx_done(struct fx *f)
 {
 	rk_provider_close(f->p);
 	json_decref(f->loc);
-	nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	rk_test_rm_rf(f->dir);
 }
 
 static struct rk_secret *
@@ -748,7 +718,7 @@ local_suite(void)
 	TCase *tc = tcase_create("versions");
 	TCase *tk = tcase_create("at-rest");
 
-	tcase_add_unchecked_fixture(tc, base_setup, base_teardown);
+	tcase_add_unchecked_fixture(tc, rk_test_base_setup, rk_test_base_teardown);
 	tcase_add_test(tc, test_local_caps_and_type);
 	tcase_add_test(tc, test_local_read_of_missing_secret_is_not_found);
 	tcase_add_test(tc, test_local_staged_value_is_not_current_until_promote);
@@ -763,7 +733,7 @@ local_suite(void)
 	tcase_add_test(tc, test_local_pruning_keeps_the_previous_current_version);
 	suite_add_tcase(s, tc);
 
-	tcase_add_unchecked_fixture(tk, base_setup, base_teardown);
+	tcase_add_unchecked_fixture(tk, rk_test_base_setup, rk_test_base_teardown);
 	tcase_add_test(tk, test_local_tampered_box_fails_authentication);
 	tcase_add_test(tk, test_local_swapped_version_files_fail);
 	tcase_add_test(tk, test_local_version_file_copied_to_another_secret_fails);

@@ -17,40 +17,10 @@
 
 #define NAME "p.yaml"
 
-static int
-rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-/*
- * Each test case works under one directory made before its tests run and
- * removed after them, in the runner process: a failing test ends its forked
- * process at once, and still leaves nothing behind in /tmp.
- */
-static char base_dir[64];
-
-static void
-base_setup(void)
-{
-	snprintf(base_dir, sizeof(base_dir), "/tmp/rk-policy-XXXXXX");
-	if (mkdtemp(base_dir) == NULL)
-		abort();
-}
-
-static void
-base_teardown(void)
-{
-	nftw(base_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 static void
 rm_tree(const char *dir)
 {
-	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	rk_test_rm_rf(dir);
 }
 
 static void
@@ -321,7 +291,7 @@ START_TEST(test_policy_dir_file_overrides_builtin_of_same_name)
 	struct rk_error err = { 0 };
 	const struct rk_policy *p;
 
-	snprintf(dir, sizeof(dir), "%s/t-XXXXXX", base_dir);
+	snprintf(dir, sizeof(dir), "%s/t-XXXXXX", rk_test_base_dir);
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 	write_in(dir, "default.yaml", "name: default\nrotate_every: 7d\nguards: {min_length: 40}\n");
 	write_in(dir, "team.yml", "name: team\nrotate_every: 2d\n");
@@ -351,7 +321,7 @@ START_TEST(test_policy_two_user_files_with_same_name_name_both_files)
 	struct rk_policy_set *set = NULL;
 	struct rk_error err = { 0 };
 
-	snprintf(dir, sizeof(dir), "%s/t-XXXXXX", base_dir);
+	snprintf(dir, sizeof(dir), "%s/t-XXXXXX", rk_test_base_dir);
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 	write_in(dir, "a.yaml", "name: shared\nrotate_every: 1d\n");
 	write_in(dir, "b.yaml", "name: shared\nrotate_every: 2d\n");
@@ -372,7 +342,7 @@ START_TEST(test_policy_two_user_files_overriding_one_builtin_conflict)
 	struct rk_policy_set *set = NULL;
 	struct rk_error err = { 0 };
 
-	snprintf(dir, sizeof(dir), "%s/t-XXXXXX", base_dir);
+	snprintf(dir, sizeof(dir), "%s/t-XXXXXX", rk_test_base_dir);
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 	write_in(dir, "a.yaml", "name: strict\nrotate_every: 1d\n");
 	write_in(dir, "b.yaml", "name: strict\nrotate_every: 2d\n");
@@ -390,7 +360,7 @@ START_TEST(test_policy_dir_errors_name_the_file)
 	struct rk_policy_set *set = NULL;
 	struct rk_error err = { 0 };
 
-	snprintf(dir, sizeof(dir), "%s/t-XXXXXX", base_dir);
+	snprintf(dir, sizeof(dir), "%s/t-XXXXXX", rk_test_base_dir);
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 	write_in(dir, "broken.yaml", "name: broken\nrotate_every: 1d\nbogus: 1\n");
 	ck_assert_int_eq(rk_policy_set_load(&set, dir, &err), RK_EINVAL);
@@ -411,7 +381,7 @@ policy_suite(void)
 	Suite *s = suite_create("policy");
 	TCase *tc = tcase_create("core");
 
-	tcase_add_unchecked_fixture(tc, base_setup, base_teardown);
+	tcase_add_unchecked_fixture(tc, rk_test_base_setup, rk_test_base_teardown);
 	tcase_add_test(tc, test_policy_builtins_are_all_loaded);
 	tcase_add_test(tc, test_policy_default_is_strong_enough_for_production);
 	tcase_add_test(tc, test_policy_parse_reads_every_field);

@@ -11,4 +11,11 @@
 #include "suites.h"
 #undef X
 
+/* tests/unit/unit.c: a base directory per test case (an unchecked fixture). */
+extern char rk_test_base_dir[64];
+void rk_test_base_setup(void);
+void rk_test_base_teardown(void);
+/* Removes a directory tree (nftw, no symlinks followed). */
+void rk_test_rm_rf(const char *dir);
+
 #endif
