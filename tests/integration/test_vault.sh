@@ -201,6 +201,24 @@ for inj in '{"action":"truncated"}' '{"action":"html"}' '{"action":"big","bytes"
 done
 admin DELETE inject >/dev/null
 
+# ---- no Vault value in rekey's output, debug logs, DB or audit log ----
+"$REKEY_BIN" --log-level debug rotate app/db ar/db k8s/db >"$T/leak.out" 2>"$T/leak.err"
+"$REKEY_BIN" --log-level debug --output json audit >>"$T/leak.out" 2>>"$T/leak.err"
+sqlite3 "$T/var/rekey.db" .dump >"$T/leak.db"
+admin GET state | python3 -c "
+import json,sys
+d=json.load(sys.stdin)
+for p,k in d['namespaces']['']['mounts']['secret']['keys'].items():
+    for v in k['versions'].values():
+        for val in (v.get('data') or {}).values():
+            if isinstance(val,str) and len(val)>=20: print(val)" >"$T/vault-values"
+n=$(grep -c . "$T/vault-values")
+leaked=0
+while IFS= read -r val; do
+	grep -qF -- "$val" "$T/leak.out" "$T/leak.err" "$T/leak.db" "$T/var/rekey.db" && leaked=$((leaked + 1))
+done <"$T/vault-values"
+check "none of $n generated Vault values in stdout, debug logs, the DB or the audit log" [ "$n" -ge 8 -a "$leaked" = 0 ]
+
 # ---- doctor ----
 expect_rc "doctor passes with a root token" 0 rk doctor
 check "  checks reachability" contains "$T/out" "reachable and healthy"
