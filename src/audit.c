@@ -42,10 +42,10 @@ rk_audit(struct rk_ctx *ctx, const char *event, const char *subject, const json_
 	if ((text = detail ? json_dumps(detail, JSON_COMPACT | JSON_SORT_KEYS) : strdup("{}")) == NULL)
 		return rk_error_set(err, RK_ENOMEM, "out of memory");
 	if ((r = rk_store_audit_last(ctx->store, &seq, prev, sizeof(prev), err)) < 0 ||
-	    (r = row_mac(ctx->keys, seq + 1, ts, ctx->actor, event, subject, text, prev, mac,
+	    (r = row_mac(ctx->keys, seq + 1, ts, rk_ctx_actor(ctx), event, subject, text, prev, mac,
 			 err)) < 0)
 		goto out;
-	r = rk_store_audit_insert(ctx->store, seq + 1, ts, ctx->actor, event, subject, text, prev,
+	r = rk_store_audit_insert(ctx->store, seq + 1, ts, rk_ctx_actor(ctx), event, subject, text, prev,
 				  mac, err);
 out:
 	free(text);

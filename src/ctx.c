@@ -20,16 +20,8 @@
 void
 rk_ctx_init(struct rk_ctx *ctx)
 {
-	char host[64] = "localhost";
-	const char *user = getenv("USER");
-	struct passwd *pw;
-
 	memset(ctx, 0, sizeof(*ctx));
 	ctx->lock_fd = -1;
-	if (user == NULL && (pw = getpwuid(getuid())) != NULL)
-		user = pw->pw_name;
-	gethostname(host, sizeof(host) - 1);
-	snprintf(ctx->actor, sizeof(ctx->actor), "%s@%s", user ? user : "unknown", host);
 #ifdef RK_FAULT_INJECTION
 	/* Test builds only: a fixed clock so tests can move time. */
 	{
@@ -124,6 +116,23 @@ rk_ctx_provider(struct rk_ctx *ctx, const char *name, struct rk_provider **out,
 	}
 	return rk_error_set(err, RK_EINVAL, "provider '%s' is not configured in %s", name,
 			    ctx->cfg->path);
+}
+
+const char *
+rk_ctx_actor(struct rk_ctx *ctx)
+{
+	/* Lazily: a user lookup may talk to nscd/sssd, which the guard must not. */
+	if (ctx->actor[0] == '\0') {
+		char host[64] = "localhost";
+		const char *user = getenv("USER");
+		struct passwd *pw;
+
+		if (user == NULL && (pw = getpwuid(getuid())) != NULL)
+			user = pw->pw_name;
+		gethostname(host, sizeof(host) - 1);
+		snprintf(ctx->actor, sizeof(ctx->actor), "%s@%s", user ? user : "unknown", host);
+	}
+	return ctx->actor;
 }
 
 int64_t

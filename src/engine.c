@@ -666,6 +666,7 @@ finish_run(struct rk_ctx *ctx, const char *run_id, const char *kind, struct job 
 		}
 	}
 	rk_log(RK_LOG_INFO, "run.finished", "run_id", run_id, "result", status, NULL);
+	rk_log_set_run(NULL);
 	*report = rep;
 	return 0;
 }
@@ -698,6 +699,7 @@ rk_engine_rotate(struct rk_ctx *ctx, const json_t *names, const struct rk_rotate
 		if (r < 0)
 			goto out;
 	}
+	rk_log_set_run(run_id);
 	rk_log(RK_LOG_INFO, "run.started", "run_id", run_id, "kind", kind, NULL);
 	for (i = 0; i < n; i++) {
 		struct job *j = &jobs[i];
@@ -736,6 +738,7 @@ resume_run(struct rk_ctx *ctx, const json_t *run, json_t **report, struct rk_err
 		r = rk_error_set(err, RK_ENOMEM, "out of memory");
 		goto out;
 	}
+	rk_log_set_run(run_id);
 	rk_log(RK_LOG_INFO, "run.resumed", "run_id", run_id, NULL);
 	for (i = 0; i < n; i++) {
 		struct job *j = &jobs[i];
@@ -974,6 +977,7 @@ rk_engine_rollback(struct rk_ctx *ctx, const char *name, const char *to, json_t 
 	if ((r = rk_provider_read(j.prov, loc, &curval, &cur, err)) < 0)
 		goto out;
 	rk_new_run_id(run_id, sizeof(run_id), rk_now(ctx));
+	rk_log_set_run(run_id);
 	snprintf(j.rot.run_id, sizeof(j.rot.run_id), "%s", run_id);
 	snprintf(j.rot.secret, sizeof(j.rot.secret), "%s", name);
 	snprintf(j.rot.state, sizeof(j.rot.state), "planned");

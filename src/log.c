@@ -15,6 +15,14 @@
 
 static enum rk_log_level g_level = RK_LOG_INFO;
 static int g_json = 1;
+/* Per thread, like systemd's log context: rotations may run on several threads. */
+static _Thread_local char t_run_id[64];
+
+void
+rk_log_set_run(const char *run_id)
+{
+	snprintf(t_run_id, sizeof(t_run_id), "%s", run_id ? run_id : "");
+}
 
 static const char *const level_names[] = { "debug", "info", "warn", "error" };
 
@@ -129,6 +137,27 @@ vlog(enum rk_log_level level, const char *event, va_list ap)
 		put(&l, level_names[level], strlen(level_names[level]));
 		put(&l, " ", 1);
 		put(&l, event, strlen(event));
+	}
+	{
+		/* The thread's run, unless the line names a run itself. */
+		va_list probe;
+		int named = 0;
+		va_copy(probe, ap);
+		while ((k = va_arg(probe, const char *)) != NULL) {
+			v = va_arg(probe, const char *);
+			if (v != NULL && strcmp(k, "run_id") == 0)
+				named = 1;
+		}
+		va_end(probe);
+		if (!named && t_run_id[0] != '\0') {
+			if (g_json) {
+				put(&l, ",\"run_id\":", 10);
+				puts_json(&l, t_run_id);
+			} else {
+				put(&l, " run_id=", 8);
+				puts_text_value(&l, t_run_id);
+			}
+		}
 	}
 	while ((k = va_arg(ap, const char *)) != NULL) {
 		v = va_arg(ap, const char *);

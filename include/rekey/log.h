@@ -23,6 +23,13 @@ int rk_log_parse_level(const char *s, enum rk_log_level *out);
  * result, error, msg, or anything else; a NULL value skips the pair.
  */
 void rk_log(enum rk_log_level level, const char *event, ...);
+/*
+ * The run this thread works for: every line it logs carries this run_id
+ * unless the line names one itself (so provider and HTTP lines of a run are
+ * attributable). Thread-local; NULL clears it.
+ */
+void rk_log_set_run(const char *run_id);
+
 /* Logs an error with the struct's message: "<what>: <err->msg>". */
 void rk_log_err(const struct rk_error *err, const char *fmt, ...) RK_PRINTF(2, 3);
 

@@ -97,6 +97,16 @@ expect_rc "unknown secret" 2 rk rotate nosuch
 expect_rc "rotate without names is a usage error" 2 rk rotate
 expect_rc "get of an unknown secret" 1 rk get nosuch
 
+# ---- logs: one JSON object a line, a run_id on every line of a run ----
+"$REKEY_BIN" --log-level debug --log-format json rotate one old >/dev/null 2>"$T/log.json"
+check "every log line of a run is JSON with a run_id" python3 -c "
+import json
+lines=[json.loads(l) for l in open('$T/log.json')]
+assert len(lines) >= 8, len(lines)
+for l in lines:
+    assert {'ts','level','event','run_id'} <= set(l), l
+assert len({l['run_id'] for l in lines}) == 1"
+
 # ---- needs_attention after max_attempts failures ----
 cat >"$T/policy/failing.yaml" <<EOP
 name: failing

@@ -129,6 +129,17 @@ expect_rc "entrypoint: a good secret starts the app" 0 env DB_PASSWORD="$STRONG"
 check "  with its arguments intact" sh -c "grep -qx 'started with: a b c' '$APP_MARK'"
 expect_rc "entrypoint: no command is a usage error" 2 sh "$ENTRY" --env-var DB_PASSWORD
 
+# ---- the guard touches neither the network nor the state DB unless asked ----
+if command -v strace >/dev/null 2>&1 && strace -f -o /dev/null true 2>/dev/null; then
+	env DB_PASSWORD="$STRONG" strace -f -qq -e trace=connect,socket,openat -o "$T/strace" \
+		"$REKEY_BIN" guard --env-var DB_PASSWORD --rules "$T/rules.yaml" --warn-only >/dev/null 2>&1
+	check "no socket opened by a plain guard" sh -c "! grep -q 'socket(\|connect(' '$T/strace'"
+	check "no state DB or key file opened" sh -c "! grep -q 'rekey.db\|master.key\|fingerprint.key' '$T/strace'"
+	env DB_PASSWORD="$STRONG" strace -f -qq -e trace=openat -o "$T/strace2" \
+		"$REKEY_BIN" guard --env-var DB_PASSWORD --secret prod/db >/dev/null 2>&1
+	check "(control: --secret does open the state DB)" grep -q 'rekey.db' "$T/strace2"
+fi
+
 # ---- no tested value ever appears in the guard's output ----
 env DB_PASSWORD="$STAGING" V=changeme W="$STRONG" "$REKEY_BIN" --log-level debug guard --env-var DB_PASSWORD \
 	--env-var V --env-var W --file "$T/mounted" --secret prod/db --inventory --environment production \
