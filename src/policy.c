@@ -2,6 +2,7 @@
  * Policy files: parsing, validation and the set of known policies.
  */
 #include <dirent.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,6 +122,43 @@ parse_hook(struct rk_hook *h, const struct rk_doc *doc, const json_t *obj, const
 	return strlist(&h->argv, argv, err);
 }
 
+/*
+ * Shortest value a generator makes and the entropy it draws (bits), to check
+ * a policy against its own guards. A template counts its inner password only.
+ */
+static void
+gen_bounds(const struct rk_gen *g, size_t *len, double *bits)
+{
+	size_t alphabet = 0;
+
+	switch (g->type) {
+	case RK_GEN_PASSWORD:
+		for (unsigned c = RK_CLASS_UPPER; c <= RK_CLASS_SYMBOL; c <<= 1)
+			if (g->classes & c)
+				alphabet += strlen(rk_gen_class_chars(c));
+		*len = g->length;
+		*bits = alphabet > 1 ? (double)g->length * log2((double)alphabet) : 0;
+		return;
+	case RK_GEN_BYTES:
+		*bits = 8.0 * (double)g->length;
+		*len = g->encoding == RK_ENC_HEX ? 2 * g->length
+		       : g->encoding == RK_ENC_BASE64URL ? (4 * g->length + 2) / 3
+							: 4 * ((g->length + 2) / 3);
+		return;
+	case RK_GEN_ED25519:
+	case RK_GEN_X25519:
+		*bits = 252;	/* a 32-byte seed or clamped scalar */
+		*len = 100;	/* the PEM is longer still */
+		return;
+	case RK_GEN_TEMPLATE:
+		gen_bounds(g->inner, len, bits);
+		*len = strlen(g->tmpl);	/* placeholders are replaced by longer text */
+		return;
+	}
+	*len = 0;
+	*bits = 0;
+}
+
 static int
 parse_doc(struct rk_policy **out, const struct rk_doc *doc, struct rk_error *err)
 {
@@ -214,6 +252,20 @@ parse_doc(struct rk_policy **out, const struct rk_doc *doc, struct rk_error *err
 		goto out;
 	}
 	p->max_attempts = (int)rk_doc_int(root, "max_attempts", RK_DEFAULT_MAX_ATTEMPTS);
+	/* A generator whose values its own guards would refuse is a policy bug: say so now. */
+	{
+		size_t len;
+		double bits;
+		gen_bounds(p->gen, &len, &bits);
+		if (len < p->min_length || bits < p->min_entropy_bits) {
+			r = rk_doc_error_key(err, doc, root, "generator", RK_EINVAL,
+					     "the generator makes values of %zu characters and about "
+					     "%.0f bits, but the guards ask for at least %zu characters "
+					     "and %.0f bits", len, bits, p->min_length,
+					     p->min_entropy_bits);
+			goto out;
+		}
+	}
 	*out = p;
 	p = NULL;
 	r = 0;

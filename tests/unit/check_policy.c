@@ -284,6 +284,34 @@ START_TEST(test_policy_bad_generator_is_an_error_at_its_position)
 }
 END_TEST
 
+START_TEST(test_policy_generator_must_satisfy_its_own_guards)
+{
+	static const char *const bad[] = {
+		"name: p\nrotate_every: 1d\ngenerator: {type: password, length: 12}\n"
+		"guards: {min_length: 16}\n",
+		"name: p\nrotate_every: 1d\ngenerator: {type: password, length: 20, classes: [digit]}\n"
+		"guards: {min_entropy_bits: 80}\n",
+		"name: p\nrotate_every: 1d\ngenerator: {type: bytes, length: 8, encoding: hex}\n"
+		"guards: {min_entropy_bits: 128}\n",
+	};
+	static const char good[] =
+		"name: p\nrotate_every: 1d\ngenerator: {type: bytes, length: 16, encoding: hex}\n"
+		"guards: {min_length: 32, min_entropy_bits: 128}\n";
+	struct rk_policy *p = NULL;
+	struct rk_error err = { 0 };
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		rk_error_clear(&err);
+		ck_assert_int_eq(rk_policy_parse(&p, "p.yaml", bad[i], strlen(bad[i]), &err), RK_EINVAL);
+		ck_assert_msg(strstr(err.msg, "p.yaml:3:") != NULL, "%s", err.msg);
+		ck_assert_msg(strstr(err.msg, "the guards ask for") != NULL, "%s", err.msg);
+	}
+	rk_error_clear(&err);
+	ck_assert_msg(rk_policy_parse(&p, "p.yaml", good, strlen(good), &err) == 0, "%s", err.msg);
+	rk_policy_free(p);
+}
+END_TEST
+
 START_TEST(test_policy_dir_file_overrides_builtin_of_same_name)
 {
 	char dir[96], path[160];
@@ -293,7 +321,8 @@ START_TEST(test_policy_dir_file_overrides_builtin_of_same_name)
 
 	snprintf(dir, sizeof(dir), "%s/t-XXXXXX", rk_test_base_dir);
 	ck_assert_ptr_nonnull(mkdtemp(dir));
-	write_in(dir, "default.yaml", "name: default\nrotate_every: 7d\nguards: {min_length: 40}\n");
+	write_in(dir, "default.yaml", "name: default\nrotate_every: 7d\nguards: {min_length: 40}\n"
+				      "generator: {type: password, length: 48}\n");
 	write_in(dir, "team.yml", "name: team\nrotate_every: 2d\n");
 	write_in(dir, "extra.json", "{\"name\": \"json-one\", \"rotate_every\": \"3d\"}");
 	write_in(dir, "notes.txt", "this is not a policy: [");
@@ -397,6 +426,7 @@ policy_suite(void)
 	tcase_add_test(tc, test_policy_max_attempts_huge_is_not_truncated_into_range);
 	tcase_add_test(tc, test_policy_guards_out_of_range);
 	tcase_add_test(tc, test_policy_bad_generator_is_an_error_at_its_position);
+	tcase_add_test(tc, test_policy_generator_must_satisfy_its_own_guards);
 	tcase_add_test(tc, test_policy_dir_file_overrides_builtin_of_same_name);
 	tcase_add_test(tc, test_policy_two_user_files_with_same_name_name_both_files);
 	tcase_add_test(tc, test_policy_two_user_files_overriding_one_builtin_conflict);
