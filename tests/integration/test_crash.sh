@@ -31,6 +31,9 @@ secrets:
       - exec: [sh, $T/count.sh, $T/restarts]
 EOI
 
+check "the release binary has no crash points" sh -c "! grep -aq REKEY_FAULT '$REKEY_BIN'"
+check "(control: the fault build has them)" grep -aq REKEY_FAULT "$REKEY_FAULT_BIN"
+
 json_field() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 
 for point in planned generated stage-call staged verified set promote-call promoted \
