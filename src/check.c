@@ -37,9 +37,11 @@
  *   marker word of 7+ letters, a short marker word standing alone between
  *   separators, runs of x's or stars). Each comment gives the odds that a
  *   random value trips it, since a guard that refuses a freshly generated
- *   secret stops a deployment: all are far below 1e-6, and 5 million values
- *   each of random base64, base64url and 32-character passwords over the
- *   generator's alphabet were all accepted.
+ *   secret stops a deployment. Rules were tightened until 60 million values
+ *   each of random base64 and base64url (32 bytes) and of 32-character
+ *   passwords over rekey's alphabet and over 90 printable symbols were all
+ *   accepted; the values that earlier rules refused are rows of the unit
+ *   test table.
  * - zxcvbn needs sodium_init() first (its copy is sodium_malloc'd). The
  *   library clears its own reversed copy of the value; what it leaves on its
  *   stack is out of our reach.
@@ -411,6 +413,53 @@ defaults_match(const struct rk_defaults *d, struct view v)
 enum ph_kind { PH_NONE, PH_TEMPLATE, PH_FILLER, PH_MARKER };
 
 static int
+is_upper(unsigned char c)
+{
+	return c >= 'A' && c <= 'Z';
+}
+
+/*
+ * Written by a person: words and numbers between separators ("your-api-key",
+ * "TODO: set before deploy", "SECRET_KEY_2", "ApiKey"), never a run that
+ * mixes letters and digits, holds other symbols, or is cased at random (two
+ * capitals in a row in a run that is not all capitals). Random text of 20
+ * characters or more passes with odds below 1e-6, which is what lets the
+ * short-word rules below stay quiet on generated values: without it,
+ * "todo_", "YOUR_" or "XXXx." at the start of random base64url or passwords
+ * showed up 5 times in 45 million.
+ */
+static int
+is_wordy(struct view v)
+{
+	size_t i = 0;
+
+	while (i < v.n) {
+		if (is_sep(v.p[i])) {
+			i++;
+			continue;
+		}
+		if (is_alpha(v.p[i])) {
+			size_t start = i, upper = 0;
+			int adjacent = 0;
+
+			for (; i < v.n && is_alpha(v.p[i]); i++) {
+				upper += is_upper(v.p[i]);
+				adjacent |= i > start && is_upper(v.p[i]) && is_upper(v.p[i - 1]);
+			}
+			if (adjacent && upper != i - start)
+				return 0;
+		} else if (is_digit(v.p[i]))
+			while (i < v.n && is_digit(v.p[i]))
+				i++;
+		else
+			return 0;
+		if (i < v.n && !is_sep(v.p[i]))
+			return 0;
+	}
+	return 1;
+}
+
+static int
 is_ident(struct view v)
 {
 	if (v.n == 0 || is_digit(v.p[0]))
@@ -434,37 +483,100 @@ wrapped(struct view v, const char *open, const char *close, struct view *inner)
 }
 
 /*
+ * A variable name as people write them: SECRET_KEY, db_password, API2. Every
+ * run of letters is one case, which random text almost never manages (a
+ * generated password "__" + 28 letters and '_' + "__" turned up once in 40
+ * million when mixed case still counted).
+ */
+static int
+is_snake(struct view v)
+{
+	if (!is_ident(v))
+		return 0;
+	for (size_t i = 0; i < v.n; i++) {
+		int upper = 0, lwr = 0;
+
+		while (i < v.n && is_alpha(v.p[i])) {
+			upper |= is_upper(v.p[i]);
+			lwr |= !is_upper(v.p[i]);
+			i++;
+		}
+		if (upper && lwr)
+			return 0;
+	}
+	return 1;
+}
+
+/*
+ * A command line ("$(cat /run/secrets/db)"): plain characters and at least
+ * one space between a command and its argument, which generated passwords
+ * never hold (a full printable alphabet without the space made one such
+ * "$(...)" in 30 million).
+ */
+static int
+is_command(struct view v)
+{
+	int space = 0;
+
+	for (size_t i = 0; i < v.n; i++) {
+		unsigned char c = v.p[i];
+
+		/* strchr finds the terminator: a NUL byte must not count as plain. */
+		if (!is_alnum(c) && !is_sep(c) && (c == '\0' || strchr("/=+@,", c) == NULL))
+			return 0;
+		space |= c == ' ';
+	}
+	return space;
+}
+
+/* NAME, or NAME, a shell operator and words: ${NAME:-dev}, ${NAME:?must be set}. */
+static int
+is_var_ref(struct view v)
+{
+	size_t i = 0;
+
+	while (i < v.n && (is_alnum(v.p[i]) || v.p[i] == '_'))
+		i++;
+	if (!is_ident((struct view){ v.p, i }))
+		return 0;
+	if (i == v.n)
+		return 1;
+	if (v.p[i] == ':')
+		i++;
+	if (i == v.n || v.p[i] == '\0' || strchr("-?=+", v.p[i]) == NULL)
+		return 0;
+	i++;
+	return is_wordy((struct view){ v.p + i, v.n - i });
+}
+
+/*
  * Unrendered templates and unexpanded variables, as the whole value. Base64
- * and rekey's password alphabet have none of these frames but "__"; for
- * random printable ASCII (94 symbols) "${" + "}" has odds of 1e-6, "{{" +
- * "}}" 1e-8, and the short frames ('<' '>', '%' '%', '$', '__') also need an
- * inside without symbols, which 30 random characters have with odds below
- * 1e-4.
+ * and rekey's password alphabet hold none of these frames but "__"; a
+ * password from a full printable alphabet (84-94 symbols) opens and closes
+ * with "${" + "}" once in 600 000, so every frame also needs an inside that
+ * reads like a name, words, a command or (for "{{ .Values.x }}") has a
+ * space. Random text without spaces reads like words (is_wordy) with odds
+ * below 1e-5, like a one-case name (is_snake) far below.
  */
 static int
 is_template(struct view v)
 {
 	struct view in;
 
-	if (wrapped(v, "${", "}", &in) || wrapped(v, "{{", "}}", &in) ||
-	    wrapped(v, "#{", "}", &in) || wrapped(v, "$(", ")", &in))
-		return 1;
-	if (wrapped(v, "<", ">", &in)) {
-		int letter = 0;
-
-		for (size_t i = 0; i < in.n; i++) {
-			unsigned char c = in.p[i];
-
-			if (!is_alnum(c) && !is_sep(c) && c != '@' && c != '/')
-				return 0;
-			letter |= is_alpha(c);
-		}
-		return letter;
-	}
+	if (wrapped(v, "{{", "}}", &in))
+		return is_wordy(in) || memchr(in.p, ' ', in.n) != NULL;
+	if (wrapped(v, "${", "}", &in))
+		return is_var_ref(in);
+	if (wrapped(v, "$(", ")", &in))
+		return is_command(in);
+	if (wrapped(v, "#{", "}", &in) || wrapped(v, "<", ">", &in))
+		return is_wordy(in);
 	if (wrapped(v, "%", "%", &in) || wrapped(v, "__", "__", &in))
-		return is_ident(in);
-	if (v.n >= 2 && v.p[0] == '$')
-		return is_ident((struct view){ v.p + 1, v.n - 1 });
+		return is_snake(in);
+	if (v.n >= 2 && v.p[0] == '$') {
+		in = (struct view){ v.p + 1, v.n - 1 };
+		return is_snake(in);
+	}
 	return 0;
 }
 
@@ -484,39 +596,29 @@ is_x(unsigned char c)
 	return c == 'x' || c == 'X';
 }
 
-/* Only letters and separators: words, as a placeholder spells them. */
-static int
-is_wordy(struct view v)
-{
-	for (size_t i = 0; i < v.n; i++)
-		if (!is_alpha(v.p[i]) && !is_sep(v.p[i]))
-			return 0;
-	return 1;
-}
-
 /*
  * Filler: x's, one character repeated, masked values. A leading "xxx" is
  * not enough on its own: one random base64url value in a million starts
- * with "xXx-" (measured: 4 in 3 million), so it counts when words follow
- * ("XXX_REPLACE_ME", "xxx-your-key"; random text after it is wordy with odds
- * of 1/300) or a second run of three x's does (1e-3 more). Further in, only
- * a run of six of the same x counts ("sk_live_xxxxxxxx"): a mixed-case run
- * like "xxxXxx" turned up once in 5 million random base64 values, one
- * case has odds of 1e-9. Stars do not occur in base64, and a password needs
- * four leading or five in a row (1e-8).
+ * with "xXx-" (measured: 4 in 3 million), so it counts in a wordy value
+ * when a separator or a second run of three x's follows ("XXX_REPLACE_ME",
+ * "xxx-your-key", "xxxx-xxxx-1234"). Further in, only
+ * a run of six of the same x or star counts ("sk_live_xxxxxxxx"): a
+ * mixed-case run like "xxxXxx" turned up once in 5 million random base64
+ * values, one case has odds of 1e-9 (1e-11 for a star in a 90-symbol
+ * alphabet), as do values that are half stars.
  */
 static int
 is_filler(struct view v)
 {
-	size_t k, lead;
+	size_t k, lead, stars = 0;
 
 	if (v.n == 0)
 		return 0;
 	lead = run_at(v, 0, is_x);
 	if (lead == v.n)
 		return 1;
-	if (lead >= 3) {
-		if (is_sep(v.p[lead]) && is_wordy((struct view){ v.p + lead, v.n - lead }))
+	if (lead >= 3 && is_wordy(v)) {
+		if (is_sep(v.p[lead]))
 			return 1;
 		for (size_t i = lead; i < v.n; i++)
 			if (run_at(v, i, is_x) >= 3)
@@ -527,12 +629,15 @@ is_filler(struct view v)
 
 		while (i + same < v.n && v.p[i + same] == v.p[i])
 			same++;
-		if (is_x(v.p[i]) && same >= 6)
+		if ((is_x(v.p[i]) || v.p[i] == '*') && same >= 6)
 			return 1;
-		if (v.p[i] == '*' && (same >= 5 || (i == 0 && same >= 4)))
-			return 1;
+		if (v.p[i] == '*')
+			stars += same;
 		i += same - 1;
 	}
+	/* "****1234": a dashboard's masked copy, half stars or more. */
+	if (stars >= 4 && stars * 2 >= v.n)
+		return 1;
 	/* One character repeated, by code point so "•••" counts; "ab" is too short to say. */
 	k = char_len(v.p, v.n);
 	if (v.n / k >= 3 && v.n % k == 0) {
@@ -552,31 +657,49 @@ is_filler(struct view v)
 }
 
 /*
- * Does `word` (lower case, no separators) occur in v when separators are
- * skipped and case folded? "Please-Change_Me" contains "changeme".
+ * Does `word` occur at v[i..] when separators are skipped, written the way
+ * people write it? "Please-Change_Me" and "PLACEHOLDER" contain a marker,
+ * "nOtreaL" in the middle of random base64 (found once in 40 million) does
+ * not. `word` is lower case except for capitals where its own words start
+ * ("changeMe"); a letter may be a capital there, at the start of the match,
+ * after a separator, or anywhere if every matched letter is one. Random
+ * letters are cased like that with odds of about 1/30 for 7 letters.
  */
 static int
-contains_compact(struct view v, const char *word)
+match_marker(struct view v, size_t i, const char *word)
 {
-	for (size_t i = 0; i < v.n; i++) {
-		size_t j = i;
-		const char *w = word;
+	const char *w = word;
+	int all_upper = 1, stray_upper = 0;
 
-		if (is_sep(v.p[i]))
+	if (i < v.n && is_sep(v.p[i]))
+		return 0;
+	for (size_t j = i; *w != '\0'; j++) {
+		unsigned char c;
+
+		if (j == v.n)
+			return 0;
+		c = v.p[j];
+		if (is_sep(c))
 			continue;
-		while (*w != '\0' && j < v.n) {
-			if (is_sep(v.p[j])) {
-				j++;
-				continue;
-			}
-			if (lower(v.p[j]) != (unsigned char)*w)
-				break;
-			j++;
-			w++;
+		if (lower(c) != lower((unsigned char)*w))
+			return 0;
+		if (is_upper(c)) {
+			if (j != i && !is_upper((unsigned char)*w) && !is_sep(v.p[j - 1]))
+				stray_upper = 1;
+		} else if (is_alpha(c)) {
+			all_upper = 0;
 		}
-		if (*w == '\0')
-			return 1;
+		w++;
 	}
+	return all_upper || !stray_upper;
+}
+
+static int
+contains_marker(struct view v, const char *word)
+{
+	for (size_t i = 0; i < v.n; i++)
+		if (match_marker(v, i, word))
+			return 1;
 	return 0;
 }
 
@@ -584,7 +707,7 @@ contains_compact(struct view v, const char *word)
  * `word` stands alone: each side is the value's edge or a separator (both
  * edges: the whole value). Three-letter words accept only a space or ':'
  * beside them, as in "TBD: ask ops": '-' and '_' are base64url symbols and
- * "tbd-" would open one random base64url value in a million.
+ * "tbd-" opens one random base64url value in a million.
  */
 static int
 has_token(struct view v, const char *word)
@@ -606,31 +729,38 @@ has_token(struct view v, const char *word)
 
 /*
  * Marker words. Seven letters or more may appear anywhere (random base64
- * contains a given 7-letter word with odds of 1e-9); shorter ones must
- * stand alone. "your-..." is how documentation says "put yours here".
+ * holds a given 7-letter word, cased as match_marker wants, with odds of
+ * 4e-11); shorter ones must stand alone in a wordy value. "your-..." is how
+ * documentation says "put yours here"; "your" and a separator also needs a
+ * wordy value, "yourKey" and longer spellings do not.
  */
 static int
 is_marker(struct view v)
 {
 	static const char *const anywhere[] = {
-		"changeme", "changethis", "replaceme", "replacethis", "placeholder",
-		"example", "redacted", "insertyour", "enteryour", "goeshere", "fillmein",
-		"notreal", "notasecret",
+		"changeMe", "changeThis", "replaceMe", "replaceThis", "placeHolder",
+		"example", "redacted", "insertYour", "enterYour", "goesHere", "fillMeIn",
+		"notReal", "notASecret",
 	};
 	static const char *const alone[] = { "todo", "fixme", "tbd", "tba", "dummy", "xxx" };
-	static const char *const your[] = {
-		"your-", "your_", "your ", "your.", "yoursecret", "yourpassword", "yourkey",
-		"yourtoken", "yourapikey",
+	static const char *const your[] = { "your-", "your_", "your ", "your." };
+	static const char *const your_long[] = {
+		"yourSecret", "yourPassword", "yourKey", "yourToken", "yourApiKey",
 	};
 
 	for (size_t i = 0; i < sizeof(anywhere) / sizeof(anywhere[0]); i++)
-		if (contains_compact(v, anywhere[i]))
+		if (contains_marker(v, anywhere[i]))
+			return 1;
+	for (size_t i = 0; i < sizeof(your_long) / sizeof(your_long[0]); i++)
+		if (match_marker(v, 0, your_long[i]))
+			return 1;
+	if (!is_wordy(v))
+		return 0;
+	for (size_t i = 0; i < sizeof(your) / sizeof(your[0]); i++)
+		if (starts_with(v, your[i]))
 			return 1;
 	for (size_t i = 0; i < sizeof(alone) / sizeof(alone[0]); i++)
 		if (has_token(v, alone[i]))
-			return 1;
-	for (size_t i = 0; i < sizeof(your) / sizeof(your[0]); i++)
-		if (starts_with(v, your[i]))
 			return 1;
 	return 0;
 }

@@ -241,6 +241,7 @@ static const struct row {
 	{ "<must-be-changed>", H | E },
 	{ "${DB_PASSWORD}", H | L | E },
 	{ "${SECRET_KEY:-changeme}", H },
+	{ "${API_TOKEN-unset}", H },
 	{ "{{ .Values.secret }}", H },
 	{ "{{SECRET}}", H | L | E },
 	{ "%API_KEY%", H | L | E },
@@ -270,6 +271,8 @@ static const struct row {
 	{ "change-me", H | L | E },
 	{ "changeme123", H | L | E },
 	{ "please-change-me", H | E },
+	{ "PleaseChangeMe", H | L | E },
+	{ "PLEASE_CHANGE_ME_NOW", H | E },
 	{ "Change_Me_Please_2024", H | E },
 	{ "this-is-just-an-example-key-4f9a", H },
 	{ "placeholder", H | L | E },
@@ -282,6 +285,8 @@ static const struct row {
 	{ "aaaaaaaaaaaaaaaaaaaaaaaa", H | E },
 	{ "0000000000000000", H | E },
 	{ "********", H | L | E },
+	{ "****1234", H | L | E },
+	{ "sk_live_******************abcd", H | E },
 	{ "\xe2\x80\xa2\xe2\x80\xa2\xe2\x80\xa2\xe2\x80\xa2\xe2\x80\xa2\xe2\x80\xa2"
 	  "\xe2\x80\xa2\xe2\x80\xa2\xe2\x80\xa2\xe2\x80\xa2\xe2\x80\xa2\xe2\x80\xa2"
 	  "\xe2\x80\xa2\xe2\x80\xa2\xe2\x80\xa2\xe2\x80\xa2", H | E },
@@ -328,6 +333,11 @@ static const struct row {
 	{ "toDO-T2gCJWqH7hfeF_j6pFnJSElLwaQFihTiMCx87c", OK },
 	{ "__Rk8vQ2mL7pW4nT9cB3xK6y__", OK },
 	{ "__WBUiu_suZdrGIvBiNLaefPDMWXBp__", OK },
+	{ "XXXx.hDkXBsARZiFk-K-EgrBjkXgYMiT", OK },
+	{ "j/htpW3q7sKRN0nOtreaL3FcIE7++QWovFCMHTLVnV8=", OK },
+	{ "j_htpW3q7sKRN0nOtreaL3FcIE7--QWovFCMHTLVnV8", OK },
+	{ "wd}*****BE~S}9r$-w0E$deGHSksNr!u", OK },
+	{ "****L8&&$bodq{^$KP)C6;jVT&j63drZ", OK },
 	/* Mixed case is not a variable name to the template rule; zxcvbn still sees words. */
 	{ "$DbPasswordFromVaultLater", E },
 	/* Random passwords that happen to open and close like a template. */
@@ -337,6 +347,10 @@ static const struct row {
 	{ "%Rk8vQ2mL7pW4nT9cB3xK6y%", OK },
 	{ "#{Rk8v!Q2mL#7pW4nT9cB3x}", OK },
 	{ "$(Rk8v!Q2mL#7pW4nT9cB3x)", OK },
+	{ "$(Ylp?XT_py9Ks@rbz,fw46,hv7m3Y4)", OK },
+	{ "{{Rk8v!Q2mL#7pW4nT9cB3x}}", OK },
+	{ "****Rk8v!Q2mL#7pW4nT9cB3x", OK },
+	{ "${Rk8v:-Q2mL7pW4nT9cB3xK6y}", OK },
 	{ "Kp4mTodoListR8vQ2zX7wN3cL", OK },
 	{ "changeitQ7rV2mZ9pL4wX8kT3n", OK },
 	{ "django-secure-Rk8vQ2mL7pW4nT9cB", OK },
