@@ -36,33 +36,6 @@ tmp_cleanup(struct tmp *t)
 	rk_test_rm_rf(t->dir);
 }
 
-static void
-write_text(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-
-	ck_assert_ptr_nonnull(f);
-	ck_assert_int_eq(fputs(text, f) >= 0, 1);
-	ck_assert_int_eq(fclose(f), 0);
-}
-
-/* err->msg starts with "name:line:col: " (col 0: any column). */
-static void
-assert_at(const struct rk_error *err, const char *name, int line, int col)
-{
-	char want[256];
-	int l = 0, c = 0;
-
-	snprintf(want, sizeof(want), "%s:", name);
-	ck_assert_msg(strncmp(err->msg, want, strlen(want)) == 0, "'%s' does not start with '%s'",
-		      err->msg, want);
-	ck_assert_msg(sscanf(err->msg + strlen(want), "%d:%d:", &l, &c) == 2,
-		      "no line:col in '%s'", err->msg);
-	ck_assert_msg(l == line, "line %d, expected %d: %s", l, line, err->msg);
-	if (col != 0)
-		ck_assert_msg(c == col, "column %d, expected %d: %s", c, col, err->msg);
-}
-
 /* Loads `text` written to a temp rekey.yaml; expects failure, returns the error. */
 static struct rk_error
 load_bad(struct tmp *t, const char *text)
@@ -70,7 +43,7 @@ load_bad(struct tmp *t, const char *text)
 	struct rk_config *c = NULL;
 	struct rk_error err = { 0 };
 
-	write_text(t->path, text);
+	rk_test_write(t->path, text);
 	ck_assert_int_eq(rk_config_load(&c, t->path, &err), RK_EINVAL);
 	ck_assert_ptr_null(c);
 	return err;
@@ -82,7 +55,7 @@ load_ok(struct tmp *t, const char *text)
 	struct rk_config *c = NULL;
 	struct rk_error err = { 0 };
 
-	write_text(t->path, text);
+	rk_test_write(t->path, text);
 	ck_assert_msg(rk_config_load(&c, t->path, &err) == 0, "%s", err.msg);
 	ck_assert_ptr_nonnull(c);
 	return c;
@@ -129,9 +102,9 @@ START_TEST(test_config_found_in_working_directory_then_env)
 
 	tmp_init(&t);
 	tmp_init(&t2);
-	write_text(t.path, "state_dir: /srv/from-cwd\n");
+	rk_test_write(t.path, "state_dir: /srv/from-cwd\n");
 	snprintf(other, sizeof(other), "%s/elsewhere.yaml", t2.dir);
-	write_text(other, "state_dir: /srv/from-env\n");
+	rk_test_write(other, "state_dir: /srv/from-env\n");
 	ck_assert_ptr_nonnull(getcwd(cwd, sizeof(cwd)));
 	ck_assert_int_eq(chdir(t.dir), 0);
 
@@ -202,7 +175,7 @@ START_TEST(test_config_unknown_top_level_key_names_file_line_col)
 
 	tmp_init(&t);
 	err = load_bad(&t, "state_dir: ./var\n\nstate_dri: ./other\n");
-	assert_at(&err, t.path, 3, 1);
+	rk_test_assert_at(&err, t.path, 3, 1);
 	ck_assert_ptr_nonnull(strstr(err.msg, "unknown key 'state_dri'"));
 	tmp_cleanup(&t);
 }
@@ -215,18 +188,18 @@ START_TEST(test_config_wrong_types_and_empty_state_dir_are_errors)
 
 	tmp_init(&t);
 	err = load_bad(&t, "state_dir: [a]\n");
-	assert_at(&err, t.path, 1, 12);
+	rk_test_assert_at(&err, t.path, 1, 12);
 	ck_assert_ptr_nonnull(strstr(err.msg, "'state_dir'"));
 
 	err = load_bad(&t, "providers: [local]\n");
-	assert_at(&err, t.path, 1, 0);
+	rk_test_assert_at(&err, t.path, 1, 0);
 
 	err = load_bad(&t, "state_dir: \"\"\n");
-	assert_at(&err, t.path, 1, 0);
+	rk_test_assert_at(&err, t.path, 1, 0);
 	ck_assert_ptr_nonnull(strstr(err.msg, "state_dir must not be empty"));
 
 	err = load_bad(&t, "server: {listen: x, tls: true}\n");
-	assert_at(&err, t.path, 1, 0);
+	rk_test_assert_at(&err, t.path, 1, 0);
 	ck_assert_ptr_nonnull(strstr(err.msg, "unknown key 'tls' in server"));
 
 	/* The root must be a mapping. */
@@ -243,7 +216,7 @@ START_TEST(test_config_yaml_errors_name_the_file)
 
 	tmp_init(&t);
 	err = load_bad(&t, "state_dir: ./var\nstate_dir: ./again\n");
-	assert_at(&err, t.path, 2, 1);
+	rk_test_assert_at(&err, t.path, 2, 1);
 	ck_assert_ptr_nonnull(strstr(err.msg, "duplicate key"));
 	tmp_cleanup(&t);
 }
@@ -256,7 +229,7 @@ START_TEST(test_config_unknown_provider_type_lists_known_types)
 
 	tmp_init(&t);
 	err = load_bad(&t, "providers:\n  vault:\n    type: hashicorp\n");
-	assert_at(&err, t.path, 3, 0);
+	rk_test_assert_at(&err, t.path, 3, 0);
 	ck_assert_ptr_nonnull(strstr(err.msg, "unknown provider type 'hashicorp'"));
 	ck_assert_ptr_nonnull(strstr(err.msg, "known: local"));
 	tmp_cleanup(&t);
@@ -270,11 +243,11 @@ START_TEST(test_config_provider_without_type_or_not_a_mapping)
 
 	tmp_init(&t);
 	err = load_bad(&t, "providers:\n  store: {max_versions: 3}\n");
-	assert_at(&err, t.path, 2, 0);
+	rk_test_assert_at(&err, t.path, 2, 0);
 	ck_assert_ptr_nonnull(strstr(err.msg, "'type'"));
 
 	err = load_bad(&t, "providers:\n  store: local\n");
-	assert_at(&err, t.path, 2, 0);
+	rk_test_assert_at(&err, t.path, 2, 0);
 	ck_assert_ptr_nonnull(strstr(err.msg, "must be a mapping"));
 	tmp_cleanup(&t);
 }
@@ -287,11 +260,11 @@ START_TEST(test_config_provider_subtree_is_checked_by_its_type)
 
 	tmp_init(&t);
 	err = load_bad(&t, "providers:\n  local: {type: local, address: x}\n");
-	assert_at(&err, t.path, 2, 0);
+	rk_test_assert_at(&err, t.path, 2, 0);
 	ck_assert_ptr_nonnull(strstr(err.msg, "unknown key 'address' in provider 'local'"));
 
 	err = load_bad(&t, "providers:\n  local: {type: local, max_versions: many}\n");
-	assert_at(&err, t.path, 2, 0);
+	rk_test_assert_at(&err, t.path, 2, 0);
 	ck_assert_ptr_nonnull(strstr(err.msg, "'max_versions'"));
 	tmp_cleanup(&t);
 }
@@ -310,7 +283,7 @@ START_TEST(test_config_provider_names_are_validated)
 		struct rk_error err;
 		snprintf(text, sizeof(text), "providers:\n  %s: {type: local}\n", bad[i]);
 		err = load_bad(&t, text);
-		assert_at(&err, t.path, 2, 0);
+		rk_test_assert_at(&err, t.path, 2, 0);
 		ck_assert_msg(strstr(err.msg, "1-63 characters") != NULL, "%s: %s", bad[i], err.msg);
 	}
 	for (size_t i = 0; i < RK_ARRAY_SIZE(good); i++) {
@@ -413,7 +386,7 @@ START_TEST(test_config_local_max_versions_bounds_checked_at_open)
 			ck_assert_msg(r == 0, "%s: %s", cases[i].v, err.msg);
 		} else {
 			ck_assert_msg(r == RK_EINVAL, "max_versions %s accepted", cases[i].v);
-			assert_at(&err, t.path, 4, 19);
+			rk_test_assert_at(&err, t.path, 4, 19);
 			ck_assert_ptr_nonnull(strstr(err.msg, "max_versions must be between 2 and 1000"));
 			ck_assert_str_eq(err.provider, "local");
 		}

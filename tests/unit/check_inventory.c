@@ -24,16 +24,6 @@ struct fx {
 	struct rk_policy_set *pols;
 };
 
-static void
-write_text(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-
-	ck_assert_ptr_nonnull(f);
-	ck_assert_int_eq(fputs(text, f) >= 0, 1);
-	ck_assert_int_eq(fclose(f), 0);
-}
-
 /* A temp dir with rekey.yaml = config_text, loaded, and the built-in policies. */
 static void
 fx_init(struct fx *f, const char *config_text)
@@ -45,7 +35,7 @@ fx_init(struct fx *f, const char *config_text)
 	ck_assert_ptr_nonnull(mkdtemp(f->dir));
 	snprintf(f->cfg_path, sizeof(f->cfg_path), "%s/rekey.yaml", f->dir);
 	snprintf(f->inv_path, sizeof(f->inv_path), "%s/inventory.yaml", f->dir);
-	write_text(f->cfg_path, config_text);
+	rk_test_write(f->cfg_path, config_text);
 	ck_assert_msg(rk_config_load(&f->cfg, f->cfg_path, &err) == 0, "%s", err.msg);
 	ck_assert_msg(rk_policy_set_load(&f->pols, NULL, &err) == 0, "%s", err.msg);
 }
@@ -64,7 +54,7 @@ load_ok(struct fx *f, const char *text)
 	json_t *specs = NULL;
 	struct rk_error err = { 0 };
 
-	write_text(f->inv_path, text);
+	rk_test_write(f->inv_path, text);
 	ck_assert_msg(rk_inventory_load(&specs, f->inv_path, f->cfg, f->pols, &err) == 0, "%s",
 		      err.msg);
 	ck_assert(json_is_array(specs));
@@ -80,7 +70,7 @@ load_bad(struct fx *f, const char *text, int line, int col, const char *what)
 	char want[200];
 	int l = 0, c = 0;
 
-	write_text(f->inv_path, text);
+	rk_test_write(f->inv_path, text);
 	ck_assert_msg(rk_inventory_load(&specs, f->inv_path, f->cfg, f->pols, &err) == RK_EINVAL,
 		      "accepted:\n%s", text);
 	ck_assert_ptr_null(specs);
@@ -186,7 +176,7 @@ START_TEST(test_inventory_empty_list_is_fine_missing_list_is_not)
 	{
 		json_t *none = NULL;
 		struct rk_error err = { 0 };
-		write_text(f.inv_path, "# nothing\n");
+		rk_test_write(f.inv_path, "# nothing\n");
 		ck_assert_int_eq(rk_inventory_load(&none, f.inv_path, f.cfg, f.pols, &err), RK_EINVAL);
 		ck_assert_ptr_null(none);
 		ck_assert_ptr_eq(strstr(err.msg, f.inv_path), err.msg);

@@ -27,30 +27,9 @@ static void
 write_in(const char *dir, const char *name, const char *text)
 {
 	char path[256];
-	FILE *f;
 
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	f = fopen(path, "w");
-	ck_assert_ptr_nonnull(f);
-	ck_assert_int_eq(fputs(text, f) >= 0, 1);
-	ck_assert_int_eq(fclose(f), 0);
-}
-
-/* err->msg starts with "name:line:col: " (col 0: any column). */
-static void
-assert_at(const struct rk_error *err, const char *name, int line, int col)
-{
-	char want[256];
-	int l = 0, c = 0;
-
-	snprintf(want, sizeof(want), "%s:", name);
-	ck_assert_msg(strncmp(err->msg, want, strlen(want)) == 0, "'%s' does not start with '%s'",
-		      err->msg, want);
-	ck_assert_msg(sscanf(err->msg + strlen(want), "%d:%d:", &l, &c) == 2,
-		      "no line:col in '%s'", err->msg);
-	ck_assert_msg(l == line, "line %d, expected %d: %s", l, line, err->msg);
-	if (col != 0)
-		ck_assert_msg(c == col, "column %d, expected %d: %s", c, col, err->msg);
+	rk_test_write(path, text);
 }
 
 static struct rk_policy *
@@ -74,7 +53,7 @@ parse_bad(const char *text, int line, int col, const char *what)
 	ck_assert_msg(rk_policy_parse(&p, NAME, text, strlen(text), &err) == RK_EINVAL,
 		      "accepted: %s", text);
 	ck_assert_ptr_null(p);
-	assert_at(&err, NAME, line, col);
+	rk_test_assert_at(&err, NAME, line, col);
 	ck_assert_msg(strstr(err.msg, what) != NULL, "'%s' not in '%s'", what, err.msg);
 }
 
@@ -395,7 +374,7 @@ START_TEST(test_policy_dir_errors_name_the_file)
 	ck_assert_int_eq(rk_policy_set_load(&set, dir, &err), RK_EINVAL);
 	ck_assert_ptr_null(set);
 	snprintf(path, sizeof(path), "%s/broken.yaml", dir);
-	assert_at(&err, path, 3, 1);
+	rk_test_assert_at(&err, path, 3, 1);
 	rm_tree(dir);
 
 	rk_error_clear(&err);

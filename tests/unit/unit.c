@@ -7,7 +7,9 @@
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "rekey/error.h"
 #include "unit.h"
 
 char rk_test_base_dir[64];
@@ -39,4 +41,30 @@ void
 rk_test_base_teardown(void)
 {
 	rk_test_rm_rf(rk_test_base_dir);
+}
+
+void
+rk_test_write(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(fputs(text, f) >= 0, 1);
+	ck_assert_int_eq(fclose(f), 0);
+}
+
+void
+rk_test_assert_at(const struct rk_error *err, const char *name, int line, int col)
+{
+	char want[256];
+	int l = 0, c = 0;
+
+	snprintf(want, sizeof(want), "%s:", name);
+	ck_assert_msg(strncmp(err->msg, want, strlen(want)) == 0, "'%s' does not start with '%s'",
+		      err->msg, want);
+	ck_assert_msg(sscanf(err->msg + strlen(want), "%d:%d:", &l, &c) == 2,
+		      "no line:col in '%s'", err->msg);
+	ck_assert_msg(l == line, "line %d, expected %d: %s", l, line, err->msg);
+	if (col != 0)
+		ck_assert_msg(c == col, "column %d, expected %d: %s", c, col, err->msg);
 }

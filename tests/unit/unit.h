@@ -18,4 +18,11 @@ void rk_test_base_teardown(void);
 /* Removes a directory tree (nftw, no symlinks followed). */
 void rk_test_rm_rf(const char *dir);
 
+/* Writes text to path (the test fails if it cannot). */
+void rk_test_write(const char *path, const char *text);
+
+struct rk_error;
+/* err->msg starts with "name:line:col: " (col 0: any column). */
+void rk_test_assert_at(const struct rk_error *err, const char *name, int line, int col);
+
 #endif
