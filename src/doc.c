@@ -362,24 +362,30 @@ rk_doc_where(const struct rk_doc *doc, const json_t *v, int *line, int *col)
 	}
 }
 
+/* The mark of obj[key], or NULL. */
+static const struct mark *
+find_mark(const struct rk_doc *doc, const json_t *obj, const char *key)
+{
+	for (size_t i = 0; doc != NULL && key != NULL && i < doc->nmarks; i++) {
+		const struct mark *m = &doc->marks[i];
+		if (m->parent == obj && m->key && strcmp(m->key, key) == 0)
+			return m;
+	}
+	return NULL;
+}
+
 void
 rk_doc_where_key(const struct rk_doc *doc, const json_t *obj, const char *key, int *line,
 		 int *col)
 {
-	*line = *col = 0;
-	if (doc == NULL)
+	const struct mark *m = find_mark(doc, obj, key);
+
+	if (m == NULL) {
+		rk_doc_where(doc, obj, line, col);
 		return;
-	if (key != NULL) {
-		for (size_t i = 0; i < doc->nmarks; i++) {
-			const struct mark *m = &doc->marks[i];
-			if (m->parent == obj && m->key && strcmp(m->key, key) == 0) {
-				*line = m->line;
-				*col = m->col;
-				return;
-			}
-		}
 	}
-	rk_doc_where(doc, obj, line, col);
+	*line = m->line;
+	*col = m->col;
 }
 
 static int
@@ -483,23 +489,20 @@ rk_doc_check(const struct rk_doc *doc, const json_t *obj, const struct rk_field 
 		while (f->key && strcmp(f->key, key) != 0)
 			f++;
 		if (f->key == NULL) {
+			const struct mark *m = find_mark(doc, obj, key);
 			char known[300];
 			size_t used = 0;
+
 			known[0] = '\0';
 			for (const struct rk_field *k = fields; k->key && used < sizeof(known); k++)
 				used += (size_t)snprintf(known + used, sizeof(known) - used, "%s%s",
 							 used ? ", " : "", k->key);
-			int line = 0, col = 0;
-			for (size_t i = 0; doc != NULL && i < doc->nmarks; i++)
-				if (doc->marks[i].parent == obj && doc->marks[i].key &&
-				    strcmp(doc->marks[i].key, key) == 0) {
-					line = doc->marks[i].key_line;
-					col = doc->marks[i].key_col;
-				}
-			if (line > 0)
+			/* Point at the key itself, not at its value. */
+			if (m != NULL)
 				return rk_error_set(err, RK_EINVAL,
 						    "%s:%d:%d: unknown key '%s' in %s (known keys: %s)",
-						    rk_doc_name(doc), line, col, key, what, known);
+						    rk_doc_name(doc), m->key_line, m->key_col, key, what,
+						    known);
 			return rk_doc_error(err, doc, obj, RK_EINVAL,
 					    "unknown key '%s' in %s (known keys: %s)", key, what, known);
 		}
