@@ -64,42 +64,44 @@ add_check(struct guard *g, const char *source, const char *name, const char *che
 						   "reason", ok ? "" : reason));
 }
 
-/* Builds the forbid list of a policy (NULL when it has none). */
+/*
+ * The value rules of a policy, built once per policy rather than per value.
+ * *forbid (the policy's own list, NULL when it has none) is the caller's to
+ * free, also when this fails.
+ */
 static int
-policy_forbid(const struct rk_policy *p, struct rk_defaults **out, struct rk_error *err)
+policy_rules(const struct guard *g, const struct rk_policy *p, struct rk_value_rules *rules,
+	     struct rk_defaults **forbid, struct rk_error *err)
 {
 	int r;
 
-	*out = NULL;
+	memset(rules, 0, sizeof(*rules));
+	*forbid = NULL;
+	rules->min_length = p->min_length;
+	rules->min_entropy_bits = p->min_entropy_bits;
+	rules->defaults = g->defaults;
 	if (p->forbid == NULL)
 		return 0;
-	if ((r = rk_defaults_parse(out, p->source, "", 0, err)) < 0)
+	if ((r = rk_defaults_parse(forbid, p->source, "", 0, err)) < 0)
 		return r;
 	for (char **f = p->forbid; *f; f++)
-		if ((r = rk_defaults_add(*out, *f, err)) < 0)
+		if ((r = rk_defaults_add(*forbid, *f, err)) < 0)
 			return r;
+	rules->forbid = *forbid;
 	return 0;
 }
 
 static int
-check_value(struct guard *g, const char *source, const char *name, const struct rk_policy *p,
-	    const unsigned char *v, size_t len, struct rk_error *err)
+check_value(struct guard *g, const char *source, const char *name,
+	    const struct rk_value_rules *rules, const unsigned char *v, size_t len,
+	    struct rk_error *err)
 {
 	struct rk_check_result res[RK_CHECK_VALUE_COUNT];
-	struct rk_value_rules rules = { 0 };
-	struct rk_defaults *forbid = NULL;
 	int r;
 
-	if ((r = policy_forbid(p, &forbid, err)) < 0)
-		return r;
-	rules.min_length = p->min_length;
-	rules.min_entropy_bits = p->min_entropy_bits;
-	rules.defaults = g->defaults;
-	rules.forbid = forbid;
-	rk_check_value(v, len, &rules, res);
+	rk_check_value(v, len, rules, res);
 	for (int i = 0; i < RK_CHECK_VALUE_COUNT; i++)
 		add_check(g, source, name, rk_check_name(res[i].id), res[i].ok, res[i].reason);
-	rk_defaults_free(forbid);
 	/* Reuse across environments needs the recorded fingerprints. */
 	if (g->inventory && v != NULL && len > 0 && g->environment != NULL) {
 		struct rk_secret *s = NULL;
@@ -120,7 +122,8 @@ check_value(struct guard *g, const char *source, const char *name, const struct 
 }
 
 static int
-check_file(struct guard *g, const struct rk_policy *p, const char *path, struct rk_error *err)
+check_file(struct guard *g, const struct rk_value_rules *rules, const char *path,
+	   struct rk_error *err)
 {
 	char *text = NULL, reason[400];
 	size_t len = 0;
@@ -138,18 +141,20 @@ check_file(struct guard *g, const struct rk_policy *p, const char *path, struct 
 		len--;
 	if (len > 0 && text[len - 1] == '\r')
 		len--;
-	r = check_value(g, "file", path, p, (const unsigned char *)text, len, err);
+	r = check_value(g, "file", path, rules, (const unsigned char *)text, len, err);
 	rk_wipe_free(text, len);	/* the newline stripped above held no secret */
 	return r;
 }
 
 static int
-check_secret(struct guard *g, const char *name, const struct rk_policy *forced,
+check_secret(struct guard *g, const char *name, const struct rk_value_rules *forced,
 	     struct rk_error *err)
 {
 	json_t *row = NULL;
 	const json_t *spec;
 	const struct rk_policy *p;
+	struct rk_value_rules own;
+	struct rk_defaults *own_forbid = NULL;
 	struct rk_provider *prov;
 	struct rk_secret *val = NULL;
 	struct rk_version ver;
@@ -160,13 +165,17 @@ check_secret(struct guard *g, const char *name, const struct rk_policy *forced,
 	if ((r = rk_store_secret_get(g->ctx->store, name, &row, err)) < 0)
 		return r;
 	spec = json_object_get(row, "spec");
-	p = forced ? forced
-		   : rk_policy_find(g->ctx->policies,
-				    json_string_value(json_object_get(spec, "policy")));
-	if (p == NULL) {
-		r = rk_error_set(err, RK_EINVAL, "secret '%s' uses a policy that no longer exists",
-				 name);
-		goto out;
+	if (forced == NULL) {
+		/* Without --policy, a secret is judged by its own policy. */
+		p = rk_policy_find(g->ctx->policies,
+				   json_string_value(json_object_get(spec, "policy")));
+		if (p == NULL) {
+			r = rk_error_set(err, RK_EINVAL,
+					 "secret '%s' uses a policy that no longer exists", name);
+			goto out;
+		}
+		if ((r = policy_rules(g, p, &own, &own_forbid, err)) < 0)
+			goto out;
 	}
 	if ((r = rk_ctx_provider(g->ctx, json_string_value(json_object_get(spec, "provider")),
 				 &prov, err)) < 0)
@@ -182,8 +191,10 @@ check_secret(struct guard *g, const char *name, const struct rk_policy *forced,
 		add_check(g, "secret", name, "present", 0, reason);
 		goto out;
 	}
-	r = check_value(g, "secret", name, p, rk_secret_cdata(val), rk_secret_len(val), err);
+	r = check_value(g, "secret", name, forced ? forced : &own, rk_secret_cdata(val),
+			rk_secret_len(val), err);
 out:
+	rk_defaults_free(own_forbid);
 	rk_secret_free(val);
 	json_decref(row);
 	return r;
@@ -253,6 +264,8 @@ cmd_guard(struct rk_ctx *ctx, int argc, char **argv)
 	int warn_only = 0, c, rc = 1;
 	struct guard g = { .ctx = ctx };
 	struct rk_rules *rules = NULL;
+	struct rk_value_rules pol_rules;
+	struct rk_defaults *pol_forbid = NULL;
 	const struct rk_policy *pol;
 	const struct rk_embedded_file *kd;
 	struct rk_error err = { 0 };
@@ -302,6 +315,10 @@ cmd_guard(struct rk_ctx *ctx, int argc, char **argv)
 		rc = rk_cli_fail(&err, "cannot load the known-defaults list");
 		goto out;
 	}
+	if (policy_rules(&g, pol, &pol_rules, &pol_forbid, &err) < 0) {
+		rc = rk_cli_fail(&err, "invalid forbid list of policy '%s'", pol->name);
+		goto out;
+	}
 	if ((nsecret > 0 || g.inventory) && rk_ctx_open_state(ctx, 0, &err) < 0) {
 		rc = rk_cli_fail(&err, "--secret and --inventory need the state");
 		goto out;
@@ -309,15 +326,16 @@ cmd_guard(struct rk_ctx *ctx, int argc, char **argv)
 	g.checks = json_array();
 	for (size_t i = 0; i < nenv; i++) {
 		const char *v = getenv(envs[i]);
-		if (check_value(&g, "env", envs[i], pol, (const unsigned char *)v, v ? strlen(v) : 0,
+		if (check_value(&g, "env", envs[i], &pol_rules, (const unsigned char *)v,
+				v ? strlen(v) : 0,
 				&err) < 0)
 			goto fail;
 	}
 	for (size_t i = 0; i < nfile; i++)
-		if (check_file(&g, pol, files[i], &err) < 0)
+		if (check_file(&g, &pol_rules, files[i], &err) < 0)
 			goto fail;
 	for (size_t i = 0; i < nsecret; i++)
-		if (check_secret(&g, secrets[i], policy_name ? pol : NULL, &err) < 0)
+		if (check_secret(&g, secrets[i], policy_name ? &pol_rules : NULL, &err) < 0)
 			goto fail;
 	if (g.inventory && check_inventory(&g, &err) < 0)
 		goto fail;
@@ -344,6 +362,7 @@ fail:
 		rc = 1;
 out:
 	json_decref(g.checks);
+	rk_defaults_free(pol_forbid);
 	rk_defaults_free(g.defaults);
 	rk_rules_free(rules);
 	return rc;

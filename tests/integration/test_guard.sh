@@ -28,6 +28,16 @@ note "short-but-random-Q9"
 expect_rc "the default policy wants 16 characters" 1 env V="short-but-random-Q9" "$REKEY_BIN" guard --env-var V --policy strict
 check "  says the policy's minimum" contains "$T/out" "at least 32"
 
+# ---- a policy's forbid list, for every value checked ----
+FORBID=payments-dev-Qx7vL2mN9pR4sT8w
+note "$FORBID"
+printf 'name: payments\nrotate_every: 30d\nguards: {min_length: 16, forbid: [%s]}\n' "$FORBID" >"$T/policy/payments.yaml"
+expect_rc "a value on the policy's forbid list is refused" 1 \
+	env A="$FORBID" B="$(echo "$FORBID" | tr a-z A-Z)" C="$STRONG" "$REKEY_BIN" guard --env-var A --env-var B --env-var C --policy payments
+check "  the first value, as forbidden" contains "$T/out" "env A: forbidden"
+check "  the second too (case-insensitive)" contains "$T/out" "env B: forbidden"
+check "  a strong value passes under the same policy" sh -c "! grep -q 'env C:' '$T/out'"
+
 # ---- files (mounted secrets end in a newline) ----
 printf '%s\n' "$STRONG" >"$T/mounted"
 expect_rc "a mounted secret with a trailing newline passes" 0 g --file "$T/mounted"
