@@ -55,6 +55,7 @@ cmd_apply(struct rk_ctx *ctx, int argc, char **argv)
 	const char *file = NULL;
 	int prune = 0, dry = 0, c, rc = 1;
 	json_t *specs = NULL, *rows = NULL, *current = NULL, *diff = NULL, *spec, *row;
+	json_t *event = NULL;	/* name -> "secret.added" | "secret.changed", from the diff */
 	json_t *added, *changed, *removed, *kept;
 	size_t i;
 
@@ -82,6 +83,7 @@ cmd_apply(struct rk_ctx *ctx, int argc, char **argv)
 		goto out;
 	}
 	current = json_object();
+	event = json_object();
 	json_array_foreach(rows, i, row)
 		json_object_set(current, json_string_value(json_object_get(row, "name")),
 				json_object_get(row, "spec"));
@@ -96,11 +98,13 @@ cmd_apply(struct rk_ctx *ctx, int argc, char **argv)
 		const json_t *old = json_object_get(current, name);
 		if (old == NULL) {
 			json_array_append_new(added, json_string(name));
+			json_object_set_new(event, name, json_string("secret.added"));
 		} else if (!json_equal(old, spec)) {
 			char fields[300];
 			changed_fields(old, spec, fields, sizeof(fields));
 			json_array_append_new(changed, json_pack("{s:s, s:s}", "name", name,
 								 "fields", fields));
+			json_object_set_new(event, name, json_string("secret.changed"));
 		}
 		json_object_del(current, name);
 	}
@@ -115,20 +119,11 @@ cmd_apply(struct rk_ctx *ctx, int argc, char **argv)
 			goto fail;
 		json_array_foreach(specs, i, spec) {
 			const char *name = json_string_value(json_object_get(spec, "name"));
-			int is_new = 0, is_changed = 0;
-			size_t k;
-			json_t *e;
-			json_array_foreach(added, k, e)
-				if (strcmp(json_string_value(e), name) == 0)
-					is_new = 1;
-			json_array_foreach(changed, k, e)
-				if (strcmp(json_string_value(json_object_get(e, "name")), name) == 0)
-					is_changed = 1;
-			if (!is_new && !is_changed)
-				continue;
+			const char *ev = json_string_value(json_object_get(event, name));
+			if (ev == NULL)
+				continue;	/* unchanged */
 			if (rk_store_secret_put(ctx->store, spec, rk_now(ctx), &err) < 0 ||
-			    rk_audit(ctx, is_new ? "secret.added" : "secret.changed", name, spec,
-				     &err) < 0)
+			    rk_audit(ctx, ev, name, spec, &err) < 0)
 				goto fail_tx;
 		}
 		json_array_foreach(removed, i, row) {
@@ -166,6 +161,7 @@ fail:
 out:
 	json_decref(diff);
 	json_decref(current);
+	json_decref(event);
 	json_decref(rows);
 	json_decref(specs);
 	return rc;

@@ -44,6 +44,12 @@ check "the diff names the changed field" contains "$T/out" "~ one (tier)"
 check "a secret missing from the file is kept" contains "$T/out" "! two is not in"
 expect_rc "apply --prune" 0 rk apply -f "$T/inv2.yaml" --prune
 check "prune removes it" contains "$T/out" "- two"
+check "the audit log has each change once, with its kind" python3 -c "
+import json, subprocess
+rows = json.loads(subprocess.run(['$REKEY_BIN', '--output', 'json', 'audit'], capture_output=True).stdout)
+ev = [(r['event'], r['subject']) for r in rows if r['event'].startswith('secret.')]
+assert sorted(ev) == sorted([('secret.added','one'), ('secret.added','two'), ('secret.added','old'),
+                             ('secret.changed','one'), ('secret.removed','two')]), ev"
 
 # ---- bad input: exit 2, file:line:col, nothing changed ----
 rk --output json list >"$T/before.json"
