@@ -809,7 +809,6 @@ rk_engine_resume(struct rk_ctx *ctx, const char *run_id, json_t **report, struct
 			json_decref(run);
 			return r;
 		}
-		json_object_set(run, "id", json_object_get(run, "id"));
 		r = resume_run(ctx, run, report, err);
 		json_decref(run);
 		return r;
