@@ -448,6 +448,15 @@ prune(const struct local *l, const char *dir, long cur, long prev, long max)
 	}
 }
 
+/* The precondition failed: someone else changed the secret since `since`. */
+static int
+changed_error(struct rk_error *err, const json_t *loc, const char *since, long cur, long expected)
+{
+	return rk_error_set(err, RK_ECONFLICT,
+			    "local secret '%s' changed since it was %s (current version %ld, "
+			    "expected %ld)", rk_doc_str(loc, "path", ""), since, cur, expected);
+}
+
 static int
 local_find_staged(struct rk_provider *p, const json_t *loc, const struct rk_stage_req *req,
 		  struct rk_version *ver, struct rk_error *err)
@@ -467,9 +476,7 @@ local_find_staged(struct rk_provider *p, const json_t *loc, const struct rk_stag
 		set_version(ver, match);
 		r = 0;
 	} else if (cur != expected) {
-		r = rk_error_set(err, RK_ECONFLICT,
-				 "local secret '%s' changed since it was read (current version "
-				 "%ld, expected %ld)", rk_doc_str(loc, "path", ""), cur, expected);
+		r = changed_error(err, loc, "read", cur, expected);
 	} else {
 		r = rk_error_set(err, RK_ENOTFOUND, "no version staged by this rotation");
 	}
@@ -500,9 +507,7 @@ local_stage(struct rk_provider *p, const json_t *loc, const struct rk_stage_req 
 	if ((r = read_current(dir, &cur, err)) < 0)
 		goto out;
 	if (cur != expected) {
-		r = rk_error_set(err, RK_ECONFLICT,
-				 "local secret '%s' changed since it was read (current version "
-				 "%ld, expected %ld)", rk_doc_str(loc, "path", ""), cur, expected);
+		r = changed_error(err, loc, "read", cur, expected);
 		goto out;
 	}
 	if ((r = write_version(l, dir, loc, max + 1, req->idem_key, rk_secret_cdata(req->value),
@@ -525,7 +530,6 @@ local_promote(struct rk_provider *p, const json_t *loc, const struct rk_version 
 	long v, old, cur, max, match;
 	int fd = -1, r;
 
-	(void)old_ver;
 	if (dir == NULL)
 		return rk_error_set(err, RK_ENOMEM, "out of memory");
 	if ((r = parse_version(new_ver, &v, err)) < 0 || (r = parse_version(old_ver, &old, err)) < 0 ||
@@ -534,9 +538,7 @@ local_promote(struct rk_provider *p, const json_t *loc, const struct rk_version 
 	if (cur == v)
 		goto out;	/* already promoted: a resumed run */
 	if (cur != old) {
-		r = rk_error_set(err, RK_ECONFLICT,
-				 "local secret '%s' changed since it was staged (current version "
-				 "%ld, expected %ld)", rk_doc_str(loc, "path", ""), cur, old);
+		r = changed_error(err, loc, "staged", cur, old);
 		goto out;
 	}
 	if ((r = load_version(l, dir, loc, v, NULL, NULL, err)) < 0 ||

@@ -430,6 +430,16 @@ parse_body(struct vault *v, const char *what, const struct rk_http_resp *resp, j
 	return 0;
 }
 
+/* A 200 with a JSON object body, or the error Vault's status and errors say. */
+static int
+expect_json(struct vault *v, const char *what, const struct rk_http_resp *resp, json_t **out,
+	    struct rk_error *err)
+{
+	if (resp->status != 200)
+		return status_error(v, what, resp, err);
+	return parse_body(v, what, resp, out, err);
+}
+
 /* Logs in with AppRole or Kubernetes; sets v->token. Called with v->lock held. */
 static int
 login(struct vault *v, struct rk_error *err)
@@ -465,14 +475,11 @@ login(struct vault *v, struct rk_error *err)
 	if ((r = raw_call(v, NULL, "POST", path, "Content-Type: application/json", text,
 			  strlen(text), 1, 1, &resp, err)) < 0)
 		goto out;
-	if (resp.status != 200) {
-		r = status_error(v, "login", &resp, err);
-		if (r == RK_EINVAL)	/* bad role or credentials answer 400 */
+	if ((r = expect_json(v, "login", &resp, &j, err)) < 0) {
+		if (resp.status == 400)	/* bad role or credentials answer 400 */
 			r = err->code = RK_EAUTH;
 		goto out;
 	}
-	if ((r = parse_body(v, "login", &resp, &j, err)) < 0)
-		goto out;
 	auth = json_object_get(j, "auth");
 	if ((tok = json_string_value(json_object_get(auth, "client_token"))) == NULL ||
 	    tok[0] == '\0') {
@@ -628,11 +635,7 @@ kv_read(struct vault *v, const json_t *loc, long version, struct kv_entry *e,
 		json_decref(b);
 		goto out;
 	}
-	if (resp.status != 200) {
-		r = status_error(v, "read", &resp, err);
-		goto out;
-	}
-	if ((r = parse_body(v, "read", &resp, &j, err)) < 0)
+	if ((r = expect_json(v, "read", &resp, &j, err)) < 0)
 		goto out;
 	data = json_object_get(json_object_get(j, "data"), "data");
 	md = json_object_get(json_object_get(j, "data"), "metadata");
@@ -710,11 +713,7 @@ transit_read_key(struct vault *v, const json_t *loc, long *latest, long *min_dec
 		 rk_doc_str(loc, "transit_key", ""));
 	if ((r = call(v, "GET", path, NULL, NULL, 1, 0, &resp, err)) < 0)
 		goto out;
-	if (resp.status != 200) {
-		r = status_error(v, "read transit key", &resp, err);
-		goto out;
-	}
-	if ((r = parse_body(v, "read transit key", &resp, &j, err)) < 0)
+	if ((r = expect_json(v, "read transit key", &resp, &j, err)) < 0)
 		goto out;
 	d = json_object_get(j, "data");
 	if (!json_is_integer(json_object_get(d, "latest_version"))) {
@@ -841,11 +840,7 @@ kv_write(struct vault *v, const json_t *loc, const json_t *data, long cas, long 
 	/* Not idempotent: cas makes a retry of a landed write fail, so no blind retries. */
 	if ((r = call(v, "POST", path, "Content-Type: application/json", text, 0, 1, &resp, err)) < 0)
 		goto out;
-	if (resp.status != 200) {
-		r = status_error(v, "write", &resp, err);
-		goto out;
-	}
-	if ((r = parse_body(v, "write", &resp, &j, err)) < 0)
+	if ((r = expect_json(v, "write", &resp, &j, err)) < 0)
 		goto out;
 	if (!json_is_integer(json_object_get(json_object_get(j, "data"), "version"))) {
 		r = rk_error_set(err, RK_EINVAL, "vault %s: write: no data.version in the response",
