@@ -483,12 +483,14 @@ restart_one(struct rk_ctx *ctx, const char *run_id, const json_t *dep, const cha
 /*
  * Restarts each dependent of the run once: after every rotation that feeds it
  * has left the pipeline, and only if at least one of them changed a value.
+ * Returns how many restarts failed.
  */
-static void
+static size_t
 restart_dependents(struct rk_ctx *ctx, const char *run_id, struct job *jobs, size_t n,
 		   json_t *report_deps, int no_restart)
 {
 	json_t *seen = json_object();
+	size_t failed = 0;
 
 	for (size_t i = 0; i < n && seen; i++) {
 		const json_t *deps = json_object_get(jobs[i].spec, "dependents"), *dep;
@@ -561,9 +563,11 @@ restart_dependents(struct rk_ctx *ctx, const char *run_id, struct job *jobs, siz
 					      json_pack("{s:s, s:s, s:s, s:I}", "dependent", key,
 							"result", result, "error", err.code ? err.msg : "",
 							"duration_ms", (json_int_t)(rk_mono_ms() - t0)));
+			failed += strcmp(result, "failed") == 0;
 		}
 	}
 	json_decref(seen);
+	return failed;
 }
 
 /* ---- runs ---- */
@@ -617,28 +621,20 @@ finish_run(struct rk_ctx *ctx, const char *run_id, const char *kind, struct job 
 			"dependents", deps);
 	if (rep == NULL)
 		return rk_error_set(err, RK_ENOMEM, "out of memory");
-	restart_dependents(ctx, run_id, jobs, n, deps, no_restart);
-	{
-		size_t i;
-		json_t *d;
-		json_array_foreach(deps, i, d)
-			if (strcmp(json_string_value(json_object_get(d, "result")), "failed") == 0)
-				dep_bad++;
-	}
+	dep_bad = restart_dependents(ctx, run_id, jobs, n, deps, no_restart);
 	for (size_t i = 0; i < n; i++) {
 		struct job *j = &jobs[i];
 		if (strcmp(j->result, "rotated") == 0) {
 			struct rk_error e2 = { 0 };
 			if (strcmp(j->rot.state, "promoted") == 0 &&
-			    (r = step(ctx, j, "restarted", NULL, &e2)) == 0)
+			    step(ctx, j, "restarted", NULL, &e2) == 0)
 				RK_FAULT("restarted");
 			/* Done: the sealed value is no longer needed by anyone. */
 			free(j->rot.sealed_new);
 			j->rot.sealed_new = NULL;
 			j->rot.sealed_new_len = 0;
-			if (e2.code == 0 && strcmp(j->rot.state, "done") != 0 &&
-			    step(ctx, j, "done", NULL, &e2) < 0)
-				rk_log_err(&e2, "cannot journal the end of '%s'", j->name);
+			if (e2.code == 0 && strcmp(j->rot.state, "done") != 0)
+				step(ctx, j, "done", NULL, &e2);
 			if (e2.code != 0)
 				rk_log_err(&e2, "cannot journal the end of '%s'", j->name);
 			ok++;

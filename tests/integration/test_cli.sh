@@ -133,6 +133,16 @@ check "it is not in the due list" sh -c "! grep -q 'would rotate bad' '$T/out'"
 check "the failed rotation left no current value" sh -c "! '$REKEY_BIN' get bad >/dev/null 2>&1"
 expect_rc "partial failure exits 3" 3 rk rotate bad one
 
+# ---- a dependent that fails: the value is rotated, the run is partial ----
+printf 'secrets:\n  - {name: depfail, locator: {path: depfail}, policy: quick, dependents: [{exec: ["false"]}]}\n' >"$T/inv4.yaml"
+expect_rc "apply a secret with a failing dependent" 0 rk apply -f "$T/inv4.yaml"
+expect_rc "its rotation is a partial success (exit 3)" 3 rk --output json rotate depfail
+check "  the secret rotated and the dependent is reported failed" python3 -c "
+import json; d=json.load(open('$T/out'))
+assert d['status'] == 'partial', d['status']
+assert [s['result'] for s in d['secrets']] == ['rotated'], d['secrets']
+assert [x['result'] for x in d['dependents']] == ['failed'], d['dependents']"
+
 # ---- the lock ----
 if command -v flock >/dev/null; then
 	flock "$T/var/rekey.lock" sleep 3 &
