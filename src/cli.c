@@ -94,6 +94,18 @@ rk_cli_wants_help(int argc, char **argv, const char *use)
 	return 0;
 }
 
+int
+rk_cli_open(struct rk_ctx *ctx, int lock)
+{
+	struct rk_error err = { 0 };
+
+	if (rk_ctx_load_config(ctx, &err) < 0)
+		return rk_cli_fail(&err, "cannot load configuration");
+	if (rk_ctx_open_state(ctx, lock, &err) < 0)
+		return rk_cli_fail(&err, "cannot open the state");
+	return 0;
+}
+
 void
 rk_print_json(const json_t *v)
 {

@@ -51,10 +51,8 @@ cmd_audit(struct rk_ctx *ctx, int argc, char **argv)
 	}
 	if (optind != argc)
 		return rk_cli_usage(usage, "unexpected argument '%s'", argv[optind]);
-	if (rk_ctx_load_config(ctx, &err) < 0)
-		return rk_cli_fail(&err, "cannot load configuration");
-	if (rk_ctx_open_state(ctx, 0, &err) < 0)
-		return rk_cli_fail(&err, "cannot open the state");
+	if ((c = rk_cli_open(ctx, 0)) != 0)
+		return c;
 	if (verify) {
 		int r = rk_audit_verify(ctx->store, ctx->keys, &rows_n, &err);
 		if (ctx->output_json) {

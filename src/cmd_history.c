@@ -21,18 +21,6 @@ static const char run_usage[] =
 	"usage: rekey run RUN\n\nOne run: its rotations, every journal step and its "
 	"dependents.\n";
 
-static int
-open_ro(struct rk_ctx *ctx)
-{
-	struct rk_error err = { 0 };
-
-	if (rk_ctx_load_config(ctx, &err) < 0)
-		return rk_cli_fail(&err, "cannot load configuration");
-	if (rk_ctx_open_state(ctx, 0, &err) < 0)
-		return rk_cli_fail(&err, "cannot open the state");
-	return 0;
-}
-
 static const char *
 s(const json_t *o, const char *k)
 {
@@ -67,7 +55,7 @@ cmd_history(struct rk_ctx *ctx, int argc, char **argv)
 		return 0;
 	if (argc != 2)
 		return rk_cli_usage(history_usage, "history needs exactly one NAME");
-	if ((rc = open_ro(ctx)) != 0)
+	if ((rc = rk_cli_open(ctx, 0)) != 0)
 		return rc;
 	if (rk_store_secret_get(ctx->store, argv[1], &row, &err) < 0 ||
 	    rk_store_history(ctx->store, argv[1], &rows, &err) < 0) {
@@ -122,7 +110,7 @@ cmd_runs(struct rk_ctx *ctx, int argc, char **argv)
 	}
 	if (optind != argc)
 		return rk_cli_usage(runs_usage, "runs takes no arguments");
-	if ((rc = open_ro(ctx)) != 0)
+	if ((rc = rk_cli_open(ctx, 0)) != 0)
 		return rc;
 	if (rk_store_run_list(ctx->store, (int)limit, &rows, &err) < 0)
 		return rk_cli_fail(&err, "cannot list runs");
@@ -163,7 +151,7 @@ cmd_run(struct rk_ctx *ctx, int argc, char **argv)
 		return 0;
 	if (argc != 2)
 		return rk_cli_usage(run_usage, "run needs exactly one RUN id");
-	if ((rc = open_ro(ctx)) != 0)
+	if ((rc = rk_cli_open(ctx, 0)) != 0)
 		return rc;
 	if (rk_store_run_get(ctx->store, argv[1], &run, &err) < 0 ||
 	    rk_store_steps(ctx->store, argv[1], NULL, &steps, &err) < 0 ||

@@ -141,10 +141,8 @@ cmd_rotate(struct rk_ctx *ctx, int argc, char **argv)
 	}
 	if ((resume != NULL) + due + (optind < argc) != 1)
 		return rk_cli_usage(rotate_usage, "give NAME..., --due or --resume RUN (one of them)");
-	if (rk_ctx_load_config(ctx, &err) < 0)
-		return rk_cli_fail(&err, "cannot load configuration");
-	if (rk_ctx_open_state(ctx, !dry, &err) < 0)
-		return rk_cli_fail(&err, "cannot open the state");
+	if ((c = rk_cli_open(ctx, !dry)) != 0)
+		return c;
 	if (resume != NULL)
 		return do_resume(ctx, resume);
 	if (rk_engine_plan(ctx, rk_now(ctx), &plan, &err) < 0)
@@ -241,10 +239,8 @@ cmd_rollback(struct rk_ctx *ctx, int argc, char **argv)
 	}
 	if (optind + 1 != argc)
 		return rk_cli_usage(rollback_usage, "rollback needs exactly one NAME");
-	if (rk_ctx_load_config(ctx, &err) < 0)
-		return rk_cli_fail(&err, "cannot load configuration");
-	if (rk_ctx_open_state(ctx, 1, &err) < 0)
-		return rk_cli_fail(&err, "cannot open the state");
+	if ((c = rk_cli_open(ctx, 1)) != 0)
+		return c;
 	if (rk_engine_rollback(ctx, argv[optind], to, &rep, &err) < 0)
 		return rk_cli_fail(&err, "cannot roll back '%s'", argv[optind]);
 	if (ctx->output_json)

@@ -45,11 +45,10 @@ static int
 open_plan(struct rk_ctx *ctx, int64_t at, json_t **plan)
 {
 	struct rk_error err = { 0 };
+	int rc;
 
-	if (rk_ctx_load_config(ctx, &err) < 0)
-		return rk_cli_fail(&err, "cannot load configuration");
-	if (rk_ctx_open_state(ctx, 0, &err) < 0)
-		return rk_cli_fail(&err, "cannot open the state");
+	if ((rc = rk_cli_open(ctx, 0)) != 0)
+		return rc;
 	if (rk_engine_plan(ctx, at, plan, &err) < 0)
 		return rk_cli_fail(&err, "cannot compute the schedule");
 	return 0;

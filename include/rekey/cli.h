@@ -36,6 +36,12 @@ int rk_cli_usage(const char *usage, const char *fmt, ...) RK_PRINTF(2, 3);
 /* Prints `usage` and returns 0 when argv has -h/--help. */
 int rk_cli_wants_help(int argc, char **argv, const char *usage);
 
+/*
+ * Loads the configuration and opens the state (taking the state lock when
+ * `lock`). 0, or the exit code after logging why not.
+ */
+int rk_cli_open(struct rk_ctx *ctx, int lock);
+
 /* Prints JSON (pretty, newline-terminated) on stdout. */
 void rk_print_json(const json_t *v);
 
