@@ -65,6 +65,7 @@ rk_strerror(int code)
 	case RK_EINTERNAL: return "internal error";
 	case RK_EBUSY: return "busy";
 	case RK_EUNSUPPORTED: return "not supported";
+	case RK_EPROTO: return "bad response from provider";
 	}
 	return "unknown error";
 }

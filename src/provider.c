@@ -97,6 +97,19 @@ rk_provider_open(struct rk_provider **out, const struct rk_provider_ops *ops,
 	return 0;
 }
 
+int
+rk_provider_check_config(const struct rk_provider_ops *ops, const struct rk_provider_env *env,
+			 const json_t *cfg, struct rk_error *err)
+{
+	int r;
+
+	if (ops->check_config == NULL)
+		return 0;
+	if ((r = ops->check_config(env, cfg, err)) < 0 && err->provider[0] == '\0')
+		snprintf(err->provider, sizeof(err->provider), "%s", env->name);
+	return r;
+}
+
 unsigned
 rk_provider_caps(const struct rk_provider *p)
 {

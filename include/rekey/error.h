@@ -31,6 +31,8 @@ enum rk_err {
 	RK_EINTERNAL = -8,	/* a bug or an impossible state */
 	RK_EBUSY = -9,		/* another instance holds the lock */
 	RK_EUNSUPPORTED = -10,	/* the provider cannot do this operation */
+	RK_EPROTO = -11,	/* a provider's answer is malformed or unexpected (exit 1,
+				 * not 2: exit 2 is for the user's own input) */
 };
 
 struct rk_error {
@@ -49,7 +51,7 @@ void rk_error_prefix(struct rk_error *err, const char *fmt, ...) RK_PRINTF(2, 3)
 void rk_error_clear(struct rk_error *err);
 /* Short name of a code: "not found", "conflict", ... */
 const char *rk_strerror(int code);
-/* Process exit code for an error code: 2 for EINVAL, 75 for EBUSY, else 1. */
+/* Process exit code for an error code: 2 for EINVAL (the user's input), 75 for EBUSY, else 1. */
 int rk_exit_code(int code);
 
 #endif

@@ -55,6 +55,14 @@ struct rk_provider_ops {
 	/* Keys of an inventory locator; check_locator adds the semantic rules. */
 	const struct rk_field *locator_fields;
 
+	/*
+	 * Optional: validates the whole rekey.yaml block (semantic rules beyond
+	 * config_fields: ranges, URL schemes, auth settings) without connecting,
+	 * creating files or reading credentials. Every command that loads the
+	 * config calls it; open may rely on it having passed.
+	 */
+	int (*check_config)(const struct rk_provider_env *env, const json_t *cfg,
+			    struct rk_error *err);
 	int (*open)(struct rk_provider **out, const struct rk_provider_env *env,
 		    const json_t *cfg, struct rk_error *err);
 	/* Semantic locator checks beyond the schema; errors name doc positions. */
@@ -123,6 +131,9 @@ const struct rk_provider_ops *const *rk_provider_types(void);
 int rk_provider_open(struct rk_provider **out, const struct rk_provider_ops *ops,
 		     const struct rk_provider_env *env, const json_t *cfg,
 		     struct rk_error *err) RK_WARN_UNUSED;
+/* Runs ops->check_config (0 when the type has none); errors carry the instance name. */
+int rk_provider_check_config(const struct rk_provider_ops *ops, const struct rk_provider_env *env,
+			     const json_t *cfg, struct rk_error *err) RK_WARN_UNUSED;
 unsigned rk_provider_caps(const struct rk_provider *p);
 /* 1 when the provider generates the value for this locator itself. */
 int rk_provider_generates(const struct rk_provider *p, const json_t *loc);
