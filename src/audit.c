@@ -41,6 +41,11 @@ rk_audit(struct rk_ctx *ctx, const char *event, const char *subject, const json_
 
 	if ((text = detail ? json_dumps(detail, JSON_COMPACT | JSON_SORT_KEYS) : strdup("{}")) == NULL)
 		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	/* Reading the last row and appending are one transaction: one chain, no gaps. */
+	if ((r = rk_store_begin(ctx->store, err)) < 0) {
+		free(text);
+		return r;
+	}
 	if ((r = rk_store_audit_last(ctx->store, &seq, prev, sizeof(prev), err)) < 0 ||
 	    (r = row_mac(ctx->keys, seq + 1, ts, rk_ctx_actor(ctx), event, subject, text, prev, mac,
 			 err)) < 0)
@@ -48,6 +53,10 @@ rk_audit(struct rk_ctx *ctx, const char *event, const char *subject, const json_
 	r = rk_store_audit_insert(ctx->store, seq + 1, ts, rk_ctx_actor(ctx), event, subject, text, prev,
 				  mac, err);
 out:
+	if (r < 0)
+		rk_store_rollback(ctx->store);
+	else
+		r = rk_store_commit(ctx->store, err);
 	free(text);
 	return r;
 }

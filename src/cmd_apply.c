@@ -132,7 +132,7 @@ cmd_apply(struct rk_ctx *ctx, int argc, char **argv)
 				goto fail_tx;
 		}
 		if (rk_store_commit(ctx->store, &err) < 0)
-			goto fail_tx;
+			goto fail;	/* the commit rolled back itself */
 	}
 	if (ctx->output_json) {
 		rk_print_json(diff);

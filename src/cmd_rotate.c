@@ -25,9 +25,31 @@ static const char rotate_usage[] =
 	"Exit: 0 all rotated, 3 some failed, 1 all failed, 2 usage, 75 locked.\n";
 
 static const char rollback_usage[] =
-	"usage: rekey rollback NAME [--to VERSION]\n\n"
-	"Makes the value before the last rotation (or VERSION) current again, as a new\n"
-	"version, and restarts the secret's dependents.\n";
+	"usage: rekey rollback NAME [--to VERSION] [--no-restart] [--reason TEXT]\n\n"
+	"Makes the value that was current just before the secret's latest change (a\n"
+	"rotation or a rollback), or the value of VERSION, current again as a new\n"
+	"version, runs the policy's verify and set hooks, and restarts the secret's\n"
+	"dependents (not with --no-restart).\n"
+	"Exit: 0 rolled back, 3 rolled back but a dependent failed, 1 failed, 2 usage.\n";
+
+/* The words for a result code, made only when printing. */
+static const char *
+result_words(const char *code)
+{
+	static const struct { const char *code, *words; } tab[] = {
+		{ "rotated", "rotated" },
+		{ "restored", "rolled back" },
+		{ "rolled_back", "failed, undone" },
+		{ "failed", "failed" },
+		{ "restarted", "restarted" },
+		{ "skipped", "skipped (unchanged)" },
+		{ "not_restarted", "not restarted (--no-restart)" },
+	};
+	for (size_t i = 0; i < sizeof(tab) / sizeof(tab[0]); i++)
+		if (strcmp(tab[i].code, code) == 0)
+			return tab[i].words;
+	return code;
+}
 
 static int
 status_exit(const json_t *report)
@@ -54,11 +76,11 @@ print_report(const json_t *rep)
 		const char *nv = json_string_value(json_object_get(e, "new_version"));
 		snprintf(ver, sizeof(ver), "%s -> %s", ov && ov[0] ? ov : "(none)",
 			 nv && nv[0] ? nv : "-");
+		const char *res = json_string_value(json_object_get(e, "result"));
 		rk_table_add(t, json_string_value(json_object_get(e, "name")),
-			     json_string_value(json_object_get(e, "provider")),
-			     json_string_value(json_object_get(e, "result")), ver,
-			     json_string_value(json_object_get(e, "error")));
-		ok += strcmp(json_string_value(json_object_get(e, "result")), "rotated") == 0;
+			     json_string_value(json_object_get(e, "provider")), result_words(res),
+			     ver, json_string_value(json_object_get(e, "error")));
+		ok += strcmp(res, "rotated") == 0 || strcmp(res, "restored") == 0;
 	}
 	rk_table_print(t);
 	rk_table_free(t);
@@ -66,15 +88,18 @@ print_report(const json_t *rep)
 		t = rk_table_new(hd);
 		json_array_foreach(json_object_get(rep, "dependents"), i, e)
 			rk_table_add(t, json_string_value(json_object_get(e, "dependent")),
-				     json_string_value(json_object_get(e, "result")),
+				     result_words(json_string_value(json_object_get(e, "result"))),
 				     json_string_value(json_object_get(e, "error")));
 		printf("\n");
 		rk_table_print(t);
 		rk_table_free(t);
 	}
-	printf("\nrun %s: %s (%zu of %zu rotated)\n", json_string_value(json_object_get(rep, "run_id")),
+	printf("\nrun %s: %s (%zu of %zu %s)\n", json_string_value(json_object_get(rep, "run_id")),
 	       json_string_value(json_object_get(rep, "status")), ok,
-	       json_array_size(json_object_get(rep, "secrets")));
+	       json_array_size(json_object_get(rep, "secrets")),
+	       strcmp(json_string_value(json_object_get(rep, "kind")), "rollback") == 0
+		       ? "rolled back"
+		       : "rotated");
 }
 
 static int
@@ -222,10 +247,13 @@ cmd_rollback(struct rk_ctx *ctx, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "to", required_argument, NULL, 't' },
+		{ "no-restart", no_argument, NULL, 'R' },
+		{ "reason", required_argument, NULL, 'm' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct rk_error err = { 0 };
+	struct rk_rotate_opts ro = { .kind = "rollback", .manual = 1 };
 	const char *to = NULL;
 	json_t *rep = NULL;
 	int c, rc;
@@ -233,6 +261,8 @@ cmd_rollback(struct rk_ctx *ctx, int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 't': to = optarg; break;
+		case 'R': ro.no_restart = 1; break;
+		case 'm': ro.reason = optarg; break;
 		case 'h': fputs(rollback_usage, stdout); return 0;
 		default: return rk_cli_usage(rollback_usage, "bad arguments");
 		}
@@ -241,7 +271,7 @@ cmd_rollback(struct rk_ctx *ctx, int argc, char **argv)
 		return rk_cli_usage(rollback_usage, "rollback needs exactly one NAME");
 	if ((c = rk_cli_open(ctx, 1)) != 0)
 		return c;
-	if (rk_engine_rollback(ctx, argv[optind], to, &rep, &err) < 0)
+	if (rk_engine_rollback(ctx, argv[optind], to, &ro, &rep, &err) < 0)
 		return rk_cli_fail(&err, "cannot roll back '%s'", argv[optind]);
 	if (ctx->output_json)
 		rk_print_json(rep);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "rekey/audit.h"
 #include "rekey/config.h"
@@ -39,7 +40,8 @@ struct job {
 	struct rk_secret *value;	/* the new value while in flight */
 	int resumed;			/* the journal came from an earlier process */
 	int64_t t0;
-	char result[16];		/* rotated, failed, rolled_back */
+	char result[16];		/* rotated, restored (a rollback), failed, rolled_back */
+	int dep_failed;			/* a dependent of this secret failed to restart */
 	struct rk_error err;
 };
 
@@ -109,13 +111,19 @@ do_generate(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 	j->rot.sealed_new = NULL;
 	j->rot.sealed_new_len = 0;
 	j->rot.new_fp[0] = '\0';
-	if (rk_provider_generates(j->prov, json_object_get(j->spec, "locator"))) {
+	if (j->rot.restore_version[0] != '\0') {
+		/* A rollback: the "new" value is the one an earlier version holds. */
+		struct rk_version to;
+		snprintf(to.id, sizeof(to.id), "%s", j->rot.restore_version);
+		if ((r = rk_provider_read_version(j->prov, loc, &to, &j->value, err)) < 0)
+			goto out;
+	} else if (rk_provider_generates(j->prov, json_object_get(j->spec, "locator"))) {
 		/* The provider makes the value at stage (a Transit key); nothing to seal. */
 		r = step(ctx, j, "generated", "(by provider)", err);
 		goto out;
-	}
-	if ((r = rk_gen_generate(j->pol->gen, &j->value, err)) < 0)
+	} else if ((r = rk_gen_generate(j->pol->gen, &j->value, err)) < 0) {
 		goto out;
+	}
 	rk_fingerprint(ctx->keys, j->value, j->rot.new_fp);
 	seal_ad(ad, sizeof(ad), &j->rot, "new");
 	if ((r = rk_seal(ctx->keys, ad, j->value, &j->rot.sealed_new, &j->rot.sealed_new_len,
@@ -299,7 +307,10 @@ record_promoted(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 	detail = json_pack("{s:s, s:s, s:s, s:s}", "run_id", j->rot.run_id, "provider",
 			   j->prov->name, "old_version", j->rot.old_version, "new_version",
 			   j->rot.new_version);
-	r = rk_audit(ctx, "secret.rotated", j->name, detail, err);
+	if (j->rot.restore_version[0] != '\0')
+		json_object_set_new(detail, "restored_version", json_string(j->rot.restore_version));
+	r = rk_audit(ctx, j->rot.restore_version[0] ? "secret.rolled_back" : "secret.rotated",
+		     j->name, detail, err);
 	json_decref(detail);
 	return r;
 }
@@ -385,6 +396,14 @@ fail_job(struct rk_ctx *ctx, struct job *j, const struct rk_error *cause)
 	       "result", final, "error", j->rot.error, NULL);
 }
 
+/* Promoted, or past it: the new value is live. */
+static int
+is_promoted(const char *state)
+{
+	return strcmp(state, "promoted") == 0 || strcmp(state, "restarted") == 0 ||
+	       strcmp(state, "restart_failed") == 0 || strcmp(state, "done") == 0;
+}
+
 /* Advances one rotation until it is promoted, or has failed. */
 static void
 advance(struct rk_ctx *ctx, struct job *j)
@@ -421,8 +440,7 @@ advance(struct rk_ctx *ctx, struct job *j)
 			return;
 		}
 	}
-	if (strcmp(j->rot.state, "promoted") == 0 || strcmp(j->rot.state, "restarted") == 0 ||
-	    strcmp(j->rot.state, "done") == 0)
+	if (is_promoted(j->rot.state))
 		snprintf(j->result, sizeof(j->result), "rotated");
 	else if (j->result[0] == '\0')
 		snprintf(j->result, sizeof(j->result), "%s", j->rot.state);
@@ -430,143 +448,237 @@ advance(struct rk_ctx *ctx, struct job *j)
 
 /* ---- dependents ---- */
 
+/* Above this, REKEY_SECRETS would near the kernel's limit for one variable (128 KiB). */
+#define SECRETS_ENV_MAX (64 * 1024)
+
+/*
+ * Tells a dependent which secrets changed: REKEY_SECRETS (comma-separated)
+ * when it fits, else REKEY_SECRETS_FILE, a 0600 file of one name a line in
+ * the state dir, removed after the dependent ran. REKEY_SECRETS_COUNT always.
+ */
 static int
-restart_one(struct rk_ctx *ctx, const char *run_id, const json_t *dep, const char *secrets,
+run_exec_dependent(struct rk_ctx *ctx, const char *run_id, const json_t *dep, const json_t *names,
+		   int64_t timeout, struct rk_error *err)
+{
+	const json_t *argv_j = json_object_get(dep, "argv"), *nm;
+	size_t n = json_array_size(argv_j), i, len = 0;
+	char **argv = calloc(n + 1, sizeof(*argv));
+	char run_env[128], count_env[48], *sec_env = NULL, *path = NULL;
+	const char *env[4];
+	struct rk_exec_opts o;
+	FILE *f = NULL;
+	int r = 0;
+
+	if (argv == NULL)
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	for (i = 0; i < n; i++)
+		argv[i] = (char *)json_string_value(json_array_get(argv_j, i));
+	json_array_foreach(names, i, nm)
+		len += json_string_length(nm) + 1;
+	if (len <= SECRETS_ENV_MAX) {
+		size_t used;
+		if ((sec_env = malloc(len + 16)) == NULL) {
+			r = rk_error_set(err, RK_ENOMEM, "out of memory");
+			goto out;
+		}
+		used = (size_t)snprintf(sec_env, len + 16, "REKEY_SECRETS=");
+		json_array_foreach(names, i, nm)
+			used += (size_t)snprintf(sec_env + used, len + 16 - used, "%s%s",
+						 i ? "," : "", json_string_value(nm));
+	} else {
+		char file[160];
+		int fd;
+		snprintf(file, sizeof(file), "dependent-%s.XXXXXX", run_id);
+		if ((path = rk_path_join(ctx->cfg->state_dir, file)) == NULL ||
+		    (sec_env = malloc(strlen(path) + 32)) == NULL) {
+			r = rk_error_set(err, RK_ENOMEM, "out of memory");
+			goto out;
+		}
+		if ((fd = mkstemp(path)) < 0 || (f = fdopen(fd, "w")) == NULL) {
+			if (fd >= 0)
+				close(fd);
+			r = rk_error_set(err, RK_EIO, "cannot write the list of secrets for a "
+					 "dependent in %s", ctx->cfg->state_dir);
+			free(path);
+			path = NULL;
+			goto out;
+		}
+		json_array_foreach(names, i, nm)
+			fprintf(f, "%s\n", json_string_value(nm));
+		if (fclose(f) != 0) {
+			f = NULL;
+			r = rk_error_set(err, RK_EIO, "cannot write %s", path);
+			goto out;
+		}
+		f = NULL;
+		snprintf(sec_env, strlen(path) + 32, "REKEY_SECRETS_FILE=%s", path);
+	}
+	snprintf(run_env, sizeof(run_env), "REKEY_RUN_ID=%s", run_id);
+	snprintf(count_env, sizeof(count_env), "REKEY_SECRETS_COUNT=%zu", json_array_size(names));
+	env[0] = run_env;
+	env[1] = count_env;
+	env[2] = sec_env;
+	env[3] = NULL;
+	o.stdin_value = NULL;	/* a dependent never gets a value */
+	o.timeout_ms = timeout > 0 ? timeout : RK_DEFAULT_HOOK_TIMEOUT_MS;
+	o.env = env;
+	o.what = "dependent";
+	r = rk_exec_run(argv, &o, err);
+out:
+	if (path != NULL) {
+		unlink(path);
+		free(path);
+	}
+	free(sec_env);
+	free(argv);
+	return r;
+}
+
+static int
+restart_one(struct rk_ctx *ctx, const char *run_id, const json_t *dep, const json_t *names,
 	    const struct rk_policy *pol, struct rk_error *err)
 {
 	const char *kind = json_string_value(json_object_get(dep, "kind"));
 	int64_t timeout = json_integer_value(json_object_get(dep, "timeout_ms"));
+	const char *target = json_string_value(json_object_get(dep, "target"));
+	struct rk_provider *p;
+	int r;
 
-	if (strcmp(kind, "exec") == 0) {
-		const json_t *argv_j = json_object_get(dep, "argv");
-		size_t n = json_array_size(argv_j), i;
-		char **argv = calloc(n + 1, sizeof(*argv));
-		char run_env[128], sec_env[1024];
-		const char *env[3];
-		struct rk_exec_opts o;
-		int r;
-
-		if (argv == NULL)
-			return rk_error_set(err, RK_ENOMEM, "out of memory");
-		for (i = 0; i < n; i++)
-			argv[i] = (char *)json_string_value(json_array_get(argv_j, i));
-		snprintf(run_env, sizeof(run_env), "REKEY_RUN_ID=%s", run_id);
-		snprintf(sec_env, sizeof(sec_env), "REKEY_SECRETS=%s", secrets);
-		env[0] = run_env;
-		env[1] = sec_env;
-		env[2] = NULL;
-		o.stdin_value = NULL;	/* a dependent never gets a value */
-		o.timeout_ms = timeout > 0 ? timeout : RK_DEFAULT_HOOK_TIMEOUT_MS;
-		o.env = env;
-		o.what = "dependent";
-		r = rk_exec_run(argv, &o, err);
-		free(argv);
+	if (strcmp(kind, "exec") == 0)
+		return run_exec_dependent(ctx, run_id, dep, names, timeout, err);
+	if ((r = rk_ctx_provider(ctx, json_string_value(json_object_get(dep, "provider")), &p,
+				 err)) < 0)
 		return r;
-	} else {
-		struct rk_provider *p;
-		const char *target = json_string_value(json_object_get(dep, "target"));
-		int r;
-
-		if ((r = rk_ctx_provider(ctx, json_string_value(json_object_get(dep, "provider")), &p,
-					 err)) < 0)
-			return r;
-		if ((r = rk_provider_restart(p, target, run_id, err)) < 0)
-			return r;
-		if (pol->restart_wait)
-			r = rk_provider_wait_restarted(
-				p, target,
-				rk_mono_ms() + (timeout > 0 ? timeout : pol->restart_timeout_ms), err);
+	if ((r = rk_provider_restart(p, target, run_id, err)) < 0)
 		return r;
-	}
+	if (pol->restart_wait)
+		r = rk_provider_wait_restarted(
+			p, target, rk_mono_ms() + (timeout > 0 ? timeout : pol->restart_timeout_ms),
+			err);
+	return r;
 }
+
+/* One dependent of the run, and the jobs that feed it. */
+struct dep_entry {
+	const json_t *dep;		/* the first inventory entry naming it */
+	const struct rk_policy *pol;	/* of the first job naming it */
+	json_t *names;			/* secrets of the run that changed for it */
+	size_t *jobs;			/* indexes of every job naming it */
+	size_t njobs;
+};
 
 /*
  * Restarts each dependent of the run once: after every rotation that feeds it
  * has left the pipeline, and only if at least one of them changed a value.
- * Returns how many restarts failed.
+ * The dependents are indexed by key first (one pass over the jobs), so the
+ * cost is linear in the number of (secret, dependent) pairs. Marks the jobs
+ * of a failed dependent and returns how many restarts failed.
  */
 static size_t
 restart_dependents(struct rk_ctx *ctx, const char *run_id, struct job *jobs, size_t n,
 		   json_t *report_deps, int no_restart)
 {
-	json_t *seen = json_object();
-	size_t failed = 0;
+	json_t *index = json_object();	/* key -> position in ents */
+	struct dep_entry *ents = NULL;
+	size_t nents = 0, cap = 0, failed = 0;
 
-	for (size_t i = 0; i < n && seen; i++) {
-		const json_t *deps = json_object_get(jobs[i].spec, "dependents"), *dep;
+	for (size_t i = 0; i < n && index; i++) {
+		const json_t *dep;
 		size_t k;
-
-		json_array_foreach(deps, k, dep) {
+		json_array_foreach(json_object_get(jobs[i].spec, "dependents"), k, dep) {
 			const char *key = json_string_value(json_object_get(dep, "key"));
-			char state[32], secrets[900] = "";
-			size_t used = 0;
-			int changed = 0;
-			const struct rk_policy *pol = jobs[i].pol;
-			struct rk_error err = { 0 };
-			int64_t t0 = rk_mono_ms();
-			const char *result;
-
-			if (json_object_get(seen, key) != NULL)
-				continue;
-			json_object_set_new(seen, key, json_true());
-			for (size_t m = 0; m < n; m++) {
-				const json_t *d2;
-				size_t q;
-				json_array_foreach(json_object_get(jobs[m].spec, "dependents"), q, d2) {
-					if (strcmp(json_string_value(json_object_get(d2, "key")), key) != 0)
-						continue;
-					if (strcmp(jobs[m].result, "rotated") == 0) {
-						changed = 1;
-						used += (size_t)snprintf(secrets + used,
-									 sizeof(secrets) - used,
-									 "%s%s", used ? "," : "",
-									 jobs[m].name);
-						if (used >= sizeof(secrets))
-							used = sizeof(secrets) - 1;
-					}
+			json_t *pos = json_object_get(index, key);
+			struct dep_entry *e;
+			if (pos == NULL) {
+				if (nents == cap) {
+					size_t nc = cap ? cap * 2 : 16;
+					struct dep_entry *ne = realloc(ents, nc * sizeof(*ne));
+					if (ne == NULL)
+						goto out;
+					ents = ne;
+					cap = nc;
 				}
-			}
-			if (rk_store_dep_state(ctx->store, run_id, key, state, sizeof(state), &err) < 0) {
-				rk_log_err(&err, "cannot read restart state of %s", key);
-				continue;
-			}
-			if (strcmp(state, "done") == 0) {
-				result = "restarted";	/* by the process that ran before a crash */
-			} else if (!changed) {
-				result = "skipped";
-			} else if (no_restart) {
-				result = "not_restarted";
+				e = &ents[nents];
+				memset(e, 0, sizeof(*e));
+				e->dep = dep;
+				e->pol = jobs[i].pol;
+				if ((e->names = json_array()) == NULL)
+					goto out;
+				json_object_set_new(index, key, json_integer((json_int_t)nents));
+				nents++;
 			} else {
-				if (rk_store_dep_set(ctx->store, run_id, key, "restarting", NULL,
-						     rk_now(ctx), &err) < 0) {
-					rk_log_err(&err, "cannot journal restart of %s", key);
-					continue;
-				}
-				if (restart_one(ctx, run_id, dep, secrets, pol, &err) < 0) {
-					result = "failed";
-				} else {
-					RK_FAULT("restart-call");
-					result = "restarted";
-				}
-				{
-					struct rk_error e2 = { 0 };
-					if (rk_store_dep_set(ctx->store, run_id, key,
-							     strcmp(result, "failed") ? "done" : "failed",
-							     err.msg, rk_now(ctx), &e2) < 0)
-						rk_log_err(&e2, "cannot journal restart of %s", key);
-				}
+				e = &ents[json_integer_value(pos)];
 			}
-			rk_log(strcmp(result, "failed") ? RK_LOG_INFO : RK_LOG_ERROR,
-			       "dependent.restart", "run_id", run_id, "dependent", key, "result", result,
-			       "error", err.code ? err.msg : NULL, NULL);
-			json_array_append_new(report_deps,
-					      json_pack("{s:s, s:s, s:s, s:I}", "dependent", key,
-							"result", result, "error", err.code ? err.msg : "",
-							"duration_ms", (json_int_t)(rk_mono_ms() - t0)));
-			failed += strcmp(result, "failed") == 0;
+			if (e->njobs == 0 || e->jobs[e->njobs - 1] != i) {
+				size_t *nj = realloc(e->jobs, (e->njobs + 1) * sizeof(*nj));
+				if (nj == NULL)
+					goto out;
+				e->jobs = nj;
+				e->jobs[e->njobs++] = i;
+				if (strcmp(jobs[i].result, "rotated") == 0 ||
+				    strcmp(jobs[i].result, "restored") == 0)
+					json_array_append_new(e->names, json_string(jobs[i].name));
+			}
 		}
 	}
-	json_decref(seen);
+	for (size_t d = 0; d < nents; d++) {
+		struct dep_entry *e = &ents[d];
+		const char *key = json_string_value(json_object_get(e->dep, "key"));
+		struct rk_error err = { 0 };
+		int64_t t0 = rk_mono_ms();
+		const char *result;
+		char state[32];
+
+		if (rk_store_dep_state(ctx->store, run_id, key, state, sizeof(state), &err) < 0) {
+			rk_log_err(&err, "cannot read restart state of %s", key);
+			continue;
+		}
+		if (strcmp(state, "done") == 0) {
+			result = "restarted";	/* by the process that ran before a crash */
+		} else if (json_array_size(e->names) == 0) {
+			result = "skipped";
+		} else if (no_restart) {
+			result = "not_restarted";
+		} else {
+			if (rk_store_dep_set(ctx->store, run_id, key, "restarting", NULL, rk_now(ctx),
+					     &err) < 0) {
+				rk_log_err(&err, "cannot journal restart of %s", key);
+				continue;
+			}
+			if (restart_one(ctx, run_id, e->dep, e->names, e->pol, &err) < 0) {
+				result = "failed";
+			} else {
+				RK_FAULT("restart-call");
+				result = "restarted";
+			}
+			{
+				struct rk_error e2 = { 0 };
+				if (rk_store_dep_set(ctx->store, run_id, key,
+						     strcmp(result, "failed") ? "done" : "failed",
+						     err.msg, rk_now(ctx), &e2) < 0)
+					rk_log_err(&e2, "cannot journal restart of %s", key);
+			}
+		}
+		rk_log(strcmp(result, "failed") ? RK_LOG_INFO : RK_LOG_ERROR, "dependent.restart",
+		       "run_id", run_id, "dependent", key, "result", result, "error",
+		       err.code ? err.msg : NULL, NULL);
+		json_array_append_new(report_deps,
+				      json_pack("{s:s, s:s, s:s, s:I}", "dependent", key, "result",
+						result, "error", err.code ? err.msg : "", "duration_ms",
+						(json_int_t)(rk_mono_ms() - t0)));
+		if (strcmp(result, "failed") == 0) {
+			failed++;
+			for (size_t q = 0; q < e->njobs; q++)
+				jobs[e->jobs[q]].dep_failed = 1;
+		}
+	}
+out:
+	for (size_t d = 0; d < nents; d++) {
+		json_decref(ents[d].names);
+		free(ents[d].jobs);
+	}
+	free(ents);
+	json_decref(index);
 	return failed;
 }
 
@@ -626,17 +738,24 @@ finish_run(struct rk_ctx *ctx, const char *run_id, const char *kind, struct job 
 		struct job *j = &jobs[i];
 		if (strcmp(j->result, "rotated") == 0) {
 			struct rk_error e2 = { 0 };
+			/*
+			 * A failed dependent is journaled as such (the rotation itself
+			 * stands: the new value is live); the run is then partial.
+			 */
 			if (strcmp(j->rot.state, "promoted") == 0 &&
-			    step(ctx, j, "restarted", NULL, &e2) == 0)
+			    step(ctx, j, j->dep_failed ? "restart_failed" : "restarted", NULL,
+				 &e2) == 0)
 				RK_FAULT("restarted");
 			/* Done: the sealed value is no longer needed by anyone. */
 			free(j->rot.sealed_new);
 			j->rot.sealed_new = NULL;
 			j->rot.sealed_new_len = 0;
-			if (e2.code == 0 && strcmp(j->rot.state, "done") != 0)
+			if (e2.code == 0 && strcmp(j->rot.state, "restarted") == 0)
 				step(ctx, j, "done", NULL, &e2);
 			if (e2.code != 0)
 				rk_log_err(&e2, "cannot journal the end of '%s'", j->name);
+			if (j->rot.restore_version[0] != '\0')
+				snprintf(j->result, sizeof(j->result), "restored");
 			ok++;
 		} else {
 			bad++;
@@ -667,53 +786,101 @@ finish_run(struct rk_ctx *ctx, const char *run_id, const char *kind, struct job 
 	return 0;
 }
 
-int
-rk_engine_rotate(struct rk_ctx *ctx, const json_t *names, const struct rk_rotate_opts *opts,
-		 json_t **report, struct rk_error *err)
+/*
+ * Records a new run and its rotations in one transaction, so a failure
+ * before the first external call leaves nothing behind (no run that blocks
+ * its secrets). jobs[i].rot.restore_version may be set by the caller.
+ */
+static int
+start_run(struct rk_ctx *ctx, const char *run_id, const char *kind, const char *reason,
+	  const json_t *names, struct job *jobs, size_t n, int manual, struct rk_error *err)
 {
-	struct job *jobs = NULL;
-	size_t n = json_array_size(names), i;
-	char run_id[64];
-	const char *kind = opts->kind ? opts->kind : "rotate";
+	json_t *d;
 	int r;
 
-	if ((jobs = calloc(n ? n : 1, sizeof(*jobs))) == NULL)
-		return rk_error_set(err, RK_ENOMEM, "out of memory");
-	/* Everything is checked before the run starts: a bad name changes nothing. */
-	for (i = 0; i < n; i++) {
-		if ((r = load_job(ctx, &jobs[i], json_string_value(json_array_get(names, i)), err)) < 0)
-			goto out;
-	}
-	rk_new_run_id(run_id, sizeof(run_id), rk_now(ctx));
-	if ((r = rk_store_run_create(ctx->store, run_id, kind, opts->reason, rk_now(ctx), err)) < 0)
+	if ((r = rk_store_begin(ctx->store, err)) < 0)
+		return r;
+	if ((r = rk_store_run_create(ctx->store, run_id, kind, reason, rk_now(ctx), err)) < 0)
 		goto out;
-	{
-		json_t *d = json_pack("{s:s, s:O}", "reason", opts->reason ? opts->reason : "",
-				      "secrets", names);
-		r = rk_audit(ctx, "run.started", run_id, d, err);
-		json_decref(d);
-		if (r < 0)
-			goto out;
-	}
-	rk_log_set_run(run_id);
-	rk_log(RK_LOG_INFO, "run.started", "run_id", run_id, "kind", kind, NULL);
-	for (i = 0; i < n; i++) {
+	d = json_pack("{s:s, s:O}", "reason", reason ? reason : "", "secrets", names);
+	r = rk_audit(ctx, "run.started", run_id, d, err);
+	json_decref(d);
+	if (r < 0)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
 		struct job *j = &jobs[i];
 		snprintf(j->rot.run_id, sizeof(j->rot.run_id), "%s", run_id);
 		snprintf(j->rot.secret, sizeof(j->rot.secret), "%s", j->name);
 		snprintf(j->rot.state, sizeof(j->rot.state), "planned");
 		rk_keys_uuid(ctx->keys, run_id, j->name, j->rot.idem_key);
-		if ((opts->manual &&
-		     (r = rk_store_secret_clear_attention(ctx->store, j->name, err)) < 0) ||
+		if ((manual && (r = rk_store_secret_clear_attention(ctx->store, j->name, err)) < 0) ||
 		    (r = rk_store_rot_insert(ctx->store, &j->rot, rk_now(ctx), err)) < 0)
 			goto out;
 	}
+out:
+	if (r < 0) {
+		rk_store_rollback(ctx->store);
+		return r;
+	}
+	return rk_store_commit(ctx->store, err);
+}
+
+/* Refuses a secret whose rotation in another run has not finished. */
+static int
+check_not_in_flight(struct rk_ctx *ctx, const char *name, struct rk_error *err)
+{
+	char run[64];
+	int r;
+
+	if ((r = rk_store_secret_in_flight(ctx->store, name, run, sizeof(run), err)) < 0)
+		return r;
+	if (run[0])
+		return rk_error_set(err, RK_EINVAL,
+				    "'%s' has an unfinished rotation in run %s; finish it first "
+				    "with `rekey rotate --resume %s`", name, run, run);
+	return 0;
+}
+
+int
+rk_engine_rotate(struct rk_ctx *ctx, const json_t *names_in, const struct rk_rotate_opts *opts,
+		 json_t **report, struct rk_error *err)
+{
+	struct job *jobs = NULL;
+	json_t *names = json_array(), *seen = json_object(), *nm;
+	size_t n = 0, i;
+	char run_id[64];
+	const char *kind = opts->kind ? opts->kind : "rotate";
+	int r;
+
+	if (names == NULL || seen == NULL ||
+	    (jobs = calloc(json_array_size(names_in) + 1, sizeof(*jobs))) == NULL) {
+		r = rk_error_set(err, RK_ENOMEM, "out of memory");
+		goto out;
+	}
+	/* Everything is checked before the run starts: a bad name changes nothing. */
+	json_array_foreach(names_in, i, nm) {
+		const char *name = json_string_value(nm);
+		if (json_object_get(seen, name) != NULL)
+			continue;	/* named twice: rotated once */
+		json_object_set_new(seen, name, json_true());
+		json_array_append(names, nm);
+		if ((r = load_job(ctx, &jobs[n++], name, err)) < 0 ||
+		    (r = check_not_in_flight(ctx, name, err)) < 0)
+			goto out;
+	}
+	rk_new_run_id(run_id, sizeof(run_id), rk_now(ctx));
+	if ((r = start_run(ctx, run_id, kind, opts->reason, names, jobs, n, opts->manual, err)) < 0)
+		goto out;
+	rk_log_set_run(run_id);
+	rk_log(RK_LOG_INFO, "run.started", "run_id", run_id, "kind", kind, NULL);
 	RK_FAULT("planned");
 	r = finish_run(ctx, run_id, kind, jobs, n, opts->no_restart, report, err);
 out:
 	for (i = 0; i < n; i++)
 		job_free(&jobs[i]);
 	free(jobs);
+	json_decref(names);
+	json_decref(seen);
 	return r;
 }
 
@@ -920,91 +1087,84 @@ rk_engine_plan(struct rk_ctx *ctx, int64_t at, json_t **out, struct rk_error *er
 
 /* ---- rollback ---- */
 
+/*
+ * A rollback is a rotation whose new value is an earlier version's: the same
+ * journal (so a kill -9 is resumed like any rotation, never by generating a
+ * random value), the same stage with its precondition (other keys of a Vault
+ * entry are kept), verify, the policy's hooks, promote and restart.
+ */
 int
-rk_engine_rollback(struct rk_ctx *ctx, const char *name, const char *to, json_t **report,
-		   struct rk_error *err)
+rk_engine_rollback(struct rk_ctx *ctx, const char *name, const char *to,
+		   const struct rk_rotate_opts *opts, json_t **report, struct rk_error *err)
 {
 	struct job j;
-	json_t *hist = NULL;
+	json_t *last = NULL, *names = NULL;
 	const json_t *loc;
-	struct rk_version target, nv = { "" }, cur = { "" };
-	struct rk_stage_req req;
-	struct rk_secret *curval = NULL, *val = NULL;
-	char run_id[64];
+	struct rk_version target;
+	struct rk_secret *val = NULL;
+	char run_id[64], reason[200];
 	int r;
 
 	if ((r = load_job(ctx, &j, name, err)) < 0)
 		goto out;
 	loc = json_object_get(j.spec, "locator");
-	if (!(rk_provider_caps(j.prov) & RK_CAP_VERSIONS)) {
+	if (!(rk_provider_caps(j.prov) & RK_CAP_VERSIONS) || rk_provider_generates(j.prov, loc)) {
 		r = rk_error_set(err, RK_EUNSUPPORTED,
-				 "provider '%s' keeps no versions; rollback of '%s' needs the "
-				 "previous value saved by the last rotation", j.prov->name, name);
+				 rk_provider_generates(j.prov, loc)
+					 ? "provider '%s' makes the values of '%s' itself (a key "
+					   "with versions of its own): it cannot be rolled back"
+					 : "provider '%s' keeps no versions: rollback of '%s' is "
+					   "not supported there",
+				 j.prov->name, name);
 		goto out;
 	}
+	if ((r = check_not_in_flight(ctx, name, err)) < 0)
+		goto out;
 	if (to != NULL) {
 		snprintf(target.id, sizeof(target.id), "%s", to);
 	} else {
-		/* The version that was current before the last successful rotation. */
-		size_t i;
-		json_t *h;
-		target.id[0] = '\0';
-		if ((r = rk_store_history(ctx->store, name, &hist, err)) < 0)
+		/*
+		 * The version that was current just before the latest change, be it a
+		 * rotation or a rollback: the journal's newest "promoted" row, never an
+		 * order by wall-clock time.
+		 */
+		const char *ov;
+		if ((r = rk_store_last_change(ctx->store, name, &last, err)) < 0)
 			goto out;
-		json_array_foreach(hist, i, h) {
-			const char *st = json_string_value(json_object_get(h, "state"));
-			const char *ov = json_string_value(json_object_get(h, "old_version"));
-			if (strcmp(st, "done") == 0 && ov && ov[0]) {
-				snprintf(target.id, sizeof(target.id), "%s", ov);
-				break;
-			}
-		}
-		if (target.id[0] == '\0') {
+		ov = last ? json_string_value(json_object_get(last, "old_version")) : NULL;
+		if (ov == NULL || ov[0] == '\0') {
 			r = rk_error_set(err, RK_ENOTFOUND,
-					 "no previous version of '%s' is recorded; name one with --to",
+					 last ? "'%s' did not exist before rekey's latest change; "
+						"name a version with --to"
+					      : "no previous version of '%s' is recorded; name one "
+						"with --to",
 					 name);
 			goto out;
 		}
+		snprintf(target.id, sizeof(target.id), "%s", ov);
 	}
-	/* The value must exist before anything changes. */
+	/* The value must exist before anything is recorded. */
 	if ((r = rk_provider_read_version(j.prov, loc, &target, &val, err)) < 0)
 		goto out;
-	if ((r = rk_provider_read(j.prov, loc, &curval, &cur, err)) < 0)
-		goto out;
-	rk_new_run_id(run_id, sizeof(run_id), rk_now(ctx));
-	rk_log_set_run(run_id);
-	snprintf(j.rot.run_id, sizeof(j.rot.run_id), "%s", run_id);
-	snprintf(j.rot.secret, sizeof(j.rot.secret), "%s", name);
-	snprintf(j.rot.state, sizeof(j.rot.state), "planned");
-	snprintf(j.rot.old_version, sizeof(j.rot.old_version), "%s", cur.id);
-	rk_fingerprint(ctx->keys, curval, j.rot.old_fp);
-	rk_fingerprint(ctx->keys, val, j.rot.new_fp);
-	rk_keys_uuid(ctx->keys, run_id, name, j.rot.idem_key);
-	if ((r = rk_store_run_create(ctx->store, run_id, "rollback", to, rk_now(ctx), err)) < 0 ||
-	    (r = rk_store_rot_insert(ctx->store, &j.rot, rk_now(ctx), err)) < 0)
-		goto out;
-	j.value = val;
-	val = NULL;
-	stage_req(&j, &req, &cur);
-	if ((r = rk_provider_rollback(j.prov, loc, &target, &req, &nv, err)) < 0) {
-		struct rk_error e2 = { 0 };
-		fail_job(ctx, &j, err);
-		if (rk_store_run_finish(ctx->store, run_id, "failed", rk_now(ctx), &e2) < 0)
-			rk_log_err(&e2, "cannot close run %s", run_id);
+	snprintf(j.rot.restore_version, sizeof(j.rot.restore_version), "%s", target.id);
+	snprintf(reason, sizeof(reason), "restore version %s", target.id);
+	if ((names = json_pack("[s]", name)) == NULL) {
+		r = rk_error_set(err, RK_ENOMEM, "out of memory");
 		goto out;
 	}
-	snprintf(j.rot.new_version, sizeof(j.rot.new_version), "%s", nv.id);
-	if ((r = step(ctx, &j, "promoted", nv.id, err)) < 0 ||
-	    (r = record_promoted(ctx, &j, err)) < 0)
+	rk_new_run_id(run_id, sizeof(run_id), rk_now(ctx));
+	if ((r = start_run(ctx, run_id, "rollback", opts && opts->reason ? opts->reason : reason,
+			   names, &j, 1, 1, err)) < 0)
 		goto out;
-	snprintf(j.result, sizeof(j.result), "rotated");
-	r = finish_run(ctx, run_id, "rollback", &j, 1, 0, report, err);
+	rk_log_set_run(run_id);
+	rk_log(RK_LOG_INFO, "run.started", "run_id", run_id, "kind", "rollback", NULL);
+	r = finish_run(ctx, run_id, "rollback", &j, 1, opts && opts->no_restart, report, err);
 	if (r == 0)
 		json_object_set_new(*report, "restored_version", json_string(target.id));
 out:
 	rk_secret_free(val);
-	rk_secret_free(curval);
-	json_decref(hist);
+	json_decref(last);
+	json_decref(names);
 	job_free(&j);
 	return r;
 }

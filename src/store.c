@@ -6,6 +6,7 @@
  * audit table is append-only by trigger; the chain itself is computed in
  * audit.c. Plaintext values never reach this module: sealed blobs only.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -20,12 +21,14 @@
 #include "rekey/store.h"
 #include "rekey/util.h"
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 #define BUSY_TIMEOUT_MS 10000
 
 struct rk_store {
 	sqlite3 *db;
 	char *path;
+	int depth;	/* nested rk_store_begin calls: only the outermost is a transaction */
+	int failed;	/* an inner level rolled back: the outermost must not commit */
 };
 
 static const char *const migrations[SCHEMA_VERSION] = {
@@ -78,6 +81,16 @@ static const char *const migrations[SCHEMA_VERSION] = {
 	"  BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;"
 	"CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit"
 	"  BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;",
+	/*
+	 * 2: runs get a strictly increasing sequence. started_at has whole
+	 * seconds, so two runs of one second came back in random (run id)
+	 * order, and rollback could take the wrong one for the latest.
+	 */
+	"ALTER TABLE runs ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;"
+	"UPDATE runs SET seq = rowid;"
+	"CREATE UNIQUE INDEX runs_seq ON runs(seq);"
+	/* A rollback is a rotation whose new value is an earlier version's. */
+	"ALTER TABLE rotations ADD COLUMN restore_version TEXT NOT NULL DEFAULT '';",
 };
 
 static int
@@ -311,18 +324,45 @@ rk_store_path(const struct rk_store *s)
 int
 rk_store_begin(struct rk_store *s, struct rk_error *err)
 {
-	return exec_sql(s, "BEGIN IMMEDIATE", err);
+	int r;
+
+	if (s->depth > 0) {
+		s->depth++;
+		return 0;
+	}
+	if ((r = exec_sql(s, "BEGIN IMMEDIATE", err)) < 0)
+		return r;
+	s->depth = 1;
+	s->failed = 0;
+	return 0;
 }
 
 int
 rk_store_commit(struct rk_store *s, struct rk_error *err)
 {
-	return exec_sql(s, "COMMIT", err);
+	int r;
+
+	assert(s->depth > 0);
+	if (--s->depth > 0)
+		return 0;
+	if (s->failed) {
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		return rk_error_set(err, RK_EIO, "state DB %s: a part of the transaction failed; "
+				    "nothing was written", s->path);
+	}
+	if ((r = exec_sql(s, "COMMIT", err)) < 0)
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	return r;
 }
 
 void
 rk_store_rollback(struct rk_store *s)
 {
+	assert(s->depth > 0);
+	if (--s->depth > 0) {
+		s->failed = 1;
+		return;
+	}
 	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
@@ -539,7 +579,8 @@ rk_store_run_create(struct rk_store *s, const char *run_id, const char *kind, co
 		    int64_t now, struct rk_error *err)
 {
 	return run(s, err, NULL,
-		   "INSERT INTO runs (id, kind, reason, status, started_at) VALUES (?,?,?,'running',?)",
+		   "INSERT INTO runs (id, kind, reason, status, started_at, seq)"
+		   " VALUES (?,?,?,'running',?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM runs))",
 		   "sssi", run_id, kind, reason ? reason : "", now);
 }
 
@@ -560,7 +601,9 @@ rk_store_run_list(struct rk_store *s, int limit, json_t **out, struct rk_error *
 		     " (SELECT COUNT(*) FROM rotations WHERE run_id = r.id AND state = 'done') AS done,"
 		     " (SELECT COUNT(*) FROM rotations WHERE run_id = r.id"
 		     "   AND state IN ('failed','rolled_back')) AS failed"
-		     " FROM runs r ORDER BY r.started_at DESC, r.id DESC LIMIT ?",
+		     " FROM runs r WHERE r.status = 'running'"
+		     "   OR r.seq > (SELECT COALESCE(MAX(seq), 0) FROM runs) - ?"
+		     " ORDER BY r.seq DESC",
 		     "i", (int64_t)limit);
 }
 
@@ -588,7 +631,7 @@ rk_store_run_unfinished(struct rk_store *s, json_t **out, struct rk_error *err)
 {
 	return query(s, out, err,
 		     "SELECT id, kind, reason, started_at FROM runs WHERE status = 'running'"
-		     " ORDER BY started_at, id", "");
+		     " ORDER BY seq", "");
 }
 
 /* ---- journal ---- */
@@ -611,9 +654,11 @@ rk_store_rot_insert(struct rk_store *s, const struct rk_rotation *rot, int64_t n
 	if ((r = rk_store_begin(s, err)) < 0)
 		return r;
 	if ((r = run(s, err, NULL,
-		     "INSERT INTO rotations (run_id, secret, seq, state, idem_key, updated_at)"
-		     " VALUES (?, ?, (SELECT COUNT(*) FROM rotations WHERE run_id = ?), 'planned', ?, ?)",
-		     "ssssi", rot->run_id, rot->secret, rot->run_id, rot->idem_key, now)) < 0 ||
+		     "INSERT INTO rotations (run_id, secret, seq, state, idem_key, restore_version,"
+		     " updated_at) VALUES (?, ?, (SELECT COUNT(*) FROM rotations WHERE run_id = ?),"
+		     " 'planned', ?, ?, ?)",
+		     "sssssi", rot->run_id, rot->secret, rot->run_id, rot->idem_key,
+		     rot->restore_version, now)) < 0 ||
 	    (r = run(s, err, NULL,
 		     "INSERT INTO steps (run_id, secret, step, ts) VALUES (?, ?, 'planned', ?)",
 		     "ssi", rot->run_id, rot->secret, now)) < 0) {
@@ -702,8 +747,8 @@ rk_store_rot_list(struct rk_store *s, const char *run_id, struct rk_rotation **o
 
 	if (sqlite3_prepare_v2(s->db,
 			       "SELECT run_id, secret, state, idem_key, old_version, new_version,"
-			       " old_fp, new_fp, sealed_new, sealed_old, error, updated_at"
-			       " FROM rotations WHERE run_id = ? ORDER BY seq", -1, &st,
+			       " old_fp, new_fp, sealed_new, sealed_old, error, updated_at,"
+			       " restore_version FROM rotations WHERE run_id = ? ORDER BY seq", -1, &st,
 			       NULL) != SQLITE_OK)
 		return db_err(s, err, "prepare");
 	sqlite3_bind_text(st, 1, run_id, -1, SQLITE_TRANSIENT);
@@ -737,6 +782,7 @@ rk_store_rot_list(struct rk_store *s, const char *run_id, struct rk_rotation **o
 		}
 		copy_col(rot->error, sizeof(rot->error), st, 10);
 		rot->updated_at = sqlite3_column_int64(st, 11);
+		copy_col(rot->restore_version, sizeof(rot->restore_version), st, 12);
 	}
 	if (rc != SQLITE_DONE)
 		r = db_err(s, err, "read");
@@ -790,8 +836,27 @@ rk_store_history(struct rk_store *s, const char *secret, json_t **out, struct rk
 	return query(s, out, err,
 		     "SELECT r.run_id, u.kind, r.state, r.old_version, r.new_version, r.new_fp,"
 		     " r.error, u.started_at, r.updated_at FROM rotations r JOIN runs u"
-		     " ON u.id = r.run_id WHERE r.secret = ? ORDER BY u.started_at DESC, r.run_id DESC",
+		     " ON u.id = r.run_id WHERE r.secret = ? ORDER BY u.seq DESC",
 		     "s", secret);
+}
+
+int
+rk_store_last_change(struct rk_store *s, const char *secret, json_t **out, struct rk_error *err)
+{
+	json_t *rows = NULL;
+	int r;
+
+	/* steps.id is AUTOINCREMENT: the newest "promoted" row is the latest change. */
+	if ((r = query(s, &rows, err,
+		       "SELECT r.run_id, u.kind, r.old_version, r.new_version, r.old_fp, r.new_fp"
+		       " FROM steps t JOIN rotations r ON r.run_id = t.run_id AND r.secret = t.secret"
+		       " JOIN runs u ON u.id = r.run_id"
+		       " WHERE t.secret = ? AND t.step = 'promoted' ORDER BY t.id DESC LIMIT 1",
+		       "s", secret)) < 0)
+		return r;
+	*out = json_array_size(rows) ? json_incref(json_array_get(rows, 0)) : NULL;
+	json_decref(rows);
+	return 0;
 }
 
 /* ---- dependents ---- */

@@ -46,8 +46,15 @@ int rk_engine_rotate(struct rk_ctx *ctx, const json_t *names, const struct rk_ro
 int rk_engine_resume(struct rk_ctx *ctx, const char *run_id, json_t **report,
 		     struct rk_error *err) RK_WARN_UNUSED;
 
-/* Restores the previous value (or version `to`) of one secret and restarts its dependents. */
-int rk_engine_rollback(struct rk_ctx *ctx, const char *name, const char *to, json_t **report,
+/*
+ * Makes the value that was current just before the secret's latest change
+ * (rotation or rollback; or the value of version `to`) current again as a
+ * new version, in a run of kind "rollback", and restarts its dependents
+ * (unless opts->no_restart; opts may be NULL). The report's result for the
+ * secret is "restored".
+ */
+int rk_engine_rollback(struct rk_ctx *ctx, const char *name, const char *to,
+		       const struct rk_rotate_opts *opts, json_t **report,
 		       struct rk_error *err) RK_WARN_UNUSED;
 
 #endif

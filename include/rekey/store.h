@@ -21,6 +21,10 @@ struct rk_store;
 int rk_store_open(struct rk_store **out, const char *state_dir, int create,
 		  struct rk_error *err) RK_WARN_UNUSED;
 void rk_store_close(struct rk_store *s);
+/*
+ * Transactions nest: only the outermost begin/commit pair is a transaction
+ * (BEGIN IMMEDIATE ... COMMIT); an inner rollback makes the outer commit fail.
+ */
 int rk_store_begin(struct rk_store *s, struct rk_error *err) RK_WARN_UNUSED;
 int rk_store_commit(struct rk_store *s, struct rk_error *err) RK_WARN_UNUSED;
 void rk_store_rollback(struct rk_store *s);
@@ -65,7 +69,7 @@ int rk_store_run_create(struct rk_store *s, const char *run_id, const char *kind
 			const char *reason, int64_t now, struct rk_error *err) RK_WARN_UNUSED;
 int rk_store_run_finish(struct rk_store *s, const char *run_id, const char *status,
 			int64_t now, struct rk_error *err) RK_WARN_UNUSED;
-/* Newest first, at most limit. */
+/* The newest `limit` runs plus every unfinished one, newest first (by sequence). */
 int rk_store_run_list(struct rk_store *s, int limit, json_t **out, struct rk_error *err) RK_WARN_UNUSED;
 int rk_store_run_get(struct rk_store *s, const char *run_id, json_t **out,
 		     struct rk_error *err) RK_WARN_UNUSED;
@@ -92,6 +96,7 @@ struct rk_rotation {
 	size_t sealed_old_len;
 	char error[512];
 	int64_t updated_at;
+	char restore_version[128];	/* a rollback: the version whose value becomes current */
 };
 
 void rk_rotation_clear(struct rk_rotation *rot);
@@ -117,6 +122,13 @@ int rk_store_steps(struct rk_store *s, const char *run_id, const char *secret, j
 /* Rotations of one secret across runs, newest first (for `rekey history`). */
 int rk_store_history(struct rk_store *s, const char *secret, json_t **out,
 		     struct rk_error *err) RK_WARN_UNUSED;
+/*
+ * The latest change of a secret: the rotation (or rollback) whose "promoted"
+ * step was journaled last, {run_id, kind, old_version, new_version, old_fp,
+ * new_fp}; *out NULL when the secret was never changed by rekey.
+ */
+int rk_store_last_change(struct rk_store *s, const char *secret, json_t **out,
+			 struct rk_error *err) RK_WARN_UNUSED;
 
 /* ---- dependents restarted by a run (exactly once each) ---- */
 int rk_store_dep_state(struct rk_store *s, const char *run_id, const char *dep,
