@@ -14,9 +14,9 @@
 static const char history_usage[] =
 	"usage: rekey history NAME\n\nPast rotations of one secret, newest first.\n";
 static const char runs_usage[] =
-	"usage: rekey runs [--limit N]\n\nRecent runs, newest first (default 20). A run "
-	"whose status is\n'running' while no rekey runs was interrupted: `rekey rotate "
-	"--resume RUN`.\n";
+	"usage: rekey runs [--limit N]\n\nRecent runs, newest first (default 20), and every "
+	"unfinished run\nwhatever the limit. A run whose status is 'running' while no rekey "
+	"runs was\ninterrupted: `rekey rotate --resume RUN` finishes it.\n";
 static const char run_usage[] =
 	"usage: rekey run RUN\n\nOne run: its rotations, every journal step and its "
 	"dependents.\n";
@@ -117,6 +117,19 @@ cmd_runs(struct rk_ctx *ctx, int argc, char **argv)
 	if (ctx->output_json) {
 		rk_print_json(rows);
 	} else {
+		size_t unfinished = 0;
+		const char *first = NULL;
+		json_array_foreach(rows, i, e) {
+			if (strcmp(s(e, "status"), "running") == 0) {
+				unfinished++;
+				first = s(e, "id");
+			}
+		}
+		if (unfinished == 1)
+			printf("1 unfinished run: finish it with `rekey rotate --resume %s`\n\n", first);
+		else if (unfinished > 1)
+			printf("%zu unfinished runs: finish them with `rekey rotate --resume all`\n\n",
+			       unfinished);
 		tb = rk_table_new(h);
 		json_array_foreach(rows, i, e) {
 			char b[32], n1[16], n2[16], n3[16];

@@ -271,6 +271,19 @@ cmd_rollback(struct rk_ctx *ctx, int argc, char **argv)
 		return rk_cli_usage(rollback_usage, "rollback needs exactly one NAME");
 	if ((c = rk_cli_open(ctx, 1)) != 0)
 		return c;
+	{
+		json_t *row = NULL;
+		if (rk_store_secret_get(ctx->store, argv[optind], &row, &err) < 0) {
+			if (err.code == RK_ENOTFOUND) {
+				rk_error_clear(&err);
+				rk_error_set(&err, RK_EINVAL,
+					     "no secret named '%s' in the inventory (see `rekey list`)",
+					     argv[optind]);
+			}
+			return rk_cli_fail(&err, "nothing was rolled back");
+		}
+		json_decref(row);
+	}
 	if (rk_engine_rollback(ctx, argv[optind], to, &ro, &rep, &err) < 0)
 		return rk_cli_fail(&err, "cannot roll back '%s'", argv[optind]);
 	if (ctx->output_json)
