@@ -130,14 +130,22 @@ START_TEST(test_config_found_in_working_directory_then_env)
 }
 END_TEST
 
-START_TEST(test_config_missing_named_file_is_not_found)
+/* A config file named by -c or $REKEY_CONFIG that is not there is a configuration error (exit 2). */
+START_TEST(test_config_missing_named_file_is_a_configuration_error)
 {
 	struct rk_config *c = NULL;
 	struct rk_error err = { 0 };
 
 	ck_assert_int_eq(rk_config_load(&c, "/nonexistent/rekey-test/rekey.yaml", &err),
-			 RK_ENOTFOUND);
+			 RK_EINVAL);
+	ck_assert_int_eq(rk_exit_code(err.code), 2);
+	ck_assert_ptr_nonnull(strstr(err.msg, "/nonexistent/rekey-test/rekey.yaml"));
 	ck_assert_ptr_null(c);
+	ck_assert_int_eq(setenv("REKEY_CONFIG", "/nonexistent/rekey-test/env.yaml", 1), 0);
+	rk_error_clear(&err);
+	ck_assert_int_eq(rk_config_load(&c, NULL, &err), RK_EINVAL);
+	ck_assert_ptr_nonnull(strstr(err.msg, "/nonexistent/rekey-test/env.yaml"));
+	unsetenv("REKEY_CONFIG");
 }
 END_TEST
 
@@ -415,7 +423,7 @@ config_suite(void)
 	tcase_add_unchecked_fixture(tc, rk_test_base_setup, rk_test_base_teardown);
 	tcase_add_test(tc, test_config_embedded_default_when_no_file);
 	tcase_add_test(tc, test_config_found_in_working_directory_then_env);
-	tcase_add_test(tc, test_config_missing_named_file_is_not_found);
+	tcase_add_test(tc, test_config_missing_named_file_is_a_configuration_error);
 	tcase_add_test(tc, test_config_full_file_is_read);
 	tcase_add_test(tc, test_config_unknown_top_level_key_names_file_line_col);
 	tcase_add_test(tc, test_config_wrong_types_and_empty_state_dir_are_errors);
