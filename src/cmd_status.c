@@ -117,8 +117,10 @@ status_one(struct rk_ctx *ctx, const char *name, const json_t *plan)
 	size_t i;
 	char t1[40], t2[40];
 
-	if (rk_store_secret_get(ctx->store, name, &row, &err) < 0)
+	if (rk_store_secret_get(ctx->store, name, &row, &err) < 0) {
+		rk_cli_typed_name(&err);
 		return rk_cli_fail(&err, "cannot show '%s'", name);
+	}
 	json_array_foreach(plan, i, e)
 		if (strcmp(json_string_value(json_object_get(e, "name")), name) == 0)
 			p = e;
