@@ -221,7 +221,7 @@ print_nothing_due(const json_t *plan, int64_t at, int at_given)
 {
 	const char *next = NULL;
 	int64_t when = 0;
-	int waits_window = 0, attention = 0;
+	int waits_window = 0, waiting = 0, attention = 0;
 	char at_text[48] = "", rel[48];
 	size_t i;
 	json_t *p;
@@ -236,6 +236,7 @@ print_nothing_due(const json_t *plan, int64_t at, int at_given)
 		if (json_is_true(json_object_get(p, "due"))) {
 			t = json_integer_value(json_object_get(p, "next_window"));
 			w = 1;
+			waiting++;
 		} else {
 			t = json_integer_value(json_object_get(p, "next_due"));
 		}
@@ -260,20 +261,25 @@ print_nothing_due(const json_t *plan, int64_t at, int at_given)
 	if (next != NULL && at_given) {
 		char t[32];
 		rk_format_time(when, t, sizeof(t));
-		snprintf(rel, sizeof(rel), "%s%s", waits_window ? "" : "due ", t);
+		snprintf(rel, sizeof(rel), "%s%s", waits_window ? "at " : "due ", t);
 	} else if (next != NULL) {
 		rk_fmt_rel(when, at, rel, sizeof(rel));
 	}
-	if (next == NULL)
-		printf("nothing would rotate%s", at_text);
-	else if (waits_window)
-		printf("nothing would rotate%s; next: %s when its window opens %s%s", at_text, next,
-		       at_given ? "at " : "", rel);
+	if (waiting > 0)
+		printf("nothing would rotate%s: %d due secret%s wait%s for %s window", at_text,
+		       waiting, waiting == 1 ? "" : "s", waiting == 1 ? "s" : "",
+		       waiting == 1 ? "its" : "their");
+	else if (attention == 0)
+		printf("nothing is due%s", at_text);
 	else
-		printf("nothing is due%s; next: %s %s", at_text, next, rel);
+		printf("nothing would rotate%s", at_text);
 	if (attention > 0)
-		printf("%s%d need%s attention (see `rekey status`)", next ? "; " : ": ", attention,
-		       attention == 1 ? "s" : "");
+		printf("%s%d need%s attention (see `rekey status`)", waiting ? ", " : ": ",
+		       attention, attention == 1 ? "s" : "");
+	if (next != NULL && waits_window)
+		printf("; next: %s when its window opens %s", next, rel);
+	else if (next != NULL)
+		printf("; next: %s %s", next, rel);
 	printf("\n");
 }
 

@@ -226,5 +226,12 @@ check "  and when it is next due" contains "$T/out" "nothing is due at 2020-01-0
 printf 'secrets:\n  - {name: p2, locator: {path: p2}, policy: database-password}\n' >"$T/plan2.yaml"
 rk -c "$T/plan-cfg.yaml" apply -f "$T/plan2.yaml" --prune >/dev/null
 expect_rc "plan --at outside the window of a due secret" 0 rk -c "$T/plan-cfg.yaml" plan --at 2030-01-05T12:00:00Z
-check "  names the window's opening" contains "$T/out" "nothing would rotate at 2030-01-05T12:00:00Z; next: p2 when its window opens at 2030-01-07T02:00:00Z"
+check "  names the window's opening" contains "$T/out" "nothing would rotate at 2030-01-05T12:00:00Z: 1 due secret waits for its window; next: p2 when its window opens at 2030-01-07T02:00:00Z"
+printf 'name: slow\nrotate_every: 5000d\n' >"$T/policy/slow.yaml"
+printf 'secrets:\n  - {name: p2, locator: {path: p2}, policy: database-password}\n  - {name: p3, locator: {path: p3}, policy: slow}\n' >"$T/plan3.yaml"
+rk -c "$T/plan-cfg.yaml" apply -f "$T/plan3.yaml" >/dev/null
+rk -c "$T/plan-cfg.yaml" rotate p3 >/dev/null 2>&1
+expect_rc "plan --at with one secret waiting for its window and one not due" 0 rk -c "$T/plan-cfg.yaml" plan --at 2030-01-05T12:00:00Z
+check "  does not say that nothing is due" sh -c "! grep -q 'nothing is due' '$T/out'"
+check "  counts the waiting one" contains "$T/out" "nothing would rotate at 2030-01-05T12:00:00Z: 1 due secret waits for its window; next: p2"
 finish
