@@ -850,7 +850,6 @@ rk_http_check(const char *provider, const char *url, const struct rk_http_cfg *c
 	if (!cfg_sane(cfg))
 		return rk_error_set(err, RK_EINVAL, "invalid HTTP settings for provider '%s'",
 				    provider);
-
 	if (strncasecmp(url, "https://", 8) == 0) {
 		scheme = 8;
 	} else if (strncasecmp(url, "http://", 7) == 0) {
