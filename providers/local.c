@@ -60,6 +60,19 @@ local_close(struct rk_provider *p)
 	free(l);
 }
 
+/* The block's rules beyond its schema; every command runs this when it loads the config. */
+static int
+local_check_config(const struct rk_provider_env *env, const json_t *cfg, struct rk_error *err)
+{
+	int64_t maxv = rk_doc_int(cfg, "max_versions", LOCAL_DEFAULT_MAX_VERSIONS);
+
+	if (maxv < 2 || maxv > 1000)
+		return rk_doc_error_key(err, env->doc, cfg, "max_versions", RK_EINVAL,
+					"max_versions of provider '%s' must be between 2 and 1000 "
+					"(previous versions are kept for rollback)", env->name);
+	return 0;
+}
+
 static int
 local_open(struct rk_provider **out, const struct rk_provider_env *env, const json_t *cfg,
 	   struct rk_error *err)
@@ -68,10 +81,8 @@ local_open(struct rk_provider **out, const struct rk_provider_env *env, const js
 	int64_t maxv = rk_doc_int(cfg, "max_versions", LOCAL_DEFAULT_MAX_VERSIONS);
 	int r;
 
-	if (maxv < 2 || maxv > 1000)
-		return rk_doc_error_key(err, env->doc, cfg, "max_versions", RK_EINVAL,
-					"max_versions must be between 2 and 1000 (previous "
-					"versions are kept for rollback)");
+	if ((r = local_check_config(env, cfg, err)) < 0)
+		return r;
 	if ((l = calloc(1, sizeof(*l))) == NULL)
 		return rk_error_set(err, RK_ENOMEM, "out of memory");
 	l->max_versions = (long)maxv;
@@ -591,6 +602,7 @@ const struct rk_provider_ops rk_provider_local = {
 	.type = "local",
 	.caps = RK_CAP_VERSIONS | RK_CAP_STAGING | RK_CAP_EXPORT,
 	.config_fields = local_config_fields,
+	.check_config = local_check_config,
 	.locator_fields = local_locator_fields,
 	.open = local_open,
 	.check_locator = local_check_locator,

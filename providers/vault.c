@@ -157,50 +157,88 @@ safe_path(const char *s)
 	return s[strlen(s) - 1] != '/';
 }
 
+/*
+ * Everything about a vault block that can be known without connecting or
+ * reading a credential file: the auth method and what it needs, the mounts,
+ * the HTTP settings (into *hcfg, the caller's to free) and the address.
+ * Every command runs it through check_config; open runs it again.
+ */
+static int
+vault_parse_config(const struct rk_provider_env *env, const json_t *cfg, enum auth_method *method,
+		   struct rk_http_cfg *hcfg, struct rk_error *err)
+{
+	const json_t *auth = json_object_get(cfg, "auth");
+	const char *m;
+	char what[128];
+	int r;
+
+	snprintf(what, sizeof(what), "auth of provider '%s'", env->name);
+	if ((r = rk_doc_check(env->doc, auth, vault_auth_fields, what, err)) < 0)
+		return r;
+	m = rk_doc_str(auth, "method", "");
+	if (strcmp(m, "token") == 0) {
+		*method = AUTH_TOKEN;
+		if (json_object_get(auth, "token_file") == NULL)
+			return rk_doc_error(err, env->doc, auth, RK_EINVAL,
+					    "auth method token needs token_file (a token is never "
+					    "written in rekey.yaml)");
+	} else if (strcmp(m, "approle") == 0) {
+		*method = AUTH_APPROLE;
+		if (!json_object_get(auth, "role_id") || !json_object_get(auth, "secret_id_file"))
+			return rk_doc_error(err, env->doc, auth, RK_EINVAL,
+					    "auth method approle needs role_id and secret_id_file");
+	} else if (strcmp(m, "kubernetes") == 0) {
+		*method = AUTH_KUBERNETES;
+		if (!json_object_get(auth, "role"))
+			return rk_doc_error(err, env->doc, auth, RK_EINVAL,
+					    "auth method kubernetes needs role");
+	} else {
+		return rk_doc_error_key(err, env->doc, auth, "method", RK_EINVAL,
+					"auth method must be token, approle or kubernetes");
+	}
+	if (!safe_path(rk_doc_str(cfg, "kv_mount", "secret")) ||
+	    !safe_path(rk_doc_str(cfg, "transit_mount", "transit")) ||
+	    !safe_path(rk_doc_str(auth, "mount", *method == AUTH_APPROLE ? "approle"
+									: "kubernetes")))
+		return rk_doc_error(err, env->doc, cfg, RK_EINVAL,
+				    "kv_mount, transit_mount and auth.mount must be plain mount paths");
+	if ((r = rk_http_cfg_parse(hcfg, env->doc, cfg, &vault_http_defaults, err)) < 0)
+		return r;
+	if ((r = rk_http_check(env->name, rk_doc_str(cfg, "address", ""), hcfg, err)) < 0) {
+		char msg[sizeof(err->msg)];
+		memcpy(msg, err->msg, sizeof(msg));
+		rk_error_clear(err);
+		return rk_doc_error_key(err, env->doc, cfg, "address", r, "%s", msg);
+	}
+	return 0;
+}
+
+static int
+vault_check_config(const struct rk_provider_env *env, const json_t *cfg, struct rk_error *err)
+{
+	struct rk_http_cfg hcfg;
+	enum auth_method method;
+	int r;
+
+	memset(&hcfg, 0, sizeof(hcfg));
+	r = vault_parse_config(env, cfg, &method, &hcfg, err);
+	rk_http_cfg_free(&hcfg);
+	return r;
+}
+
 static int
 vault_open(struct rk_provider **out, const struct rk_provider_env *env, const json_t *cfg,
 	   struct rk_error *err)
 {
 	struct vault *v = calloc(1, sizeof(*v));
 	const json_t *auth = json_object_get(cfg, "auth");
-	const char *method;
-	char what[128];
 	int r;
 
 	if (v == NULL)
 		return rk_error_set(err, RK_ENOMEM, "out of memory");
 	pthread_mutex_init(&v->lock, NULL);
-	snprintf(what, sizeof(what), "auth of provider '%s'", env->name);
-	if ((r = rk_doc_check(env->doc, auth, vault_auth_fields, what, err)) < 0)
+	if ((r = vault_parse_config(env, cfg, &v->method, &v->hcfg, err)) < 0)
 		goto out;
-	method = rk_doc_str(auth, "method", "");
-	if (strcmp(method, "token") == 0) {
-		v->method = AUTH_TOKEN;
-		if (json_object_get(auth, "token_file") == NULL) {
-			r = rk_doc_error(err, env->doc, auth, RK_EINVAL,
-					 "auth method token needs token_file (a token is never "
-					 "written in rekey.yaml)");
-			goto out;
-		}
-	} else if (strcmp(method, "approle") == 0) {
-		v->method = AUTH_APPROLE;
-		if (!json_object_get(auth, "role_id") || !json_object_get(auth, "secret_id_file")) {
-			r = rk_doc_error(err, env->doc, auth, RK_EINVAL,
-					 "auth method approle needs role_id and secret_id_file");
-			goto out;
-		}
-	} else if (strcmp(method, "kubernetes") == 0) {
-		v->method = AUTH_KUBERNETES;
-		if (!json_object_get(auth, "role")) {
-			r = rk_doc_error(err, env->doc, auth, RK_EINVAL,
-					 "auth method kubernetes needs role");
-			goto out;
-		}
-	} else {
-		r = rk_doc_error_key(err, env->doc, auth, "method", RK_EINVAL,
-				     "auth method must be token, approle or kubernetes");
-		goto out;
-	}
 	if ((r = dupstr(&v->token_file, rk_doc_str(auth, "token_file", NULL), err)) < 0 ||
 	    (r = dupstr(&v->role_id, rk_doc_str(auth, "role_id", NULL), err)) < 0 ||
 	    (r = dupstr(&v->secret_id_file, rk_doc_str(auth, "secret_id_file", NULL), err)) < 0 ||
@@ -214,21 +252,10 @@ vault_open(struct rk_provider **out, const struct rk_provider_env *env, const js
 	    (r = dupstr(&v->kv_mount, rk_doc_str(cfg, "kv_mount", "secret"), err)) < 0 ||
 	    (r = dupstr(&v->transit_mount, rk_doc_str(cfg, "transit_mount", "transit"), err)) < 0)
 		goto out;
-	if (!safe_path(v->kv_mount) || !safe_path(v->transit_mount) || !safe_path(v->auth_mount)) {
-		r = rk_doc_error(err, env->doc, cfg, RK_EINVAL,
-				 "kv_mount, transit_mount and auth.mount must be plain mount paths");
-		goto out;
-	}
-	if ((r = rk_http_cfg_parse(&v->hcfg, env->doc, cfg, &vault_http_defaults, err)) < 0)
-		goto out;
+	/* The address and settings were checked above: this fails only for want of memory. */
 	if ((r = rk_http_new(&v->http, env->name, rk_doc_str(cfg, "address", ""), &v->hcfg,
-			     err)) < 0) {
-		char msg[sizeof(err->msg)];
-		memcpy(msg, err->msg, sizeof(msg));
-		rk_error_clear(err);
-		r = rk_doc_error_key(err, env->doc, cfg, "address", r, "%s", msg);
+			     err)) < 0)
 		goto out;
-	}
 	*out = &v->base;
 	v = NULL;
 	r = 0;
@@ -1224,6 +1251,7 @@ const struct rk_provider_ops rk_provider_vault = {
 	.caps = RK_CAP_VERSIONS,
 	.config_fields = vault_config_fields,
 	.locator_fields = vault_locator_fields,
+	.check_config = vault_check_config,
 	.open = vault_open,
 	.check_locator = vault_check_locator,
 	.generates = vault_generates,

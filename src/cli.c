@@ -80,6 +80,13 @@ rk_cli_usage(const char *use, const char *fmt, ...)
 	return 2;
 }
 
+void
+rk_cli_typed_name(struct rk_error *err)
+{
+	if (err->code == RK_ENOTFOUND)
+		err->code = RK_EINVAL;
+}
+
 int
 rk_cli_wants_help(int argc, char **argv, const char *use)
 {

@@ -72,7 +72,7 @@ cmd_apply(struct rk_ctx *ctx, int argc, char **argv)
 		return rk_cli_usage(usage, "apply needs -f FILE and nothing else");
 	if (rk_ctx_load_config(ctx, &err) < 0)
 		return rk_cli_fail(&err, "cannot load configuration");
-	if (rk_inventory_load(&specs, file, ctx->cfg, ctx->policies, &err) < 0)
+	if (rk_inventory_load(&specs, file, ctx->cfg, ctx->policies, rk_now(ctx), &err) < 0)
 		return rk_cli_fail(&err, "invalid inventory");
 	if (rk_ctx_open_state(ctx, !dry, &err) < 0) {
 		rc = rk_cli_fail(&err, "cannot open the state");

@@ -24,7 +24,7 @@ static const char usage[] =
 	"Checks rekey.yaml and the policies, the state directory and DB, and for each\n"
 	"provider: reachability, TLS, authentication and the permissions rekey needs on\n"
 	"the paths of the inventory. Prints one line per check and exits 1 when any\n"
-	"fails. Changes nothing.\n";
+	"fails, 2 when the configuration itself does not load. Changes nothing.\n";
 
 struct report {
 	json_t *checks;
@@ -68,6 +68,7 @@ cmd_doctor(struct rk_ctx *ctx, int argc, char **argv)
 	json_t *rows = NULL;
 	struct stat st;
 	int64_t n;
+	int config_rc = 0;
 
 	if (rk_cli_wants_help(argc, argv, usage))
 		return 0;
@@ -75,7 +76,9 @@ cmd_doctor(struct rk_ctx *ctx, int argc, char **argv)
 		return rk_cli_usage(usage, "doctor takes no arguments");
 	rep.checks = json_array();
 	if (rk_ctx_load_config(ctx, &err) < 0) {
+		/* Every other check needs it: report it, and exit as every command does (2). */
 		reportf(&rep, 0, "configuration: %s", err.msg);
+		config_rc = rk_exit_code(err.code);
 		goto out;
 	}
 	reportf(&rep, 1, "configuration %s and %zu policies load", ctx->cfg->path,
@@ -140,5 +143,5 @@ out:
 	}
 	json_decref(rep.checks);
 	json_decref(rows);
-	return rep.failed ? 1 : 0;
+	return config_rc ? config_rc : rep.failed ? 1 : 0;
 }

@@ -45,9 +45,12 @@ cmd_get(struct rk_ctx *ctx, int argc, char **argv)
 		return rk_cli_usage(usage, "get needs exactly one NAME");
 	if (rk_ctx_load_config(ctx, &err) < 0)
 		return rk_cli_fail(&err, "cannot load configuration");
-	if (rk_ctx_open_state(ctx, 0, &err) < 0 ||
-	    rk_store_secret_get(ctx->store, argv[optind], &row, &err) < 0)
+	if (rk_ctx_open_state(ctx, 0, &err) < 0)
+		return rk_cli_fail(&err, "cannot open the state");
+	if (rk_store_secret_get(ctx->store, argv[optind], &row, &err) < 0) {
+		rk_cli_typed_name(&err);
 		return rk_cli_fail(&err, "cannot get '%s'", argv[optind]);
+	}
 	spec = json_object_get(row, "spec");
 	if (rk_ctx_provider(ctx, json_string_value(json_object_get(spec, "provider")), &p, &err) < 0)
 		goto fail;

@@ -57,8 +57,9 @@ cmd_history(struct rk_ctx *ctx, int argc, char **argv)
 		return rk_cli_usage(history_usage, "history needs exactly one NAME");
 	if ((rc = rk_cli_open(ctx, 0)) != 0)
 		return rc;
-	if (rk_store_secret_get(ctx->store, argv[1], &row, &err) < 0 ||
-	    rk_store_history(ctx->store, argv[1], &rows, &err) < 0) {
+	if (rk_store_secret_get(ctx->store, argv[1], &row, &err) < 0)
+		rk_cli_typed_name(&err);
+	if (err.code != 0 || rk_store_history(ctx->store, argv[1], &rows, &err) < 0) {
 		json_decref(row);
 		return rk_cli_fail(&err, "cannot read the history of '%s'", argv[1]);
 	}
@@ -166,8 +167,9 @@ cmd_run(struct rk_ctx *ctx, int argc, char **argv)
 		return rk_cli_usage(run_usage, "run needs exactly one RUN id");
 	if ((rc = rk_cli_open(ctx, 0)) != 0)
 		return rc;
-	if (rk_store_run_get(ctx->store, argv[1], &run, &err) < 0 ||
-	    rk_store_steps(ctx->store, argv[1], NULL, &steps, &err) < 0 ||
+	if (rk_store_run_get(ctx->store, argv[1], &run, &err) < 0)
+		rk_cli_typed_name(&err);
+	if (err.code != 0 || rk_store_steps(ctx->store, argv[1], NULL, &steps, &err) < 0 ||
 	    rk_store_dep_list(ctx->store, argv[1], &deps, &err) < 0) {
 		rc = rk_cli_fail(&err, "cannot show run %s", argv[1]);
 		goto out;

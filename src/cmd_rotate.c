@@ -110,6 +110,15 @@ do_resume(struct rk_ctx *ctx, const char *run)
 	size_t i;
 	int rc = 0;
 
+	/* An unknown RUN is the user's input; the engine's own "not found"s are not. */
+	if (strcmp(run, "all") != 0) {
+		if (rk_store_run_get(ctx->store, run, &rep, &err) < 0) {
+			rk_cli_typed_name(&err);
+			return rk_cli_fail(&err, "cannot resume %s", run);
+		}
+		json_decref(rep);
+		rep = NULL;
+	}
 	if (rk_engine_resume(ctx, strcmp(run, "all") == 0 ? NULL : run, &rep, &err) < 0)
 		return rk_cli_fail(&err, "cannot resume %s", run);
 	if (json_is_array(rep)) {
@@ -271,19 +280,13 @@ cmd_rollback(struct rk_ctx *ctx, int argc, char **argv)
 		return rk_cli_usage(rollback_usage, "rollback needs exactly one NAME");
 	if ((c = rk_cli_open(ctx, 1)) != 0)
 		return c;
-	{
-		json_t *row = NULL;
-		if (rk_store_secret_get(ctx->store, argv[optind], &row, &err) < 0) {
-			if (err.code == RK_ENOTFOUND) {
-				rk_error_clear(&err);
-				rk_error_set(&err, RK_EINVAL,
-					     "no secret named '%s' in the inventory (see `rekey list`)",
-					     argv[optind]);
-			}
-			return rk_cli_fail(&err, "nothing was rolled back");
-		}
-		json_decref(row);
+	/* An unknown NAME is the user's input (exit 2); the engine's own "not found"s are not. */
+	if (rk_store_secret_get(ctx->store, argv[optind], &rep, &err) < 0) {
+		rk_cli_typed_name(&err);
+		return rk_cli_fail(&err, "nothing was rolled back");
 	}
+	json_decref(rep);
+	rep = NULL;
 	if (rk_engine_rollback(ctx, argv[optind], to, &ro, &rep, &err) < 0)
 		return rk_cli_fail(&err, "cannot roll back '%s'", argv[optind]);
 	if (ctx->output_json)

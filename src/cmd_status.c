@@ -117,8 +117,10 @@ status_one(struct rk_ctx *ctx, const char *name, const json_t *plan)
 	size_t i;
 	char t1[40], t2[40];
 
-	if (rk_store_secret_get(ctx->store, name, &row, &err) < 0)
+	if (rk_store_secret_get(ctx->store, name, &row, &err) < 0) {
+		rk_cli_typed_name(&err);
 		return rk_cli_fail(&err, "cannot show '%s'", name);
+	}
 	json_array_foreach(plan, i, e)
 		if (strcmp(json_string_value(json_object_get(e, "name")), name) == 0)
 			p = e;
@@ -209,6 +211,78 @@ cmd_status(struct rk_ctx *ctx, int argc, char **argv)
 	return 0;
 }
 
+/*
+ * When nothing would rotate, say so and what comes next: the secret due
+ * soonest, or a due one waiting for its window (secrets that need attention
+ * wait for a person and are counted apart).
+ */
+static void
+print_nothing_due(const json_t *plan, int64_t at, int at_given)
+{
+	const char *next = NULL;
+	int64_t when = 0;
+	int waits_window = 0, waiting = 0, attention = 0;
+	char at_text[48] = "", rel[48];
+	size_t i;
+	json_t *p;
+
+	json_array_foreach(plan, i, p) {
+		int64_t t;
+		int w = 0;
+		if (json_is_true(json_object_get(p, "needs_attention"))) {
+			attention++;
+			continue;
+		}
+		if (json_is_true(json_object_get(p, "due"))) {
+			t = json_integer_value(json_object_get(p, "next_window"));
+			w = 1;
+			waiting++;
+		} else {
+			t = json_integer_value(json_object_get(p, "next_due"));
+		}
+		if (t > 0 && (next == NULL || t < when)) {
+			next = json_string_value(json_object_get(p, "name"));
+			when = t;
+			waits_window = w;
+		}
+	}
+	if (at_given) {
+		char t[32];
+		rk_format_time(at, t, sizeof(t));
+		snprintf(at_text, sizeof(at_text), " at %s", t);
+	}
+	printf("\n");
+	if (json_array_size(plan) == 0) {
+		printf("nothing would rotate%s: the inventory is empty (add secrets with `rekey "
+		       "apply -f FILE`)\n", at_text);
+		return;
+	}
+	/* Relative to now ("in 29d"); with --at, a time (relative to a made-up moment is puzzling). */
+	if (next != NULL && at_given) {
+		char t[32];
+		rk_format_time(when, t, sizeof(t));
+		snprintf(rel, sizeof(rel), "%s%s", waits_window ? "at " : "due ", t);
+	} else if (next != NULL) {
+		rk_fmt_rel(when, at, rel, sizeof(rel));
+	}
+	if (waiting > 0)
+		printf("nothing would rotate%s: %d due secret%s wait%s for %s window", at_text,
+		       waiting, waiting == 1 ? "" : "s", waiting == 1 ? "s" : "",
+		       waiting == 1 ? "its" : "their");
+	else if (attention == 0)
+		printf("nothing is due%s", at_text);
+	else
+		printf("nothing would rotate%s", at_text);
+	if (attention > 0)
+		printf("%s%d need%s attention (see `rekey status`)", waiting ? ", " : ": ",
+		       attention, attention == 1 ? "s" : "");
+	if (next != NULL && waits_window)
+		printf("; next: %s when its window opens %s", next, rel);
+	else if (next != NULL)
+		printf("; next: %s %s", next, rel);
+	printf("\n");
+}
+
 int
 cmd_plan(struct rk_ctx *ctx, int argc, char **argv)
 {
@@ -260,8 +334,11 @@ cmd_plan(struct rk_ctx *ctx, int argc, char **argv)
 			     json_string_value(json_object_get(p, "reason")));
 	rk_table_print(t);
 	rk_table_free(t);
-	printf("\n%d of %zu secrets would rotate; run `rekey rotate --due` to rotate them\n", n,
-	       json_array_size(plan));
+	if (n > 0)
+		printf("\n%d of %zu secrets would rotate; run `rekey rotate --due` to rotate them\n",
+		       n, json_array_size(plan));
+	else
+		print_nothing_due(plan, at ? at : rk_now(ctx), at != 0);
 	json_decref(plan);
 	return 0;
 }

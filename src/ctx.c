@@ -1,6 +1,7 @@
 /*
  * The context: loading config and state in the order every command needs.
  */
+#include <errno.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +62,18 @@ rk_ctx_load_config(struct rk_ctx *ctx, struct rk_error *err)
 
 	if ((r = rk_config_load(&ctx->cfg, ctx->config_path, err)) < 0)
 		return r;
+	/* A policy_dir that is not a directory is the config's error: say where it is written. */
+	if (ctx->cfg->policy_dir != NULL) {
+		struct stat st;
+		const char *why = stat(ctx->cfg->policy_dir, &st) != 0 ? strerror(errno)
+				  : !S_ISDIR(st.st_mode) ? "not a directory"
+				  : access(ctx->cfg->policy_dir, R_OK | X_OK) != 0 ? strerror(errno)
+										 : NULL;
+		if (why != NULL)
+			return rk_doc_error_key(err, ctx->cfg->doc, rk_doc_root(ctx->cfg->doc),
+						"policy_dir", RK_EINVAL, "policy_dir %s cannot be read: %s",
+						ctx->cfg->policy_dir, why);
+	}
 	if ((r = rk_policy_set_load(&ctx->policies, ctx->cfg->policy_dir, err)) < 0)
 		return r;
 	if ((ctx->providers = calloc(ctx->cfg->nproviders, sizeof(*ctx->providers))) == NULL)

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <yaml.h>
 
 #include "rekey/doc.h"
@@ -21,8 +22,9 @@
 
 struct mark {
 	const json_t *v;	/* the value */
-	const json_t *parent;	/* its mapping, for key lookups, or NULL */
-	char *key;		/* its key in that mapping, or NULL */
+	const json_t *parent;	/* its mapping or list (for key and index lookups), or NULL */
+	char *key;		/* its key in that mapping, or NULL (a list element, the root) */
+	size_t index;		/* its index in that list */
 	int line, col;
 	int key_line, key_col;	/* where the key itself is written */
 };
@@ -36,7 +38,7 @@ struct rk_doc {
 
 static int
 add_mark(struct rk_doc *d, const json_t *v, const json_t *parent, const char *key,
-	 const yaml_mark_t *m, const yaml_mark_t *km)
+	 size_t index, const yaml_mark_t *m, const yaml_mark_t *km)
 {
 	struct mark *mk;
 
@@ -51,6 +53,7 @@ add_mark(struct rk_doc *d, const json_t *v, const json_t *parent, const char *ke
 	mk = &d->marks[d->nmarks];
 	mk->v = v;
 	mk->parent = parent;
+	mk->index = index;
 	mk->key = key ? strdup(key) : NULL;
 	if (key && mk->key == NULL)
 		return RK_ENOMEM;
@@ -119,13 +122,15 @@ attach(struct rk_doc *d, struct frame *stack, int depth, json_t *v, const yaml_e
 
 	if (depth == 0) {
 		d->root = v;
-		return add_mark(d, v, NULL, NULL, &ev->start_mark, NULL) < 0 ? RK_ENOMEM : 0;
+		return add_mark(d, v, NULL, NULL, 0, &ev->start_mark, NULL) < 0 ? RK_ENOMEM : 0;
 	}
 	top = &stack[depth - 1];
 	if (json_is_array(top->v)) {
 		if (json_array_append_new(top->v, v) < 0)
 			return rk_error_set(err, RK_ENOMEM, "out of memory");
-		return add_mark(d, v, NULL, NULL, &ev->start_mark, NULL) < 0 ? RK_ENOMEM : 0;
+		/* By list and index too: true, false and null are shared singletons. */
+		return add_mark(d, v, top->v, NULL, json_array_size(top->v) - 1, &ev->start_mark,
+				NULL) < 0 ? RK_ENOMEM : 0;
 	}
 	/* A mapping alternates key scalars and values. */
 	if (top->pending_key == NULL) {
@@ -152,15 +157,76 @@ attach(struct rk_doc *d, struct frame *stack, int depth, json_t *v, const yaml_e
 		r = rk_error_set(err, RK_ENOMEM, "out of memory");
 		goto out;
 	}
-	r = add_mark(d, v, top->v, top->pending_key, &ev->start_mark, &top->key_mark);
+	r = add_mark(d, v, top->v, top->pending_key, 0, &ev->start_mark, &top->key_mark);
 out:
 	free(top->pending_key);
 	top->pending_key = NULL;
 	return r;
 }
 
+/* Offset of the first byte that does not begin a valid UTF-8 sequence, or n. */
+static size_t
+utf8_invalid_at(const unsigned char *s, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		unsigned char c = s[i];
+		size_t len = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3
+			     : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+		/* The second byte's range excludes overlong forms, surrogates, > U+10FFFF. */
+		unsigned char lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80;
+		unsigned char hi = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
+
+		if (len == 0 || i + len > n)
+			return i;
+		if (len > 1 && (s[i + 1] < lo || s[i + 1] > hi))
+			return i;
+		for (size_t k = 2; k < len; k++)
+			if ((s[i + k] & 0xC0) != 0x80)
+				return i;
+		i += len;
+	}
+	return n;
+}
+
+/*
+ * libyaml's reader (decoding, before any token) reports a byte offset, not a
+ * mark, and for a bad trailing byte the offset of that byte: find the first
+ * invalid character ourselves, turn its offset into line:column (columns
+ * count characters, as marks do) and say that the text itself is at fault.
+ */
 static int
-parse(struct rk_doc *d, yaml_parser_t *parser, struct rk_error *err)
+reader_fail(struct rk_error *err, const char *name, const yaml_parser_t *parser,
+	    const char *text, size_t len)
+{
+	size_t bad = utf8_invalid_at((const unsigned char *)text, len);
+	size_t off = bad < len ? bad : parser->problem_offset < len ? parser->problem_offset : len;
+	int line = 1, col = 1;
+
+	for (size_t i = 0; i < off; i++) {
+		if (text[i] == '\n') {
+			line++;
+			col = 1;
+		} else if (((unsigned char)text[i] & 0xC0) != 0x80) {
+			col++;	/* a continuation byte is part of the character before */
+		}
+	}
+	if (bad < len)
+		return rk_error_set(err, RK_EINVAL,
+				    "%s:%d:%d: not valid UTF-8: an invalid byte sequence starts "
+				    "with 0x%02X at offset %zu (rekey reads UTF-8 files only; save "
+				    "the file as UTF-8)", name, line, col, (unsigned char)text[bad],
+				    bad);
+	/* Valid UTF-8 that YAML refuses: control characters, a lone BOM... */
+	return rk_error_set(err, RK_EINVAL, "%s:%d:%d: invalid text: %s (0x%02X at offset %zu)",
+			    name, line, col, parser->problem ? parser->problem : "cannot decode",
+			    (unsigned)parser->problem_value, off);
+}
+
+static int
+parse(struct rk_doc *d, yaml_parser_t *parser, const char *text, size_t len,
+      struct rk_error *err)
 {
 	struct frame stack[MAX_DEPTH];
 	int depth = 0, r = 0, done = 0, docs = 0;
@@ -169,9 +235,12 @@ parse(struct rk_doc *d, yaml_parser_t *parser, struct rk_error *err)
 	memset(stack, 0, sizeof(stack));
 	while (!done) {
 		if (!yaml_parser_parse(parser, &ev)) {
-			r = doc_fail(err, d->name, (int)parser->problem_mark.line + 1,
-				     (int)parser->problem_mark.column + 1,
-				     parser->problem ? parser->problem : "YAML syntax error");
+			if (parser->error == YAML_READER_ERROR)
+				r = reader_fail(err, d->name, parser, text, len);
+			else
+				r = doc_fail(err, d->name, (int)parser->problem_mark.line + 1,
+					     (int)parser->problem_mark.column + 1,
+					     parser->problem ? parser->problem : "YAML syntax error");
 			break;
 		}
 		switch (ev.type) {
@@ -301,7 +370,9 @@ rk_doc_load_string(struct rk_doc **out, const char *name, const char *text, size
 	}
 	have_parser = 1;
 	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
-	if ((r = parse(d, &parser, err)) < 0)
+	/* No guessing UTF-16 from a BOM: every file rekey reads is UTF-8. */
+	yaml_parser_set_encoding(&parser, YAML_UTF8_ENCODING);
+	if ((r = parse(d, &parser, text, len, err)) < 0)
 		goto out;
 	if (d->root == NULL || json_is_null(d->root)) {
 		json_decref(d->root);
@@ -327,8 +398,19 @@ rk_doc_load_file(struct rk_doc **out, const char *path, struct rk_error *err)
 	size_t len = 0;
 	int r;
 
-	if ((r = rk_read_file(path, RK_MAX_DOC_BYTES, &text, &len, err)) < 0)
+	if ((r = rk_read_file(path, RK_MAX_DOC_BYTES, &text, &len, err)) < 0) {
+		/*
+		 * A file the user named that is not there (or that we may not read)
+		 * is the user's input, exit 2, like a malformed one; a read error
+		 * of an open file stays an I/O error.
+		 */
+		if (r == RK_ENOTFOUND || (r == RK_EIO && access(path, R_OK) != 0)) {
+			r = RK_EINVAL;
+			if (err != NULL)
+				err->code = r;
+		}
 		return r;
+	}
 	r = rk_doc_load_string(out, path, text, len, err);
 	free(text);
 	return r;
@@ -388,6 +470,21 @@ rk_doc_where_key(const struct rk_doc *doc, const json_t *obj, const char *key, i
 	*col = m->col;
 }
 
+/* Position of arr[index] (works for true/false/null, which jansson shares). */
+static void
+where_index(const struct rk_doc *doc, const json_t *arr, size_t index, int *line, int *col)
+{
+	for (size_t i = 0; doc != NULL && i < doc->nmarks; i++) {
+		const struct mark *m = &doc->marks[i];
+		if (m->parent == arr && m->key == NULL && m->index == index) {
+			*line = m->line;
+			*col = m->col;
+			return;
+		}
+	}
+	rk_doc_where(doc, arr, line, col);
+}
+
 static int
 vdoc_error(struct rk_error *err, const struct rk_doc *doc, int line, int col, int code,
 	   const char *fmt, va_list ap)
@@ -399,6 +496,19 @@ vdoc_error(struct rk_error *err, const struct rk_doc *doc, int line, int col, in
 		return rk_error_set(err, code, "%s:%d:%d: %s", doc ? doc->name : "?", line, col,
 				    msg);
 	return rk_error_set(err, code, "%s: %s", doc ? doc->name : "?", msg);
+}
+
+static int RK_PRINTF(5, 6)
+vdoc_error_at(struct rk_error *err, const struct rk_doc *doc, int line, int col, const char *fmt,
+	      ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = vdoc_error(err, doc, line, col, RK_EINVAL, fmt, ap);
+	va_end(ap);
+	return r;
 }
 
 int
@@ -475,6 +585,47 @@ type_ok(enum rk_type t, const json_t *v)
 	return 0;
 }
 
+/*
+ * A list of strings with one element that is not: name the element, where it
+ * is, and why. An unquoted `true` or `5` in an argv is a YAML boolean or
+ * integer, which is easy to write and hard to see.
+ */
+static int
+strlist_error(struct rk_error *err, const struct rk_doc *doc, const json_t *arr, const char *key,
+	      const char *what)
+{
+	size_t i;
+	json_t *e;
+	int line = 0, col = 0;
+
+	json_array_foreach(arr, i, e) {
+		char text[32];
+
+		if (json_is_string(e))
+			continue;
+		where_index(doc, arr, i, &line, &col);
+		if (json_is_null(e))
+			return vdoc_error_at(err, doc, line, col,
+					     "%s[%zu] in %s must be a string; an empty or `null` "
+					     "element is YAML null: quote it or remove it", key, i, what);
+		if (json_is_object(e) || json_is_array(e))
+			return vdoc_error_at(err, doc, line, col,
+					     "%s[%zu] in %s must be a string, not %s", key, i, what,
+					     json_is_object(e) ? "a mapping" : "a list");
+		/* The document makes no reals: the rest are booleans and integers. */
+		if (json_is_boolean(e))
+			snprintf(text, sizeof(text), "%s", json_is_true(e) ? "true" : "false");
+		else
+			snprintf(text, sizeof(text), "%lld", (long long)json_integer_value(e));
+		return vdoc_error_at(err, doc, line, col,
+				     "%s[%zu] in %s must be a string; `%s` is a YAML %s: quote it "
+				     "(\"%s\")", key, i, what, text,
+				     json_is_boolean(e) ? "boolean" : "integer", text);
+	}
+	return rk_doc_error(err, doc, arr, RK_EINVAL, "'%s' in %s must be a list of strings", key,
+			    what);
+}
+
 int
 rk_doc_check(const struct rk_doc *doc, const json_t *obj, const struct rk_field *fields,
 	     const char *what, struct rk_error *err)
@@ -488,6 +639,17 @@ rk_doc_check(const struct rk_doc *doc, const json_t *obj, const struct rk_field 
 		const struct rk_field *f = fields;
 		while (f->key && strcmp(f->key, key) != 0)
 			f++;
+		if (f->key != NULL && (f->flags & RK_F_UNSUPPORTED)) {
+			const struct mark *m = find_mark(doc, obj, key);
+			if (m != NULL)
+				return rk_error_set(err, RK_EINVAL,
+						    "%s:%d:%d: '%s' in %s is not supported by this "
+						    "version of rekey; remove it", rk_doc_name(doc),
+						    m->key_line, m->key_col, key, what);
+			return rk_doc_error(err, doc, obj, RK_EINVAL,
+					    "'%s' in %s is not supported by this version of rekey; "
+					    "remove it", key, what);
+		}
 		if (f->key == NULL) {
 			const struct mark *m = find_mark(doc, obj, key);
 			char known[300];
@@ -495,8 +657,9 @@ rk_doc_check(const struct rk_doc *doc, const json_t *obj, const struct rk_field 
 
 			known[0] = '\0';
 			for (const struct rk_field *k = fields; k->key && used < sizeof(known); k++)
-				used += (size_t)snprintf(known + used, sizeof(known) - used, "%s%s",
-							 used ? ", " : "", k->key);
+				if (!(k->flags & RK_F_UNSUPPORTED))
+					used += (size_t)snprintf(known + used, sizeof(known) - used,
+								 "%s%s", used ? ", " : "", k->key);
 			/* Point at the key itself, not at its value. */
 			if (m != NULL)
 				return rk_error_set(err, RK_EINVAL,
@@ -506,6 +669,8 @@ rk_doc_check(const struct rk_doc *doc, const json_t *obj, const struct rk_field 
 			return rk_doc_error(err, doc, obj, RK_EINVAL,
 					    "unknown key '%s' in %s (known keys: %s)", key, what, known);
 		}
+		if (f->type == RK_T_STRLIST && json_is_array(v) && !type_ok(f->type, v))
+			return strlist_error(err, doc, v, key, what);
 		if (!type_ok(f->type, v))
 			return rk_doc_error_key(err, doc, obj, key, RK_EINVAL,
 						"'%s' in %s must be %s", key, what,

@@ -1030,6 +1030,15 @@ rk_engine_plan(struct rk_ctx *ctx, int64_t at, json_t **out, struct rk_error *er
 			overdue = 1;
 			expired = 1;
 			snprintf(reason, sizeof(reason), "never rotated by rekey");
+		} else if (at < last) {
+			/* plan --at a time before the last rotation: no negative age. */
+			char t1[32], t2[32];
+			next_due = last + pol->rotate_every;
+			due = 0;
+			rk_format_time(last, t1, sizeof(t1));
+			rk_format_time(next_due, t2, sizeof(t2));
+			snprintf(reason, sizeof(reason), "rotated after this time (on %s); next due %s",
+				 t1, t2);
 		} else {
 			next_due = last + pol->rotate_every;
 			due = at >= next_due;

@@ -840,11 +840,16 @@ cfg_sane(const struct rk_http_cfg *c)
 	       c->cb_cooldown_ms >= 0 && isfinite(c->rps);
 }
 
-static int
-check_base_url(const char *provider, const char *url, int insecure, struct rk_error *err)
+int
+rk_http_check(const char *provider, const char *url, const struct rk_http_cfg *cfg,
+	      struct rk_error *err)
 {
+	int insecure = cfg->insecure_http;
 	size_t scheme;
 
+	if (!cfg_sane(cfg))
+		return rk_error_set(err, RK_EINVAL, "invalid HTTP settings for provider '%s'",
+				    provider);
 	if (strncasecmp(url, "https://", 8) == 0) {
 		scheme = 8;
 	} else if (strncasecmp(url, "http://", 7) == 0) {
@@ -899,10 +904,7 @@ rk_http_new(struct rk_http **out, const char *provider, const char *base_url,
 	if (curl_init_rc != CURLE_OK)
 		return rk_error_set(err, RK_EINTERNAL, "libcurl failed to initialise: %s",
 				    curl_easy_strerror(curl_init_rc));
-	if (!cfg_sane(cfg))
-		return rk_error_set(err, RK_EINVAL, "invalid HTTP settings for provider '%s'",
-				    provider);
-	if ((r = check_base_url(provider, base_url, cfg->insecure_http, err)) < 0)
+	if ((r = rk_http_check(provider, base_url, cfg, err)) < 0)
 		return r;
 	if ((h = calloc(1, sizeof(*h))) == NULL)
 		return rk_error_set(err, RK_ENOMEM, "out of memory");

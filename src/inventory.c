@@ -47,15 +47,44 @@ static const struct rk_field exec_dep_fields[] = {
 };
 
 static int
-valid_secret_name(const char *s)
+name_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '.' || c == '_' || c == '-';
+}
+
+int
+rk_inventory_valid_name(const char *s)
+{
+	size_t n = strlen(s);
+	const char *seg = s;
+
+	if (n == 0 || n > 200 || s[0] == '-' || strstr(s, "..") != NULL)
+		return 0;
+	for (const char *p = s;; p++) {
+		if (*p == '/' || *p == '\0') {
+			size_t len = (size_t)(p - seg);
+			/* "a//b", "/a", "a/" and "." segments: paths that name nothing. */
+			if (len == 0 || (len == 1 && seg[0] == '.'))
+				return 0;
+			if (*p == '\0')
+				return 1;
+			seg = p + 1;
+		} else if (!name_char(*p)) {
+			return 0;
+		}
+	}
+}
+
+int
+rk_inventory_valid_environment(const char *s)
 {
 	size_t n = strlen(s);
 
-	if (n == 0 || n > 200 || s[0] == '/' || s[0] == '-' || strstr(s, "..") != NULL)
+	if (n == 0 || n > 64)
 		return 0;
 	for (; *s; s++)
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-		      (*s >= '0' && *s <= '9') || strchr("._/-", *s)))
+		if (!name_char(*s))
 			return 0;
 	return 1;
 }
@@ -145,7 +174,7 @@ load_dependent(json_t *deps, const struct rk_doc *doc, const json_t *d,
 
 static int
 load_secret(json_t *specs, const struct rk_doc *doc, const json_t *e, const struct rk_config *cfg,
-	    const struct rk_policy_set *policies, struct rk_error *err)
+	    const struct rk_policy_set *policies, int64_t now, struct rk_error *err)
 {
 	const struct rk_config_provider *cp;
 	const char *name, *prov, *pol, *env;
@@ -158,11 +187,9 @@ load_secret(json_t *specs, const struct rk_doc *doc, const json_t *e, const stru
 	if ((r = rk_doc_check(doc, e, secret_fields, "secret", err)) < 0)
 		return r;
 	name = rk_doc_str(e, "name", "");
-	if (!valid_secret_name(name))
+	if (!rk_inventory_valid_name(name))
 		return rk_doc_error_key(err, doc, e, "name", RK_EINVAL,
-					"secret name '%s' must be 1-200 characters of A-Z a-z 0-9 "
-					"'.' '_' '-' '/', not starting with '/' or '-', without '..'",
-					name);
+					"secret name '%s' must be " RK_NAME_GRAMMAR, name);
 	prov = rk_doc_str(e, "provider", "local");
 	if ((cp = rk_config_provider(cfg, prov)) == NULL)
 		return rk_doc_error_key(err, doc, e, "provider", RK_EINVAL,
@@ -185,6 +212,10 @@ load_secret(json_t *specs, const struct rk_doc *doc, const json_t *e, const stru
 					"in policy_dir", name, pol);
 	env = rk_doc_str(e, "environment", cfg->environment ? cfg->environment
 							     : RK_DEFAULT_ENVIRONMENT);
+	if (!rk_inventory_valid_environment(env))
+		return rk_doc_error_key(err, doc, e, "environment", RK_EINVAL,
+					"environment '%s' of '%s' must be " RK_ENVIRONMENT_GRAMMAR,
+					env, name);
 	tier = rk_doc_int(e, "tier", RK_DEFAULT_TIER);
 	if (tier < 0 || tier > 9)
 		return rk_doc_error_key(err, doc, e, "tier", RK_EINVAL,
@@ -194,6 +225,16 @@ load_secret(json_t *specs, const struct rk_doc *doc, const json_t *e, const stru
 		return rk_doc_error_key(err, doc, e, "last_rotated", RK_EINVAL,
 					"last_rotated must be a date (2026-01-31) or an RFC 3339 UTC "
 					"time (2026-01-31T02:00:00Z)");
+	/* A future time would make the secret look fresh until then: a typo, refused. */
+	if (last_rotated > now + RK_LAST_ROTATED_SKEW_S) {
+		char t[32];
+		rk_format_time(now, t, sizeof(t));
+		return rk_doc_error_key(err, doc, e, "last_rotated", RK_EINVAL,
+					"last_rotated %s of '%s' is in the future (now: %s; up to "
+					"%d minutes of clock skew are allowed)",
+					rk_doc_str(e, "last_rotated", ""), name, t,
+					RK_LAST_ROTATED_SKEW_S / 60);
+	}
 	if ((depout = json_array()) == NULL)
 		return rk_error_set(err, RK_ENOMEM, "out of memory");
 	deps = json_object_get(e, "dependents");
@@ -214,7 +255,7 @@ load_secret(json_t *specs, const struct rk_doc *doc, const json_t *e, const stru
 
 int
 rk_inventory_load(json_t **out, const char *path, const struct rk_config *cfg,
-		  const struct rk_policy_set *policies, struct rk_error *err)
+		  const struct rk_policy_set *policies, int64_t now, struct rk_error *err)
 {
 	struct rk_doc *doc = NULL;
 	json_t *specs = NULL, *seen_names = NULL, *seen_locs = NULL;
@@ -243,7 +284,7 @@ rk_inventory_load(json_t **out, const char *path, const struct rk_config *cfg,
 		const char *name;
 		char *lockey = NULL, *loctext;
 
-		if ((r = load_secret(specs, doc, e, cfg, policies, err)) < 0)
+		if ((r = load_secret(specs, doc, e, cfg, policies, now, err)) < 0)
 			goto out;
 		spec = json_array_get(specs, json_array_size(specs) - 1);
 		name = json_string_value(json_object_get(spec, "name"));

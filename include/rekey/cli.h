@@ -33,6 +33,12 @@ int cmd_doctor(struct rk_ctx *ctx, int argc, char **argv);
 int rk_cli_fail(const struct rk_error *err, const char *fmt, ...) RK_PRINTF(2, 3);
 /* A usage error: prints the message and the command's usage, returns 2. */
 int rk_cli_usage(const char *usage, const char *fmt, ...) RK_PRINTF(2, 3);
+/*
+ * After looking up a NAME or RUN the user typed: "not found" is the user's
+ * input (exit 2, as for `rotate NAME`), not a failed operation. Call it for
+ * that lookup only, so that a provider's "not found" stays exit 1.
+ */
+void rk_cli_typed_name(struct rk_error *err);
 /* Prints `usage` and returns 0 when argv has -h/--help. */
 int rk_cli_wants_help(int argc, char **argv, const char *usage);
 

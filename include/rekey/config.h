@@ -3,7 +3,9 @@
  * ./rekey.yaml, /etc/rekey/rekey.yaml; with none, the embedded default
  * (state_dir ./var, the local provider). Relative paths are relative to the
  * working directory. Every key is checked against a schema; providers check
- * their own subtree through their ops' config_fields.
+ * their own subtree through their ops' config_fields and check_config, so a
+ * bad provider block is an error of every command, not only of the first
+ * that opens the provider.
  */
 #ifndef REKEY_CONFIG_H
 #define REKEY_CONFIG_H
@@ -28,8 +30,6 @@ struct rk_config {
 	char *policy_dir;	/* may be NULL */
 	struct rk_config_provider *providers;
 	size_t nproviders;
-	const json_t *server;	/* borrowed, may be NULL */
-	const json_t *ha;	/* borrowed, may be NULL */
 	json_t *local_default;	/* {type: local} when the file names no `local` */
 };
 

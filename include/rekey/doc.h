@@ -52,6 +52,8 @@ enum rk_type {
 };
 #define RK_F_REQUIRED 0x1u
 #define RK_F_SENSITIVE 0x2u	/* never echoed in messages */
+#define RK_F_UNSUPPORTED 0x4u	/* designed but not implemented yet: refused with "not
+				 * supported by this version", never listed as known */
 
 struct rk_field {
 	const char *key;

@@ -64,6 +64,12 @@ struct rk_http;
  */
 int rk_http_new(struct rk_http **out, const char *provider, const char *base_url,
 		const struct rk_http_cfg *cfg, struct rk_error *err) RK_WARN_UNUSED;
+/*
+ * What rk_http_new checks before it makes anything (the settings, the URL's
+ * scheme and form), for validating a config without connecting. RK_EINVAL.
+ */
+int rk_http_check(const char *provider, const char *base_url, const struct rk_http_cfg *cfg,
+		  struct rk_error *err) RK_WARN_UNUSED;
 void rk_http_free(struct rk_http *h);	/* accepts NULL */
 
 struct rk_http_req {

@@ -101,7 +101,7 @@ expect_rc "rotate --due again has nothing to do" 0 rk rotate --due
 check "nothing to rotate" contains "$T/out" "nothing to rotate"
 expect_rc "unknown secret" 2 rk rotate nosuch
 expect_rc "rotate without names is a usage error" 2 rk rotate
-expect_rc "get of an unknown secret" 1 rk get nosuch
+expect_rc "get of an unknown secret is a usage error" 2 rk get nosuch
 
 # ---- logs: one JSON object a line, a run_id on every line of a run ----
 "$REKEY_BIN" --log-level debug --log-format json rotate one old >/dev/null 2>"$T/log.json"

@@ -81,7 +81,6 @@ START_TEST(test_config_embedded_default_when_no_file)
 	ck_assert_str_eq(c->state_dir, "./var");
 	ck_assert_ptr_null(c->environment);
 	ck_assert_ptr_null(c->policy_dir);
-	ck_assert_ptr_null(c->server);
 	ck_assert_int_eq(c->nproviders, 1);
 	ck_assert_str_eq(c->providers[0].name, "local");
 	ck_assert_ptr_eq(c->providers[0].ops, rk_provider_find_type("local"));
@@ -130,14 +129,22 @@ START_TEST(test_config_found_in_working_directory_then_env)
 }
 END_TEST
 
-START_TEST(test_config_missing_named_file_is_not_found)
+/* A config file named by -c or $REKEY_CONFIG that is not there is a configuration error (exit 2). */
+START_TEST(test_config_missing_named_file_is_a_configuration_error)
 {
 	struct rk_config *c = NULL;
 	struct rk_error err = { 0 };
 
 	ck_assert_int_eq(rk_config_load(&c, "/nonexistent/rekey-test/rekey.yaml", &err),
-			 RK_ENOTFOUND);
+			 RK_EINVAL);
+	ck_assert_int_eq(rk_exit_code(err.code), 2);
+	ck_assert_ptr_nonnull(strstr(err.msg, "/nonexistent/rekey-test/rekey.yaml"));
 	ck_assert_ptr_null(c);
+	ck_assert_int_eq(setenv("REKEY_CONFIG", "/nonexistent/rekey-test/env.yaml", 1), 0);
+	rk_error_clear(&err);
+	ck_assert_int_eq(rk_config_load(&c, NULL, &err), RK_EINVAL);
+	ck_assert_ptr_nonnull(strstr(err.msg, "/nonexistent/rekey-test/env.yaml"));
+	unsetenv("REKEY_CONFIG");
 }
 END_TEST
 
@@ -152,8 +159,7 @@ START_TEST(test_config_full_file_is_read)
 			"policy_dir: ./policy\n"
 			"providers:\n"
 			"  local: {type: local, max_versions: 5}\n"
-			"  archive: {type: local}\n"
-			"server: {listen: \"127.0.0.1:9464\", token_file: ./var/api.token}\n");
+			"  archive: {type: local}\n");
 	ck_assert_str_eq(c->path, t.path);
 	ck_assert_str_eq(c->state_dir, "/var/lib/rekey");
 	ck_assert_str_eq(c->environment, "production");
@@ -162,7 +168,6 @@ START_TEST(test_config_full_file_is_read)
 	ck_assert_ptr_nonnull(rk_config_provider(c, "archive"));
 	ck_assert_int_eq(json_integer_value(json_object_get(rk_config_provider(c, "local")->cfg,
 							    "max_versions")), 5);
-	ck_assert_str_eq(json_string_value(json_object_get(c->server, "listen")), "127.0.0.1:9464");
 	rk_config_free(c);
 	tmp_cleanup(&t);
 }
@@ -177,6 +182,53 @@ START_TEST(test_config_unknown_top_level_key_names_file_line_col)
 	err = load_bad(&t, "state_dir: ./var\n\nstate_dri: ./other\n");
 	rk_test_assert_at(&err, t.path, 3, 1);
 	ck_assert_ptr_nonnull(strstr(err.msg, "unknown key 'state_dri'"));
+	tmp_cleanup(&t);
+}
+END_TEST
+
+/*
+ * `server` and `ha` are in the design, not in this version: refused as such
+ * (not silently accepted, not "unknown"), and never offered as known keys.
+ */
+START_TEST(test_config_keys_not_implemented_are_refused_and_not_offered)
+{
+	struct tmp t;
+	struct rk_error err;
+
+	tmp_init(&t);
+	err = load_bad(&t, "state_dir: ./var\nserver: {listen: \"127.0.0.1:9464\"}\n");
+	rk_test_assert_at(&err, t.path, 2, 1);
+	ck_assert_ptr_nonnull(strstr(err.msg, "'server' in rekey.yaml is not supported by this "
+					      "version of rekey"));
+	err = load_bad(&t, "state_dir: ./var\n\nha:\n  lease: {provider: c, namespace: n, name: x}\n");
+	rk_test_assert_at(&err, t.path, 3, 1);
+	ck_assert_ptr_nonnull(strstr(err.msg, "'ha' in rekey.yaml is not supported"));
+	err = load_bad(&t, "ha: 3\n");
+	ck_assert_ptr_nonnull(strstr(err.msg, "'ha' in rekey.yaml is not supported"));
+
+	err = load_bad(&t, "state_dir: ./var\nstate_dri: x\n");
+	ck_assert_ptr_nonnull(strstr(err.msg, "(known keys: state_dir, environment, policy_dir, "
+					      "providers)"));
+	tmp_cleanup(&t);
+}
+END_TEST
+
+/* The default environment follows the inventory's grammar: one word, no '/' or spaces. */
+START_TEST(test_config_environment_is_one_word)
+{
+	static const char *const bad[] = { "prod/eu", "\"my env\"", "\"\"", "\"a\\tb\"" };
+	struct tmp t;
+	char text[128];
+
+	tmp_init(&t);
+	for (size_t i = 0; i < RK_ARRAY_SIZE(bad); i++) {
+		struct rk_error err;
+		snprintf(text, sizeof(text), "state_dir: ./var\nenvironment: %s\n", bad[i]);
+		err = load_bad(&t, text);
+		rk_test_assert_at(&err, t.path, 2, 14);
+		ck_assert_msg(strstr(err.msg, "must be 1-64 characters") != NULL, "%s", err.msg);
+	}
+	rk_config_free(load_ok(&t, "environment: eu-west-1.prod_2\n"));
 	tmp_cleanup(&t);
 }
 END_TEST
@@ -198,9 +250,6 @@ START_TEST(test_config_wrong_types_and_empty_state_dir_are_errors)
 	rk_test_assert_at(&err, t.path, 1, 0);
 	ck_assert_ptr_nonnull(strstr(err.msg, "state_dir must not be empty"));
 
-	err = load_bad(&t, "server: {listen: x, tls: true}\n");
-	rk_test_assert_at(&err, t.path, 1, 0);
-	ck_assert_ptr_nonnull(strstr(err.msg, "unknown key 'tls' in server"));
 
 	/* The root must be a mapping. */
 	err = load_bad(&t, "- state_dir\n");
@@ -360,7 +409,11 @@ open_provider(const struct rk_config *c, const char *name, const char *state_dir
 	return r;
 }
 
-START_TEST(test_config_local_max_versions_bounds_checked_at_open)
+/*
+ * A local block's range is checked when the config loads (every command),
+ * not first when a rotation opens the provider; loading creates nothing.
+ */
+START_TEST(test_config_local_max_versions_bounds_checked_at_load)
 {
 	static const struct {
 		const char *v;
@@ -375,22 +428,30 @@ START_TEST(test_config_local_max_versions_bounds_checked_at_open)
 	for (size_t i = 0; i < RK_ARRAY_SIZE(cases); i++) {
 		struct rk_config *c;
 		struct rk_error err = { 0 };
-		int r;
 
-		snprintf(text, sizeof(text), "providers:\n  local:\n    type: local\n"
-			 "    max_versions: %s\n", cases[i].v);
-		/* The schema only knows it is an integer: loading succeeds. */
-		c = load_ok(&t, text);
-		r = open_provider(c, "local", state, &err);
+		snprintf(text, sizeof(text), "state_dir: %s\nproviders:\n  local:\n    type: local\n"
+			 "    max_versions: %s\n", state, cases[i].v);
 		if (cases[i].ok) {
-			ck_assert_msg(r == 0, "%s: %s", cases[i].v, err.msg);
+			c = load_ok(&t, text);
+			ck_assert_msg(open_provider(c, "local", state, &err) == 0, "%s: %s",
+				      cases[i].v, err.msg);
+			rk_config_free(c);
 		} else {
-			ck_assert_msg(r == RK_EINVAL, "max_versions %s accepted", cases[i].v);
-			rk_test_assert_at(&err, t.path, 4, 19);
-			ck_assert_ptr_nonnull(strstr(err.msg, "max_versions must be between 2 and 1000"));
+			rk_test_write(t.path, text);
+			ck_assert_int_eq(rk_config_load(&c, t.path, &err), RK_EINVAL);
+			rk_test_assert_at(&err, t.path, 5, 19);
+			ck_assert_ptr_nonnull(strstr(err.msg, "max_versions of provider 'local' must "
+							      "be between 2 and 1000"));
 			ck_assert_str_eq(err.provider, "local");
+			ck_assert_int_ne(access(state, F_OK), 0);	/* nothing was created */
 		}
-		rk_config_free(c);
+	}
+	/* Another local instance is checked the same way. */
+	{
+		struct rk_error err = load_bad(&t, "providers:\n  archive: {type: local, "
+						    "max_versions: 1}\n");
+		rk_test_assert_at(&err, t.path, 2, 0);
+		ck_assert_ptr_nonnull(strstr(err.msg, "max_versions of provider 'archive'"));
 	}
 	/* Without the key, the default applies and opening creates <state>/local. */
 	{
@@ -406,6 +467,67 @@ START_TEST(test_config_local_max_versions_bounds_checked_at_open)
 }
 END_TEST
 
+/*
+ * A vault block is validated fully when the config loads, without connecting
+ * or reading its credential files: auth rules, mounts, HTTP settings and the
+ * address (https:// unless insecure_http), each naming file:line and the key.
+ */
+START_TEST(test_config_vault_block_is_checked_at_load_without_connecting)
+{
+	static const struct {
+		const char *block;	/* the lines under `  vault:` (4 spaces), from line 3 */
+		int line;
+		const char *what;
+	} bad[] = {
+		{ "    address: http://127.0.0.1:8200\n    auth: {method: token, token_file: /x}\n", 3,
+		  "plain http:// address refused" },
+		{ "    address: ftp://vault:8200\n    auth: {method: token, token_file: /x}\n", 3,
+		  "address must start with https://" },
+		{ "    address: \"https://vault:8200/?x\"\n    auth: {method: token, token_file: /x}\n", 3,
+		  "invalid address" },
+		{ "    address: https://vault:8200\n    auth: {method: password}\n", 4,
+		  "auth method must be token, approle or kubernetes" },
+		{ "    address: https://vault:8200\n    auth: {method: token}\n", 4,
+		  "auth method token needs token_file" },
+		{ "    address: https://vault:8200\n    auth: {method: approle, role_id: r}\n", 4,
+		  "approle needs role_id and secret_id_file" },
+		{ "    address: https://vault:8200\n    auth: {method: kubernetes}\n", 4,
+		  "kubernetes needs role" },
+		{ "    address: https://vault:8200\n    auth: {method: token, token_file: /x, pin: 1}\n", 4,
+		  "unknown key 'pin' in auth of provider 'vault'" },
+		{ "    address: https://vault:8200\n    kv_mount: ../sys\n"
+		  "    auth: {method: token, token_file: /x}\n", 2, "plain mount paths" },
+		{ "    address: https://vault:8200\n    auth: {method: token, token_file: /x}\n"
+		  "    retry: {max_attempts: 0}\n", 5, "'retry.max_attempts' must be between 1 and 20" },
+		{ "    address: https://vault:8200\n    auth: {method: token, token_file: /x}\n"
+		  "    timeout: {connect: 5s, read: 1s}\n", 5, "unknown key 'read'" },
+	};
+	struct tmp t;
+	char text[512];
+
+	tmp_init(&t);
+	for (size_t i = 0; i < RK_ARRAY_SIZE(bad); i++) {
+		struct rk_error err;
+		snprintf(text, sizeof(text), "providers:\n  vault:\n    type: vault\n%s", bad[i].block);
+		/* `type:` is line 3: the block's own lines start at 4. */
+		err = load_bad(&t, text);
+		rk_test_assert_at(&err, t.path, bad[i].line + 1, 0);
+		ck_assert_msg(strstr(err.msg, bad[i].what) != NULL, "case %zu: '%s' not in '%s'", i,
+			      bad[i].what, err.msg);
+	}
+	/* A valid block loads; its credential file is not read (it does not exist). */
+	{
+		struct rk_config *c = load_ok(&t, "providers:\n  vault:\n    type: vault\n"
+						  "    address: http://127.0.0.1:1\n"
+						  "    insecure_http: true\n"
+						  "    auth: {method: token, token_file: /nonexistent/token}\n");
+		ck_assert_ptr_nonnull(rk_config_provider(c, "vault"));
+		rk_config_free(c);
+	}
+	tmp_cleanup(&t);
+}
+END_TEST
+
 Suite *
 config_suite(void)
 {
@@ -415,7 +537,7 @@ config_suite(void)
 	tcase_add_unchecked_fixture(tc, rk_test_base_setup, rk_test_base_teardown);
 	tcase_add_test(tc, test_config_embedded_default_when_no_file);
 	tcase_add_test(tc, test_config_found_in_working_directory_then_env);
-	tcase_add_test(tc, test_config_missing_named_file_is_not_found);
+	tcase_add_test(tc, test_config_missing_named_file_is_a_configuration_error);
 	tcase_add_test(tc, test_config_full_file_is_read);
 	tcase_add_test(tc, test_config_unknown_top_level_key_names_file_line_col);
 	tcase_add_test(tc, test_config_wrong_types_and_empty_state_dir_are_errors);
@@ -425,7 +547,10 @@ config_suite(void)
 	tcase_add_test(tc, test_config_provider_subtree_is_checked_by_its_type);
 	tcase_add_test(tc, test_config_provider_names_are_validated);
 	tcase_add_test(tc, test_config_local_is_always_present);
-	tcase_add_test(tc, test_config_local_max_versions_bounds_checked_at_open);
+	tcase_add_test(tc, test_config_local_max_versions_bounds_checked_at_load);
+	tcase_add_test(tc, test_config_vault_block_is_checked_at_load_without_connecting);
+	tcase_add_test(tc, test_config_keys_not_implemented_are_refused_and_not_offered);
+	tcase_add_test(tc, test_config_environment_is_one_word);
 	suite_add_tcase(s, tc);
 	return s;
 }

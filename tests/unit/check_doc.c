@@ -275,14 +275,67 @@ START_TEST(test_doc_larger_than_limit_is_refused)
 }
 END_TEST
 
-START_TEST(test_doc_load_file_missing_is_not_found)
+/* A file the user named that is not there is the user's input (exit 2), not an I/O failure. */
+START_TEST(test_doc_load_file_missing_is_an_input_error)
 {
 	struct rk_doc *d = NULL;
 	struct rk_error err = { 0 };
 
 	ck_assert_int_eq(rk_doc_load_file(&d, "/nonexistent/rekey-test/x.yaml", &err),
-			 RK_ENOTFOUND);
+			 RK_EINVAL);
+	ck_assert_int_eq(err.code, RK_EINVAL);
 	ck_assert_ptr_null(d);
+	ck_assert_ptr_nonnull(strstr(err.msg, "/nonexistent/rekey-test/x.yaml"));
+	ck_assert_ptr_nonnull(strstr(err.msg, "No such file"));
+}
+END_TEST
+
+/*
+ * Text that is not UTF-8 is named as such, at the line and column (in
+ * characters) of the first bad byte, never reported as a missing key or at 1:1.
+ */
+START_TEST(test_doc_invalid_utf8_names_the_encoding_error_and_its_position)
+{
+	static const struct {
+		const char *text;
+		int line, col;
+		const char *byte;
+	} cases[] = {
+		{ "name: a\nowner: caf\xe9 x\n", 2, 11, "0xE9" },		/* Latin-1 */
+		{ "name: a\nowner: \xc3\xa9\xe2\x82\xac\xff\n", 2, 10, "0xFF" },	/* after é€ */
+		{ "\xff\xfen\0a\0m\0e\0", 1, 1, "0xFF" },		/* UTF-16 */
+		{ "a: 1\n\n# a comment \xc0\xaf\n", 3, 13, "0xC0" },	/* overlong */
+		{ "a: \xed\xa0\x80\n", 1, 4, "0xED" },			/* a surrogate */
+		{ "a: \"x\xe2\x82\"\n", 1, 6, "0xE2" },			/* cut short */
+	};
+
+	for (size_t i = 0; i < RK_ARRAY_SIZE(cases); i++) {
+		struct rk_doc *d = NULL;
+		struct rk_error err = { 0 };
+		size_t len = strlen(cases[i].text);
+
+		if (i == 2)
+			len = 10;	/* the UTF-16 case holds NULs */
+		ck_assert_int_eq(rk_doc_load_string(&d, NAME, cases[i].text, len, &err), RK_EINVAL);
+		ck_assert_ptr_null(d);
+		assert_at(&err, NAME, cases[i].line, cases[i].col);
+		ck_assert_msg(strstr(err.msg, "not valid UTF-8") != NULL, "case %zu: %s", i, err.msg);
+		ck_assert_msg(strstr(err.msg, cases[i].byte) != NULL, "case %zu: %s", i, err.msg);
+		ck_assert_msg(strstr(err.msg, "missing") == NULL, "case %zu: %s", i, err.msg);
+	}
+	/* Valid UTF-8 that YAML refuses is named too, at its position. */
+	{
+		struct rk_error err = load_bad("a: 1\nb: \"x\x01\"\n");
+		assert_at(&err, NAME, 2, 6);
+		ck_assert_ptr_nonnull(strstr(err.msg, "control characters"));
+	}
+	/* Multi-byte characters and a UTF-8 BOM are fine. */
+	{
+		struct rk_doc *d = load_ok("\xef\xbb\xbf" "a: \"caf\xc3\xa9 \xf0\x9f\x98\x80\"\n");
+		ck_assert_str_eq(json_string_value(json_object_get(rk_doc_root(d), "a")),
+				 "caf\xc3\xa9 \xf0\x9f\x98\x80");
+		rk_doc_free(d);
+	}
 }
 END_TEST
 
@@ -447,7 +500,7 @@ START_TEST(test_doc_check_wrong_type_names_key_and_expected_type)
 	ck_assert_ptr_nonnull(strstr(err.msg, "an integer"));
 
 	rk_error_clear(&err);
-	ck_assert_int_eq(check_text("name: a\nnames: [a, 1]\n", &err), RK_EINVAL);
+	ck_assert_int_eq(check_text("name: a\nnames: x\n", &err), RK_EINVAL);
 	ck_assert_ptr_nonnull(strstr(err.msg, "a list of strings"));
 
 	rk_error_clear(&err);
@@ -458,6 +511,64 @@ START_TEST(test_doc_check_wrong_type_names_key_and_expected_type)
 	rk_error_clear(&err);
 	ck_assert_int_eq(check_text("name: a\n\ncount: true\n", &err), RK_EINVAL);
 	assert_at(&err, NAME, 3, 8);
+}
+END_TEST
+
+/*
+ * One element of a list of strings that is not a string is named by its index
+ * and position, with the reason (an unquoted true or 5 is a YAML boolean or
+ * integer), even for true/false/null, which jansson shares.
+ */
+START_TEST(test_doc_check_strlist_names_the_element_that_is_not_a_string)
+{
+	static const struct {
+		const char *text;
+		int line, col;
+		const char *what;
+	} cases[] = {
+		{ "name: a\nnames: [true]\n", 2, 9,
+		  "names[0] in thing must be a string; `true` is a YAML boolean: quote it (\"true\")" },
+		{ "name: a\nnames: [a, b, false]\n", 2, 15, "names[2] in thing must be a string; `false`" },
+		{ "name: a\nnames:\n  - sleep\n  - 5\n", 4, 5,
+		  "names[1] in thing must be a string; `5` is a YAML integer: quote it (\"5\")" },
+		{ "name: a\nnames: [a, null]\n", 2, 12, "names[1] in thing must be a string; an empty" },
+		{ "name: a\nnames: [a, ~, true]\n", 2, 12, "names[1]" },
+		{ "name: a\nnames: [a, {b: c}]\n", 2, 12, "names[1] in thing must be a string, not a mapping" },
+		{ "name: a\nnames: [[a]]\n", 2, 9, "names[0] in thing must be a string, not a list" },
+	};
+
+	for (size_t i = 0; i < RK_ARRAY_SIZE(cases); i++) {
+		struct rk_error err = { 0 };
+		ck_assert_int_eq(check_text(cases[i].text, &err), RK_EINVAL);
+		assert_at(&err, NAME, cases[i].line, cases[i].col);
+		ck_assert_msg(strstr(err.msg, cases[i].what) != NULL, "'%s' not in '%s'",
+			      cases[i].what, err.msg);
+	}
+}
+END_TEST
+
+static const struct rk_field planned_fields[] = {
+	{ "name", RK_T_STRING, 0 },
+	{ "later", RK_T_OBJECT, RK_F_UNSUPPORTED },
+	{ NULL, 0, 0 },
+};
+
+/* A key designed but not implemented is refused as such and never offered as known. */
+START_TEST(test_doc_check_unsupported_key_is_refused_and_not_listed)
+{
+	struct rk_doc *d = load_ok("name: a\nlater:\n  x: 1\n");
+	struct rk_error err = { 0 };
+
+	ck_assert_int_eq(rk_doc_check(d, rk_doc_root(d), planned_fields, "thing", &err), RK_EINVAL);
+	assert_at(&err, NAME, 2, 1);
+	ck_assert_ptr_nonnull(strstr(err.msg, "'later' in thing is not supported by this version"));
+	rk_doc_free(d);
+
+	d = load_ok("name: a\nbogus: 1\n");
+	rk_error_clear(&err);
+	ck_assert_int_eq(rk_doc_check(d, rk_doc_root(d), planned_fields, "thing", &err), RK_EINVAL);
+	ck_assert_ptr_nonnull(strstr(err.msg, "(known keys: name)"));
+	rk_doc_free(d);
 }
 END_TEST
 
@@ -555,7 +666,8 @@ doc_suite(void)
 	tcase_add_test(tc, test_doc_error_names_the_document_name_given);
 	tcase_add_test(tc, test_doc_deep_nesting_is_rejected);
 	tcase_add_test(tc, test_doc_larger_than_limit_is_refused);
-	tcase_add_test(tc, test_doc_load_file_missing_is_not_found);
+	tcase_add_test(tc, test_doc_load_file_missing_is_an_input_error);
+	tcase_add_test(tc, test_doc_invalid_utf8_names_the_encoding_error_and_its_position);
 	tcase_add_test(tc, test_doc_where_gives_value_positions);
 	tcase_add_test(tc, test_doc_where_key_works_for_booleans_and_null);
 	tcase_add_test(tc, test_doc_error_without_position_names_the_file);
@@ -566,6 +678,8 @@ doc_suite(void)
 	tcase_add_test(tk, test_doc_check_unknown_key_with_block_value_points_at_the_key);
 	tcase_add_test(tk, test_doc_check_without_document_reports_unknown_key);
 	tcase_add_test(tk, test_doc_check_wrong_type_names_key_and_expected_type);
+	tcase_add_test(tk, test_doc_check_strlist_names_the_element_that_is_not_a_string);
+	tcase_add_test(tk, test_doc_check_unsupported_key_is_refused_and_not_listed);
 	tcase_add_test(tk, test_doc_check_missing_required_key);
 	tcase_add_test(tk, test_doc_check_requires_a_mapping);
 	tcase_add_test(tk, test_doc_check_duration_accepts_30d_rejects_30x);

@@ -16,6 +16,9 @@
 #include "rekey/util.h"
 #include "unit.h"
 
+/* The clock of every load: 2026-03-01T00:00:00Z. */
+#define NOW 1772323200
+
 struct fx {
 	char dir[64];
 	char cfg_path[128];
@@ -55,7 +58,7 @@ load_ok(struct fx *f, const char *text)
 	struct rk_error err = { 0 };
 
 	rk_test_write(f->inv_path, text);
-	ck_assert_msg(rk_inventory_load(&specs, f->inv_path, f->cfg, f->pols, &err) == 0, "%s",
+	ck_assert_msg(rk_inventory_load(&specs, f->inv_path, f->cfg, f->pols, NOW, &err) == 0, "%s",
 		      err.msg);
 	ck_assert(json_is_array(specs));
 	return specs;
@@ -71,7 +74,7 @@ load_bad(struct fx *f, const char *text, int line, int col, const char *what)
 	int l = 0, c = 0;
 
 	rk_test_write(f->inv_path, text);
-	ck_assert_msg(rk_inventory_load(&specs, f->inv_path, f->cfg, f->pols, &err) == RK_EINVAL,
+	ck_assert_msg(rk_inventory_load(&specs, f->inv_path, f->cfg, f->pols, NOW, &err) == RK_EINVAL,
 		      "accepted:\n%s", text);
 	ck_assert_ptr_null(specs);
 	snprintf(want, sizeof(want), "%s:", f->inv_path);
@@ -177,7 +180,7 @@ START_TEST(test_inventory_empty_list_is_fine_missing_list_is_not)
 		json_t *none = NULL;
 		struct rk_error err = { 0 };
 		rk_test_write(f.inv_path, "# nothing\n");
-		ck_assert_int_eq(rk_inventory_load(&none, f.inv_path, f.cfg, f.pols, &err), RK_EINVAL);
+		ck_assert_int_eq(rk_inventory_load(&none, f.inv_path, f.cfg, f.pols, NOW, &err), RK_EINVAL);
 		ck_assert_ptr_null(none);
 		ck_assert_ptr_eq(strstr(err.msg, f.inv_path), err.msg);
 		ck_assert_ptr_nonnull(strstr(err.msg, "required key 'secrets'"));
@@ -255,23 +258,73 @@ START_TEST(test_inventory_same_locator_on_another_provider_is_fine)
 }
 END_TEST
 
+/*
+ * The name grammar (README, inventory): segments of A-Z a-z 0-9 . _ -
+ * separated by single '/', no empty, '.' or '..' segment, no '..', no leading
+ * '-', 1-200 characters. Every name the examples, contrib and tests use passes.
+ */
 START_TEST(test_inventory_bad_names_are_refused)
 {
-	static const char *const bad[] = { "../x", "-x", "/abs", "a/../b", "a b", "a*", "\"\"",
-					   "é" };
-	static const char *const good[] = { "x", "a/b/c", "A.b_c-d", "v1.2" };
+	static const char *const bad[] = {
+		"../x", "-x", "/abs", "a/../b", "a b", "a*", "\"\"", "é", "a/", "a//b", ".", "..",
+		"a/./b", "./a", "a/.", "/", "a/b/", "x/..", "a..b", "\"a\\tb\"", "a:b", "a\\b",
+		"x23456789012345678901234567890123456789012345678901234567890123456789012345678901"
+		"23456789012345678901234567890123456789012345678901234567890123456789012345678901"
+		"234567890123456789012345678901234567890X",	/* 201 characters */
+	};
+	static const char *const good[] = {
+		"x", "a/b/c", "A.b_c-d", "v1.2", "payments/db-password", "ci/signing-key",
+		"App_2.key", "internal/demo-token", "k8s/db", ".hidden/a", "a/-b", "a/b.", "v",
+		"x23456789012345678901234567890123456789012345678901234567890123456789012345678901"
+		"23456789012345678901234567890123456789012345678901234567890123456789012345678901"
+		"234567890123456789012345678901234567890",	/* 200 characters */
+	};
 	struct fx f;
-	char text[256];
+	char text[512];
 
 	fx_init(&f, CONFIG_STAGING);
 	for (size_t i = 0; i < RK_ARRAY_SIZE(bad); i++) {
 		snprintf(text, sizeof(text), "secrets:\n  - locator: {path: p}\n    name: %s\n", bad[i]);
-		load_bad(&f, text, 3, 11, "must be 1-200 characters");
+		load_bad(&f, text, 3, 11, "must be 1-200 characters: segments of A-Z a-z 0-9");
 	}
 	for (size_t i = 0; i < RK_ARRAY_SIZE(good); i++) {
 		json_t *specs;
 		snprintf(text, sizeof(text), "secrets:\n  - locator: {path: p}\n    name: %s\n", good[i]);
 		specs = load_ok(&f, text);
+		ck_assert_str_eq(json_string_value(json_object_get(json_array_get(specs, 0), "name")),
+				 good[i]);
+		json_decref(specs);
+	}
+	fx_done(&f);
+}
+END_TEST
+
+/* An environment is one word: no '/', no whitespace (it is matched and printed as is). */
+START_TEST(test_inventory_bad_environments_are_refused)
+{
+	static const char *const bad[] = { "prod/eu", "\"my env\"", "\" prod\"", "\"prod\\t\"",
+					   "\"\"", "é", "a*",
+					   "x2345678901234567890123456789012345678901234567890123456789012345" };
+	static const char *const good[] = { "production", "eu-west-1", "stage_2", "v1.0", "TEST",
+					    "x234567890123456789012345678901234567890123456789012345678901234" };
+	struct fx f;
+	char text[256];
+
+	fx_init(&f, CONFIG_STAGING);
+	for (size_t i = 0; i < RK_ARRAY_SIZE(bad); i++) {
+		snprintf(text, sizeof(text),
+			 "secrets:\n  - name: a\n    locator: {path: a}\n    environment: %s\n", bad[i]);
+		load_bad(&f, text, 4, 18, "environment");
+		load_bad(&f, text, 4, 18, "must be 1-64 characters of A-Z a-z 0-9");
+	}
+	for (size_t i = 0; i < RK_ARRAY_SIZE(good); i++) {
+		json_t *specs;
+		snprintf(text, sizeof(text),
+			 "secrets:\n  - name: a\n    locator: {path: a}\n    environment: %s\n",
+			 good[i]);
+		specs = load_ok(&f, text);
+		ck_assert_str_eq(json_string_value(json_object_get(json_array_get(specs, 0),
+								   "environment")), good[i]);
 		json_decref(specs);
 	}
 	fx_done(&f);
@@ -314,6 +367,44 @@ START_TEST(test_inventory_bad_last_rotated_is_refused)
 }
 END_TEST
 
+/*
+ * A last_rotated in the future would hide a secret's age until then: refused,
+ * naming file:line:col; up to 5 minutes ahead (another host's clock) is fine.
+ */
+START_TEST(test_inventory_last_rotated_in_the_future_is_refused)
+{
+	static const struct {
+		const char *when;
+		int ok;
+	} cases[] = {
+		{ "2026-03-01T00:00:00Z", 1 },	/* now */
+		{ "2026-02-28T23:59:59Z", 1 },
+		{ "2026-03-01T00:05:00Z", 1 },	/* the allowed skew */
+		{ "2026-03-01T00:05:01Z", 0 },
+		{ "2026-03-01T01:00:00Z", 0 },
+		{ "2026-03-02", 0 },
+		{ "2036-01-01", 0 },
+	};
+	struct fx f;
+	char text[256];
+
+	fx_init(&f, CONFIG_STAGING);
+	for (size_t i = 0; i < RK_ARRAY_SIZE(cases); i++) {
+		snprintf(text, sizeof(text),
+			 "secrets:\n  - name: a\n    locator: {path: a}\n    last_rotated: %s\n",
+			 cases[i].when);
+		if (cases[i].ok) {
+			json_decref(load_ok(&f, text));
+		} else {
+			load_bad(&f, text, 4, 19, "last_rotated");
+			load_bad(&f, text, 4, 19, "is in the future (now: 2026-03-01T00:00:00Z; up to 5 "
+				 "minutes of clock skew are allowed)");
+		}
+	}
+	fx_done(&f);
+}
+END_TEST
+
 START_TEST(test_inventory_locator_is_checked_by_provider_type)
 {
 	struct fx f;
@@ -345,6 +436,15 @@ START_TEST(test_inventory_exec_dependent_needs_an_argv)
 		 "secrets:\n  - name: a\n    locator: {path: a}\n    dependents:\n"
 		 "      - exec: \"systemctl restart app\"\n",
 		 5, 0, "a list of strings");
+	/* An element that is not a string is named, with why and where. */
+	load_bad(&f,
+		 "secrets:\n  - name: a\n    locator: {path: a}\n    dependents:\n"
+		 "      - exec: [true]\n",
+		 5, 16, "exec[0] in dependent must be a string; `true` is a YAML boolean: quote it");
+	load_bad(&f,
+		 "secrets:\n  - name: a\n    locator: {path: a}\n    dependents:\n"
+		 "      - exec:\n          - sleep\n          - 5\n",
+		 7, 13, "exec[1] in dependent must be a string; `5` is a YAML integer: quote it (\"5\")");
 	load_bad(&f,
 		 "secrets:\n  - name: a\n    locator: {path: a}\n    dependents:\n"
 		 "      - {exec: [x], timeout: 10ms}\n",
@@ -398,8 +498,10 @@ inventory_suite(void)
 	tcase_add_test(tc, test_inventory_duplicate_locator_is_an_error);
 	tcase_add_test(tc, test_inventory_same_locator_on_another_provider_is_fine);
 	tcase_add_test(tc, test_inventory_bad_names_are_refused);
+	tcase_add_test(tc, test_inventory_bad_environments_are_refused);
 	tcase_add_test(tc, test_inventory_bad_tier_is_refused);
 	tcase_add_test(tc, test_inventory_bad_last_rotated_is_refused);
+	tcase_add_test(tc, test_inventory_last_rotated_in_the_future_is_refused);
 	tcase_add_test(tc, test_inventory_locator_is_checked_by_provider_type);
 	tcase_add_test(tc, test_inventory_exec_dependent_needs_an_argv);
 	tcase_add_test(tc, test_inventory_kubernetes_dependent_needs_a_provider_that_can_restart);

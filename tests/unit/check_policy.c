@@ -222,6 +222,18 @@ START_TEST(test_policy_hook_without_exec_is_refused)
 }
 END_TEST
 
+/* A hook argv element that is not a string is named, where it is written, with why. */
+START_TEST(test_policy_hook_argv_element_not_a_string_is_named)
+{
+	parse_bad("name: x\nrotate_every: 1d\nverify: {exec: [true]}\n", 3, 17,
+		  "exec[0] in verify must be a string; `true` is a YAML boolean: quote it (\"true\")");
+	parse_bad("name: x\nrotate_every: 1d\nset:\n  exec:\n    - pg-set\n    - 5432\n", 6, 7,
+		  "exec[1] in set must be a string; `5432` is a YAML integer: quote it (\"5432\")");
+	parse_bad("name: x\nrotate_every: 1d\nguards: {forbid: [a, null]}\n", 3, 22,
+		  "forbid[1] in guards must be a string; an empty or `null` element");
+}
+END_TEST
+
 START_TEST(test_policy_max_attempts_out_of_range)
 {
 	parse_bad("name: x\nrotate_every: 1d\nmax_attempts: 0\n", 3, 15, "max_attempts");
@@ -401,6 +413,7 @@ policy_suite(void)
 	tcase_add_test(tc, test_policy_bad_window_is_an_error_at_its_position);
 	tcase_add_test(tc, test_policy_unknown_keys_are_errors_at_every_level);
 	tcase_add_test(tc, test_policy_hook_without_exec_is_refused);
+	tcase_add_test(tc, test_policy_hook_argv_element_not_a_string_is_named);
 	tcase_add_test(tc, test_policy_max_attempts_out_of_range);
 	tcase_add_test(tc, test_policy_max_attempts_huge_is_not_truncated_into_range);
 	tcase_add_test(tc, test_policy_guards_out_of_range);
