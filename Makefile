@@ -1,6 +1,6 @@
 # rekey — one Makefile: build, test, run, bench, fuzz, sanitizers; installs deps.
 #
-#   make          build ./rekey
+#   make          build ./rekey and ./rekey-guard
 #   make run      install deps, build, run the example on the local provider in ./var
 #   make check    install deps, build, run every test (unit + integration)
 #   make asan     the whole suite under ASan+UBSan
@@ -23,14 +23,14 @@ LIBS     = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lzxcvbn -lm -lpthread
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
 
 B        ?= build/release
-LIB_SRC   = $(filter-out src/main.c,$(wildcard src/*.c)) $(wildcard providers/*.c)
+LIB_SRC   = $(filter-out src/main.c src/guard_bin.c,$(wildcard src/*.c)) $(wildcard providers/*.c)
 LIB_OBJ   = $(patsubst %.c,$(B)/%.o,$(LIB_SRC)) $(B)/gen/embedded.o
 UNIT_SRC  = $(wildcard tests/unit/*.c)
 UNIT_OBJ  = $(patsubst %.c,$(B)/%.o,$(UNIT_SRC))
 EMBED_IN  = $(sort $(wildcard policy/*.yaml)) policy/known-defaults.txt
 
 .PHONY: all deps run check unit integration asan bench fuzz clean fakes-check fault
-all: rekey
+all: rekey rekey-guard
 
 # ---- dependencies -------------------------------------------------------------
 deps:
@@ -70,6 +70,23 @@ $(B)/rekey: $(B)/src/main.o $(B)/librekey.a
 rekey: build/release/rekey
 	cp $< $@
 
+# rekey-guard: the guard alone (src/guard_bin.c), without SQLite, curl,
+# libmicrohttpd or the vault provider; libsodium, jansson and libyaml are
+# linked statically (Debian's libzxcvbn.a is not PIC, so zxcvbn stays shared).
+GUARD_LIBS ?= -Wl,-Bstatic $(shell pkg-config --libs libsodium jansson yaml-0.1 2>/dev/null) \
+              -Wl,-Bdynamic -lzxcvbn -lm
+$(B)/src/main-guard.o: src/main.c $(wildcard include/rekey/*.h)
+	@mkdir -p $(dir $@)
+	@echo "  CC      $< (rekey-guard)"
+	@$(CC) $(CFLAGS_ALL) -DREKEY_GUARD_BINARY -c $< -o $@
+
+$(B)/rekey-guard: $(B)/src/main-guard.o $(B)/src/guard_bin.o $(B)/librekey.a
+	@echo "  LD      $@"
+	@$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $^ $(GUARD_LIBS)
+
+rekey-guard: build/release/rekey-guard
+	cp $< $@
+
 # The fault-injection build: crash points compiled in, used only by tests.
 FB ?= build/fault
 fault: FORCE
@@ -101,26 +118,27 @@ run: deps
 unit: $(B)/check_unit
 	CK_FORK=yes REKEY_SRCDIR=$(CURDIR) $(B)/check_unit
 
-integration: $(B)/rekey fault $(B)/rk-fp
-	REKEY_BIN=$(CURDIR)/$(B)/rekey REKEY_FAULT_BIN=$(CURDIR)/$(FB)/rekey \
+integration: $(B)/rekey $(B)/rekey-guard fault $(B)/rk-fp
+	REKEY_BIN=$(CURDIR)/$(B)/rekey REKEY_GUARD_BIN=$(CURDIR)/$(B)/rekey-guard REKEY_FAULT_BIN=$(CURDIR)/$(FB)/rekey \
 	  RK_FP=$(CURDIR)/$(B)/rk-fp REKEY_SRCDIR=$(CURDIR) sh tests/integration/run.sh
 
 check: deps
-	@$(MAKE) --no-print-directory rekey
+	@$(MAKE) --no-print-directory rekey rekey-guard
 	@$(MAKE) --no-print-directory unit integration fakes-check
 
 ASAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 asan: deps
 	@$(MAKE) --no-print-directory B=build/asan FB=build/asan-fault OPT="-O1 -g" HARDEN="-fPIE" \
-	  EXTRA_CFLAGS="$(ASAN_FLAGS)" EXTRA_LDFLAGS="$(ASAN_FLAGS)" unit integration
+	  EXTRA_CFLAGS="$(ASAN_FLAGS)" EXTRA_LDFLAGS="$(ASAN_FLAGS)" \
+	  GUARD_LIBS="$(shell pkg-config --libs libsodium jansson yaml-0.1 2>/dev/null) -lzxcvbn -lm" unit integration
 
 $(B)/bench-exec: $(B)/tests/bench/bench_exec.o
 	@echo "  LD      $@"
 	@$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $^
 
 bench: deps
-	@$(MAKE) --no-print-directory rekey $(B)/bench-exec
-	sh tests/bench/run.sh ./rekey $(CURDIR)/$(B)/bench-exec
+	@$(MAKE) --no-print-directory rekey rekey-guard $(B)/bench-exec
+	sh tests/bench/run.sh ./rekey $(CURDIR)/$(B)/bench-exec ./rekey-guard
 
 # The test doubles against real clients (curl, and node-vault from npm).
 fakes-check:
@@ -130,4 +148,4 @@ fakes-check:
 	elif [ $$rc != 0 ]; then exit $$rc; fi
 
 clean:
-	rm -rf build rekey
+	rm -rf build rekey rekey-guard

@@ -54,32 +54,6 @@ usage(FILE *f)
 		   "2 usage or configuration error, 3 partial failure, 75 locked by another rekey.\n");
 }
 
-int
-rk_cli_fail(const struct rk_error *err, const char *fmt, ...)
-{
-	char what[300];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(what, sizeof(what), fmt, ap);
-	va_end(ap);
-	rk_log_err(err, "%s", what);
-	return rk_exit_code(err->code ? err->code : RK_EINTERNAL);
-}
-
-int
-rk_cli_usage(const char *use, const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "rekey: ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "\n%s", use);
-	return 2;
-}
-
 void
 rk_cli_typed_name(struct rk_error *err)
 {
@@ -111,13 +85,6 @@ rk_cli_open(struct rk_ctx *ctx, int lock)
 	if (rk_ctx_open_state(ctx, lock, &err) < 0)
 		return rk_cli_fail(&err, "cannot open the state");
 	return 0;
-}
-
-void
-rk_print_json(const json_t *v)
-{
-	json_dumpf(v, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-	fputc('\n', stdout);
 }
 
 struct rk_table {
@@ -227,61 +194,16 @@ rk_fmt_rel(long long t, long long now, char *buf, unsigned n)
 	}
 }
 
-/* Removes argv[i] (and its value when has_value) in place. */
-static void
-drop_args(int *argc, char **argv, int i, int count)
-{
-	for (int k = i; k + count <= *argc; k++)
-		argv[k] = argv[k + count];
-	*argc -= count;
-}
-
 int
 rk_cli_main(int argc, char **argv)
 {
 	struct rk_ctx ctx;
-	enum rk_log_format lf = RK_LOG_AUTO;
-	enum rk_log_level ll = RK_LOG_INFO;
 	const char *cmd_name = NULL;
-	int i, rc = 2, cmd_at = -1;
+	int i, rc, cmd_at = -1;
 
 	rk_ctx_init(&ctx);
-	/* Global options, wherever they stand (before "--"). */
-	for (i = 1; i < argc;) {
-		const char *a = argv[i], *val = NULL;
-		int takes = strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0 ||
-			    strcmp(a, "--output") == 0 || strcmp(a, "--log-format") == 0 ||
-			    strcmp(a, "--log-level") == 0;
-		if (strcmp(a, "--") == 0)
-			break;
-		if (!takes) {
-			i++;
-			continue;
-		}
-		if (i + 1 >= argc) {
-			rk_log_setup(ll, lf);
-			return rk_cli_usage("", "option %s needs a value\n", a);
-		}
-		val = argv[i + 1];
-		if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) {
-			ctx.config_path = val;
-		} else if (strcmp(a, "--output") == 0) {
-			if (strcmp(val, "json") != 0 && strcmp(val, "text") != 0)
-				return rk_cli_usage("", "--output must be text or json\n");
-			ctx.output_json = strcmp(val, "json") == 0;
-		} else if (strcmp(a, "--log-format") == 0) {
-			if (strcmp(val, "json") == 0)
-				lf = RK_LOG_JSON;
-			else if (strcmp(val, "text") == 0)
-				lf = RK_LOG_TEXT;
-			else
-				return rk_cli_usage("", "--log-format must be text or json\n");
-		} else if (rk_log_parse_level(val, &ll) < 0) {
-			return rk_cli_usage("", "--log-level must be debug, info, warn or error\n");
-		}
-		drop_args(&argc, argv, i, 2);
-	}
-	rk_log_setup(ll, lf);
+	if ((rc = rk_cli_global_options(&ctx, &argc, argv)) >= 0)
+		return rc;
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--version") == 0) {
 			printf("rekey %s\n", REKEY_VERSION);

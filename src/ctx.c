@@ -1,5 +1,7 @@
 /*
- * The context: loading config and state in the order every command needs.
+ * The context: loading the config and the policies. Opening the state and
+ * the providers is in src/ctx_state.c, so that rekey-guard, which links
+ * this file but never opens the state, carries neither SQLite nor curl.
  */
 #include <errno.h>
 #include <pwd.h>
@@ -11,11 +13,8 @@
 #include <unistd.h>
 
 #include "rekey/config.h"
-#include "rekey/crypto.h"
 #include "rekey/ctx.h"
 #include "rekey/policy.h"
-#include "rekey/provider.h"
-#include "rekey/store.h"
 #include "rekey/util.h"
 
 void
@@ -35,22 +34,12 @@ rk_ctx_init(struct rk_ctx *ctx)
 }
 
 void
-rk_ctx_cleanup(struct rk_ctx *ctx)
+rk_ctx_free_config(struct rk_ctx *ctx)
 {
-	if (ctx->providers != NULL) {
-		for (size_t i = 0; i < ctx->cfg->nproviders; i++)
-			rk_provider_close(ctx->providers[i]);
-		free(ctx->providers);
-	}
-	rk_store_close(ctx->store);
-	rk_keys_free(ctx->keys);
+	free(ctx->providers);
 	rk_policy_set_free(ctx->policies);
 	rk_config_free(ctx->cfg);
-	rk_state_unlock(ctx->lock_fd);
-	ctx->lock_fd = -1;
 	ctx->providers = NULL;
-	ctx->store = NULL;
-	ctx->keys = NULL;
 	ctx->policies = NULL;
 	ctx->cfg = NULL;
 }
@@ -79,56 +68,6 @@ rk_ctx_load_config(struct rk_ctx *ctx, struct rk_error *err)
 	if ((ctx->providers = calloc(ctx->cfg->nproviders, sizeof(*ctx->providers))) == NULL)
 		return rk_error_set(err, RK_ENOMEM, "out of memory");
 	return 0;
-}
-
-int
-rk_ctx_open_state(struct rk_ctx *ctx, int lock, struct rk_error *err)
-{
-	struct stat st;
-	int r;
-
-	if (stat(ctx->cfg->state_dir, &st) != 0)
-		return rk_error_set(err, RK_ENOTFOUND,
-				    "state directory %s does not exist; run `rekey init`",
-				    ctx->cfg->state_dir);
-	if ((st.st_mode & 077) != 0)
-		return rk_error_set(err, RK_EINVAL,
-				    "state directory %s is accessible by group or others (mode "
-				    "%03o); run chmod 700 %s", ctx->cfg->state_dir,
-				    (unsigned)(st.st_mode & 0777), ctx->cfg->state_dir);
-	if (lock && (r = rk_state_lock(ctx->cfg->state_dir, &ctx->lock_fd, err)) < 0)
-		return r;
-	if ((r = rk_store_open(&ctx->store, ctx->cfg->state_dir, 0, err)) < 0)
-		return r;
-	return rk_keys_load(&ctx->keys, ctx->cfg->state_dir, err);
-}
-
-int
-rk_ctx_provider(struct rk_ctx *ctx, const char *name, struct rk_provider **out,
-		struct rk_error *err)
-{
-	for (size_t i = 0; i < ctx->cfg->nproviders; i++) {
-		const struct rk_config_provider *cp = &ctx->cfg->providers[i];
-		struct rk_provider_env env;
-		int r;
-
-		if (strcmp(cp->name, name) != 0)
-			continue;
-		if (ctx->providers[i] == NULL) {
-			env.name = cp->name;
-			env.state_dir = ctx->cfg->state_dir;
-			env.local_key = ctx->keys ? rk_keys_subkey(ctx->keys, "local") : NULL;
-			env.doc = ctx->cfg->doc;
-			if (env.local_key == NULL)
-				return rk_error_set(err, RK_EINTERNAL, "keys not loaded");
-			if ((r = rk_provider_open(&ctx->providers[i], cp->ops, &env, cp->cfg, err)) < 0)
-				return r;
-		}
-		*out = ctx->providers[i];
-		return 0;
-	}
-	return rk_error_set(err, RK_EINVAL, "provider '%s' is not configured in %s", name,
-			    ctx->cfg->path);
 }
 
 const char *

@@ -1,6 +1,8 @@
 /*
  * rekey: secret and key rotation. main() hardens the process and hands over
- * to the command line; everything else lives in the modules.
+ * to the command line; everything else lives in the modules. Built a second
+ * time with -DREKEY_GUARD_BINARY as the main of rekey-guard (src/guard_bin.c),
+ * so both binaries start hardened the same way.
  */
 #include <malloc.h>
 #include <signal.h>
@@ -12,6 +14,7 @@
 #include <sodium.h>
 
 #include "rekey/cli.h"
+#include "rekey/guard.h"
 
 /*
  * jansson holds HTTP bodies and JSON strings that may carry a value (a Vault
@@ -41,5 +44,9 @@ main(int argc, char **argv)
 		return 1;
 	}
 	json_set_alloc_funcs(malloc, json_wiping_free);
+#ifdef REKEY_GUARD_BINARY
+	return rk_guard_bin_main(argc, argv);
+#else
 	return rk_cli_main(argc, argv);
+#endif
 }

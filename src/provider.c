@@ -1,8 +1,7 @@
 /*
  * The provider registry and the wrappers the core calls.
  *
- * Only this file lists the provider types (as curl's vtls.c lists its TLS
- * backends). The wrappers put the provider's name and the step into errors,
+ * The provider types are listed in src/provider_registry.c. The wrappers put the provider's name and the step into errors,
  * time every call for the debug log, and turn a missing operation into
  * RK_EUNSUPPORTED, so the engine never calls a NULL pointer.
  */
@@ -12,30 +11,6 @@
 #include "rekey/log.h"
 #include "rekey/provider.h"
 #include "rekey/util.h"
-
-extern const struct rk_provider_ops rk_provider_local;
-extern const struct rk_provider_ops rk_provider_vault;
-
-static const struct rk_provider_ops *const providers[] = {
-	&rk_provider_local,
-	&rk_provider_vault,
-	NULL,
-};
-
-const struct rk_provider_ops *
-rk_provider_find_type(const char *type)
-{
-	for (size_t i = 0; providers[i]; i++)
-		if (strcmp(providers[i]->type, type) == 0)
-			return providers[i];
-	return NULL;
-}
-
-const struct rk_provider_ops *const *
-rk_provider_types(void)
-{
-	return providers;
-}
 
 static void
 tag(struct rk_provider *p, const char *step, struct rk_error *err)

@@ -29,6 +29,13 @@ int cmd_get(struct rk_ctx *ctx, int argc, char **argv);
 int cmd_guard(struct rk_ctx *ctx, int argc, char **argv);
 int cmd_doctor(struct rk_ctx *ctx, int argc, char **argv);
 
+/*
+ * Takes the global options (-c, --output, --log-format, --log-level) out of
+ * argv wherever they stand before "--", fills ctx and sets up logging.
+ * Returns -1 to go on, or the exit code after printing why not.
+ */
+int rk_cli_global_options(struct rk_ctx *ctx, int *argc, char **argv);
+
 /* Logs err (once, at the top) and returns its exit code. */
 int rk_cli_fail(const struct rk_error *err, const char *fmt, ...) RK_PRINTF(2, 3);
 /* A usage error: prints the message and the command's usage, returns 2. */

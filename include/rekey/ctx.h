@@ -28,7 +28,13 @@ struct rk_ctx {
 };
 
 void rk_ctx_init(struct rk_ctx *ctx);
+/* Closes the providers and the state, then frees the config (src/ctx_state.c). */
 void rk_ctx_cleanup(struct rk_ctx *ctx);
+/*
+ * Frees only what rk_ctx_load_config made: for a program that never opens
+ * the state (rekey-guard), so it does not link the state's code.
+ */
+void rk_ctx_free_config(struct rk_ctx *ctx);
 /* Loads rekey.yaml and the policies. */
 int rk_ctx_load_config(struct rk_ctx *ctx, struct rk_error *err) RK_WARN_UNUSED;
 /* Opens the state DB and keys (after load_config); lock: take the state lock. */

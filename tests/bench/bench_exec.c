@@ -5,6 +5,8 @@
  *
  *   bench-exec N COMMAND [ARGS...]
  * Output (one line): median_us=... p95_us=... max_rss_kb=... failures=...
+ * With BENCH_EXEC_ALL=1 in the environment, first one line per run, t=US,
+ * so that runs of several invocations can be pooled.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -65,6 +67,9 @@ main(int argc, char **argv)
 		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
 			failures++;
 	}
+	if (getenv("BENCH_EXEC_ALL") != NULL)
+		for (long i = 0; i < n; i++)
+			printf("t=%lld\n", t[i]);
 	qsort(t, (size_t)n, sizeof(*t), cmp);
 	printf("median_us=%lld p95_us=%lld max_rss_kb=%ld failures=%ld\n", t[n / 2],
 	       t[(n * 95) / 100 < n ? (n * 95) / 100 : n - 1], max_rss, failures);
