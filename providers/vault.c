@@ -864,8 +864,9 @@ kv_write(struct vault *v, const json_t *loc, const json_t *data, long cas, long 
 		goto out;
 	}
 	snprintf(path, sizeof(path), "/v1/%s/data/%s", kv_mount(v, loc), rk_doc_str(loc, "path", ""));
-	/* Not idempotent: cas makes a retry of a landed write fail, so no blind retries. */
-	if ((r = call(v, "POST", path, "Content-Type: application/json", text, 0, 1, &resp, err)) < 0)
+	/* cas makes a blind retry of a landed write fail: resent only when certainly not applied. */
+	if ((r = call(v, "POST", path, "Content-Type: application/json", text,
+		      RK_HTTP_RETRY_UNPROCESSED, 1, &resp, err)) < 0)
 		goto out;
 	if ((r = expect_json(v, "write", &resp, &j, err)) < 0)
 		goto out;
@@ -927,6 +928,73 @@ kv_find(struct vault *v, const json_t *loc, long expected, const struct rk_secre
 			    rk_doc_str(loc, "path", ""), latest.version, expected);
 }
 
+/*
+ * After a 5xx other than 503, a reset or a timeout the server may have acted
+ * on a write: its outcome is unknown until read back. (429 and 503 say it did
+ * not; rk_http_do resends those itself.)
+ */
+static int
+outcome_unknown(const struct rk_error *err)
+{
+	return err->code == RK_ETRANSIENT &&
+	       (err->http_status == 0 || (err->http_status >= 500 && err->http_status != 503));
+}
+
+/* Waits before sending a write again, as rk_http_do waits between its attempts. */
+static void
+resend_wait(struct vault *v, const char *what, int attempt, const struct rk_error *cause)
+{
+	int64_t ms = rk_backoff_ms(attempt - 1, v->hcfg.base_delay_ms, v->hcfg.max_delay_ms,
+				   randombytes_random());
+
+	rk_log(RK_LOG_INFO, "vault.resend", "provider", v->base.name, "call", what, "msg",
+	       "nothing landed: sending again with the same precondition", "error", cause->msg,
+	       NULL);
+	rk_sleep_ms(ms);
+}
+
+/*
+ * A KV write with cas whose outcome is settled: a write that may have landed
+ * is read back (kv_find, as the crash resume does): ours -> its version;
+ * nothing newer than cas -> sent again with the same cas, up to the
+ * provider's retry.max_attempts; someone else's -> RK_ECONFLICT. A cas 400 is
+ * read back the same way, since our own earlier attempt may have landed.
+ */
+static int
+kv_settled_write(struct vault *v, const json_t *loc, const json_t *data, long cas,
+		 const struct rk_secret *value, long *version, struct rk_error *err)
+{
+	for (int attempt = 1;; attempt++) {
+		struct rk_error e2 = { 0 };
+		long found = 0;
+		int r, f, cas_400;
+
+		if ((r = kv_write(v, loc, data, cas, version, err)) == 0)
+			return 0;
+		cas_400 = r == RK_EINVAL && err->http_status == 400;
+		if (!cas_400 && !outcome_unknown(err))
+			return r;
+		f = kv_find(v, loc, cas, value, &found, &e2);
+		if (f == 0) {
+			rk_log(RK_LOG_INFO, "vault.write_settled", "provider", v->base.name, "msg",
+			       "the write landed although its answer was lost or an error", "error",
+			       err->msg, NULL);
+			rk_error_clear(err);
+			*version = found;
+			return 0;
+		}
+		if (f == RK_ECONFLICT) {
+			*err = e2;
+			return f;
+		}
+		/* A 400 with nothing newer is the request itself; a failed read settles nothing. */
+		if (cas_400 || f != RK_ENOTFOUND || attempt >= v->hcfg.max_attempts)
+			return r;
+		resend_wait(v, "write", attempt, err);
+		rk_error_clear(err);
+	}
+}
+
 static int
 vault_find_staged(struct rk_provider *p, const json_t *loc, const struct rk_stage_req *req,
 		  struct rk_version *ver, struct rk_error *err)
@@ -976,14 +1044,36 @@ transit_rotate(struct vault *v, const json_t *loc, long expected, struct rk_vers
 				    expected);
 	snprintf(path, sizeof(path), "/v1/%s/keys/%s/rotate", v->transit_mount,
 		 rk_doc_str(loc, "transit_key", ""));
-	/* Not idempotent (a retry would rotate twice): sent once; find_staged settles doubt. */
-	if ((r = call(v, "POST", path, "Content-Type: application/json", "{}", 0, 0, &resp, err)) < 0)
-		goto out;
-	if (resp.status != 200 && resp.status != 204) {	/* OpenBao/new Vault 200, old 204 */
-		r = status_error(v, "rotate transit key", &resp, err);
-		goto out;
+	/*
+	 * Not idempotent (a blind retry would rotate twice): after an unknown
+	 * outcome latest_version settles it: one past ours is ours, unchanged is
+	 * sent again, anything else is someone else's rotation.
+	 */
+	for (int attempt = 1;; attempt++) {
+		if ((r = call(v, "POST", path, "Content-Type: application/json", "{}",
+			      RK_HTTP_RETRY_UNPROCESSED, 0, &resp, err)) == 0 &&
+		    resp.status != 200 && resp.status != 204)	/* OpenBao/new Vault 200, old 204 */
+			r = status_error(v, "rotate transit key", &resp, err);
+		rk_http_resp_free(&resp);
+		if (r == 0)
+			break;
+		if (!outcome_unknown(err) || transit_read_key(v, loc, &latest, NULL, err) < 0)
+			goto out;
+		if (latest == expected + 1) {
+			rk_error_clear(err);
+			break;
+		}
+		if (latest != expected) {
+			r = rk_error_set(err, RK_ECONFLICT, "vault %s: transit key %s moved from "
+					 "version %ld to %ld meanwhile", v->base.name,
+					 rk_doc_str(loc, "transit_key", ""), expected, latest);
+			goto out;
+		}
+		if (attempt >= v->hcfg.max_attempts)
+			goto out;
+		resend_wait(v, "rotate transit key", attempt, err);
+		rk_error_clear(err);
 	}
-	rk_http_resp_free(&resp);
 	if ((r = transit_read_key(v, loc, &latest, &min_dec, err)) < 0)
 		goto out;
 	set_version(new_ver, latest);
@@ -1048,17 +1138,8 @@ vault_stage(struct rk_provider *p, const json_t *loc, const struct rk_stage_req 
 		r = rk_error_set(err, RK_ENOMEM, "out of memory");
 		goto out;
 	}
-	if ((r = kv_write(v, loc, data, expected, &version, err)) < 0) {
-		/* A 400 here is a cas mismatch or bad input: tell them apart by reading. */
-		if (r == RK_EINVAL && err->http_status == 400) {
-			struct kv_entry now;
-			struct rk_error e2 = { 0 };
-			if (kv_read(v, loc, 0, &now, &e2) == 0 && now.version != expected)
-				err->code = r = RK_ECONFLICT;
-			kv_entry_free(&now);
-		}
+	if ((r = kv_settled_write(v, loc, data, expected, req->value, &version, err)) < 0)
 		goto out;
-	}
 	set_version(new_ver, version);
 	kv_tag(v, loc, req);
 	r = 0;
@@ -1112,7 +1193,7 @@ vault_rollback(struct rk_provider *p, const json_t *loc, const struct rk_version
 				 cur.version);
 		goto out;
 	}
-	if ((r = kv_write(v, loc, old.data, cur.version, &version, err)) < 0)
+	if ((r = kv_settled_write(v, loc, old.data, cur.version, want, &version, err)) < 0)
 		goto out;
 	set_version(new_ver, version);
 	kv_tag(v, loc, req);

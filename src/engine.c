@@ -42,6 +42,7 @@ struct job {
 	int64_t t0;
 	char result[16];		/* rotated, restored (a rollback), failed, rolled_back */
 	int dep_failed;			/* a dependent of this secret failed to restart */
+	int conflicts;			/* stages lost to another writer in this process */
 	struct rk_error err;
 };
 
@@ -187,8 +188,6 @@ do_stage(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 		if (rk_provider_find_staged(j->prov, loc, &req, &nv, &e2) == 0) {
 			rk_error_clear(err);
 			r = 0;
-		} else if (r == RK_ECONFLICT) {
-			rk_error_prefix(err, "not overwritten: ");
 		}
 	}
 	if (r < 0)
@@ -404,6 +403,40 @@ is_promoted(const char *state)
 	       strcmp(state, "restart_failed") == 0 || strcmp(state, "done") == 0;
 }
 
+/* How many times a rotation starts again after another writer got in first. */
+#define CONFLICT_ATTEMPTS 3
+
+/*
+ * Someone else wrote the secret between our read and our write, and what
+ * they wrote is not ours. Nothing of ours landed, so start again from
+ * generate: it reads their version as the new precondition (and, on Vault
+ * KV, keeps their other keys). Journaled as `planned` so a crash here
+ * resumes the same way.
+ */
+static int
+on_conflict(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
+{
+	char detail[600];
+	struct rk_error e2 = { 0 };
+	int r;
+
+	if (++j->conflicts >= CONFLICT_ATTEMPTS) {
+		rk_error_prefix(err, "conflict: '%s' was changed by someone else during each of "
+				"%d attempts; not overwritten (last: ", j->name, CONFLICT_ATTEMPTS);
+		snprintf(detail, sizeof(detail), "%s)", err->msg);
+		snprintf(err->msg, sizeof(err->msg), "%s", detail);
+		return RK_ECONFLICT;
+	}
+	snprintf(detail, sizeof(detail), "conflict %d of %d, generating again: %s", j->conflicts,
+		 CONFLICT_ATTEMPTS, err->msg);
+	rk_log(RK_LOG_WARN, "rotation.conflict", "run_id", j->rot.run_id, "secret", j->name,
+	       "provider", j->prov->name, "error", err->msg, NULL);
+	rk_error_clear(err);
+	if ((r = step(ctx, j, "planned", detail, &e2)) < 0)
+		*err = e2;
+	return r;
+}
+
 /* Advances one rotation until it is promoted, or has failed. */
 static void
 advance(struct rk_ctx *ctx, struct job *j)
@@ -418,6 +451,8 @@ advance(struct rk_ctx *ctx, struct job *j)
 			RK_FAULT("generated");
 		} else if (strcmp(s, "generated") == 0) {
 			r = do_stage(ctx, j, &err);
+			if (r == RK_ECONFLICT)
+				r = on_conflict(ctx, j, &err);
 			RK_FAULT("staged");
 		} else if (strcmp(s, "staged") == 0) {
 			r = do_verify(ctx, j, &err);

@@ -12,7 +12,9 @@
  *   token, slot, backoff, Retry-After) is a timed wait that ends by the
  *   request's budget: max_attempts * (total_timeout + max_delay).
  * - Only requests marked idempotent are retried. A non-idempotent request is
- *   attempted once; if its fate is unknown the error says so.
+ *   attempted once; if its fate is unknown the error says so. A write marked
+ *   RK_HTTP_RETRY_UNPROCESSED is resent only after an answer that says it was
+ *   not acted on (429, 503) or a connection that never opened.
  * - Header strings (they carry tokens) are wiped before they are freed, and
  *   so is every response buffer; libcurl's own heap is wiped on free as well
  *   (see curl_wipe_free). Headers, bodies and query strings never reach a
@@ -180,24 +182,6 @@ wipe_free(void *p, size_t n)
 	free(p);
 }
 
-/* Sleeps ms on the monotonic clock; a signal does not cut it short. */
-static void
-sleep_ms(int64_t ms)
-{
-	struct timespec ts;
-
-	if (ms <= 0)
-		return;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += (time_t)(ms / 1000);
-	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
-		;
-}
 
 static void
 mono_abs(int64_t at_ms, struct timespec *ts)
@@ -1092,6 +1076,16 @@ transport_not_sent(CURLcode cc)
 	return cc == CURLE_COULDNT_RESOLVE_HOST || cc == CURLE_COULDNT_CONNECT;
 }
 
+/*
+ * Statuses that say the server refused the request before acting on it: a
+ * rate limit, or Vault sealed / a standby that cannot forward (503).
+ */
+static int
+status_unprocessed(long s)
+{
+	return s == 429 || s == 503;
+}
+
 /* Failures an operator fixes in the config (CA, client certificate, URL). */
 static int
 transport_config(CURLcode cc)
@@ -1173,6 +1167,13 @@ setup_handle(struct rk_http *h, CURL *c, const struct call *call, struct outcome
 	bad |= curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header) != CURLE_OK;
 	bad |= curl_easy_setopt(c, CURLOPT_HEADERDATA, o) != CURLE_OK;
 	bad |= curl_easy_setopt(c, CURLOPT_ERRORBUFFER, o->errbuf) != CURLE_OK;
+	/*
+	 * libcurl silently sends a request again when a reused connection dies
+	 * before any answer byte, which may be after the server acted on it: a
+	 * write that is not idempotent gets a connection of its own instead.
+	 */
+	bad |= curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, req->idempotent == 1 ? 0L : 1L) !=
+	       CURLE_OK;
 	/*
 	 * POSTFIELDS makes libcurl send POST; any other method with a body, and
 	 * every method libcurl has no switch for (PUT, PATCH, DELETE, LIST), is
@@ -1311,7 +1312,7 @@ gate(struct rk_http *h, int64_t deadline, CURL **c, char *why, size_t whylen)
 			g = GATE_RATE;
 			goto out;
 		}
-		sleep_ms(wait);
+		rk_sleep_ms(wait);
 	}
 	switch (slot_take(h, deadline, c)) {
 	case 0:
@@ -1463,12 +1464,12 @@ fail_transport(struct rk_http *h, const struct call *call, const struct outcome 
 		return http_error(h, err, RK_EINVAL, 0, "%s %s to provider %s: %s (check the "
 				  "address, ca_file, ca_path and client certificate settings)", m,
 				  call->path, h->provider, what);
-	if (!call->req->idempotent && !transport_not_sent(o->cc))
+	if (call->req->idempotent != 1 && !transport_not_sent(o->cc))
 		return http_error(h, err, RK_ETRANSIENT, 0,
 				  "%s %s to provider %s failed: %s; the outcome is unknown "
 				  "(the request may have been applied): read back before "
 				  "retrying", m, call->path, h->provider, what);
-	if (!call->req->idempotent)
+	if (call->req->idempotent != 1)
 		return http_error(h, err, RK_ETRANSIENT, 0,
 				  "%s %s to provider %s was not sent: %s", m, call->path,
 				  h->provider, what);
@@ -1550,7 +1551,9 @@ rk_http_do(struct rk_http *h, const struct rk_http_req *req, struct rk_http_resp
 
 		if (!req->idempotent || attempts >= h->cfg.max_attempts || o.too_big || o.oom)
 			break;
-		if (o.status > 0 ? !status_retryable(o.status) : !transport_retryable(o.cc))
+		if (req->idempotent == RK_HTTP_RETRY_UNPROCESSED
+			    ? !(o.status > 0 ? status_unprocessed(o.status) : transport_not_sent(o.cc))
+			    : o.status > 0 ? !status_retryable(o.status) : !transport_retryable(o.cc))
 			break;
 		ra_ms = 0;
 		if (o.status > 0 && o.retry_after > 0) {
@@ -1578,7 +1581,7 @@ rk_http_do(struct rk_http *h, const struct rk_http_req *req, struct rk_http_resp
 		pthread_mutex_lock(&h->mu);
 		h->stats.retries++;
 		pthread_mutex_unlock(&h->mu);
-		sleep_ms(wait_ms);
+		rk_sleep_ms(wait_ms);
 	}
  done:
 	resp->attempts = attempts;

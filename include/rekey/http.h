@@ -72,13 +72,21 @@ int rk_http_check(const char *provider, const char *base_url, const struct rk_ht
 		  struct rk_error *err) RK_WARN_UNUSED;
 void rk_http_free(struct rk_http *h);	/* accepts NULL */
 
+#define RK_HTTP_RETRY_UNPROCESSED 2
+
 struct rk_http_req {
 	const char *method;		/* "GET", "POST", "PUT", "PATCH", "DELETE", "LIST" */
 	const char *path;		/* appended to base_url, may carry a query */
 	const char *const *headers;	/* "Name: value", NULL-terminated; may carry tokens */
 	const void *body;		/* may be NULL */
 	size_t body_len;
-	int idempotent;			/* may be retried after a failure */
+	/*
+	 * 1: may be retried after any retryable failure. 0: sent once.
+	 * RK_HTTP_RETRY_UNPROCESSED: a write whose outcome a caller settles by
+	 * reading back; resent only when the server certainly did not act on it
+	 * (429, 503, or the connection never opened).
+	 */
+	int idempotent;
 	int sensitive;			/* body or response carries a secret: wipe, never log */
 };
 

@@ -39,5 +39,7 @@ int rk_parse_int(const char *s, long long min, long long max, long long *out) RK
 void rk_hex(const unsigned char *in, size_t n, char *out);
 /* Monotonic milliseconds. */
 int64_t rk_mono_ms(void);
+/* Sleeps ms on the monotonic clock; a signal does not cut it short. */
+void rk_sleep_ms(int64_t ms);
 
 #endif

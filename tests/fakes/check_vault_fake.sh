@@ -364,6 +364,19 @@ req GET /v1/secret/data/app/db
 check "reset_after_apply: the write landed" "\"p4\" $((CUR + 1))" "$(j 'd["data"]["data"]["password"]') $(j 'd["data"]["metadata"]["version"]')"
 req POST /v1/secret/data/app/db -d "{\"data\":{\"password\":\"p4\"},\"options\":{\"cas\":$CUR}}"
 check "blind retry after a lost response hits the CAS 400" 400 "$STATUS"
+req GET /v1/secret/data/app/db
+CUR="$(j 'd["data"]["metadata"]["version"]')"
+admin POST /__fake/inject '{"path_regex":"secret/data/app/db","method":"POST","action":"status_after_apply","status":502}'
+req POST /v1/secret/data/app/db -d "{\"data\":{\"password\":\"p5\"},\"options\":{\"cas\":$CUR}}"
+check "status_after_apply: client sees the 502" 502 "$STATUS"
+req GET /v1/secret/data/app/db
+check "status_after_apply: the write landed" "\"p5\" $((CUR + 1))" "$(j 'd["data"]["data"]["password"]') $(j 'd["data"]["metadata"]["version"]')"
+CUR=$((CUR + 1))
+admin POST /__fake/inject '{"path_regex":"secret/data/app/db","method":"POST","action":"write_before","kv":{"path":"app/db","data":{"other":"theirs"}}}'
+req POST /v1/secret/data/app/db -d "{\"data\":{\"password\":\"p6\"},\"options\":{\"cas\":$CUR}}"
+check "write_before: our cas write now mismatches" 400 "$STATUS"
+req GET /v1/secret/data/app/db
+check "write_before: their version kept our keys and added theirs" "\"p5\" \"theirs\" $((CUR + 1))" "$(j 'd["data"]["data"]["password"]') $(j 'd["data"]["data"]["other"]') $(j 'd["data"]["metadata"]["version"]')"
 admin POST /__fake/inject '{"path_regex":"sys/health","action":"hang","ms":400}'
 t0=$(date +%s%N)
 req GET /v1/sys/health

@@ -688,7 +688,7 @@ class FakeVault:
             raise ValueError("rule must be an object")
         action = rule.get("action", "status")
         if action not in ("status", "latency", "hang", "reset", "reset_after_apply", "close",
-                          "html", "truncated", "big"):
+                          "html", "truncated", "big", "status_after_apply", "write_before"):
             raise ValueError("unknown action %r" % action)
         regex = rule.get("path_regex", ".*")
         re.compile(regex)
@@ -705,6 +705,10 @@ class FakeVault:
             nbytes = 1024 * 1024
         if nbytes is not None and not 0 < nbytes <= MAX_BIG_BYTES:
             raise ValueError("bytes must be within 1..%d" % MAX_BIG_BYTES)
+        kv = rule.get("kv")
+        if action == "write_before":
+            if not isinstance(kv, dict) or not isinstance(kv.get("data"), dict) or not kv.get("path"):
+                raise ValueError("write_before needs kv: {mount, path, data}")
         count = int(rule.get("count", 1))
         if count == 0 or count < -1:
             raise ValueError("count must be positive, or -1 for unlimited")
@@ -712,7 +716,8 @@ class FakeVault:
             r = {"id": self.next_injection_id, "path_regex": regex, "method": sorted(methods),
                  "action": action, "status": rule.get("status"), "body": rule.get("body"),
                  "headers": dict(rule.get("headers") or {}), "count": count,
-                 "skip": int(rule.get("skip", 0)), "ms": ms, "bytes": nbytes, "matched": 0}
+                 "skip": int(rule.get("skip", 0)), "ms": ms, "bytes": nbytes, "matched": 0,
+                 "kv": copy.deepcopy(kv)}
             self.next_injection_id += 1
             self.injections.append(r)
             return copy.deepcopy(r)
@@ -938,6 +943,24 @@ class FakeVault:
             if not out and "custom_metadata" not in body:
                 raise ValueError("give data and/or custom_metadata")
             return out
+
+    def write_before(self, kv):
+        """Another writer: a new version of kv's entry with kv["data"] merged
+        into the latest version's data (the other keys kept)."""
+        with self.lock:
+            ns = self.ensure_namespace(str(kv.get("namespace", "")).strip("/"))
+            mount = ns["mounts"].get(str(kv.get("mount", "secret")).strip("/"))
+            if mount is None or mount["type"] != "kv":
+                return
+            path = str(kv["path"]).strip("/")
+            m = mount["keys"].get(path)
+            data = {}
+            if m is not None:
+                vm = m["versions"].get(str(m["current_version"]))
+                if vm is not None and vm["data"] is not None:
+                    data = copy.deepcopy(vm["data"])
+            data.update(kv["data"])
+            self.kv_add_version(mount, path, data)
 
     # ====================================================================
     # The /v1/ API
@@ -2254,7 +2277,10 @@ class Handler(BaseHTTPRequestHandler):
                 fake.log_finish(entry, int(rule["status"] or 200), "big")
                 self._send_big(rule)
                 return
-            # latency, reset_after_apply, truncated: fall through to real handling.
+            if action == "write_before":
+                fake.write_before(rule["kv"])
+            # latency, reset_after_apply, truncated, status_after_apply,
+            # write_before: fall through to real handling.
 
         reply, quota_headers = fake.check_quota(ctx.lpath)
         if reply is None:
@@ -2266,6 +2292,13 @@ class Handler(BaseHTTPRequestHandler):
         if rule is not None and rule["action"] == "reset_after_apply":
             fake.log_finish(entry, None, "reset_after_apply", applied_status=reply.status)
             self._abort(rst=True)
+            return
+        if rule is not None and rule["action"] == "status_after_apply":
+            status = int(rule["status"] or 502)
+            applied = reply.status
+            reply = _injected_reply(status, rule["body"], rule["headers"], ctx.lpath)
+            fake.log_finish(entry, status, "status_after_apply", applied_status=applied)
+            self._send(reply, head_only=method == "HEAD")
             return
         if rule is not None and rule["action"] == "truncated":
             fake.log_finish(entry, None, "truncated", applied_status=reply.status)

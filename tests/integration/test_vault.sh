@@ -110,17 +110,109 @@ check "  as an auth failure of that provider" contains "$T/err" "vault-exp"
 printf 'root\n' >"$T/token-exp"
 expect_rc "a renewed token file is read again" 0 rk rotate exp/db
 
-# ---- a concurrent writer: cas conflict, no lost update ----
+# ---- a concurrent writer: the cas conflict is resolved, nothing lost ----
+# Another writer replaces the whole entry while our write is delayed.
 admin POST kv '{"mount":"secret","path":"race/db","data":{"password":"p0"}}' >/dev/null
 admin POST inject '{"path_regex":"^/v1/secret/data/race/db$","method":"POST","action":"latency","ms":1500,"count":1}' >/dev/null
-( sleep 0.5; admin POST kv '{"mount":"secret","path":"race/db","data":{"password":"theirs"}}' >/dev/null ) &
+( sleep 0.5; admin POST kv '{"mount":"secret","path":"race/db","data":{"password":"theirs","extra":"e"}}' >/dev/null ) &
 writer=$!
-expect_rc "a rotation racing another writer fails" 1 rk rotate race/db
+expect_rc "a rotation racing another writer starts again from their version" 0 rk rotate race/db
 wait $writer
-check "  saying it was not overwritten" contains "$T/err" "not overwritten"
-check "  the other writer's version is current" [ "$(kvstate race/db "['versions']['2']['data']['password']")" = theirs ]
-check "  and no version was added after it" [ "$(kvstate race/db "['current_version']")" = 2 ]
-expect_rc "the next rotation succeeds from the new version" 0 rk rotate race/db
+check "  their version stays in the history" [ "$(kvstate race/db "['versions']['2']['data']['password']")" = theirs ]
+check "  ours is the one version after it" [ "$(kvstate race/db "['current_version']")" = 3 ]
+check "  keeping the key they added" [ "$(kvstate race/db "['versions']['3']['data']['extra']")" = e ]
+v=$(kvstate race/db "['versions']['3']['data']['password']")
+check "  with our value, as recorded" [ "$(printf %s "$v" | "$RK_FP" "$T/var")" = "$(rk status race/db --output json | jq_ "d['current_fp']")" ]
+check "  and their version as the one before ours" [ "$(rk history race/db --output json | jq_ "d[0]['old_version']")" = 2 ]
+expect_rc "the next rotation succeeds" 0 rk rotate race/db
+
+# Between our read and our write someone changes another key of the entry.
+admin POST kv '{"mount":"secret","path":"cw/db","data":{"password":"p0","username":"app"}}' >/dev/null
+cat >"$T/cw.yaml" <<'EOI'
+secrets:
+  - {name: cw/db, provider: vault, locator: {path: cw/db, key: password}, policy: quick}
+  - {name: cw/tk, provider: vault, locator: {transit_key: cw-key}, policy: quick}
+  - {name: seq/db, provider: vault, locator: {path: seq/db, key: password}, policy: quick}
+EOI
+expect_rc "apply more vault secrets" 0 rk apply -f "$T/cw.yaml"
+admin POST inject '{"path_regex":"^/v1/secret/data/cw/db$","method":"POST","action":"write_before","kv":{"path":"cw/db","data":{"username":"renamed"}},"count":1}' >/dev/null
+expect_rc "another key changed between our read and write: rotated" 0 rk rotate cw/db
+check "  after their version 2, ours is version 3" [ "$(kvstate cw/db "['current_version']")" = 3 ]
+check "  their change kept" [ "$(kvstate cw/db "['versions']['3']['data']['username']")" = renamed ]
+v=$(kvstate cw/db "['versions']['3']['data']['password']")
+check "  our new value written" [ "$v" != p0 -a "$(printf %s "$v" | "$RK_FP" "$T/var")" = "$(rk status cw/db --output json | jq_ "d['current_fp']")" ]
+check "  their version 2 still has the old value (exactly one version of ours)" [ "$(kvstate cw/db "['versions']['2']['data']['password']")" = p0 ]
+check "  the conflict is in the journal" sh -c "rk() { \"\$REKEY_BIN\" \"\$@\"; }; REKEY_CONFIG='$T/rekey.yaml' \"$REKEY_BIN\" -c '$T/rekey.yaml' run \"\$(\"$REKEY_BIN\" -c '$T/rekey.yaml' --output json runs | python3 -c 'import json,sys; print(json.load(sys.stdin)[0][\"id\"])')\" | grep -q conflict"
+before=$(kvstate cw/db "['current_version']")
+admin POST inject '{"path_regex":"^/v1/secret/data/cw/db$","method":"POST","action":"write_before","kv":{"path":"cw/db","data":{"username":"again"}},"count":3}' >/dev/null
+expect_rc "three conflicts in a row: the rotation fails" 1 rk rotate cw/db
+check "  with a conflict error naming the secret" sh -c "grep -q \"conflict: 'cw/db' was changed by someone else during each of 3 attempts\" '$T/err' || grep -q \"conflict: 'cw/db'\" '$T/out'"
+check "  only their three versions were added" [ "$(kvstate cw/db "['current_version']")" = $((before + 3)) ]
+check "  our key untouched by rekey" [ "$(kvstate cw/db "['versions']['$((before + 3))']['data']['password']")" = "$(kvstate cw/db "['versions']['$before']['data']['password']")" ]
+admin DELETE inject >/dev/null
+expect_rc "  and the next rotation succeeds" 0 rk rotate cw/db
+
+# ---- writes refused with 429/503, failing with 5xx, or landing behind a 502 ----
+wcount() { admin GET requests | jq_ "len([r for r in d['requests'] if r['path']=='/v1/secret/data/$1' and r['method'] in ('POST','PUT')])"; }
+cwv() { kvstate cw/db "['current_version']"; }
+cwfp() { v=$(kvstate cw/db "['versions'][str(d['namespaces']['']['mounts']['secret']['keys']['cw/db']['current_version'])]['data']['password']"); printf %s "$v" | "$RK_FP" "$T/var"; }
+for case in '429 quota:{"action":"status","status":429,"headers":{"Retry-After":"1"},"body":{"errors":["request path \"secret/data/cw/db\": rate limit quota exceeded"]},"count":1}:2' \
+	'502 burst:{"action":"status","status":502,"count":2}:3' \
+	'503 burst (sealed/standby):{"action":"status","status":503,"body":{"errors":["Vault is sealed"]},"count":2}:3' \
+	'reset, not applied:{"action":"reset","count":1}:2' \
+	'landed but answered 502:{"action":"status_after_apply","status":502,"count":1}:1' \
+	'landed but reset:{"action":"reset_after_apply","count":1}:1'; do
+	what=${case%%:*}; rest=${case#*:}; inj=${rest%:*}; nw=${rest##*:}
+	admin DELETE inject >/dev/null
+	admin DELETE requests >/dev/null
+	admin POST inject "$(echo "$inj" | sed 's/^{/{"path_regex":"^\/v1\/secret\/data\/cw\/db$","method":"POST",/')" >/dev/null
+	b=$(cwv)
+	expect_rc "a write $what: rotated" 0 rk rotate cw/db
+	check "  exactly one new version" [ "$(cwv)" = $((b + 1)) ]
+	check "  $nw write(s) sent" [ "$(wcount cw/db)" = "$nw" ]
+	check "  the recorded fingerprint is Vault's value" [ "$(cwfp)" = "$(rk status cw/db --output json | jq_ "d['current_fp']")" ]
+done
+admin DELETE inject >/dev/null
+admin DELETE requests >/dev/null
+admin POST inject '{"path_regex":"^/v1/secret/data/cw/db$","method":"POST","action":"status","status":502,"count":-1}' >/dev/null
+b=$(cwv)
+expect_rc "writes that keep failing with 502: the rotation fails" 1 rk rotate cw/db
+check "  bounded by retry.max_attempts (3 writes)" [ "$(wcount cw/db)" = 3 ]
+check "  nothing written" [ "$(cwv)" = "$b" ]
+admin DELETE inject >/dev/null
+
+# Transit rotate: latest_version settles an unknown outcome.
+vault POST transit/keys/cw-key '{"type":"aes256-gcm96"}' >/dev/null
+tlv() { vault GET transit/keys/cw-key | jq_ "d['data']['latest_version']"; }
+for case in 'rotate landed but answered 502:{"action":"status_after_apply","status":502,"count":1}' \
+	'rotate refused with 503:{"action":"status","status":503,"count":1}' \
+	'rotate failed with 500:{"action":"status","status":500,"count":1}'; do
+	what=${case%%:*}; inj=${case#*:}
+	admin DELETE inject >/dev/null
+	admin POST inject "$(echo "$inj" | sed 's/^{/{"path_regex":"^\/v1\/transit\/keys\/cw-key\/rotate$","method":"POST",/')" >/dev/null
+	b=$(tlv)
+	expect_rc "transit: $what: rotated" 0 rk rotate cw/tk
+	check "  exactly one new key version" [ "$(tlv)" = $((b + 1)) ]
+	check "  recorded" [ "$(rk status cw/tk --output json | jq_ "d['current_version']")" = $((b + 1)) ]
+done
+admin DELETE inject >/dev/null
+
+# ---- rollback sequences on Vault KV: always the value before the latest change ----
+admin POST kv '{"mount":"secret","path":"seq/db","data":{"password":"v0-original","username":"u"}}' >/dev/null
+seqv() { kvstate seq/db "['versions'][str(d['namespaces']['']['mounts']['secret']['keys']['seq/db']['current_version'])]['data']['password']"; }
+s0=$(seqv)
+rk rotate seq/db >/dev/null 2>&1; s1=$(seqv)
+check "seq: rotate changes the value" [ "$s1" != "$s0" ]
+rk rollback seq/db >/dev/null 2>&1
+check "seq: rollback restores the original" [ "$(seqv)" = "$s0" ]
+rk rotate seq/db >/dev/null 2>&1; s3=$(seqv)
+check "seq: rotate again, a new value" [ "$s3" != "$s0" -a "$s3" != "$s1" ]
+rk rollback seq/db >/dev/null 2>&1
+check "seq: rollback gives the value before that rotation (the restored original), not the rolled-back one" [ "$(seqv)" = "$s0" ]
+rk rollback seq/db >/dev/null 2>&1
+check "seq: rollback of the rollback gives the rotated value back" [ "$(seqv)" = "$s3" ]
+check "seq: the other key is kept throughout" [ "$(kvstate seq/db "['versions'][str(d['namespaces']['']['mounts']['secret']['keys']['seq/db']['current_version'])]['data']['username']")" = u ]
+check "seq: rekey's record matches Vault" [ "$(printf %s "$(seqv)" | "$RK_FP" "$T/var")" = "$(rk status seq/db --output json | jq_ "d['current_fp']")" ]
 
 # ---- 429 with Retry-After, 5xx bursts ----
 admin DELETE requests >/dev/null

@@ -72,7 +72,7 @@ struct fake_state {
 	int calls[OP_N];
 	struct fake_script script[4];
 	int corrupt_read_version;	/* read_version returns another value */
-	int intrude_before_stage;	/* someone else writes just before our next stage */
+	int intrude_before_stage;	/* someone else writes just before our next N stages */
 	char stage_idem[FAKE_LOG][64];
 	int nstage_idem;
 	char rollback_idem[FAKE_LOG][64];
@@ -301,7 +301,7 @@ fake_stage(struct rk_provider *p, const json_t *loc, const struct rk_stage_req *
 	s = fake_loc(st, loc, 1);
 	if (st->intrude_before_stage) {
 		static const char other[] = "someone-else-wrote-this";
-		st->intrude_before_stage = 0;
+		st->intrude_before_stage--;
 		s->current = fake_append(s, NULL, other, strlen(other));
 	}
 	if ((m = idem_match(s, req->idem_key)) != 0) {
@@ -955,7 +955,35 @@ START_TEST(test_engine_stage_that_did_not_land_fails_without_writing)
 }
 END_TEST
 
-START_TEST(test_engine_conflict_with_someone_elses_write_fails_and_overwrites_nothing)
+START_TEST(test_engine_conflict_with_someone_elses_write_generates_again_and_keeps_theirs)
+{
+	struct fx f;
+	json_t *rep;
+	const struct fake_version *v;
+
+	fx_files(&f);
+	fx_open(&f, &fake_versions);
+	fake_seed("p/s1", "original");
+	add_secret(&f, "s1", "p/s1");
+	FS->intrude_before_stage = 1;
+	rep = rotate1(&f, "s1");
+	ck_assert_str_eq(rep_str(rep, "status"), "done");
+	ck_assert_str_eq(rep_str(rep_secret(rep, "s1"), "result"), "rotated");
+	/* Theirs stays in the chain, then exactly one version of ours on top. */
+	ck_assert_int_eq(fake_nversions("p/s1"), 3);
+	ck_assert_int_eq(FS->calls[OP_STAGE], 2);
+	ck_assert_int_eq(FS->calls[OP_ROLLBACK], 0);
+	v = fake_current("p/s1");
+	ck_assert(v->len != strlen("someone-else-wrote-this") ||
+		  memcmp(v->val, "someone-else-wrote-this", v->len) != 0);
+	assert_steps(&f, rep_str(rep, "run_id"), "s1",
+		     "planned,generated,planned,generated,staged,verified,promoted,restarted,done");
+	json_decref(rep);
+	fx_done(&f);
+}
+END_TEST
+
+START_TEST(test_engine_conflict_on_every_attempt_fails_and_overwrites_nothing)
 {
 	struct fx f;
 	json_t *rep;
@@ -965,20 +993,19 @@ START_TEST(test_engine_conflict_with_someone_elses_write_fails_and_overwrites_no
 	fx_open(&f, &fake_versions);
 	fake_seed("p/s1", "original");
 	add_secret(&f, "s1", "p/s1");
-	FS->intrude_before_stage = 1;
+	FS->intrude_before_stage = 99;
 	rep = rotate1(&f, "s1");
 	ck_assert_str_eq(rep_str(rep, "status"), "failed");
 	ck_assert_str_eq(rep_str(rep_secret(rep, "s1"), "result"), "failed");
-	/* Only the intruder's version was added, and it stays current. */
-	ck_assert_int_eq(fake_nversions("p/s1"), 2);
+	/* Bounded: three attempts, only the intruder's versions were added. */
+	ck_assert_int_eq(FS->calls[OP_STAGE], 3);
+	ck_assert_int_eq(fake_nversions("p/s1"), 4);
 	assert_fake_current_is("p/s1", "someone-else-wrote-this");
-	ck_assert_int_eq(FS->calls[OP_STAGE], 1);
-	ck_assert_int_eq(FS->calls[OP_FIND_STAGED], 1);
-	ck_assert_int_eq(FS->calls[OP_ROLLBACK], 0);
 	ck_assert_int_eq(FS->calls[OP_PROMOTE], 0);
-	assert_steps(&f, rep_str(rep, "run_id"), "s1", "planned,generated,failed");
+	ck_assert_int_eq(FS->calls[OP_ROLLBACK], 0);
 	rot = rotation_of(&f, rep_str(rep, "run_id"), "s1");
-	ck_assert_msg(strstr(rot.error, "not overwritten") != NULL, "%s", rot.error);
+	ck_assert_msg(strstr(rot.error, "conflict: 's1' was changed by someone else during each "
+			     "of 3 attempts") != NULL, "%s", rot.error);
 	rk_rotation_clear(&rot);
 	json_decref(rep);
 	fx_done(&f);
@@ -1595,7 +1622,8 @@ engine_suite(void)
 	tcase_add_unchecked_fixture(tf, rk_test_base_setup, rk_test_base_teardown);
 	tcase_add_test(tf, test_engine_stage_that_landed_but_lost_its_reply_is_found_not_repeated);
 	tcase_add_test(tf, test_engine_stage_that_did_not_land_fails_without_writing);
-	tcase_add_test(tf, test_engine_conflict_with_someone_elses_write_fails_and_overwrites_nothing);
+	tcase_add_test(tf, test_engine_conflict_with_someone_elses_write_generates_again_and_keeps_theirs);
+	tcase_add_test(tf, test_engine_conflict_on_every_attempt_fails_and_overwrites_nothing);
 	tcase_add_test(tf, test_engine_verify_mismatch_on_non_staging_provider_rolls_back);
 	tcase_add_test(tf, test_engine_verify_mismatch_on_staging_provider_leaves_current_alone);
 	tcase_add_test(tf, test_engine_verify_mismatch_without_versions_restores_the_sealed_old_value);

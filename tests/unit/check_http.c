@@ -806,6 +806,65 @@ START_TEST(test_e2e_post_lost_reply_says_outcome_unknown)
 }
 END_TEST
 
+START_TEST(test_e2e_unprocessed_write_is_resent_after_429_and_503_only)
+{
+	static const struct step script[] = {
+		{ S_REPLY, "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 0\r\n"
+			   "Content-Length: 0\r\n\r\n", 0 },
+		{ S_REPLY, E503, 0 },
+		{ S_REPLY, OK200, 0 },
+		{ S_REPLY, "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n", 0 },
+		{ S_REPLY, OK200, 0 },
+	};
+	static const struct rk_http_req post = {
+		.method = "POST", .path = "/v1/secret/data/x", .body = "{}", .body_len = 2,
+		.idempotent = RK_HTTP_RETRY_UNPROCESSED, .sensitive = 1,
+	};
+	struct rk_http_cfg cfg = fast_cfg();
+	struct rk_http_resp resp;
+	struct rk_error err = { 0 };
+	struct rk_http *h;
+
+	server_start(script, 5);
+	h = client(&cfg);
+	/* 429 and 503 say the server did not act: sent again, then 200. */
+	ck_assert_int_eq(rk_http_do(h, &post, &resp, &err), 0);
+	ck_assert_int_eq(resp.status, 200);
+	ck_assert_int_eq(resp.attempts, 3);
+	ck_assert_int_eq(server_count(&srv.reqs), 3);
+	rk_http_resp_free(&resp);
+	/* A 502 may follow a write that landed: returned to the caller to settle. */
+	ck_assert_int_eq(rk_http_do(h, &post, &resp, &err), 0);
+	ck_assert_int_eq(resp.status, 502);
+	ck_assert_int_eq(resp.attempts, 1);
+	ck_assert_int_eq(server_count(&srv.reqs), 4);
+	rk_http_resp_free(&resp);
+	rk_http_free(h);
+}
+END_TEST
+
+START_TEST(test_e2e_unprocessed_write_lost_reply_is_not_resent)
+{
+	static const struct step script[] = { { S_CLOSE, NULL, 0 }, { S_REPLY, OK200, 0 } };
+	static const struct rk_http_req post = {
+		.method = "POST", .path = "/v1/secret/data/x", .body = "{}", .body_len = 2,
+		.idempotent = RK_HTTP_RETRY_UNPROCESSED, .sensitive = 1,
+	};
+	struct rk_http_cfg cfg = fast_cfg();
+	struct rk_http_resp resp;
+	struct rk_error err = { 0 };
+	struct rk_http *h;
+
+	server_start(script, 2);
+	h = client(&cfg);
+	ck_assert_int_eq(rk_http_do(h, &post, &resp, &err), RK_ETRANSIENT);
+	ck_assert_msg(strstr(err.msg, "outcome is unknown") != NULL, "%s", err.msg);
+	ck_assert_int_eq(resp.attempts, 1);
+	ck_assert_int_eq(server_count(&srv.reqs), 1);
+	rk_http_free(h);
+}
+END_TEST
+
 START_TEST(test_e2e_connection_refused)
 {
 	static const struct rk_http_req post = {
@@ -1023,7 +1082,11 @@ START_TEST(test_e2e_methods_headers_and_bodies_on_the_wire)
 
 	ck_assert_int_eq(rk_http_do(h, &bad, &resp, &err), RK_EINVAL);
 	ck_assert_int_eq(server_count(&srv.reqs), 4);
-	ck_assert_int_eq(server_count(&srv.conns), 1);
+	/*
+	 * The LIST's connection is kept; each write that is not idempotent gets
+	 * one of its own, so libcurl never resends it on a dead reused one.
+	 */
+	ck_assert_int_eq(server_count(&srv.conns), 4);
 	rk_http_free(h);
 }
 END_TEST
@@ -1179,6 +1242,8 @@ http_suite(void)
 	tcase_add_test(e2e, test_e2e_hang_times_out_every_attempt);
 	tcase_add_test(e2e, test_e2e_post_is_sent_once_even_on_503);
 	tcase_add_test(e2e, test_e2e_post_lost_reply_says_outcome_unknown);
+	tcase_add_test(e2e, test_e2e_unprocessed_write_is_resent_after_429_and_503_only);
+	tcase_add_test(e2e, test_e2e_unprocessed_write_lost_reply_is_not_resent);
 	tcase_add_test(e2e, test_e2e_connection_refused);
 	tcase_add_test(e2e, test_e2e_response_larger_than_max_is_an_error);
 	tcase_add_test(e2e, test_e2e_http_refused_without_insecure_http);
