@@ -187,7 +187,7 @@ read_current(const char *dir, long *out, struct rk_error *err)
 	r = rk_parse_int(text, 1, 99999999, &v);
 	free(text);
 	if (r < 0)
-		return rk_error_set(err, RK_EINVAL, "local store: %s/CURRENT is corrupt", dir);
+		return rk_error_set(err, RK_EPROTO, "local store: %s/CURRENT is corrupt", dir);
 	*out = (long)v;
 	return 0;
 }
@@ -235,7 +235,7 @@ load_version(const struct local *l, const char *dir, const json_t *loc, long v,
 	if ((j = json_loadb(text, text_len, 0, &jerr)) == NULL ||
 	    json_integer_value(json_object_get(j, "v")) != v ||
 	    (b64 = json_string_value(json_object_get(j, "box"))) == NULL) {
-		r = rk_error_set(err, RK_EINVAL, "local store: %s is corrupt", path);
+		r = rk_error_set(err, RK_EPROTO, "local store: %s is corrupt", path);
 		goto out;
 	}
 	if (idem != NULL) {
@@ -253,13 +253,13 @@ load_version(const struct local *l, const char *dir, const json_t *loc, long v,
 		}
 		if (sodium_base642bin(box, box_len, b64, strlen(b64), NULL, &box_len, NULL,
 				      sodium_base64_VARIANT_ORIGINAL) != 0) {
-			r = rk_error_set(err, RK_EINVAL, "local store: %s is corrupt", path);
+			r = rk_error_set(err, RK_EPROTO, "local store: %s is corrupt", path);
 			goto out;
 		}
 		make_ad(ad, sizeof(ad), loc, v, &ad_len);
 		if ((r = rk_aead_open(l->key, ad, ad_len, box, box_len, value, err)) < 0) {
 			rk_error_clear(err);
-			r = rk_error_set(err, RK_EINVAL,
+			r = rk_error_set(err, RK_EPROTO,
 					 "local store: version %ld of '%s' failed authentication "
 					 "(tampered or wrong master key)",
 					 v, rk_doc_str(loc, "path", ""));

@@ -343,7 +343,11 @@ status_error(struct vault *v, const char *what, const struct rk_http_resp *resp,
 
 	vault_errors(resp, text, sizeof(text));
 	switch (resp->status) {
-	case 400: code = RK_EINVAL; break;
+	/*
+	 * Vault's answer, not the user's input: exit 1 (RK_EPROTO), never 2.
+	 * A 400 is Vault refusing a request rekey built.
+	 */
+	case 400: code = RK_EPROTO; break;
 	case 401:
 	case 403: code = RK_EAUTH; break;
 	case 404: code = RK_ENOTFOUND; break;
@@ -353,7 +357,7 @@ status_error(struct vault *v, const char *what, const struct rk_http_resp *resp,
 	case 502:
 	case 503:
 	case 504: code = RK_ETRANSIENT; break;
-	default: code = RK_EINVAL; break;
+	default: code = RK_EPROTO; break;
 	}
 	rk_error_set(err, code, "vault %s: %s: HTTP %ld%s%s", v->base.name, what, resp->status,
 		     text[0] ? ": " : "", text);
@@ -446,7 +450,7 @@ parse_body(struct vault *v, const char *what, const struct rk_http_resp *resp, j
 	if ((*out = json_loadb(resp->body, resp->len, 0, &jerr)) == NULL || !json_is_object(*out)) {
 		json_decref(*out);
 		*out = NULL;
-		return rk_error_set(err, RK_EINVAL,
+		return rk_error_set(err, RK_EPROTO,
 				    "vault %s: %s: the response (HTTP %ld, %zu bytes) is not a JSON "
 				    "object: %s", v->base.name, what, resp->status, resp->len,
 				    resp->len == 0 ? "empty body"
@@ -510,7 +514,7 @@ login(struct vault *v, struct rk_error *err)
 	auth = json_object_get(j, "auth");
 	if ((tok = json_string_value(json_object_get(auth, "client_token"))) == NULL ||
 	    tok[0] == '\0') {
-		r = rk_error_set(err, RK_EINVAL, "vault %s: login: no auth.client_token in the "
+		r = rk_error_set(err, RK_EPROTO, "vault %s: login: no auth.client_token in the "
 				 "response", v->base.name);
 		goto out;
 	}
@@ -668,7 +672,7 @@ kv_read(struct vault *v, const json_t *loc, long version, struct kv_entry *e,
 	md = json_object_get(json_object_get(j, "data"), "metadata");
 	if (!json_is_object(md) || !json_is_integer(json_object_get(md, "version")) ||
 	    !(json_is_object(data) || json_is_null(data))) {
-		r = rk_error_set(err, RK_EINVAL,
+		r = rk_error_set(err, RK_EPROTO,
 				 "vault %s: read %s/%s: unexpected response shape (no data.data "
 				 "object or data.metadata.version integer)", v->base.name,
 				 kv_mount(v, loc), rk_doc_str(loc, "path", ""));
@@ -694,7 +698,7 @@ kv_value(struct vault *v, const json_t *loc, const struct kv_entry *e, struct rk
 				    v->base.name, kv_mount(v, loc), rk_doc_str(loc, "path", ""),
 				    rk_doc_str(loc, "key", ""));
 	if (!json_is_string(val))
-		return rk_error_set(err, RK_EINVAL, "vault %s: %s/%s key '%s' is not a string",
+		return rk_error_set(err, RK_EPROTO, "vault %s: %s/%s key '%s' is not a string",
 				    v->base.name, kv_mount(v, loc), rk_doc_str(loc, "path", ""),
 				    rk_doc_str(loc, "key", ""));
 	return rk_secret_from(out, json_string_value(val), json_string_length(val), err);
@@ -733,19 +737,31 @@ transit_read_key(struct vault *v, const json_t *loc, long *latest, long *min_dec
 	struct rk_http_resp resp = { 0 };
 	json_t *j = NULL;
 	const json_t *d;
-	char path[600];
+	char path[600], what[600];
 	int r;
 
 	snprintf(path, sizeof(path), "/v1/%s/keys/%s", v->transit_mount,
 		 rk_doc_str(loc, "transit_key", ""));
 	if ((r = call(v, "GET", path, NULL, NULL, 1, 0, &resp, err)) < 0)
 		goto out;
-	if ((r = expect_json(v, "read transit key", &resp, &j, err)) < 0)
+	if (resp.status == 404) {
+		/* Transit answers a missing key with a bare 404 and no errors. */
+		r = rk_error_set(err, RK_ENOTFOUND, "vault %s: transit key %s/%s does not exist "
+				 "(create it: vault write -f %s/keys/%s)", v->base.name,
+				 v->transit_mount, rk_doc_str(loc, "transit_key", ""),
+				 v->transit_mount, rk_doc_str(loc, "transit_key", ""));
+		err->http_status = 404;
+		goto out;
+	}
+	snprintf(what, sizeof(what), "read transit key %s/%s", v->transit_mount,
+		 rk_doc_str(loc, "transit_key", ""));
+	if ((r = expect_json(v, what, &resp, &j, err)) < 0)
 		goto out;
 	d = json_object_get(j, "data");
 	if (!json_is_integer(json_object_get(d, "latest_version"))) {
-		r = rk_error_set(err, RK_EINVAL, "vault %s: transit key %s: no latest_version in "
-				 "the response", v->base.name, rk_doc_str(loc, "transit_key", ""));
+		r = rk_error_set(err, RK_EPROTO, "vault %s: read transit key %s/%s: no "
+				 "latest_version in the response", v->base.name, v->transit_mount,
+				 rk_doc_str(loc, "transit_key", ""));
 		goto out;
 	}
 	*latest = (long)json_integer_value(json_object_get(d, "latest_version"));
@@ -871,7 +887,7 @@ kv_write(struct vault *v, const json_t *loc, const json_t *data, long cas, long 
 	if ((r = expect_json(v, "write", &resp, &j, err)) < 0)
 		goto out;
 	if (!json_is_integer(json_object_get(json_object_get(j, "data"), "version"))) {
-		r = rk_error_set(err, RK_EINVAL, "vault %s: write: no data.version in the response",
+		r = rk_error_set(err, RK_EPROTO, "vault %s: write: no data.version in the response",
 				 v->base.name);
 		goto out;
 	}
@@ -971,7 +987,7 @@ kv_settled_write(struct vault *v, const json_t *loc, const json_t *data, long ca
 
 		if ((r = kv_write(v, loc, data, cas, version, err)) == 0)
 			return 0;
-		cas_400 = r == RK_EINVAL && err->http_status == 400;
+		cas_400 = r == RK_EPROTO && err->http_status == 400;
 		if (!cas_400 && !outcome_unknown(err))
 			return r;
 		f = kv_find(v, loc, cas, value, &found, &e2);
@@ -1258,8 +1274,21 @@ vault_doctor(struct rk_provider *p, const json_t *const *locs, size_t nlocs,
 	for (size_t i = 0; i < nlocs; i++) {
 		char path[1200];
 		if (vault_generates(locs[i])) {
-			snprintf(path, sizeof(path), "%s/keys/%s/rotate", v->transit_mount,
-				 rk_doc_str(locs[i], "transit_key", ""));
+			/* The three paths of the README's ACL: read, rotate, config. */
+			const char *tk = rk_doc_str(locs[i], "transit_key", "");
+			long latest = 0;
+			snprintf(path, sizeof(path), "%s/keys/%s", v->transit_mount, tk);
+			json_array_append_new(paths, json_string(path));
+			snprintf(path, sizeof(path), "%s/keys/%s/rotate", v->transit_mount, tk);
+			json_array_append_new(paths, json_string(path));
+			snprintf(path, sizeof(path), "%s/keys/%s/config", v->transit_mount, tk);
+			rk_error_clear(&e);
+			if (transit_read_key(v, locs[i], &latest, NULL, &e) < 0)
+				snprintf(line, sizeof(line), "%s", e.msg);
+			else
+				snprintf(line, sizeof(line), "vault %s: transit key %s/%s exists "
+					 "(version %ld)", v->base.name, v->transit_mount, tk, latest);
+			report(line, e.code == 0, arg);
 		} else {
 			snprintf(path, sizeof(path), "%s/data/%s", kv_mount(v, locs[i]),
 				 rk_doc_str(locs[i], "path", ""));
@@ -1290,8 +1319,13 @@ vault_doctor(struct rk_provider *p, const json_t *const *locs, size_t nlocs,
 			const char *ps = json_string_value(pth);
 			const json_t *caps = json_object_get(j, ps);
 			int has_create = 0, has_update = 0, has_read = 0, has_patch = 0, root = 0;
+			size_t pl = strlen(ps);
 			int is_meta = strstr(ps, "/metadata/") != NULL;
-			int is_rotate = strstr(ps, "/rotate") != NULL;
+			int is_rotate = pl > 7 && strcmp(ps + pl - 7, "/rotate") == 0;
+			int is_config = pl > 7 && strcmp(ps + pl - 7, "/config") == 0;
+			int is_tkey = !is_rotate && !is_config &&
+				      strncmp(ps, v->transit_mount, strlen(v->transit_mount)) == 0 &&
+				      strncmp(ps + strlen(v->transit_mount), "/keys/", 6) == 0;
 			size_t k;
 			json_t *c;
 			int ok;
@@ -1306,13 +1340,16 @@ vault_doctor(struct rk_provider *p, const json_t *const *locs, size_t nlocs,
 				root |= strcmp(cs, "root") == 0;
 			}
 			ok = root || (is_meta ? has_patch
-				      : is_rotate ? has_update
-						  : has_create && has_update && has_read);
+				      : is_rotate || is_config ? has_update
+				      : is_tkey ? has_read
+						: has_create && has_update && has_read);
 			snprintf(line, sizeof(line), "vault %s: permission on %s (needs %s)%s",
 				 v->base.name, ps,
 				 is_meta ? "patch (to tag custom_metadata; optional)"
 				 : is_rotate ? "update"
-					     : "create, update, read",
+				 : is_config ? "update, to raise min_decryption_version"
+				 : is_tkey ? "read"
+					   : "create, update, read",
 				 ok ? "" : ": missing");
 			/* The metadata tag is best effort: report, do not fail doctor for it. */
 			report(line, ok || is_meta, arg);

@@ -292,6 +292,32 @@ for inj in '{"action":"truncated"}' '{"action":"html"}' '{"action":"big","bytes"
 	check "  Vault unchanged" [ "$(kvstate bad/db "['current_version']")" = 1 ]
 done
 admin DELETE inject >/dev/null
+# A bad answer is the provider's fault, not the user's: exit 1 (never 2), naming the call.
+admin POST inject '{"path_regex":"^/v1/secret/data/bad/db$","method":"GET","count":-1,"action":"status","status":200,"body":{"data":{"data":"nope"}}}' >/dev/null
+expect_rc "a malformed read answer: exit 1" 1 rk rotate bad/db
+check "  names the read" grep -q "vault vault: read secret/bad/db: unexpected response shape" "$T/err" "$T/out"
+admin DELETE inject >/dev/null
+admin POST inject '{"path_regex":"^/v1/secret/data/bad/db$","method":"GET","count":-1,"action":"status","status":418,"body":{"errors":["teapot"]}}' >/dev/null
+expect_rc "an unexpected status: exit 1" 1 rk rotate bad/db
+check "  names the status" grep -q "HTTP 418: teapot" "$T/err" "$T/out"
+admin DELETE inject >/dev/null
+admin POST inject '{"path_regex":"^/v1/secret/data/bad/db$","method":"POST","count":-1,"action":"status","status":200,"body":{"data":{"created_time":"x"}}}' >/dev/null
+expect_rc "a write answered without data.version: exit 1" 1 rk rotate bad/db
+check "  names the write" grep -q "vault vault: write: no data.version in the response" "$T/err" "$T/out"
+check "  nothing recorded as rotated" [ "$(rk status bad/db --output json | jq_ "d['current_version']")" = "" ]
+admin DELETE inject >/dev/null
+admin POST inject '{"path_regex":"^/v1/transit/keys/cw-key$","method":"GET","count":-1,"action":"status","status":200,"body":{"data":{"name":"cw-key"}}}' >/dev/null
+expect_rc "a transit key read without latest_version: exit 1" 1 rk rotate cw/tk
+check "  names the transit key" grep -q "read transit key transit/cw-key: no latest_version" "$T/err" "$T/out"
+admin DELETE inject >/dev/null
+admin POST inject '{"path_regex":"^/v1/auth/approle/login$","method":"POST","count":-1,"action":"status","status":200,"body":{"auth":null}}' >/dev/null
+expect_rc "a login answered without a token: exit 1" 1 rk rotate ar/db
+check "  names the login" grep -q "vault vault-ar: login: no auth.client_token" "$T/err" "$T/out"
+admin DELETE inject >/dev/null
+admin POST inject '{"path_regex":"^/v1/sys/health","method":"GET","count":-1,"action":"html","status":200}' >/dev/null
+expect_rc "doctor on an HTML answer: exit 1" 1 rk doctor
+check "  names the call" grep -q "not a JSON object: an HTML page" "$T/err" "$T/out"
+admin DELETE inject >/dev/null
 
 # ---- no Vault value in rekey's output, debug logs, DB or audit log ----
 "$REKEY_BIN" --log-level debug rotate app/db ar/db k8s/db >"$T/leak.out" 2>"$T/leak.err"
@@ -311,10 +337,31 @@ while IFS= read -r val; do
 done <"$T/vault-values"
 check "none of $n generated Vault values in stdout, debug logs, the DB or the audit log" [ "$n" -ge 8 -a "$leaked" = 0 ]
 
+# ---- a Transit key that does not exist ----
+printf 'secrets:\n  - {name: nokey/tk, provider: vault, locator: {transit_key: nope-key}, policy: quick}\n' >"$T/nokey.yaml"
+expect_rc "apply a secret on a missing transit key" 0 rk apply -f "$T/nokey.yaml"
+expect_rc "rotating it fails: exit 1" 1 rk rotate nokey/tk
+check "  saying the key does not exist, with mount and name" sh -c "grep -q 'transit key transit/nope-key does not exist' '$T/out' '$T/err'"
+expect_rc "doctor fails on it" 1 rk doctor
+check "  with the same words" sh -c "grep FAIL '$T/out' | grep -q 'transit key transit/nope-key does not exist'"
+vault POST transit/keys/nope-key '{"type":"aes256-gcm96"}' >/dev/null
+expect_rc "once created, it rotates" 0 rk rotate nokey/tk
+
 # ---- doctor ----
 expect_rc "doctor passes with a root token" 0 rk doctor
 check "  checks reachability" contains "$T/out" "reachable and healthy"
 check "  checks permissions per path" contains "$T/out" "permission on secret/data/app/db"
+check "  checks the transit key exists" contains "$T/out" "transit key transit/app-key exists"
+for tp in "transit/keys/app-key (needs read)" "transit/keys/app-key/rotate (needs update)" "transit/keys/app-key/config (needs update, to raise min_decryption_version)"; do
+	check "  checks $tp" contains "$T/out" "permission on $tp"
+done
+admin POST config '{"tokens":[{"token":"tr","capabilities":{"secret/data/*":["create","update","read"],"secret/metadata/*":["patch"],"transit/keys/*":["update"],"auth/token/lookup-self":["read"],"sys/capabilities-self":["update"]}}]}' >/dev/null
+printf 'tr\n' >"$T/token"
+expect_rc "doctor fails when the transit key cannot be read" 1 rk doctor
+check "  naming the read path" sh -c "grep 'FAIL' '$T/out' | grep -q 'permission on transit/keys/app-key (needs read)'"
+grep 'app-key/rotate\|app-key/config' "$T/out" >"$T/tk-lines"
+check "  rotate and config are reported, and fine" sh -c "[ \$(wc -l <'$T/tk-lines') = 2 ] && ! grep -q FAIL '$T/tk-lines'"
+check "  the key read names the key" contains "$T/out" "read transit key transit/app-key: HTTP 403"
 admin POST config '{"tokens":[{"token":"ro","capabilities":{"secret/data/*":["read"],"auth/token/lookup-self":["read"],"sys/capabilities-self":["update"]}}]}' >/dev/null
 printf 'ro\n' >"$T/token"
 expect_rc "doctor fails when a permission is missing" 1 rk doctor

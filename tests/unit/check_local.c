@@ -227,7 +227,7 @@ assert_read_fails_auth(struct rk_provider *p, const json_t *loc)
 	struct rk_version ver = { "" };
 	struct rk_error err = { 0 };
 
-	ck_assert_int_eq(rk_provider_read(p, loc, &out, &ver, &err), RK_EINVAL);
+	ck_assert_int_eq(rk_provider_read(p, loc, &out, &ver, &err), RK_EPROTO);
 	ck_assert_ptr_null(out);
 	ck_assert_msg(strstr(err.msg, "failed authentication") != NULL, "%s", err.msg);
 }
@@ -507,7 +507,7 @@ START_TEST(test_local_swapped_version_files_fail)
 		struct rk_secret *out = NULL;
 		struct rk_version ver = { "" };
 		struct rk_error err = { 0 };
-		ck_assert_int_eq(rk_provider_read(f.p, f.loc, &out, &ver, &err), RK_EINVAL);
+		ck_assert_int_eq(rk_provider_read(f.p, f.loc, &out, &ver, &err), RK_EPROTO);
 		ck_assert_ptr_null(out);
 	}
 	/* With the number edited to fit: the associated data still binds version 1. */
