@@ -365,6 +365,18 @@ local_read_version(struct rk_provider *p, const json_t *loc, const struct rk_ver
 		else
 			r = load_version(l, dir, loc, v, out, NULL, err);
 	}
+	if (r == RK_ENOTFOUND && v > 0) {
+		/* Missing below the newest one: prune dropped it (versions are never reused). */
+		struct rk_error e2 = { 0 };
+		long max = 0, match = 0;
+		if (scan_versions(dir, l, loc, NULL, &max, &match, &e2) == 0 && v < max) {
+			rk_error_clear(err);
+			r = rk_error_set(err, RK_ENOTFOUND, "version %ld of '%s' was pruned: the "
+					 "local store keeps the newest %ld versions (max_versions of "
+					 "provider '%s'); it is at version %ld", v,
+					 rk_doc_str(loc, "path", ""), l->max_versions, p->name, max);
+		}
+	}
 	free(dir);
 	return r;
 }

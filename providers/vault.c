@@ -627,6 +627,49 @@ kv_entry_free(struct kv_entry *e)
 	e->data = NULL;
 }
 
+/*
+ * A version that is gone below metadata's oldest_version was dropped by
+ * max_versions on a later write: says so in err (returns 1). Best effort: any
+ * failure to read the metadata returns 0 and the plain "does not exist".
+ */
+static int
+kv_pruned(struct vault *v, const json_t *loc, long version, struct rk_error *err)
+{
+	struct rk_http_resp resp = { 0 };
+	struct rk_error e2 = { 0 };
+	json_t *j = NULL;
+	const json_t *d;
+	char path[1200];
+	long oldest, maxv;
+	int pruned = 0;
+
+	snprintf(path, sizeof(path), "/v1/%s/metadata/%s", kv_mount(v, loc),
+		 rk_doc_str(loc, "path", ""));
+	if (call(v, "GET", path, NULL, NULL, 1, 0, &resp, &e2) < 0 || resp.status != 200 ||
+	    parse_body(v, "read metadata", &resp, &j, &e2) < 0)
+		goto out;
+	d = json_object_get(j, "data");
+	oldest = (long)json_integer_value(json_object_get(d, "oldest_version"));
+	maxv = (long)json_integer_value(json_object_get(d, "max_versions"));
+	if (oldest > 0 && version < oldest &&
+	    version <= (long)json_integer_value(json_object_get(d, "current_version"))) {
+		char keep[96];
+		if (maxv > 0)
+			snprintf(keep, sizeof(keep), "the newest %ld (the key's max_versions)", maxv);
+		else
+			snprintf(keep, sizeof(keep), "the newest versions up to the mount's "
+				 "max_versions (10 unless set)");
+		rk_error_set(err, RK_ENOTFOUND, "vault %s: version %ld of %s/%s was pruned: Vault "
+			     "keeps %s; the oldest kept is %ld", v->base.name, version,
+			     kv_mount(v, loc), rk_doc_str(loc, "path", ""), keep, oldest);
+		pruned = 1;
+	}
+out:
+	json_decref(j);
+	rk_http_resp_free(&resp);
+	return pruned;
+}
+
 /* Reads an entry (version 0: latest). RK_ENOTFOUND when the entry does not exist. */
 static int
 kv_read(struct vault *v, const json_t *loc, long version, struct kv_entry *e,
@@ -658,10 +701,15 @@ kv_read(struct vault *v, const json_t *loc, long version, struct kv_entry *e,
 					 "vault %s: version %ld of %s/%s is deleted or destroyed",
 					 v->base.name, e->version, kv_mount(v, loc),
 					 rk_doc_str(loc, "path", ""));
+		} else if (version > 0 && kv_pruned(v, loc, version, err)) {
+			r = RK_ENOTFOUND;
 		} else {
-			r = rk_error_set(err, RK_ENOTFOUND, "vault %s: %s/%s%s does not exist",
-					 v->base.name, kv_mount(v, loc), rk_doc_str(loc, "path", ""),
-					 version > 0 ? " at that version" : "");
+			char at[40] = "";
+			if (version > 0)
+				snprintf(at, sizeof(at), " has no version %ld", version);
+			r = rk_error_set(err, RK_ENOTFOUND, "vault %s: %s/%s%s", v->base.name,
+					 kv_mount(v, loc), rk_doc_str(loc, "path", ""),
+					 version > 0 ? at : " does not exist");
 		}
 		json_decref(b);
 		goto out;

@@ -163,4 +163,17 @@ want = ['many/%s-%03d' % (sys.argv[2], i) for i in range(1, 101)]
 assert sorted(got) == want, (len(got), got[:2])
 EOP"
 
+# ---- rollback --to a version max_versions pruned says so ----
+printf '  small: {type: local, max_versions: 2}\n' >>"$T/rekey.yaml"
+printf 'secrets:\n  - {name: pr/a, provider: small, locator: {path: pr/a}, policy: quick}\n' >"$T/pr.yaml"
+expect_rc "apply a secret on a store that keeps 2 versions" 0 rk apply -f "$T/pr.yaml"
+for i in 1 2 3 4; do rk rotate pr/a >/dev/null; done
+before=$(rk get pr/a | "$RK_FP" "$T/var")
+expect_rc "rollback --to 1 after pruning: exit 1" 1 "$REKEY_BIN" rollback pr/a --to 1
+check "  says max_versions pruned it" sh -c "grep -q \"version 1 of 'pr/a' was pruned: the local store keeps the newest 2 versions (max_versions of provider 'small'); it is at version 4\" '$T/err'"
+check "  the value is unchanged" [ "$(rk get pr/a | "$RK_FP" "$T/var")" = "$before" ]
+expect_rc "rollback --to a version never written: exit 1" 1 "$REKEY_BIN" rollback pr/a --to 9
+check "  says it has no such version" sh -c "grep -q 'local store has no version 9' '$T/err'"
+expect_rc "rollback --to 3 (kept) works" 0 rk rollback pr/a --to 3
+
 finish

@@ -337,6 +337,20 @@ while IFS= read -r val; do
 done <"$T/vault-values"
 check "none of $n generated Vault values in stdout, debug logs, the DB or the audit log" [ "$n" -ge 8 -a "$leaked" = 0 ]
 
+# ---- rollback --to a version max_versions pruned says so ----
+admin POST kv '{"mount":"secret","path":"pr/db","data":{"password":"p0"}}' >/dev/null
+vault POST secret/metadata/pr/db '{"max_versions":2}' >/dev/null
+printf 'secrets:\n  - {name: pr/db, provider: vault, locator: {path: pr/db, key: password}, policy: quick}\n' >"$T/pr.yaml"
+expect_rc "apply a secret whose key keeps 2 versions" 0 rk apply -f "$T/pr.yaml"
+for i in 1 2 3; do rk rotate pr/db >/dev/null 2>&1; done
+check "  Vault dropped the oldest" [ "$(kvstate pr/db "['oldest_version']")" = 3 ]
+expect_rc "rollback --to 1 after pruning: exit 1" 1 rk rollback pr/db --to 1
+check "  says max_versions pruned it" grep -q "version 1 of secret/pr/db was pruned: Vault keeps the newest 2 (the key's max_versions); the oldest kept is 3" "$T/err"
+check "  nothing written" [ "$(kvstate pr/db "['current_version']")" = 4 ]
+expect_rc "rollback --to a version never written: exit 1" 1 rk rollback pr/db --to 9
+check "  says it does not exist" grep -q "vault vault: secret/pr/db has no version 9" "$T/err"
+expect_rc "rollback --to 3 (kept) works" 0 rk rollback pr/db --to 3
+
 # ---- a Transit key that does not exist ----
 printf 'secrets:\n  - {name: nokey/tk, provider: vault, locator: {transit_key: nope-key}, policy: quick}\n' >"$T/nokey.yaml"
 expect_rc "apply a secret on a missing transit key" 0 rk apply -f "$T/nokey.yaml"
