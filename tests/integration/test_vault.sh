@@ -293,31 +293,24 @@ for inj in '{"action":"truncated"}' '{"action":"html"}' '{"action":"big","bytes"
 done
 admin DELETE inject >/dev/null
 # A bad answer is the provider's fault, not the user's: exit 1 (never 2), naming the call.
-admin POST inject '{"path_regex":"^/v1/secret/data/bad/db$","method":"GET","count":-1,"action":"status","status":200,"body":{"data":{"data":"nope"}}}' >/dev/null
-expect_rc "a malformed read answer: exit 1" 1 rk rotate bad/db
-check "  names the read" grep -q "vault vault: read secret/bad/db: unexpected response shape" "$T/err" "$T/out"
+# Each row: what|path regex|method|injection|command|words the error must hold.
+while IFS='|' read -r what re m inj cmd words; do
+	admin DELETE inject >/dev/null
+	admin POST inject "{\"path_regex\":\"$re\",\"method\":\"$m\",\"count\":-1,$inj}" >/dev/null
+	# shellcheck disable=SC2086
+	expect_rc "$what: exit 1" 1 rk $cmd
+	check "  the error names the call" grep -qF "$words" "$T/err" "$T/out"
+done <<'EOB'
+a malformed read answer|^/v1/secret/data/bad/db$|GET|"action":"status","status":200,"body":{"data":{"data":"nope"}}|rotate bad/db|vault vault: read secret/bad/db: unexpected response shape
+an unexpected status|^/v1/secret/data/bad/db$|GET|"action":"status","status":418,"body":{"errors":["teapot"]}|rotate bad/db|vault vault: read: HTTP 418: teapot
+a write answered without data.version|^/v1/secret/data/bad/db$|POST|"action":"status","status":200,"body":{"data":{"created_time":"x"}}|rotate bad/db|vault vault: write: no data.version in the response
+a transit key read without latest_version|^/v1/transit/keys/cw-key$|GET|"action":"status","status":200,"body":{"data":{"name":"cw-key"}}|rotate cw/tk|vault vault: read transit key transit/cw-key: no latest_version
+a login answered without a token|^/v1/auth/approle/login$|POST|"action":"status","status":200,"body":{"auth":null}|rotate ar/db|vault vault-ar: login: no auth.client_token
+a malformed version read, for rollback|^/v1/secret/data/app/db|GET|"action":"status","status":200,"body":{"data":{"data":"nope"}}|rollback app/db --to 1|vault vault: read secret/app/db: unexpected response shape
+an HTML health page, for doctor|^/v1/sys/health|GET|"action":"html","status":200|doctor|health: the response (HTTP 200
+EOB
 admin DELETE inject >/dev/null
-admin POST inject '{"path_regex":"^/v1/secret/data/bad/db$","method":"GET","count":-1,"action":"status","status":418,"body":{"errors":["teapot"]}}' >/dev/null
-expect_rc "an unexpected status: exit 1" 1 rk rotate bad/db
-check "  names the status" grep -q "HTTP 418: teapot" "$T/err" "$T/out"
-admin DELETE inject >/dev/null
-admin POST inject '{"path_regex":"^/v1/secret/data/bad/db$","method":"POST","count":-1,"action":"status","status":200,"body":{"data":{"created_time":"x"}}}' >/dev/null
-expect_rc "a write answered without data.version: exit 1" 1 rk rotate bad/db
-check "  names the write" grep -q "vault vault: write: no data.version in the response" "$T/err" "$T/out"
-check "  nothing recorded as rotated" [ "$(rk status bad/db --output json | jq_ "d['current_version']")" = "" ]
-admin DELETE inject >/dev/null
-admin POST inject '{"path_regex":"^/v1/transit/keys/cw-key$","method":"GET","count":-1,"action":"status","status":200,"body":{"data":{"name":"cw-key"}}}' >/dev/null
-expect_rc "a transit key read without latest_version: exit 1" 1 rk rotate cw/tk
-check "  names the transit key" grep -q "read transit key transit/cw-key: no latest_version" "$T/err" "$T/out"
-admin DELETE inject >/dev/null
-admin POST inject '{"path_regex":"^/v1/auth/approle/login$","method":"POST","count":-1,"action":"status","status":200,"body":{"auth":null}}' >/dev/null
-expect_rc "a login answered without a token: exit 1" 1 rk rotate ar/db
-check "  names the login" grep -q "vault vault-ar: login: no auth.client_token" "$T/err" "$T/out"
-admin DELETE inject >/dev/null
-admin POST inject '{"path_regex":"^/v1/sys/health","method":"GET","count":-1,"action":"html","status":200}' >/dev/null
-expect_rc "doctor on an HTML answer: exit 1" 1 rk doctor
-check "  names the call" grep -q "not a JSON object: an HTML page" "$T/err" "$T/out"
-admin DELETE inject >/dev/null
+check "the write-answer case recorded nothing as rotated" [ "$(rk status bad/db --output json | jq_ "d['current_version']")" = "" ]
 
 # ---- no Vault value in rekey's output, debug logs, DB or audit log ----
 "$REKEY_BIN" --log-level debug rotate app/db ar/db k8s/db >"$T/leak.out" 2>"$T/leak.err"
