@@ -86,6 +86,7 @@ struct entry {
 struct rk_defaults {
 	struct entry *v;
 	size_t n, cap;
+	const struct rk_corpus *corpus;	/* borrowed; NULL: none */
 };
 
 /* A borrowed slice of the value; never copied for matching. */
@@ -388,16 +389,68 @@ rk_defaults_free(struct rk_defaults *d)
 	free(d);
 }
 
+/* ---- the hashed corpus ---------------------------------------------------- */
+
+/*
+ * The corpus holds 64-bit hashes, not the entries: a value is refused when
+ * its hash is one of them. A value that is not an entry has the same hash as
+ * one of n entries with odds of n / 2^64: for 200 000 entries, 1e-14 per
+ * value checked, far below the odds of any other rule here (and the hash is
+ * keyed SipHash-2-4, so the odds are those of a random function). The key
+ * is public and only fixes the function: someone who could craft a
+ * collision could only get their own value refused.
+ */
+_Static_assert(sizeof(((struct rk_corpus *)0)->key) == crypto_shorthash_KEYBYTES,
+	       "corpus key size");
+#define CORPUS_ENTRY_MAX	1024	/* tools/gen_known_secrets.c ENTRY_MAX */
+
+void
+rk_defaults_set_corpus(struct rk_defaults *d, const struct rk_corpus *c)
+{
+	assert(d != NULL);
+	d->corpus = c;
+}
+
+static int
+cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+int
+rk_corpus_contains(const struct rk_corpus *c, const unsigned char *v, size_t len)
+{
+	unsigned char buf[CORPUS_ENTRY_MAX], out[crypto_shorthash_BYTES];
+	uint64_t h = 0;
+
+	/* The generator skips longer entries and ones with NUL: neither can match. */
+	if (c == NULL || c->n == 0 || len == 0 || len > sizeof(buf) || memchr(v, '\0', len))
+		return 0;
+	for (size_t i = 0; i < len; i++)
+		buf[i] = lower(v[i]);
+	crypto_shorthash(out, buf, len, c->key);
+	/* The copy on the stack is the value, folded: wipe it. */
+	sodium_memzero(buf, len);
+	for (int i = 7; i >= 0; i--)
+		h = (h << 8) | out[i];
+	return bsearch(&h, c->hashes, c->n, sizeof(h), cmp_u64) != NULL;
+}
+
 /*
  * Linear on purpose: the built-in list is a few hundred short entries, the
  * length test rejects almost all of them before a byte is compared, and a
- * sorted index would have to be rebuilt after every rk_defaults_add.
+ * sorted index would have to be rebuilt after every rk_defaults_add. The
+ * large corpus is the hashed one above.
  */
 static int
 defaults_match(const struct rk_defaults *d, struct view v)
 {
 	if (d == NULL)
 		return 0;
+	if (rk_corpus_contains(d->corpus, v.p, v.n))
+		return 1;
 	for (size_t i = 0; i < d->n; i++) {
 		const struct entry *e = &d->v[i];
 
