@@ -24,10 +24,17 @@ CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
 
 B        ?= build/release
 LIB_SRC   = $(filter-out src/main.c src/guard_bin.c,$(wildcard src/*.c)) $(wildcard providers/*.c)
-LIB_OBJ   = $(patsubst %.c,$(B)/%.o,$(LIB_SRC)) $(B)/gen/embedded.o
+LIB_OBJ   = $(patsubst %.c,$(B)/%.o,$(LIB_SRC)) $(B)/gen/embedded.o $(B)/gen/known_secrets.o
 UNIT_SRC  = $(wildcard tests/unit/*.c)
 UNIT_OBJ  = $(patsubst %.c,$(B)/%.o,$(UNIT_SRC))
 EMBED_IN  = $(sort $(wildcard policy/*.yaml)) policy/known-defaults.txt
+# The known-secrets corpus, hashed at build time (tools/gen_known_secrets.c):
+# our own lists in data/known-secrets/, and third-party lists (one value a
+# line, taken as they are) in KNOWN_SECRETS_DIR when it holds any *.txt
+# (by default shared/known-secrets beside the work tree; see NOTICE).
+KNOWN_SECRETS_DIR ?= $(abspath ../shared/known-secrets)
+CORPUS_OWN = $(sort $(wildcard data/known-secrets/*.txt))
+CORPUS_EXT = $(sort $(wildcard $(KNOWN_SECRETS_DIR)/*.txt))
 
 .PHONY: all deps run check unit integration asan bench fuzz clean fakes-check fault
 all: rekey rekey-guard
@@ -50,6 +57,30 @@ build/gen/embedded.c: $(EMBED_IN) tools/embed.sh
 	sh tools/embed.sh $(EMBED_IN) > $@.tmp && mv $@.tmp $@
 
 $(B)/gen/embedded.o: build/gen/embedded.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+# A build tool: plain flags (no sanitizers), whatever $(B) is being built.
+build/tools/gen-known-secrets: tools/gen_known_secrets.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $< (build tool)"
+	@$(CC) -std=c11 -D_DEFAULT_SOURCE -O2 $(WARN) $(shell pkg-config --cflags libsodium 2>/dev/null) \
+	  -o $@ $< $(shell pkg-config --libs libsodium 2>/dev/null)
+
+# The list of inputs is part of the target, so adding or removing a list rebuilds it.
+build/gen/known_secrets.inputs: FORCE
+	@mkdir -p build/gen
+	@echo "$(CORPUS_OWN) | $(CORPUS_EXT)" > $@.tmp; \
+	if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
+
+build/gen/known_secrets.c: build/tools/gen-known-secrets build/gen/known_secrets.inputs \
+		policy/known-defaults.txt $(CORPUS_OWN) $(CORPUS_EXT)
+	@echo "  GEN     $@"
+	@build/tools/gen-known-secrets -s build/gen/known_secrets.count -x policy/known-defaults.txt \
+	  $(foreach f,$(CORPUS_OWN),-c $(f)) $(foreach f,$(CORPUS_EXT),-r $(f)) > $@.tmp && mv $@.tmp $@
+
+$(B)/gen/known_secrets.o: build/gen/known_secrets.c include/rekey/check.h include/rekey/embedded.h
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
 	@$(CC) $(CFLAGS_ALL) -c $< -o $@
@@ -116,7 +147,7 @@ run: deps
 	sh contrib/examples/run-demo.sh ./rekey
 
 unit: $(B)/check_unit
-	CK_FORK=yes REKEY_SRCDIR=$(CURDIR) $(B)/check_unit
+	CK_FORK=yes REKEY_SRCDIR=$(CURDIR) KNOWN_SECRETS_DIR=$(KNOWN_SECRETS_DIR) $(B)/check_unit
 
 integration: $(B)/rekey $(B)/rekey-guard fault $(B)/rk-fp
 	REKEY_BIN=$(CURDIR)/$(B)/rekey REKEY_GUARD_BIN=$(CURDIR)/$(B)/rekey-guard REKEY_FAULT_BIN=$(CURDIR)/$(FB)/rekey \
@@ -138,7 +169,7 @@ $(B)/bench-exec: $(B)/tests/bench/bench_exec.o
 
 bench: deps
 	@$(MAKE) --no-print-directory rekey rekey-guard $(B)/bench-exec
-	sh tests/bench/run.sh ./rekey $(CURDIR)/$(B)/bench-exec ./rekey-guard
+	sh tests/bench/run.sh ./rekey $(CURDIR)/$(B)/bench-exec ./rekey-guard build/gen/known_secrets.count
 
 # The test doubles against real clients (curl, and node-vault from npm).
 fakes-check:

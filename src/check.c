@@ -35,7 +35,7 @@
  *   different.
  * - Placeholder rules fire on clear shapes only (a whole-value template, a
  *   marker word of 7+ letters, a short marker word standing alone between
- *   separators, runs of x's or stars). Each comment gives the odds that a
+ *   separators, runs of x's or stars, a phrase made only of stand-in words). Each comment gives the odds that a
  *   random value trips it, since a guard that refuses a freshly generated
  *   secret stops a deployment. Rules were tightened until 60 million values
  *   each of random base64 and base64url (32 bytes) and of 32-character
@@ -86,6 +86,7 @@ struct entry {
 struct rk_defaults {
 	struct entry *v;
 	size_t n, cap;
+	const struct rk_corpus *corpus;	/* borrowed; NULL: none */
 };
 
 /* A borrowed slice of the value; never copied for matching. */
@@ -388,16 +389,68 @@ rk_defaults_free(struct rk_defaults *d)
 	free(d);
 }
 
+/* ---- the hashed corpus ---------------------------------------------------- */
+
+/*
+ * The corpus holds 64-bit hashes, not the entries: a value is refused when
+ * its hash is one of them. A value that is not an entry has the same hash as
+ * one of n entries with odds of n / 2^64: for 200 000 entries, 1e-14 per
+ * value checked, far below the odds of any other rule here (and the hash is
+ * keyed SipHash-2-4, so the odds are those of a random function). The key
+ * is public and only fixes the function: someone who could craft a
+ * collision could only get their own value refused.
+ */
+_Static_assert(sizeof(((struct rk_corpus *)0)->key) == crypto_shorthash_KEYBYTES,
+	       "corpus key size");
+#define CORPUS_ENTRY_MAX	1024	/* tools/gen_known_secrets.c ENTRY_MAX */
+
+void
+rk_defaults_set_corpus(struct rk_defaults *d, const struct rk_corpus *c)
+{
+	assert(d != NULL);
+	d->corpus = c;
+}
+
+static int
+cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+int
+rk_corpus_contains(const struct rk_corpus *c, const unsigned char *v, size_t len)
+{
+	unsigned char buf[CORPUS_ENTRY_MAX], out[crypto_shorthash_BYTES];
+	uint64_t h = 0;
+
+	/* The generator skips longer entries and ones with NUL: neither can match. */
+	if (c == NULL || c->n == 0 || len == 0 || len > sizeof(buf) || memchr(v, '\0', len))
+		return 0;
+	for (size_t i = 0; i < len; i++)
+		buf[i] = lower(v[i]);
+	crypto_shorthash(out, buf, len, c->key);
+	/* The copy on the stack is the value, folded: wipe it. */
+	sodium_memzero(buf, len);
+	for (int i = 7; i >= 0; i--)
+		h = (h << 8) | out[i];
+	return bsearch(&h, c->hashes, c->n, sizeof(h), cmp_u64) != NULL;
+}
+
 /*
  * Linear on purpose: the built-in list is a few hundred short entries, the
  * length test rejects almost all of them before a byte is compared, and a
- * sorted index would have to be rebuilt after every rk_defaults_add.
+ * sorted index would have to be rebuilt after every rk_defaults_add. The
+ * large corpus is the hashed one above.
  */
 static int
 defaults_match(const struct rk_defaults *d, struct view v)
 {
 	if (d == NULL)
 		return 0;
+	if (rk_corpus_contains(d->corpus, v.p, v.n))
+		return 1;
 	for (size_t i = 0; i < d->n; i++) {
 		const struct entry *e = &d->v[i];
 
@@ -410,7 +463,7 @@ defaults_match(const struct rk_defaults *d, struct view v)
 
 /* ---- placeholders ------------------------------------------------------- */
 
-enum ph_kind { PH_NONE, PH_TEMPLATE, PH_FILLER, PH_MARKER };
+enum ph_kind { PH_NONE, PH_TEMPLATE, PH_FILLER, PH_MARKER, PH_PHRASE };
 
 static int
 is_upper(unsigned char c)
@@ -765,6 +818,114 @@ is_marker(struct view v)
 	return 0;
 }
 
+/*
+ * Stand-in phrases: a value made only of words people write where a real
+ * value belongs ("demo-secret-change-in-production", "ChangeMeInProduction",
+ * "your_api_key_here", "insecure.dev.key", "SuperSecretKey123"), whatever
+ * its length. The rule:
+ * - only ASCII letters, digits and separators (- _ . space :);
+ * - words are split at separators and at case changes ("APIKey" is "API",
+ *   "Key"), and every word is one of `vocab` below, in any case;
+ * - at least two words;
+ * - a run of digits may end the value ("...Key123") or stand between
+ *   separators ("key-2024-test"), never touch a word inside it: random hex
+ *   is made of a-f and digits, and "a", "be" would otherwise read as words.
+ * Only this vocabulary counts, so passphrases of other words
+ * ("correct-horse-battery-staple-orbit") are not placeholders: a diceware
+ * word (EFF's long list) is in the vocabulary with odds under 1/100, four
+ * of them with odds under 1e-8. Random text fails the rule at its first
+ * word that is not in the list: a base64 value of 16 characters splits into
+ * several pieces such as "Xk" or "pL", each in the list with odds of about
+ * 1e-3, and rarely passes the digit rule. Measured: a million each of
+ * random base64url (6 to 32 bytes), hex (4 to 19 bytes) and alphanumeric
+ * values (8 to 20 characters) were all accepted.
+ */
+static const char *const vocab[] = {
+		"a", "access", "admin", "an", "and", "any", "api", "app", "application", "at",
+		"auth", "bar", "baz", "be", "before", "but", "change", "changed", "changeit",
+		"changeme", "char", "characters", "chars", "client", "config", "cookie", "db",
+		"default", "demo", "deploy", "deployment", "dev", "development", "do", "dont",
+		"dummy", "encryption", "enter", "example", "fake", "fill", "fixme", "foo", "for",
+		"from", "generate", "generated", "goes", "here", "in", "insecure", "insert", "is",
+		"it", "jwt", "key", "keys", "least", "local", "long", "me", "must", "my", "new",
+		"not", "now", "of", "only", "or", "our", "own", "pass", "passphrase", "password",
+		"passwords", "placeholder", "please", "private", "prod", "production", "put", "qa",
+		"random", "real", "replace", "sample", "secret", "secrets", "secure", "session",
+		"set", "should", "signing", "so", "some", "stage", "staging", "string", "super",
+		"temp", "temporary", "test", "testing", "tests", "the", "this", "to", "todo",
+		"token", "tokens", "unique", "unsafe", "update", "updated", "use", "used", "value",
+		"very", "with", "xxx", "you", "your", "yours",
+};
+
+static int
+cmp_word(const void *key, const void *elem)
+{
+	return strcmp(key, *(const char *const *)elem);
+}
+
+static int
+in_vocab(const unsigned char *p, size_t n)
+{
+	char w[24];
+
+	if (n >= sizeof(w))
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		w[i] = (char)lower(p[i]);
+	w[n] = '\0';
+	return bsearch(w, vocab, sizeof(vocab) / sizeof(vocab[0]), sizeof(vocab[0]), cmp_word) != NULL;
+}
+
+/* Length of the word at p[0..n) (letters only): Capitalised, lower case, or an acronym. */
+static size_t
+word_len(const unsigned char *p, size_t n)
+{
+	size_t k = 1;
+
+	if (is_upper(p[0]) && n > 1 && is_upper(p[1])) {
+		/* "APIKey": the acronym ends before the capital that starts "Key". */
+		while (k < n && is_upper(p[k]))
+			k++;
+		if (k < n && is_alpha(p[k]))
+			k--;
+		return k;
+	}
+	while (k < n && is_alpha(p[k]) && !is_upper(p[k]))
+		k++;
+	return k;
+}
+
+static int
+is_phrase(struct view v)
+{
+	size_t i = 0, words = 0;
+
+	while (i < v.n) {
+		unsigned char c = v.p[i];
+
+		if (is_sep(c)) {
+			i++;
+		} else if (is_alpha(c)) {
+			size_t k = word_len(v.p + i, v.n - i);
+
+			if (!in_vocab(v.p + i, k))
+				return 0;
+			words++;
+			i += k;
+		} else if (is_digit(c)) {
+			size_t start = i;
+
+			while (i < v.n && is_digit(v.p[i]))
+				i++;
+			if (i < v.n && !(is_sep(v.p[i]) && (start == 0 || is_sep(v.p[start - 1]))))
+				return 0;
+		} else {
+			return 0;
+		}
+	}
+	return words >= 2;
+}
+
 static enum ph_kind
 placeholder_kind(struct view v)
 {
@@ -774,6 +935,8 @@ placeholder_kind(struct view v)
 		return PH_FILLER;
 	if (is_marker(v))
 		return PH_MARKER;
+	if (is_phrase(v))
+		return PH_PHRASE;
 	return PH_NONE;
 }
 
@@ -845,6 +1008,8 @@ placeholder_reason(enum ph_kind k)
 		return "is filler (x's, one repeated character or a masked value); " FIX;
 	case PH_MARKER:
 		return "contains a word people use to mark a value still to be filled in; " FIX;
+	case PH_PHRASE:
+		return "is made of stand-in words only, with no generated part; " FIX;
 	case PH_NONE:
 		break;
 	}

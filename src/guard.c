@@ -229,6 +229,8 @@ rk_guard_run(struct rk_ctx *ctx, int argc, char **argv, const struct rk_guard_st
 		rc = rk_cli_fail(&err, "cannot load the known-defaults list");
 		goto out;
 	}
+	/* The large corpus is hashed const data: attaching it costs nothing. */
+	rk_defaults_set_corpus(g.defaults, &rk_known_secrets);
 	if (rk_guard_policy_rules(&g, pol, &pol_rules, &pol_forbid, &err) < 0) {
 		rc = rk_cli_fail(&err, "invalid forbid list of policy '%s'", pol->name);
 		goto out;

@@ -7,6 +7,7 @@
 #define REKEY_CHECK_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "rekey/error.h"
 
 /*
@@ -23,6 +24,35 @@ int rk_defaults_parse(struct rk_defaults **out, const char *name, const char *te
 int rk_defaults_add(struct rk_defaults *d, const char *entry, struct rk_error *err) RK_WARN_UNUSED;
 size_t rk_defaults_count(const struct rk_defaults *d);
 void rk_defaults_free(struct rk_defaults *d);
+
+/*
+ * The known-secrets corpus (data/known-secrets/, and third-party lists when
+ * the build finds them): no text, only the sorted 64-bit SipHash-2-4 hashes
+ * of its normalised entries (ASCII lower case, trimmed), made at build time
+ * by tools/gen_known_secrets.c under the public `key`. Const data: a lookup
+ * is one hash and a binary search, nothing is parsed at start-up.
+ */
+struct rk_corpus_source {
+	const char *name;	/* file name without extension: "selfhosted" */
+	size_t read;		/* entries the list holds */
+	size_t added;		/* of those, not in an earlier list nor known-defaults.txt */
+};
+
+struct rk_corpus {
+	const uint64_t *hashes;	/* ascending, unique */
+	size_t n;
+	unsigned char key[16];	/* crypto_shorthash key */
+	const struct rk_corpus_source *sources;	/* terminated by a NULL name */
+};
+
+/*
+ * Makes d also refuse every value of the corpus c (borrowed, usually the
+ * const rk_known_secrets; NULL detaches), with the same trimming, quote and
+ * case rules as its own entries. rk_defaults_count does not count them.
+ */
+void rk_defaults_set_corpus(struct rk_defaults *d, const struct rk_corpus *c);
+/* Is v[0..len) (already trimmed) a corpus entry, folding ASCII case? */
+int rk_corpus_contains(const struct rk_corpus *c, const unsigned char *v, size_t len);
 
 struct rk_value_rules {
 	size_t min_length;		/* 0: no length rule */

@@ -46,6 +46,12 @@ same() {
 # ---- the same answer, run by rekey-guard itself ----
 same "a strong value passes" 0 --env-var STRONG
 same "a default fails" 1 --env-var WEAK
+# The hashed known-secrets corpus (Grafana's secret_key, Hasura's admin secret).
+export CORPUS_GRAFANA=SW2YcwTIb9zpOOhoPsMm CORPUS_HASURA="'MyAdminSecretKey'"
+same "a value of the known-secrets corpus fails" 1 --env-var CORPUS_GRAFANA
+expect_rc "rekey-guard: a corpus value, quoted and in other case, fails (exit 1)" 1 "$G" --env-var CORPUS_HASURA
+check "  as a known default" contains "$T/out" "FAIL env CORPUS_HASURA: known_default"
+check "  without echoing it" sh -c "! grep -qi 'adminsecret' '$T/out' '$T/err'"
 same "several sources, one failing" 1 --env-var STRONG --env-var WEAK --env-var EMPTY --env-var UNSET_X
 same "--file: a mounted secret passes" 0 --file "$T/mounted"
 same "--file: a weak one fails" 1 --file "$T/weak-file"

@@ -30,7 +30,7 @@
 
 #define LIST_PATH "policy/known-defaults.txt"
 
-/* The built-in list, as the guard loads it. */
+/* The built-in list and the hashed corpus, as the guard loads them. */
 static struct rk_defaults *
 builtin(void)
 {
@@ -40,6 +40,7 @@ builtin(void)
 
 	ck_assert_ptr_nonnull(f);
 	ck_assert_msg(rk_defaults_parse(&d, f->path, f->data, f->len, &err) == 0, "%s", err.msg);
+	rk_defaults_set_corpus(d, &rk_known_secrets);
 	return d;
 }
 
@@ -183,7 +184,7 @@ static const struct row {
 	{ "password123", D | L | E },
 	{ "keyboard cat", D | L | E },
 	{ "notasecret", D | H | L | E },
-	{ "SECRET_KEY", D | L | E },
+	{ "SECRET_KEY", D | H | L | E },
 	{ "mysecretpassword", D | E },
 	{ "example", D | H | L | E },
 	{ "test", D | L | E },
@@ -195,15 +196,15 @@ static const struct row {
 	{ "dev", D | L | E },
 	{ "development", D | L | E },
 	{ "secretkey", D | L | E },
-	{ "jwt-secret", D | L | E },
+	{ "jwt-secret", D | H | L | E },
 	{ "your-256-bit-secret", D | H | E },
-	{ "SomeRandomString", D | E },
+	{ "SomeRandomString", D | H | E },
 	{ "changeit", D | L | E },
 	{ "supersecret", D | L | E },
 	{ "foobared", D | L | E },
-	{ "ThisTokenIsNotSoSecretChangeIt", D | E },
+	{ "ThisTokenIsNotSoSecretChangeIt", D | H | E },
 	{ "my-secret-pw", D | L | E },
-	{ "temporary_key", D | L | E },
+	{ "temporary_key", D | H | L | E },
 	{ "put your unique phrase here", D },
 	{ "Harbor12345", D | L | E },
 	{ "5iveL!fe", D | L | E },
@@ -220,7 +221,7 @@ static const struct row {
 	{ "CHANGE_ME_TO_A_COMPLEX_RANDOM_SECRET", D | H },
 	/* Case and surrounding whitespace or quotes do not hide a default. */
 	{ "CHANGEME", D | H | L | E },
-	{ "Dev-Secret", D | L | E },
+	{ "Dev-Secret", D | H | L | E },
 	{ "PASSWORD", D | L | E },
 	{ "  changeme\n", D | H | L | E },
 	{ "'changeme'", D | H | L | E },
@@ -292,6 +293,44 @@ static const struct row {
 	  "\xe2\x80\xa2\xe2\x80\xa2\xe2\x80\xa2\xe2\x80\xa2", H | E },
 	{ "[REDACTED]", H | L | E },
 	{ "\"<your-api-key>\"", H },
+	/* Phrases made only of stand-in words, at any length (is_phrase). */
+	{ "demo-secret-change-in-production", H },
+	{ "ChangeMeInProduction", H | E },
+	{ "your_api_key_here", H | E },
+	{ "this-is-not-a-secret-do-not-use-in-production", H },
+	{ "insecure.dev.key", H | E },
+	{ "SuperSecretKey123", H | E },
+	{ "my-super-secret-jwt-signing-key", H },
+	{ "DEV_ONLY_INSECURE_TOKEN", H },
+	{ "replace-with-a-real-api-token", H },
+	{ "test.api.key.2024", H | E },
+	{ "SampleAppSecret", H | L | E },
+	{ "please-use-a-unique-password", H | E },
+	{ "default_session_cookie_key", H },
+	{ "local-dev-db-password", H | E },
+	{ "fake api token for tests", H },
+	{ "TempTokenValue", H | L | E },
+	{ "foo-bar-baz-secret", H | E },
+	{ "my_app_secret_key_1", H },
+	{ "AppSecretKey", H | L | E },
+	{ "prod-2024-secret-key", H },
+	{ "'Not_A_Real_Password'", H | E },
+	{ "ThisIsATestKeyForLocalDevelopmentOnly", H },
+	/* Near misses: stand-in words beside a generated part, and other words. */
+	{ "demo-Xk9fQ2vLp8RzT4wB", OK },
+	{ "correct-horse-battery-staple-orbit-lantern", OK },
+	{ "secret-key-Rk8vQ2mL7pW4nT9c", OK },
+	{ "insecure.dev.key.q7Rv2mZ9pL4wX8kT", OK },
+	{ "SuperSecretKeyZq8vR2mL7pW4nT9c", OK },
+	{ "token-2f9c7e1a4b8d6f0e3c5a9b7d1e4f8a2c", OK },
+	{ "test.Vq7Lr2Zk9Xp4Wm8N", OK },
+	{ "dev-key-3f8a1c9e7b2d4f6a9c0e", OK },
+	{ "mosaic-quiver-tundra-pellet-ember-gravel", OK },
+	{ "PassphraseOrbitLanternCopperOyster", OK },
+	{ "my-Y8kR2vQ9mZ4pL7wX3t", OK },
+	{ "api_key_9Fq2Lx7Rv4Zm8Tk3Wn", OK },
+	{ "a1be9c0f3d7e2b8a6f4c1e0d9b7a5c3f", OK },
+	{ "Secret Orbit Lantern Copper Mosaic", OK },
 	/* Weak but long: only the entropy estimate catches them. */
 	{ "passwordpasswordpassword", E },
 	{ "1234567890123456789", E },
@@ -374,16 +413,30 @@ START_TEST(test_table_of_values_fails_exactly_the_expected_checks)
 	struct rk_defaults *list = builtin();
 	struct rk_defaults *forbid = parse_ok("payments-dev-password\nacme-staging-*\n");
 	struct rk_value_rules rules = default_rules(list, forbid);
+	struct rk_value_rules with_corpus;
 	struct rk_check_result res[RK_CHECK_VALUE_COUNT];
 	char want[128], got[128], report[4096] = "";
 	size_t accepted = 0, refused = 0, wrong = 0;
 
+	/*
+	 * The exact sets are those of the parsed list alone: which third-party
+	 * lists the corpus holds depends on the build (many of these rows are
+	 * in them). Every accepted row must stay accepted with the corpus.
+	 */
+	with_corpus = rules;
+	rk_defaults_set_corpus(list, NULL);
 	ck_assert_uint_ge(RK_ARRAY_SIZE(table), 100);
 	for (size_t i = 0; i < RK_ARRAY_SIZE(table); i++) {
 		unsigned m = run_str(table[i].value, &rules, res);
 		size_t used = strlen(report);
 
 		ck_assert_int_eq(res[RK_CHECK_PRESENT].ok, 1);
+		if (table[i].fail == OK) {
+			rk_defaults_set_corpus(list, &rk_known_secrets);
+			ck_assert_msg(run_str(table[i].value, &with_corpus, res) == 0,
+				      "row %zu: an accepted value is refused with the corpus", i);
+			rk_defaults_set_corpus(list, NULL);
+		}
 		if (m == 0)
 			accepted++;
 		else
@@ -446,6 +499,236 @@ START_TEST(test_every_builtin_entry_is_refused_without_being_echoed)
 	ck_assert_uint_ge(entries, 150);
 	ck_assert_uint_ge(prefixes, 1);
 	ck_assert_uint_eq(rk_defaults_count(list), entries);
+	rk_defaults_free(list);
+}
+END_TEST
+
+/* ---- the hashed known-secrets corpus ----------------------------------------- */
+
+/*
+ * Defaults of self-hosted software (data/known-secrets/selfhosted.txt), one
+ * or more per product, as they are written in its configuration.
+ */
+static const char *const selfhosted[] = {
+	"SW2YcwTIb9zpOOhoPsMm",				/* Grafana secret_key */
+	"\x02\x01thisismyscretkey\x01\x02\\e\\y\\y\\h",	/* Superset, the bytes */
+	"\\2\\1thisismyscretkey\\1\\2\\e\\y\\y\\h",	/* Superset, the literal */
+	"\\x02\\x01thisismyscretkey\\x01\\x02\\\\e\\\\y\\\\y\\\\h",
+	"TEST_NON_DEV_SECRET",				/* Superset docker/.env */
+	"thisISaSECRET_1234",				/* Superset docs */
+	"USE_YOUR_OWN_SECURE_RANDOM_KEY",
+	"superset",
+	"veryverysecret",				/* Redash */
+	"super-duper-secret",				/* Drone */
+	"46BKJoQYlPPOexq0OhDZnIlNepKFf87WFwLbfzqDDho=",	/* Airflow fernet, puckel */
+	"myadminsecretkey",				/* Hasura */
+	"this_password_is_insecure_and_should_be_updated",	/* Supabase */
+	"your-encryption-key-32-chars-min",
+	"airflow",
+	"pass",						/* mongo-express */
+	/* Also in known-defaults.txt: Grafana/Keycloak, Airflow, RabbitMQ, MinIO, images. */
+	"admin", "temporary_key", "guest", "minioadmin", "example", "mysecretpassword",
+	"CHANGE_ME_TO_A_COMPLEX_RANDOM_SECRET",
+};
+
+/* Only the known-defaults rule: no placeholder or strength verdict to confuse. */
+static int
+corpus_refuses(const struct rk_value_rules *rules, const void *v, size_t len)
+{
+	struct rk_check_result res[RK_CHECK_VALUE_COUNT];
+
+	static const char ref[] = "admin";
+	struct rk_check_result want[RK_CHECK_VALUE_COUNT];
+
+	/*
+	 * The reason is the list's fixed sentence, whatever the value: the
+	 * 6-byte rule of assert_reasons_clean cannot hold here, since hundreds of
+	 * entries are English prose ("... replace it with something else") that
+	 * shares words with the fix. Whole values of 12 bytes and more stay out.
+	 */
+	rk_check_value((const unsigned char *)ref, sizeof(ref) - 1, rules, want);
+	rk_check_value(v, len, rules, res);
+	if (res[RK_CHECK_DEFAULT].ok == 0)
+		ck_assert_str_eq(res[RK_CHECK_DEFAULT].reason, want[RK_CHECK_DEFAULT].reason);
+	if (len >= 12 && memchr(v, '\0', len) == NULL)
+		for (int i = 0; i < RK_CHECK_VALUE_COUNT; i++)
+			ck_assert_msg(memmem(res[i].reason, strlen(res[i].reason), v, len) == NULL,
+				      "a reason contains a corpus value");
+	/* A list entry of only quotes and blanks ("\"  \"") is refused as empty, before any list. */
+	return res[RK_CHECK_DEFAULT].ok == 0 || res[RK_CHECK_PRESENT].ok == 0;
+}
+
+/* "value" -> "VALUE", " 'value' ", "\"Value\"\r\n": the variants a deployment writes. */
+static void
+assert_variants_refused(const struct rk_value_rules *rules, const char *label,
+			const unsigned char *v, size_t n)
+{
+	unsigned char buf[1100];
+
+	ck_assert_uint_le(n, 1024);
+	ck_assert_msg(corpus_refuses(rules, v, n), "%s: not refused", label);
+	for (size_t i = 0; i < n; i++)
+		buf[i] = (unsigned char)((v[i] >= 'a' && v[i] <= 'z') ? v[i] - 32 : v[i]);
+	ck_assert_msg(corpus_refuses(rules, buf, n), "%s: upper case not refused", label);
+	buf[0] = ' ';
+	buf[1] = '\'';
+	memcpy(buf + 2, v, n);
+	buf[n + 2] = '\'';
+	buf[n + 3] = ' ';
+	ck_assert_msg(corpus_refuses(rules, buf, n + 4), "%s: single-quoted not refused", label);
+	buf[1] = '"';
+	for (size_t i = 0; i < n; i++)
+		buf[i + 2] = (unsigned char)((i == 0 && v[0] >= 'a' && v[0] <= 'z') ? v[0] - 32 : v[i]);
+	buf[n + 2] = '"';
+	buf[n + 3] = '\r';
+	buf[n + 4] = '\n';
+	ck_assert_msg(corpus_refuses(rules, buf + 1, n + 4), "%s: double-quoted not refused", label);
+}
+
+START_TEST(test_selfhosted_defaults_are_refused_in_every_spelling)
+{
+	struct rk_defaults *list = builtin();
+	struct rk_value_rules rules = { .defaults = list };
+
+	ck_assert_uint_ge(rk_known_secrets.n, 10);
+	for (size_t i = 0; i < RK_ARRAY_SIZE(selfhosted); i++)
+		assert_variants_refused(&rules, selfhosted[i], (const unsigned char *)selfhosted[i],
+					strlen(selfhosted[i]));
+	rk_defaults_free(list);
+}
+END_TEST
+
+/* One character changed, one added or one dropped: not an entry any more. */
+START_TEST(test_near_misses_of_corpus_entries_and_random_values_are_accepted)
+{
+	static const char *const near[] = {
+		"SW2YcwTIb9zpOOhoPsMn", "SW2YcwTIb9zpOOhoPsM", "TEST_NON_DEV_SECRET2",
+		"thisISaSECRET_1235", "veryverysecre7", "super-duper-secre",
+		"46BKJoQYlPPOexq0OhDZnIlNepKFf87WFwLbfzqDDho", "myadminsecretkey!",
+		"this_password_is_insecure_and_should_be_updatet",
+		"\x02\x01thisismyscretkey\x01\x02\\e\\y\\y\\g", "minioadmin1",
+	};
+	struct rk_defaults *list = builtin();
+	struct rk_value_rules rules = { .defaults = list };
+	unsigned char raw[32];
+	char buf[128];
+
+	for (size_t i = 0; i < RK_ARRAY_SIZE(near); i++)
+		ck_assert_msg(!corpus_refuses(&rules, near[i], strlen(near[i])),
+			      "near miss %zu refused", i);
+	for (int i = 0; i < 2000; i++) {
+		randombytes_buf(raw, sizeof(raw));
+		sodium_bin2base64(buf, sizeof(buf), raw, 1 + i % 32, sodium_base64_VARIANT_ORIGINAL);
+		ck_assert_msg(!corpus_refuses(&rules, buf, strlen(buf)), "random base64 refused");
+		sodium_bin2hex(buf, sizeof(buf), raw, 8 + i % 24);
+		ck_assert_msg(!corpus_refuses(&rules, buf, strlen(buf)), "random hex refused");
+	}
+	/* The corpus is attached to the built-in list only: a forbid list stays its own. */
+	ck_assert(!rk_corpus_contains(NULL, (const unsigned char *)"admin", 5));
+	ck_assert(rk_corpus_contains(&rk_known_secrets, (const unsigned char *)"SuPeR-DuPeR-SeCrEt", 18));
+	ck_assert(!rk_corpus_contains(&rk_known_secrets, (const unsigned char *)" super-duper-secret", 19));
+	rk_defaults_free(list);
+}
+END_TEST
+
+/* The bytes of an entry of a corpus list, normalised as the generator does. */
+struct corpus_entry {
+	const unsigned char *p;
+	size_t n;
+};
+
+static int
+is_space(unsigned char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
+/* Parses a list in memory the way tools/gen_known_secrets.c reads it (own: -c, else -r). */
+static size_t
+corpus_entries(unsigned char *text, size_t len, int own, struct corpus_entry *out, size_t max)
+{
+	size_t pos = 0, k = 0;
+
+	if (len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0)
+		pos = 3;
+	while (pos < len) {
+		unsigned char *p = text + pos, *nl;
+		size_t n = len - pos;
+
+		if ((nl = memchr(p, '\n', n)) != NULL)
+			n = (size_t)(nl - p);
+		pos += n + (nl != NULL);
+		while (n > 0 && is_space(p[0]))
+			p++, n--;
+		while (n > 0 && is_space(p[n - 1]))
+			n--;
+		if (n == 0 || n > 1024 || memchr(p, '\0', n) != NULL || (own && p[0] == '#'))
+			continue;
+		if (own && n > 4 && memcmp(p, "hex:", 4) == 0) {
+			size_t m = 0;
+
+			for (size_t i = 4; i + 1 < n; i += 2) {
+				unsigned int byte;
+
+				ck_assert_int_eq(sscanf((char *)p + i, "%2x", &byte), 1);
+				p[m++] = (unsigned char)byte;	/* decoded in place, behind the reader */
+			}
+			n = m;
+		}
+		ck_assert_uint_lt(k, max);
+		out[k].p = p;
+		out[k].n = n;
+		k++;
+	}
+	return k;
+}
+
+/*
+ * Every entry of every list built in is refused (and its first, middle and
+ * last entries in upper case and quoted too), and the counts agree with
+ * what the generator recorded. Third-party lists are found where the build
+ * found them (KNOWN_SECRETS_DIR); a build without them holds only ours.
+ */
+START_TEST(test_every_entry_of_every_corpus_list_is_refused)
+{
+	struct rk_defaults *list = builtin();
+	struct rk_value_rules rules = { .defaults = list };
+	const char *src = getenv("REKEY_SRCDIR"), *ext = getenv("KNOWN_SECRETS_DIR");
+	size_t lists = 0;
+
+	ck_assert_ptr_nonnull(rk_known_secrets.sources);
+	for (const struct rk_corpus_source *s = rk_known_secrets.sources; s->name != NULL; s++) {
+		int own = strcmp(s->name, "selfhosted") == 0;
+		char path[1024], *text = NULL;
+		size_t len = 0, n;
+		struct corpus_entry *e;
+		struct rk_error err = { 0 };
+
+		if (own)
+			snprintf(path, sizeof(path), "%s/data/known-secrets/%s.txt", src ? src : ".",
+				 s->name);
+		else
+			snprintf(path, sizeof(path), "%s/%s.txt", ext ? ext : "(unset)", s->name);
+		ck_assert_msg(rk_read_file(path, 64u << 20, &text, &len, &err) == 0,
+			      "list '%s' is built in but %s cannot be read: %s", s->name, path,
+			      err.msg);
+		ck_assert_ptr_nonnull(e = calloc(len / 2 + 2, sizeof(*e)));
+		n = corpus_entries((unsigned char *)text, len, own, e, len / 2 + 2);
+		ck_assert_uint_eq(n, s->read);
+		ck_assert_uint_le(s->added, s->read);
+		for (size_t i = 0; i < n; i++)
+			ck_assert_msg(corpus_refuses(&rules, e[i].p, e[i].n),
+				      "%s: entry %zu of %zu not refused", s->name, i + 1, n);
+		if (n > 0) {
+			assert_variants_refused(&rules, s->name, e[0].p, e[0].n);
+			assert_variants_refused(&rules, s->name, e[n / 2].p, e[n / 2].n);
+			assert_variants_refused(&rules, s->name, e[n - 1].p, e[n - 1].n);
+		}
+		free(e);
+		free(text);
+		lists++;
+	}
+	ck_assert_uint_ge(lists, 1);
 	rk_defaults_free(list);
 }
 END_TEST
@@ -955,6 +1238,9 @@ check_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_table_of_values_fails_exactly_the_expected_checks);
 	tcase_add_test(tc, test_every_builtin_entry_is_refused_without_being_echoed);
+	tcase_add_test(tc, test_selfhosted_defaults_are_refused_in_every_spelling);
+	tcase_add_test(tc, test_near_misses_of_corpus_entries_and_random_values_are_accepted);
+	tcase_add_test(tc, test_every_entry_of_every_corpus_list_is_refused);
 	tcase_add_test(tc, test_random_values_from_libsodium_always_pass);
 	tcase_add_test(tc, test_every_generator_type_passes_the_default_policy);
 	tcase_add_test(tc, test_absent_empty_and_blank_fail_present_only);
