@@ -162,7 +162,6 @@ awk -v seed="$SEED" -v L="$L" -v n="$TRIALS" -v ns="$NSECRETS" 'BEGIN {
 	srand(seed)
 	for (t = 1; t <= n; t++) {
 		d = int(rand() * (L + 1)); if (d > L) d = L
-		a = b = c = 0
 		a = 1 + int(rand() * ns)
 		do b = 1 + int(rand() * ns); while (b == a)
 		do c = 1 + int(rand() * ns); while (c == a || c == b)
@@ -189,7 +188,7 @@ while read -r delay r1 r2 r3; do
 		check "$tag: ... naming the run to resume" contains "$T/err" "has an unfinished rotation in run ${left%% *}"
 	fi
 	for run in $left; do
-		expect_rc "$tag: rotate --resume $run" 0 rk rotate --resume "$run"
+		expect_rc "$tag: rotate --resume $run" 0 "$REKEY_BIN" rotate --resume "$run"
 		resumed_n=$((resumed_n + 1))
 	done
 	check "$tag: no run left unfinished" [ -z "$(unfinished)" ]
@@ -251,4 +250,6 @@ check "no run left unfinished" [ -z "$(unfinished)" ]
 expect_rc "audit verify" 0 rk audit verify
 secs=$(( ($(date +%s%N) - t_start) / 1000000000 ))
 echo "  kill trials: $TRIALS (L = ${L}ms, seed $SEED): $unfinished_n killed mid-run (left unfinished, resumed), $finished_n finished before the kill, $notstarted_n killed before the run was recorded; $resumed_n resumes, $rb_n rollbacks; $CONC_TRIALS concurrent pairs; ${secs}s"
+[ "$FAILED" = 0 ] || echo "  to reproduce: REKEY_KILL_SEED=$SEED sh $0 (same delays and samples; the kill
+  delays are wall-clock, so where in the run they land varies a little)"
 finish
