@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,6 +102,55 @@ last_line(const char *buf, size_t len, char *out, size_t n)
 			*p = ' ';
 }
 
+/*
+ * Starts argv with posix_spawn: no code of ours runs in the child, so no lock
+ * another thread held at fork time can deadlock it, and an exec failure comes
+ * back as an error here. The child gets its own process group (a timeout
+ * kills everything it started), default signal dispositions and an empty
+ * mask, stdin from in_fd (or /dev/null when -1), stdout and stderr to out_fd.
+ * Every other descriptor of ours is O_CLOEXEC.
+ */
+static int
+spawn(char *const argv[], char **env, int in_fd, int out_fd, pid_t *pid, struct rk_error *err)
+{
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t at;
+	sigset_t all, none;
+	int e;
+
+	if (posix_spawn_file_actions_init(&fa) != 0)
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	if (posix_spawnattr_init(&at) != 0) {
+		posix_spawn_file_actions_destroy(&fa);
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	}
+	sigfillset(&all);
+	sigemptyset(&none);
+	e = in_fd < 0 ? posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0)
+		      : posix_spawn_file_actions_adddup2(&fa, in_fd, 0);
+	if (e == 0)
+		e = posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
+	if (e == 0)
+		e = posix_spawn_file_actions_adddup2(&fa, out_fd, 2);
+	if (e == 0)
+		e = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF |
+						  POSIX_SPAWN_SETSIGMASK);
+	if (e == 0)
+		e = posix_spawnattr_setpgroup(&at, 0);
+	if (e == 0)
+		e = posix_spawnattr_setsigdefault(&at, &all);
+	if (e == 0)
+		e = posix_spawnattr_setsigmask(&at, &none);
+	if (e == 0)
+		e = posix_spawnp(pid, argv[0], &fa, &at, argv, env);
+	posix_spawnattr_destroy(&at);
+	posix_spawn_file_actions_destroy(&fa);
+	if (e != 0)
+		return rk_error_set(err, RK_EIO,
+				    "cannot execute %s: %s", argv[0], strerror(e));
+	return 0;
+}
+
 int
 rk_exec_run(char *const argv[], const struct rk_exec_opts *opts, struct rk_error *err)
 {
@@ -119,27 +169,11 @@ rk_exec_run(char *const argv[], const struct rk_exec_opts *opts, struct rk_error
 		r = rk_error_set(err, RK_EIO, "cannot create pipes: %s", strerror(errno));
 		goto out;
 	}
-	if ((pid = fork()) < 0) {
-		r = rk_error_set(err, RK_EIO, "cannot fork: %s", strerror(errno));
+	if ((r = spawn(argv, env, opts->stdin_value == NULL ? -1 : in_pipe[0], out_pipe[1], &pid,
+		       err)) < 0) {
+		rk_error_prefix(err, "%s: ", what);
 		goto out;
 	}
-	if (pid == 0) {
-		/* Child: own process group, so a timeout kills everything it started. */
-		setpgid(0, 0);
-		signal(SIGPIPE, SIG_DFL);
-		if (opts->stdin_value == NULL) {
-			int devnull = open("/dev/null", O_RDONLY);
-			dup2(devnull, 0);
-		} else {
-			dup2(in_pipe[0], 0);
-		}
-		dup2(out_pipe[1], 1);
-		dup2(out_pipe[1], 2);
-		execvpe(argv[0], argv, env);
-		dprintf(2, "cannot execute %s: %s\n", argv[0], strerror(errno));
-		_exit(127);
-	}
-	setpgid(pid, pid);	/* also from the parent: no race with an early kill */
 	close(in_pipe[0]);
 	in_pipe[0] = -1;
 	close(out_pipe[1]);
