@@ -27,6 +27,7 @@
 #include "rekey/log.h"
 #include "rekey/policy.h"
 #include "rekey/provider.h"
+#include "rekey/step.h"
 #include "rekey/store.h"
 #include "rekey/util.h"
 
@@ -61,8 +62,10 @@ seal_ad(char *ad, size_t n, const struct rk_rotation *rot, const char *which)
 }
 
 static int
-step(struct rk_ctx *ctx, struct job *j, const char *name, const char *detail, struct rk_error *err)
+step(struct rk_ctx *ctx, struct job *j, enum rk_step code, const char *detail,
+     struct rk_error *err)
 {
+	const char *name = rk_step_name(code);
 	int r;
 
 	if ((r = rk_store_rot_step(ctx->store, &j->rot, name, detail, rk_now(ctx), err)) < 0)
@@ -70,6 +73,12 @@ step(struct rk_ctx *ctx, struct job *j, const char *name, const char *detail, st
 	rk_log(RK_LOG_INFO, "rotation.step", "run_id", j->rot.run_id, "secret", j->name,
 	       "provider", j->prov ? j->prov->name : NULL, "step", name, NULL);
 	return 0;
+}
+
+static enum rk_step
+state_of(const struct job *j)
+{
+	return rk_step_parse(j->rot.state);
 }
 
 /* ---- the steps ---- */
@@ -120,7 +129,7 @@ do_generate(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 			goto out;
 	} else if (rk_provider_generates(j->prov, json_object_get(j->spec, "locator"))) {
 		/* The provider makes the value at stage (a Transit key); nothing to seal. */
-		r = step(ctx, j, "generated", "(by provider)", err);
+		r = step(ctx, j, RK_STEP_GENERATED, "(by provider)", err);
 		goto out;
 	} else if ((r = rk_gen_generate(j->pol->gen, &j->value, err)) < 0) {
 		goto out;
@@ -130,7 +139,7 @@ do_generate(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 	if ((r = rk_seal(ctx->keys, ad, j->value, &j->rot.sealed_new, &j->rot.sealed_new_len,
 			 err)) < 0)
 		goto out;
-	r = step(ctx, j, "generated", j->rot.old_version[0] ? j->rot.old_version : "(new)", err);
+	r = step(ctx, j, RK_STEP_GENERATED, j->rot.old_version[0] ? j->rot.old_version : "(new)", err);
 out:
 	rk_secret_free(old);
 	return r;
@@ -194,7 +203,7 @@ do_stage(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 		return r;
 staged:
 	snprintf(j->rot.new_version, sizeof(j->rot.new_version), "%s", nv.id);
-	return step(ctx, j, "staged", nv.id, err);
+	return step(ctx, j, RK_STEP_STAGED, nv.id, err);
 }
 
 static int
@@ -251,7 +260,7 @@ do_verify(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 	if (j->pol->verify.argv != NULL &&
 	    (r = run_hook(ctx, j, &j->pol->verify, "verify hook", err)) < 0)
 		return r;
-	return step(ctx, j, "verified", NULL, err);
+	return step(ctx, j, RK_STEP_VERIFIED, NULL, err);
 }
 
 static int
@@ -263,7 +272,7 @@ do_set(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 		return r;
 	if ((r = run_hook(ctx, j, &j->pol->set, "set hook", err)) < 0)
 		return r;
-	return step(ctx, j, "set", NULL, err);
+	return step(ctx, j, RK_STEP_SET, NULL, err);
 }
 
 static int
@@ -278,7 +287,7 @@ do_promote(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 	if ((r = rk_provider_promote(j->prov, loc, &nv, &ov, err)) < 0)
 		return r;
 	RK_FAULT("promote-call");
-	if ((r = step(ctx, j, "promoted", nv.id, err)) < 0) {
+	if ((r = step(ctx, j, RK_STEP_PROMOTED, nv.id, err)) < 0) {
 		/*
 		 * The new value is live: undoing it now would be wrong. Carry on as
 		 * promoted; `rekey rotate --resume` records it if the journal lags.
@@ -352,15 +361,14 @@ static void
 fail_job(struct rk_ctx *ctx, struct job *j, const struct rk_error *cause)
 {
 	struct rk_error e2 = { 0 };
-	int staged = strcmp(j->rot.state, "staged") == 0 || strcmp(j->rot.state, "verified") == 0 ||
-		     strcmp(j->rot.state, "set") == 0;
-	const char *final = "failed";
+	int staged = rk_step_is_staged(state_of(j));
+	enum rk_step final = RK_STEP_FAILED;
 
 	j->err = *cause;
 	snprintf(j->rot.error, sizeof(j->rot.error), "%s", cause->msg);
 	if (staged) {
 		if (undo_stage(ctx, j, &e2) == 0) {
-			final = "rolled_back";
+			final = RK_STEP_ROLLED_BACK;
 		} else {
 			size_t used = strlen(j->rot.error);
 			snprintf(j->rot.error + used, sizeof(j->rot.error) - used,
@@ -383,25 +391,18 @@ fail_job(struct rk_ctx *ctx, struct job *j, const struct rk_error *cause)
 		rk_log_err(&e2, "cannot record the failure of '%s'", j->name);
 	rk_error_clear(&e2);
 	{
-		json_t *d = json_pack("{s:s, s:s, s:s}", "run_id", j->rot.run_id, "result", final,
-				      "error", j->rot.error);
+		json_t *d = json_pack("{s:s, s:s, s:s}", "run_id", j->rot.run_id, "result",
+				      rk_step_name(final), "error", j->rot.error);
 		if (rk_audit(ctx, "secret.rotation_failed", j->name, d, &e2) < 0)
 			rk_log_err(&e2, "cannot audit the failure of '%s'", j->name);
 		json_decref(d);
 	}
-	snprintf(j->result, sizeof(j->result), "%s", final);
+	snprintf(j->result, sizeof(j->result), "%s", rk_step_name(final));
 	rk_log(RK_LOG_ERROR, "rotation.failed", "run_id", j->rot.run_id, "secret", j->name,
 	       "provider", j->prov ? j->prov->name : NULL, "step", cause->step[0] ? cause->step : NULL,
-	       "result", final, "error", j->rot.error, NULL);
+	       "result", rk_step_name(final), "error", j->rot.error, NULL);
 }
 
-/* Promoted, or past it: the new value is live. */
-static int
-is_promoted(const char *state)
-{
-	return strcmp(state, "promoted") == 0 || strcmp(state, "restarted") == 0 ||
-	       strcmp(state, "restart_failed") == 0 || strcmp(state, "done") == 0;
-}
 
 /* How many times a rotation starts again after another writer got in first. */
 #define CONFLICT_ATTEMPTS 3
@@ -432,50 +433,100 @@ on_conflict(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 	rk_log(RK_LOG_WARN, "rotation.conflict", "run_id", j->rot.run_id, "secret", j->name,
 	       "provider", j->prov->name, "error", err->msg, NULL);
 	rk_error_clear(err);
-	if ((r = step(ctx, j, "planned", detail, &e2)) < 0)
+	if ((r = step(ctx, j, RK_STEP_PLANNED, detail, &e2)) < 0)
 		*err = e2;
 	return r;
 }
+
+/* The steps before promotion: verified goes to set when the policy has a set hook. */
+static int
+h_stage(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
+{
+	int r = do_stage(ctx, j, err);
+
+	return r == RK_ECONFLICT ? on_conflict(ctx, j, err) : r;
+}
+
+static int
+h_promote(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
+{
+	int r = do_promote(ctx, j, err);
+
+	if (r == 0 && record_promoted(ctx, j, err) < 0) {
+		/* Live already; resume records it again (it is idempotent). */
+		rk_log_err(err, "cannot record the promotion of '%s'", j->name);
+		rk_error_clear(err);
+	}
+	return r;
+}
+
+static int
+h_after_verify(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
+{
+	int r;
+
+	if (j->pol->set.argv != NULL) {
+		r = do_set(ctx, j, err);
+		RK_FAULT("set");
+		return r;
+	}
+	return h_promote(ctx, j, err);
+}
+
+static int
+h_generate(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
+{
+	int r = do_generate(ctx, j, err);
+
+	RK_FAULT("generated");
+	return r;
+}
+
+static int
+h_stage_fault(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
+{
+	int r = h_stage(ctx, j, err);
+
+	RK_FAULT("staged");
+	return r;
+}
+
+static int
+h_verify(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
+{
+	int r = do_verify(ctx, j, err);
+
+	RK_FAULT("verified");
+	return r;
+}
+
+/*
+ * What each journal step leads to. Every handler journals the step it
+ * reaches before it returns; the steps without one (promoted and after,
+ * failed, rolled_back) end the forward part of a rotation.
+ */
+static int (*const forward[RK_STEP_COUNT])(struct rk_ctx *, struct job *, struct rk_error *) = {
+	[RK_STEP_PLANNED] = h_generate,
+	[RK_STEP_GENERATED] = h_stage_fault,
+	[RK_STEP_STAGED] = h_verify,
+	[RK_STEP_VERIFIED] = h_after_verify,
+	[RK_STEP_SET] = h_promote,
+};
 
 /* Advances one rotation until it is promoted, or has failed. */
 static void
 advance(struct rk_ctx *ctx, struct job *j)
 {
 	struct rk_error err = { 0 };
-	int r = 0;
+	enum rk_step s;
 
-	for (;;) {
-		const char *s = j->rot.state;
-		if (strcmp(s, "planned") == 0) {
-			r = do_generate(ctx, j, &err);
-			RK_FAULT("generated");
-		} else if (strcmp(s, "generated") == 0) {
-			r = do_stage(ctx, j, &err);
-			if (r == RK_ECONFLICT)
-				r = on_conflict(ctx, j, &err);
-			RK_FAULT("staged");
-		} else if (strcmp(s, "staged") == 0) {
-			r = do_verify(ctx, j, &err);
-			RK_FAULT("verified");
-		} else if (strcmp(s, "verified") == 0 && j->pol->set.argv != NULL) {
-			r = do_set(ctx, j, &err);
-			RK_FAULT("set");
-		} else if (strcmp(s, "verified") == 0 || strcmp(s, "set") == 0) {
-			r = do_promote(ctx, j, &err);
-			if (r == 0 && record_promoted(ctx, j, &err) < 0) {
-				/* Live already; resume records it again (it is idempotent). */
-				rk_log_err(&err, "cannot record the promotion of '%s'", j->name);
-				rk_error_clear(&err);
-			}
-		} else {
-			break;	/* promoted, restarted, done, failed, rolled_back */
-		}
-		if (r < 0) {
+	while ((s = state_of(j)) != RK_STEP_UNKNOWN && forward[s] != NULL) {
+		if (forward[s](ctx, j, &err) < 0) {
 			fail_job(ctx, j, &err);
 			return;
 		}
 	}
-	if (is_promoted(j->rot.state))
+	if (rk_step_is_promoted(state_of(j)))
 		snprintf(j->result, sizeof(j->result), "rotated");
 	else if (j->result[0] == '\0')
 		snprintf(j->result, sizeof(j->result), "%s", j->rot.state);
@@ -777,16 +828,16 @@ finish_run(struct rk_ctx *ctx, const char *run_id, const char *kind, struct job 
 			 * A failed dependent is journaled as such (the rotation itself
 			 * stands: the new value is live); the run is then partial.
 			 */
-			if (strcmp(j->rot.state, "promoted") == 0 &&
-			    step(ctx, j, j->dep_failed ? "restart_failed" : "restarted", NULL,
+			if (state_of(j) == RK_STEP_PROMOTED &&
+			    step(ctx, j, j->dep_failed ? RK_STEP_RESTART_FAILED : RK_STEP_RESTARTED, NULL,
 				 &e2) == 0)
 				RK_FAULT("restarted");
 			/* Done: the sealed value is no longer needed by anyone. */
 			free(j->rot.sealed_new);
 			j->rot.sealed_new = NULL;
 			j->rot.sealed_new_len = 0;
-			if (e2.code == 0 && strcmp(j->rot.state, "restarted") == 0)
-				step(ctx, j, "done", NULL, &e2);
+			if (e2.code == 0 && state_of(j) == RK_STEP_RESTARTED)
+				step(ctx, j, RK_STEP_DONE, NULL, &e2);
 			if (e2.code != 0)
 				rk_log_err(&e2, "cannot journal the end of '%s'", j->name);
 			if (j->rot.restore_version[0] != '\0')
@@ -943,8 +994,7 @@ resume_run(struct rk_ctx *ctx, const json_t *run, json_t **report, struct rk_err
 		struct rk_error e2 = { 0 };
 		if (load_job(ctx, j, rots[i].secret, &e2) < 0) {
 			if (e2.code != RK_ENOTFOUND && e2.code != RK_EINVAL &&
-			    strcmp(rots[i].state, "done") != 0 && strcmp(rots[i].state, "failed") != 0 &&
-			    strcmp(rots[i].state, "rolled_back") != 0) {
+			    !rk_step_is_final(rk_step_parse(rots[i].state))) {
 				/* Maybe only for now: leave the run to a later resume. */
 				*err = e2;
 				rk_error_prefix(err, "cannot resume %s now (the run is kept): ", run_id);
@@ -966,14 +1016,15 @@ resume_run(struct rk_ctx *ctx, const json_t *run, json_t **report, struct rk_err
 		j->rot = rots[i];
 		memset(&rots[i], 0, sizeof(rots[i]));	/* blobs now owned by the job */
 		j->resumed = 1;
-		if (strcmp(j->rot.state, "promoted") == 0 || strcmp(j->rot.state, "restarted") == 0) {
+		enum rk_step st = state_of(j);
+
+		if (st == RK_STEP_PROMOTED || st == RK_STEP_RESTARTED) {
 			/* Promoted before the crash: make sure the secret row says so. */
 			if ((r = record_promoted(ctx, j, &e2)) < 0)
 				rk_log_err(&e2, "cannot record promotion of '%s'", j->name);
-		} else if (strcmp(j->rot.state, "failed") == 0 ||
-			   strcmp(j->rot.state, "rolled_back") == 0) {
+		} else if (st == RK_STEP_FAILED || st == RK_STEP_ROLLED_BACK) {
 			snprintf(j->result, sizeof(j->result), "%s", j->rot.state);
-		} else if (strcmp(j->rot.state, "done") == 0) {
+		} else if (st == RK_STEP_DONE) {
 			snprintf(j->result, sizeof(j->result), "rotated");
 		}
 	}

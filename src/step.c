@@ -1,0 +1,54 @@
+/* Journal steps: codes and their words (see include/rekey/step.h). */
+#include <string.h>
+
+#include "rekey/step.h"
+
+static const char *const names[RK_STEP_COUNT] = {
+	[RK_STEP_PLANNED] = "planned",
+	[RK_STEP_GENERATED] = "generated",
+	[RK_STEP_STAGED] = "staged",
+	[RK_STEP_VERIFIED] = "verified",
+	[RK_STEP_SET] = "set",
+	[RK_STEP_PROMOTED] = "promoted",
+	[RK_STEP_RESTARTED] = "restarted",
+	[RK_STEP_RESTART_FAILED] = "restart_failed",
+	[RK_STEP_DONE] = "done",
+	[RK_STEP_FAILED] = "failed",
+	[RK_STEP_ROLLED_BACK] = "rolled_back",
+};
+
+const char *
+rk_step_name(enum rk_step s)
+{
+	return s >= 0 && s < RK_STEP_COUNT ? names[s] : "unknown";
+}
+
+enum rk_step
+rk_step_parse(const char *word)
+{
+	if (word == NULL)
+		return RK_STEP_UNKNOWN;
+	for (int i = 0; i < RK_STEP_COUNT; i++)
+		if (strcmp(word, names[i]) == 0)
+			return (enum rk_step)i;
+	return RK_STEP_UNKNOWN;
+}
+
+int
+rk_step_is_promoted(enum rk_step s)
+{
+	return s == RK_STEP_PROMOTED || s == RK_STEP_RESTARTED || s == RK_STEP_RESTART_FAILED ||
+	       s == RK_STEP_DONE;
+}
+
+int
+rk_step_is_staged(enum rk_step s)
+{
+	return s == RK_STEP_STAGED || s == RK_STEP_VERIFIED || s == RK_STEP_SET;
+}
+
+int
+rk_step_is_final(enum rk_step s)
+{
+	return s == RK_STEP_DONE || s == RK_STEP_FAILED || s == RK_STEP_ROLLED_BACK;
+}
