@@ -184,9 +184,7 @@ cmd_rotate(struct rk_ctx *ctx, int argc, char **argv)
 	names = json_array();
 	if (due) {
 		json_array_foreach(plan, i, p) {
-			if (json_is_true(json_object_get(p, "due")) &&
-			    (ignore_window || json_is_true(json_object_get(p, "window_open"))) &&
-			    !json_is_true(json_object_get(p, "needs_attention")))
+			if (rk_engine_picks(p, ignore_window))
 				json_array_append(names, json_object_get(p, "name"));
 		}
 	} else {
@@ -205,20 +203,9 @@ cmd_rotate(struct rk_ctx *ctx, int argc, char **argv)
 		}
 	}
 	/* A secret with a rotation still in flight must be finished first, not raced. */
-	json_array_foreach(names, i, p) {
-		char run[64];
-		if (rk_store_secret_in_flight(ctx->store, json_string_value(p), run, sizeof(run),
-					      &err) < 0) {
-			rc = rk_cli_fail(&err, "cannot read the journal");
-			goto out;
-		}
-		if (run[0]) {
-			rk_error_set(&err, RK_EINVAL,
-				     "'%s' has an unfinished rotation in run %s; finish it first "
-				     "with `rekey rotate --resume %s`", json_string_value(p), run, run);
-			rc = rk_cli_fail(&err, "nothing was rotated");
-			goto out;
-		}
+	if (rk_engine_check_idle(ctx, names, &err) < 0) {
+		rc = rk_cli_fail(&err, "nothing was rotated");
+		goto out;
 	}
 	if (dry || json_array_size(names) == 0) {
 		if (ctx->output_json) {

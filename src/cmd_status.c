@@ -314,9 +314,7 @@ cmd_plan(struct rk_ctx *ctx, int argc, char **argv)
 	if ((rc = open_plan(ctx, at ? at : rk_now(ctx), &plan)) != 0)
 		return rc;
 	json_array_foreach(plan, i, p) {
-		int go = json_is_true(json_object_get(p, "due")) &&
-			 json_is_true(json_object_get(p, "window_open")) &&
-			 !json_is_true(json_object_get(p, "needs_attention"));
+		int go = rk_engine_picks(p, 0);
 		json_object_set_new(p, "will_rotate", json_boolean(go));
 		n += go;
 	}

@@ -928,6 +928,27 @@ check_not_in_flight(struct rk_ctx *ctx, const char *name, struct rk_error *err)
 }
 
 int
+rk_engine_picks(const json_t *entry, int ignore_window)
+{
+	return json_is_true(json_object_get(entry, "due")) &&
+	       (ignore_window || json_is_true(json_object_get(entry, "window_open"))) &&
+	       !json_is_true(json_object_get(entry, "needs_attention"));
+}
+
+int
+rk_engine_check_idle(struct rk_ctx *ctx, const json_t *names, struct rk_error *err)
+{
+	size_t i;
+	json_t *p;
+	int r;
+
+	json_array_foreach(names, i, p)
+		if ((r = check_not_in_flight(ctx, json_string_value(p), err)) < 0)
+			return r;
+	return 0;
+}
+
+int
 rk_engine_rotate(struct rk_ctx *ctx, const json_t *names_in, const struct rk_rotate_opts *opts,
 		 json_t **report, struct rk_error *err)
 {

@@ -33,6 +33,21 @@ struct rk_rotate_opts {
 int rk_engine_plan(struct rk_ctx *ctx, int64_t at, json_t **out, struct rk_error *err) RK_WARN_UNUSED;
 
 /*
+ * The one rule of what a scheduled rotation (`rotate --due`, `plan`, the
+ * daemon) picks from a plan entry: due, its window open (unless
+ * ignore_window), and not waiting for a person (needs_attention).
+ */
+int rk_engine_picks(const json_t *entry, int ignore_window);
+
+/*
+ * Refuses (RK_EINVAL, naming the run and the command that finishes it) when
+ * any of names (a JSON array of strings) has a rotation in flight in a run
+ * that has not finished: it must be resumed, not raced.
+ */
+int rk_engine_check_idle(struct rk_ctx *ctx, const json_t *names,
+			 struct rk_error *err) RK_WARN_UNUSED;
+
+/*
  * Rotates the named secrets (JSON array of strings) in one new run and
  * restarts their dependents once each. *report: {run_id, kind, status
  * ("done" | "partial" | "failed"), secrets: [...], dependents: [...]}.

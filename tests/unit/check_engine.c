@@ -955,6 +955,30 @@ START_TEST(test_engine_stage_that_did_not_land_fails_without_writing)
 }
 END_TEST
 
+START_TEST(test_engine_picks_is_the_one_rule_of_a_scheduled_rotation)
+{
+	static const struct {
+		int due, window_open, attention, ignore_window, want;
+	} rows[] = {
+		{ 1, 1, 0, 0, 1 }, { 0, 1, 0, 0, 0 }, { 1, 0, 0, 0, 0 }, { 1, 0, 0, 1, 1 },
+		{ 1, 1, 1, 0, 0 }, { 1, 1, 1, 1, 0 }, { 0, 0, 0, 1, 0 },
+	};
+
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		json_t *e = json_pack("{s:b, s:b, s:b}", "due", rows[i].due, "window_open",
+				      rows[i].window_open, "needs_attention", rows[i].attention);
+		ck_assert_msg(rk_engine_picks(e, rows[i].ignore_window) == rows[i].want, "row %zu", i);
+		json_decref(e);
+	}
+	/* A plan entry missing a field is not picked. */
+	{
+		json_t *e = json_pack("{s:b}", "window_open", 1);
+		ck_assert(!rk_engine_picks(e, 1));
+		json_decref(e);
+	}
+}
+END_TEST
+
 START_TEST(test_engine_conflict_with_someone_elses_write_generates_again_and_keeps_theirs)
 {
 	struct fx f;
@@ -1623,6 +1647,7 @@ engine_suite(void)
 	tcase_add_test(tf, test_engine_stage_that_landed_but_lost_its_reply_is_found_not_repeated);
 	tcase_add_test(tf, test_engine_stage_that_did_not_land_fails_without_writing);
 	tcase_add_test(tf, test_engine_conflict_with_someone_elses_write_generates_again_and_keeps_theirs);
+	tcase_add_test(tf, test_engine_picks_is_the_one_rule_of_a_scheduled_rotation);
 	tcase_add_test(tf, test_engine_conflict_on_every_attempt_fails_and_overwrites_nothing);
 	tcase_add_test(tf, test_engine_verify_mismatch_on_non_staging_provider_rolls_back);
 	tcase_add_test(tf, test_engine_verify_mismatch_on_staging_provider_leaves_current_alone);
