@@ -4,6 +4,7 @@
 #   make run      install deps, build, run the example on the local provider in ./var
 #   make check    install deps, build, run every test (unit + integration)
 #   make asan     the whole suite under ASan+UBSan
+#   make tsan     the unit suites under ThreadSanitizer
 #   make bench    benchmarks (ratios against a baseline measured in the same run)
 
 CC      ?= cc
@@ -36,7 +37,7 @@ KNOWN_SECRETS_DIR ?= $(abspath ../shared/known-secrets)
 CORPUS_OWN = $(sort $(wildcard data/known-secrets/*.txt))
 CORPUS_EXT = $(sort $(wildcard $(KNOWN_SECRETS_DIR)/*.txt))
 
-.PHONY: all deps run check unit integration asan bench fuzz clean fakes-check fault
+.PHONY: all deps run check unit integration asan tsan bench fuzz clean fakes-check fault
 all: rekey rekey-guard
 
 # ---- dependencies -------------------------------------------------------------
@@ -162,6 +163,15 @@ asan: deps
 	@$(MAKE) --no-print-directory B=build/asan FB=build/asan-fault OPT="-O1 -g" HARDEN="-fPIE" \
 	  EXTRA_CFLAGS="$(ASAN_FLAGS)" EXTRA_LDFLAGS="$(ASAN_FLAGS)" \
 	  GUARD_LIBS="$(shell pkg-config --libs libsodium jansson yaml-0.1 2>/dev/null) -lzxcvbn -lm" unit integration
+
+# ThreadSanitizer over the unit suites (the threaded parts: the HTTP client's
+# slots, breaker and rate limit under concurrent callers). Not part of check.
+TSAN_FLAGS = -fsanitize=thread -fno-omit-frame-pointer
+tsan: deps
+	@$(MAKE) --no-print-directory B=build/tsan OPT="-O1 -g" HARDEN="-fPIE" \
+	  EXTRA_CFLAGS="$(TSAN_FLAGS)" EXTRA_LDFLAGS="$(TSAN_FLAGS)" build/tsan/check_unit
+	CK_FORK=yes TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" REKEY_SRCDIR=$(CURDIR) \
+	  KNOWN_SECRETS_DIR=$(KNOWN_SECRETS_DIR) build/tsan/check_unit
 
 $(B)/bench-exec: $(B)/tests/bench/bench_exec.o
 	@echo "  LD      $@"
