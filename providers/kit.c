@@ -92,10 +92,11 @@ rk_kit_json_object(const struct rk_provider *p, const char *what,
 	const char *why;
 	json_t *j;
 
+	/* JSON_DECODE_ANY: a top-level string or number is named as such, not as invalid. */
 	*out = NULL;
 	if (resp->len == 0) {
 		why = "empty body";
-	} else if ((j = json_loadb(resp->body, resp->len, 0, &jerr)) == NULL) {
+	} else if ((j = json_loadb(resp->body, resp->len, JSON_DECODE_ANY, &jerr)) == NULL) {
 		size_t sp = strspn(resp->body, " \t\r\n");
 		why = sp < resp->len && resp->body[sp] == '<'
 			      ? "an HTML page (a proxy or load balancer error?)"
