@@ -24,6 +24,7 @@
 
 #include "rekey/crypto.h"
 #include "rekey/provider.h"
+#include "rekey/provider_kit.h"
 #include "rekey/util.h"
 
 #define LOCAL_MAX_VALUE (1u << 20)
@@ -323,29 +324,10 @@ scan_versions(const char *dir, const struct local *l, const json_t *loc, const c
 	return r;
 }
 
-static void
-set_version(struct rk_version *ver, long v)
-{
-	if (v == 0)
-		ver->id[0] = '\0';
-	else
-		snprintf(ver->id, sizeof(ver->id), "%ld", v);
-}
-
 static int
 parse_version(const struct rk_version *ver, long *v, struct rk_error *err)
 {
-	long long n;
-
-	if (ver == NULL || ver->id[0] == '\0') {
-		*v = 0;
-		return 0;
-	}
-	if (rk_parse_int(ver->id, 1, 99999999, &n) < 0)
-		return rk_error_set(err, RK_EINVAL, "'%s' is not a local store version number",
-				    ver->id);
-	*v = (long)n;
-	return 0;
+	return rk_version_parse(ver, v, "local store", err);
 }
 
 static int
@@ -401,7 +383,7 @@ local_read(struct rk_provider *p, const json_t *loc, struct rk_secret **out,
 	}
 	if ((r = load_version(l, dir, loc, cur, out, NULL, err)) < 0)
 		goto out;
-	set_version(ver, cur);
+	rk_version_set(ver, cur);
 out:
 	free(dir);
 	return r;
@@ -496,7 +478,7 @@ local_find_staged(struct rk_provider *p, const json_t *loc, const struct rk_stag
 	    (r = read_current(dir, &cur, err)) < 0)
 		goto out;
 	if (match != 0) {
-		set_version(ver, match);
+		rk_version_set(ver, match);
 		r = 0;
 	} else if (cur != expected) {
 		r = changed_error(err, loc, "read", cur, expected);
@@ -524,7 +506,7 @@ local_stage(struct rk_provider *p, const json_t *loc, const struct rk_stage_req 
 	    (r = scan_versions(dir, l, loc, req->idem_key, &max, &match, err)) < 0)
 		goto out;
 	if (match != 0) {	/* a retried stage: the same key gives the same version */
-		set_version(new_ver, match);
+		rk_version_set(new_ver, match);
 		goto out;
 	}
 	if ((r = read_current(dir, &cur, err)) < 0)
@@ -536,7 +518,7 @@ local_stage(struct rk_provider *p, const json_t *loc, const struct rk_stage_req 
 	if ((r = write_version(l, dir, loc, max + 1, req->idem_key, rk_secret_cdata(req->value),
 			       rk_secret_len(req->value), err)) < 0)
 		goto out;
-	set_version(new_ver, max + 1);
+	rk_version_set(new_ver, max + 1);
 out:
 	if (fd >= 0)
 		close(fd);
@@ -601,7 +583,7 @@ local_rollback(struct rk_provider *p, const json_t *loc, const struct rk_version
 	}
 	if ((r = write_current(dir, match, err)) < 0)
 		goto out;
-	set_version(new_ver, match);
+	rk_version_set(new_ver, match);
 out:
 	rk_secret_free(old);
 	if (fd >= 0)

@@ -32,10 +32,10 @@
 #include "rekey/http.h"
 #include "rekey/log.h"
 #include "rekey/provider.h"
+#include "rekey/provider_kit.h"
 #include "rekey/secret.h"
 #include "rekey/util.h"
 
-#define VAULT_TOKEN_MAX 4096
 #define VAULT_DEFAULT_K8S_JWT "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
 enum auth_method { AUTH_TOKEN, AUTH_APPROLE, AUTH_KUBERNETES };
@@ -54,6 +54,8 @@ struct vault {
 	char *role;		/* kubernetes */
 	char *jwt_file;
 	char *auth_mount;
+	struct rk_cred_file token_cf;	/* token_file, read again when it changes */
+	struct rk_cred_file cred_cf;	/* secret_id_file or jwt_file, read at each login */
 	pthread_mutex_t lock;	/* guards the token and its times */
 	struct rk_secret *token;
 	int64_t token_renew_at;	/* monotonic ms; 0: never renew */
@@ -252,6 +254,16 @@ vault_open(struct rk_provider **out, const struct rk_provider_env *env, const js
 	    (r = dupstr(&v->kv_mount, rk_doc_str(cfg, "kv_mount", "secret"), err)) < 0 ||
 	    (r = dupstr(&v->transit_mount, rk_doc_str(cfg, "transit_mount", "transit"), err)) < 0)
 		goto out;
+	/*
+	 * A token or a secret_id readable by others is refused. The service
+	 * account JWT is not: Kubernetes projects it with mode 0644 by default,
+	 * and it is short-lived and bound to its audience.
+	 */
+	rk_cred_file_init(&v->token_cf, v->token_file, 0, RK_CRED_PRIVATE);
+	if (v->method == AUTH_APPROLE)
+		rk_cred_file_init(&v->cred_cf, v->secret_id_file, 0, RK_CRED_PRIVATE);
+	else
+		rk_cred_file_init(&v->cred_cf, v->jwt_file, 0, 0);
 	/* The address and settings were checked above: this fails only for want of memory. */
 	if ((r = rk_http_new(&v->http, env->name, rk_doc_str(cfg, "address", ""), &v->hcfg,
 			     err)) < 0)
@@ -311,8 +323,11 @@ vault_generates(const json_t *loc)
 
 /* ---- HTTP with auth ---- */
 
-/* Vault's {"errors": [...]} joined into one line (never contains values). */
-static void
+/*
+ * Vault's {"errors": [...]} joined into one line (never contains values);
+ * the status alone decides the code (an rk_kit_errtext_fn).
+ */
+static int
 vault_errors(const struct rk_http_resp *resp, char *out, size_t n)
 {
 	json_t *j = json_loadb(resp->body, resp->len, 0, NULL);
@@ -332,57 +347,14 @@ vault_errors(const struct rk_http_resp *resp, char *out, size_t n)
 		if (*p == '\n' || *p == '\t')
 			*p = ' ';
 	json_decref(j);
+	return 0;
 }
 
 static int
 status_error(struct vault *v, const char *what, const struct rk_http_resp *resp,
 	     struct rk_error *err)
 {
-	char text[300];
-	int code;
-
-	vault_errors(resp, text, sizeof(text));
-	switch (resp->status) {
-	/*
-	 * Vault's answer, not the user's input: exit 1 (RK_EPROTO), never 2.
-	 * A 400 is Vault refusing a request rekey built.
-	 */
-	case 400: code = RK_EPROTO; break;
-	case 401:
-	case 403: code = RK_EAUTH; break;
-	case 404: code = RK_ENOTFOUND; break;
-	case 412:
-	case 429:
-	case 500:
-	case 502:
-	case 503:
-	case 504: code = RK_ETRANSIENT; break;
-	default: code = RK_EPROTO; break;
-	}
-	rk_error_set(err, code, "vault %s: %s: HTTP %ld%s%s", v->base.name, what, resp->status,
-		     text[0] ? ": " : "", text);
-	err->http_status = (int)resp->status;
-	err->retry_after = resp->retry_after;
-	return code;
-}
-
-static int
-read_file_secret(const char *path, struct rk_secret **out, struct rk_error *err)
-{
-	char *text = NULL;
-	size_t len = 0;
-	int r;
-
-	if ((r = rk_read_file(path, VAULT_TOKEN_MAX, &text, &len, err)) < 0)
-		return r;
-	while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r' || text[len - 1] == ' '))
-		len--;
-	if (len == 0)
-		r = rk_error_set(err, RK_EAUTH, "%s is empty", path);
-	else
-		r = rk_secret_from(out, text, len, err);
-	rk_wipe_free(text, len);
-	return r;
+	return rk_kit_status_error(&v->base, what, resp, vault_errors, err);
 }
 
 /* Common headers; the token header is built in sodium memory and wiped after. */
@@ -440,35 +412,12 @@ raw_call(struct vault *v, const struct rk_secret *token, const char *method, con
 	return r;
 }
 
-/* Parses a JSON response body; a non-JSON body (an HTML page, a truncation) is an error. */
-static int
-parse_body(struct vault *v, const char *what, const struct rk_http_resp *resp, json_t **out,
-	   struct rk_error *err)
-{
-	json_error_t jerr;
-
-	if ((*out = json_loadb(resp->body, resp->len, 0, &jerr)) == NULL || !json_is_object(*out)) {
-		json_decref(*out);
-		*out = NULL;
-		return rk_error_set(err, RK_EPROTO,
-				    "vault %s: %s: the response (HTTP %ld, %zu bytes) is not a JSON "
-				    "object: %s", v->base.name, what, resp->status, resp->len,
-				    resp->len == 0 ? "empty body"
-				    : resp->body[0] == '<' ? "an HTML page (a proxy or load balancer "
-							     "error?)"
-							   : jerr.text);
-	}
-	return 0;
-}
-
 /* A 200 with a JSON object body, or the error Vault's status and errors say. */
 static int
 expect_json(struct vault *v, const char *what, const struct rk_http_resp *resp, json_t **out,
 	    struct rk_error *err)
 {
-	if (resp->status != 200)
-		return status_error(v, what, resp, err);
-	return parse_body(v, what, resp, out, err);
+	return rk_kit_expect_json(&v->base, what, resp, vault_errors, out, err);
 }
 
 /* Logs in with AppRole or Kubernetes; sets v->token. Called with v->lock held. */
@@ -484,15 +433,16 @@ login(struct vault *v, struct rk_error *err)
 	int r;
 
 	if (v->method == AUTH_TOKEN) {
-		rk_secret_free(v->token);
-		v->token = NULL;
-		if ((r = read_file_secret(v->token_file, &v->token, err)) < 0)
+		/* Read again even if unchanged: a refused token is not used twice. */
+		if ((r = rk_cred_file_read(&v->token_cf, 1, &v->token, err)) < 0) {
+			rk_secret_free(v->token);
+			v->token = NULL;
 			return r;
+		}
 		v->token_renew_at = 0;
 		return 0;
 	}
-	if ((r = read_file_secret(v->method == AUTH_APPROLE ? v->secret_id_file : v->jwt_file, &cred,
-				  err)) < 0)
+	if ((r = rk_cred_file_read(&v->cred_cf, 1, &cred, err)) < 0)
 		goto out;
 	body = v->method == AUTH_APPROLE
 		       ? json_pack("{s:s, s:s}", "role_id", v->role_id, "secret_id",
@@ -549,12 +499,17 @@ ensure_token(struct vault *v, struct rk_error *err)
 
 	if (v->token == NULL)
 		return login(v, err);
+	if (v->method == AUTH_TOKEN) {
+		/* Vault Agent rewrites its sink with each new token: take it before the old one expires. */
+		r = rk_cred_file_read(&v->token_cf, 0, &v->token, err);
+		return r < 0 ? r : 0;
+	}
 	if (v->token_renew_at == 0 || rk_mono_ms() < v->token_renew_at)
 		return 0;
 	if (v->renewable &&
 	    raw_call(v, v->token, "POST", "/v1/auth/token/renew-self", "Content-Type: "
 		     "application/json", "{}", 2, 1, 1, &resp, err) == 0 &&
-	    resp.status == 200 && parse_body(v, "renew", &resp, &j, err) == 0) {
+	    resp.status == 200 && rk_kit_json_object(&v->base, "renew", &resp, &j, err) == 0) {
 		int64_t lease = json_integer_value(json_object_get(json_object_get(j, "auth"),
 								    "lease_duration"));
 		v->token_renew_at = lease > 0 ? rk_mono_ms() + lease * 1000 * 2 / 3 : 0;
@@ -646,7 +601,7 @@ kv_pruned(struct vault *v, const json_t *loc, long version, struct rk_error *err
 	snprintf(path, sizeof(path), "/v1/%s/metadata/%s", kv_mount(v, loc),
 		 rk_doc_str(loc, "path", ""));
 	if (call(v, "GET", path, NULL, NULL, 1, 0, &resp, &e2) < 0 || resp.status != 200 ||
-	    parse_body(v, "read metadata", &resp, &j, &e2) < 0)
+	    rk_kit_json_object(&v->base, "read metadata", &resp, &j, &e2) < 0)
 		goto out;
 	d = json_object_get(j, "data");
 	oldest = (long)json_integer_value(json_object_get(d, "oldest_version"));
@@ -752,28 +707,10 @@ kv_value(struct vault *v, const json_t *loc, const struct kv_entry *e, struct rk
 	return rk_secret_from(out, json_string_value(val), json_string_length(val), err);
 }
 
-static void
-set_version(struct rk_version *ver, long n)
-{
-	if (n <= 0)
-		ver->id[0] = '\0';
-	else
-		snprintf(ver->id, sizeof(ver->id), "%ld", n);
-}
-
 static int
 parse_version(const struct rk_version *ver, long *n, struct rk_error *err)
 {
-	long long x;
-
-	if (ver == NULL || ver->id[0] == '\0') {
-		*n = 0;
-		return 0;
-	}
-	if (rk_parse_int(ver->id, 1, 1LL << 40, &x) < 0)
-		return rk_error_set(err, RK_EINVAL, "'%s' is not a vault version number", ver->id);
-	*n = (long)x;
-	return 0;
+	return rk_version_parse(ver, n, "vault", err);
 }
 
 /* ---- Transit ---- */
@@ -847,13 +784,13 @@ vault_read(struct rk_provider *p, const json_t *loc, struct rk_secret **out,
 	if (vault_generates(loc)) {
 		if ((r = transit_read_key(v, loc, &latest, NULL, err)) < 0)
 			return r;
-		set_version(ver, latest);
+		rk_version_set(ver, latest);
 		return transit_descriptor(v, loc, latest, out, err);
 	}
 	if ((r = kv_read(v, loc, 0, &e, err)) < 0)
 		return r;
 	if ((r = kv_value(v, loc, &e, out, err)) == 0)
-		set_version(ver, e.version);
+		rk_version_set(ver, e.version);
 	kv_entry_free(&e);
 	return r;
 }
@@ -1074,7 +1011,7 @@ vault_find_staged(struct rk_provider *p, const json_t *loc, const struct rk_stag
 			return r;
 		/* Rotate makes no mark of its own: one version past ours is ours. */
 		if (latest == expected + 1) {
-			set_version(ver, latest);
+			rk_version_set(ver, latest);
 			return 0;
 		}
 		if (latest == expected)
@@ -1086,7 +1023,7 @@ vault_find_staged(struct rk_provider *p, const json_t *loc, const struct rk_stag
 	}
 	if ((r = kv_find(v, loc, expected, req->value, &found, err)) < 0)
 		return r;
-	set_version(ver, found);
+	rk_version_set(ver, found);
 	return 0;
 }
 
@@ -1140,7 +1077,7 @@ transit_rotate(struct vault *v, const json_t *loc, long expected, struct rk_vers
 	}
 	if ((r = transit_read_key(v, loc, &latest, &min_dec, err)) < 0)
 		goto out;
-	set_version(new_ver, latest);
+	rk_version_set(new_ver, latest);
 	if (keep > 0 && latest - keep + 1 > min_dec) {
 		char body[64];
 		snprintf(path, sizeof(path), "/v1/%s/keys/%s/config", v->transit_mount,
@@ -1204,7 +1141,7 @@ vault_stage(struct rk_provider *p, const json_t *loc, const struct rk_stage_req 
 	}
 	if ((r = kv_settled_write(v, loc, data, expected, req->value, &version, err)) < 0)
 		goto out;
-	set_version(new_ver, version);
+	rk_version_set(new_ver, version);
 	kv_tag(v, loc, req);
 	r = 0;
 out:
@@ -1242,7 +1179,7 @@ vault_rollback(struct rk_provider *p, const json_t *loc, const struct rk_version
 		goto out;
 	/* Already done by an earlier attempt of this rollback? */
 	if (kv_find(v, loc, expected, want, &found, err) == 0) {
-		set_version(new_ver, found);
+		rk_version_set(new_ver, found);
 		r = 0;
 		goto out;
 	}
@@ -1259,7 +1196,7 @@ vault_rollback(struct rk_provider *p, const json_t *loc, const struct rk_version
 	}
 	if ((r = kv_settled_write(v, loc, old.data, cur.version, want, &version, err)) < 0)
 		goto out;
-	set_version(new_ver, version);
+	rk_version_set(new_ver, version);
 	kv_tag(v, loc, req);
 out:
 	rk_secret_free(want);
@@ -1287,7 +1224,7 @@ vault_doctor(struct rk_provider *p, const json_t *const *locs, size_t nlocs,
 		report(line, 0, arg);
 		return 0;	/* nothing else can work */
 	}
-	if (parse_body(v, "health", &resp, &j, &e) < 0 || resp.status != 200) {
+	if (rk_kit_json_object(&v->base, "health", &resp, &j, &e) < 0 || resp.status != 200) {
 		snprintf(line, sizeof(line), "vault %s: healthy: HTTP %ld%s%s (sealed, standby or "
 			 "not initialised?)", v->base.name, resp.status, e.code ? ": " : "", e.msg);
 		report(line, 0, arg);
@@ -1353,7 +1290,7 @@ vault_doctor(struct rk_provider *p, const json_t *const *locs, size_t nlocs,
 	rk_error_clear(&e);
 	if (text == NULL ||
 	    call(v, "POST", "/v1/sys/capabilities-self", "Content-Type: application/json", text, 1, 0,
-		 &resp, &e) < 0 || resp.status != 200 || parse_body(v, "capabilities", &resp, &j, &e) < 0) {
+		 &resp, &e) < 0 || resp.status != 200 || rk_kit_json_object(&v->base, "capabilities", &resp, &j, &e) < 0) {
 		if (e.code == 0 && resp.status)
 			status_error(v, "capabilities", &resp, &e);
 		snprintf(line, sizeof(line), "vault %s: permissions: %s", v->base.name, e.msg);

@@ -26,6 +26,10 @@ kvstate() { admin GET state | jq_ "d['namespaces']['']['mounts']['secret']['keys
 printf 'root\n' >"$T/token"
 printf 'sid-123\n' >"$T/secret_id"
 printf 'eyJhbGciOi.jwt.fake\n' >"$T/jwt"
+# A token or a secret_id open to group or others is refused (the kit's
+# RK_CRED_PRIVATE); the service account JWT is not (Kubernetes makes it 0644).
+chmod 600 "$T/token" "$T/secret_id"
+chmod 644 "$T/jwt"
 admin POST config '{"approle_roles":[{"role_name":"rekey","role_id":"rid-1","secret_id":"sid-123","token_ttl":2,"renewable":false}],
   "kubernetes_roles":[{"role":"rekey","jwt":"eyJhbGciOi.jwt.fake","ttl":3600}],
   "tokens":[{"token":"short-lived","ttl":1}]}' >/dev/null
@@ -103,12 +107,18 @@ sleep 3   # the AppRole token (ttl 2s) expires; the next call gets 403 and logs 
 expect_rc "AppRole after its token expired (re-login on 403)" 0 rk rotate ar/db
 expect_rc "Kubernetes login" 0 rk rotate k8s/db
 printf 'short-lived\n' >"$T/token-exp"
+chmod 600 "$T/token-exp"
 sleep 2
 expect_rc "an expired token fails" 1 rk rotate exp/db
 check "  with Vault's reason" contains "$T/err" "permission denied"
 check "  as an auth failure of that provider" contains "$T/err" "vault-exp"
 printf 'root\n' >"$T/token-exp"
 expect_rc "a renewed token file is read again" 0 rk rotate exp/db
+chmod 644 "$T/token-exp"
+expect_rc "a token file readable by others is refused" 1 rk rotate exp/db
+check "  naming the file and the fix" contains "$T/err" "$T/token-exp holds a credential but is open to group or others (mode 0644); fix it with: chmod 600 $T/token-exp"
+chmod 600 "$T/token-exp"
+expect_rc "  and used once it is private again" 0 rk rotate exp/db
 
 # ---- a concurrent writer: the cas conflict is resolved, nothing lost ----
 # Another writer replaces the whole entry while our write is delayed.
