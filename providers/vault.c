@@ -32,6 +32,7 @@
 #include "rekey/http.h"
 #include "rekey/log.h"
 #include "rekey/provider.h"
+#include "rekey/resilience.h"
 #include "rekey/secret.h"
 #include "rekey/util.h"
 
