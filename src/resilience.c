@@ -265,24 +265,26 @@ rk_slots_give(struct rk_slots *s)
 	pthread_mutex_unlock(&s->mu);
 }
 
-int
-rk_slots_inflight(struct rk_slots *s)
+/* One counter, read under the lock. */
+static int
+slots_count(struct rk_slots *s, const int *counter)
 {
 	int n;
 
 	pthread_mutex_lock(&s->mu);
-	n = s->inflight;
+	n = *counter;
 	pthread_mutex_unlock(&s->mu);
 	return n;
 }
 
 int
+rk_slots_inflight(struct rk_slots *s)
+{
+	return slots_count(s, &s->inflight);
+}
+
+int
 rk_slots_waiting(struct rk_slots *s)
 {
-	int n;
-
-	pthread_mutex_lock(&s->mu);
-	n = s->nwaiting;
-	pthread_mutex_unlock(&s->mu);
-	return n;
+	return slots_count(s, &s->nwaiting);
 }

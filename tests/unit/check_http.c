@@ -803,6 +803,71 @@ START_TEST(test_e2e_concurrency_cap_and_connection_pool)
 }
 END_TEST
 
+struct prio_caller {
+	struct rk_http *h;
+	struct rk_http_req req;
+	int rc;
+	long status;
+};
+
+static void *
+prio_run(void *arg)
+{
+	struct prio_caller *p = arg;
+	struct rk_http_resp resp;
+	struct rk_error err = { 0 };
+
+	p->rc = rk_http_do(p->h, &p->req, &resp, &err);
+	p->status = resp.status;
+	rk_http_resp_free(&resp);
+	return NULL;
+}
+
+START_TEST(test_e2e_priority_orders_requests_waiting_for_a_slot)
+{
+	/* The first request holds the only slot while the others queue behind it. */
+	static const struct step script[] = { { S_REPLY, OK200, 600 }, { S_REPLY, OK200, 0 } };
+	static const char *const paths[] = { "/hold", "/p2", "/p1", "/p0" };
+	static const int prio[] = { 0, 2, 1, 0 };
+	struct rk_http_cfg cfg = fast_cfg();
+	struct prio_caller p[4];
+	struct rk_http *h;
+	pthread_t t[4];
+	int64_t until;
+
+	/* One slot, one attempt, and time enough for the holder to finish. */
+	cfg.concurrency = cfg.max_attempts = 1;
+	cfg.total_timeout_ms = 5000;
+	server_start(script, 2);
+	h = client(&cfg);
+	for (int i = 0; i < 4; i++) {
+		p[i] = (struct prio_caller){
+			.h = h,
+			.req = { .method = "GET", .path = paths[i], .idempotent = 1,
+				 .priority = prio[i] },
+		};
+		ck_assert_int_eq(pthread_create(&t[i], NULL, prio_run, &p[i]), 0);
+		if (i == 0) {
+			/* The holder is at the server: it has the slot. */
+			until = rk_mono_ms() + 5000;
+			while (server_count(&srv.reqs) < 1 && rk_mono_ms() < until)
+				msleep(1);
+		}
+		msleep(60);	/* queued before the next one comes */
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		ck_assert_int_eq(p[i].rc, 0);
+		ck_assert_int_eq(p[i].status, 200);
+	}
+	ck_assert_int_eq(server_count(&srv.reqs), 4);
+	ck_assert_msg(strncmp(srv.last[1], "GET /p0 ", 8) == 0, "%.20s", srv.last[1]);
+	ck_assert_msg(strncmp(srv.last[2], "GET /p1 ", 8) == 0, "%.20s", srv.last[2]);
+	ck_assert_msg(strncmp(srv.last[3], "GET /p2 ", 8) == 0, "%.20s", srv.last[3]);
+	rk_http_free(h);
+}
+END_TEST
+
 Suite *
 http_suite(void)
 {
@@ -829,6 +894,7 @@ http_suite(void)
 	tcase_add_test(e2e, test_e2e_logs_carry_no_query_header_or_body);
 	tcase_add_test(e2e, test_e2e_rate_limit_spaces_requests);
 	tcase_add_test(e2e, test_e2e_concurrency_cap_and_connection_pool);
+	tcase_add_test(e2e, test_e2e_priority_orders_requests_waiting_for_a_slot);
 	suite_add_tcase(s, e2e);
 	return s;
 }

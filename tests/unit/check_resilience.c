@@ -5,6 +5,7 @@
  */
 #include <check.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "rekey/error.h"
@@ -211,7 +212,7 @@ static struct {
 	pthread_mutex_t mu;
 	int order[8];
 	int n;
-	int release;
+	atomic_int release;		/* hold-takers give their slot back */
 } adm = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
 static void
@@ -219,19 +220,8 @@ adm_reset(void)
 {
 	pthread_mutex_lock(&adm.mu);
 	adm.n = 0;
-	adm.release = 0;
 	pthread_mutex_unlock(&adm.mu);
-}
-
-static int
-adm_get(int *field)
-{
-	int v;
-
-	pthread_mutex_lock(&adm.mu);
-	v = *field;
-	pthread_mutex_unlock(&adm.mu);
-	return v;
+	atomic_store(&adm.release, 0);
 }
 
 static void *
@@ -244,7 +234,7 @@ taker_run(void *arg)
 	pthread_mutex_lock(&adm.mu);
 	adm.order[adm.n++] = t->tag;
 	pthread_mutex_unlock(&adm.mu);
-	while (t->hold && !adm_get(&adm.release))
+	while (t->hold && !atomic_load(&adm.release))
 		rk_sleep_ms(1);
 	rk_slots_give(t->s);
 	return NULL;
@@ -360,9 +350,7 @@ START_TEST(test_slots_freed_slot_is_handed_to_the_queue_not_to_a_newcomer)
 	ck_assert_int_eq(rk_slots_inflight(&s), 1);
 	ck_assert_int_eq(rk_slots_waiting(&s), 0);
 	ck_assert_int_eq(rk_slots_take(&s, 0, rk_mono_ms() + 30), RK_ETRANSIENT);
-	pthread_mutex_lock(&adm.mu);
-	adm.release = 1;
-	pthread_mutex_unlock(&adm.mu);
+	atomic_store(&adm.release, 1);
 	pthread_join(th, NULL);
 	ck_assert_int_eq(t.rc, 0);
 	ck_assert_int_eq(rk_slots_inflight(&s), 0);
