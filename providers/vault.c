@@ -33,6 +33,7 @@
 #include "rekey/log.h"
 #include "rekey/provider.h"
 #include "rekey/provider_kit.h"
+#include "rekey/resilience.h"
 #include "rekey/secret.h"
 #include "rekey/util.h"
 

@@ -4,8 +4,9 @@
  *
  * Data path of one request:
  *   provider -> rk_http_do -> per attempt: circuit breaker -> rate token ->
- *   concurrency slot (a pooled easy handle) -> curl_easy_perform into a
- *   bounded buffer -> breaker/stats bookkeeping -> retry decision.
+ *   concurrency slot (by req->priority) and a pooled easy handle ->
+ *   curl_easy_perform into a bounded buffer -> breaker/stats bookkeeping ->
+ *   retry decision.
  *
  * Invariants:
  * - Every attempt has a connect and a total timeout, and every wait (rate
@@ -26,12 +27,15 @@
  * issue #4915), so CURL_LOCK_DATA_CONNECT is not used. Instead each struct
  * rk_http keeps a pool of easy handles, at most `concurrency` of them; an
  * idle handle keeps its live connection (curl_easy_reset preserves it), and
- * taking a handle from the pool is what takes a concurrency slot. The share
- * object carries the DNS and TLS session caches, which are thread-safe under
- * the lock callbacks.
+ * only the holder of a concurrency slot takes a handle from the pool. The
+ * share object carries the DNS and TLS session caches, which are thread-safe
+ * under the lock callbacks.
+ *
+ * The pieces composed here live in their own modules: backoff, breaker,
+ * rate limit and slots in src/resilience.c, the settings in src/http_cfg.c,
+ * Retry-After in src/http_date.c.
  */
 #include <assert.h>
-#include <errno.h>
 #include <malloc.h>
 #include <math.h>
 #include <pthread.h>
@@ -48,7 +52,9 @@
 #include <sodium.h>
 
 #include "rekey/http.h"
+#include "rekey/http_date.h"
 #include "rekey/log.h"
+#include "rekey/resilience.h"
 #include "rekey/util.h"
 
 /*
@@ -58,9 +64,6 @@
  */
 #define RETRY_AFTER_MAX_S 60
 
-/* RFC 9111 1.2.2: a delta-seconds too large to represent is taken as 2^31. */
-#define DELTA_SECONDS_MAX 2147483648.0
-
 #define LOG_PATH_MAX 256
 
 struct rk_http {
@@ -69,13 +72,12 @@ struct rk_http {
 	struct rk_http_cfg cfg;		/* own copy, strings included */
 	CURLSH *share;			/* DNS and TLS sessions, not connections */
 	pthread_mutex_t share_mu[CURL_LOCK_DATA_LAST];
+	struct rk_slots slots;		/* cfg.concurrency; its own lock */
 	pthread_mutex_t mu;		/* everything below */
-	pthread_cond_t slot_cv;		/* a slot was freed; CLOCK_MONOTONIC */
 	struct rk_breaker breaker;
 	struct rk_bucket bucket;
 	CURL **idle;			/* cfg.concurrency entries */
 	int nidle;
-	int inflight;
 	struct rk_http_stats stats;
 	int have_locks;
 };
@@ -183,12 +185,6 @@ wipe_free(void *p, size_t n)
 }
 
 
-static void
-mono_abs(int64_t at_ms, struct timespec *ts)
-{
-	ts->tv_sec = (time_t)(at_ms / 1000);
-	ts->tv_nsec = (long)(at_ms % 1000) * 1000000L;
-}
 
 static int64_t
 add_sat(int64_t a, int64_t b)
@@ -237,570 +233,6 @@ http_error(const struct rk_http *h, struct rk_error *err, int code, long status,
 	if (err->provider[0] == '\0' && h != NULL)
 		snprintf(err->provider, sizeof(err->provider), "%s", h->provider);
 	return code;
-}
-
-/* ---- pure building blocks ---------------------------------------------- */
-
-int64_t
-rk_backoff_ms(int attempt, int64_t base_ms, int64_t max_ms, uint32_t rnd)
-{
-	int64_t cap;
-	uint64_t c, hi, lo;
-
-	if (base_ms <= 0 || max_ms <= 0)
-		return 0;
-	if (attempt < 0)
-		attempt = 0;
-	/* base * 2^attempt without overflow: stop doubling once past max. */
-	if (attempt >= 62 || base_ms > (max_ms >> attempt))
-		cap = max_ms;
-	else
-		cap = base_ms << attempt;
-	if (cap > max_ms)
-		cap = max_ms;
-	/* floor((cap + 1) * rnd / 2^32) lies in [0, cap]; split to avoid overflow. */
-	c = (uint64_t)cap + 1;
-	hi = c >> 32;
-	lo = c & 0xffffffffu;
-	return (int64_t)(hi * rnd + ((lo * rnd) >> 32));
-}
-
-static const char *const wkday_short[] = { "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun" };
-static const char *const wkday_long[] = { "Monday", "Tuesday", "Wednesday", "Thursday",
-					  "Friday", "Saturday", "Sunday" };
-static const char *const month_names[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
-					   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
-
-/* Cursor over an HTTP-date; every matcher advances only on success. */
-struct cur {
-	const char *p, *end;
-};
-
-static int
-cur_lit(struct cur *c, const char *lit)
-{
-	size_t n = strlen(lit);
-
-	if ((size_t)(c->end - c->p) < n || memcmp(c->p, lit, n) != 0)
-		return 0;
-	c->p += n;
-	return 1;
-}
-
-static int
-cur_digits(struct cur *c, int n, int *out)
-{
-	int v = 0;
-
-	if (c->end - c->p < n)
-		return 0;
-	for (int i = 0; i < n; i++) {
-		if (c->p[i] < '0' || c->p[i] > '9')
-			return 0;
-		v = v * 10 + (c->p[i] - '0');
-	}
-	c->p += n;
-	*out = v;
-	return 1;
-}
-
-/* Index of the name at the cursor (case-sensitive, RFC 9110 5.6.7), or -1. */
-static int
-cur_name(struct cur *c, const char *const *names, int count)
-{
-	for (int i = 0; i < count; i++)
-		if (cur_lit(c, names[i]))
-			return i;
-	return -1;
-}
-
-static int
-cur_time(struct cur *c, int *hh, int *mm, int *ss)
-{
-	return cur_digits(c, 2, hh) && cur_lit(c, ":") && cur_digits(c, 2, mm) &&
-	       cur_lit(c, ":") && cur_digits(c, 2, ss);
-}
-
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm). */
-static int64_t
-days_from_civil(int64_t y, int m, int d)
-{
-	int64_t era, yoe, doy, doe;
-
-	y -= m <= 2;
-	era = (y >= 0 ? y : y - 399) / 400;
-	yoe = y - era * 400;
-	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + doe - 719468;
-}
-
-static int
-days_in_month(int y, int m)
-{
-	static const int dim[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-	int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-
-	return m == 2 && leap ? 29 : dim[m - 1];
-}
-
-/*
- * The three HTTP-date forms a recipient must accept (RFC 9110 5.6.7):
- *   IMF-fixdate  Sun, 06 Nov 1994 08:49:37 GMT
- *   rfc850-date  Sunday, 06-Nov-94 08:49:37 GMT
- *   asctime      Sun Nov  6 08:49:37 1994
- */
-static int
-parse_http_date(const char *s, size_t n, int64_t now, int64_t *out)
-{
-	struct cur c = { s, s + n };
-	int y = 0, mon = 0, d = 0, hh = 0, mm = 0, ss = 0;
-
-	if (cur_name(&c, wkday_long, 7) >= 0) {
-		int yy;
-		if (!(cur_lit(&c, ", ") && cur_digits(&c, 2, &d) && cur_lit(&c, "-") &&
-		      (mon = cur_name(&c, month_names, 12)) >= 0 && cur_lit(&c, "-") &&
-		      cur_digits(&c, 2, &yy) && cur_lit(&c, " ") &&
-		      cur_time(&c, &hh, &mm, &ss) && cur_lit(&c, " GMT")))
-			return RK_EINVAL;
-		/* A two-digit year more than 50 years ahead is in the past century. */
-		time_t tnow = (time_t)now;
-		struct tm tm;
-		int now_year = gmtime_r(&tnow, &tm) ? tm.tm_year + 1900 : 1970;
-		y = now_year - now_year % 100 + yy;
-		if (y > now_year + 50)
-			y -= 100;
-	} else if (cur_name(&c, wkday_short, 7) >= 0) {
-		if (cur_lit(&c, ", ")) {
-			if (!(cur_digits(&c, 2, &d) && cur_lit(&c, " ") &&
-			      (mon = cur_name(&c, month_names, 12)) >= 0 && cur_lit(&c, " ") &&
-			      cur_digits(&c, 4, &y) && cur_lit(&c, " ") &&
-			      cur_time(&c, &hh, &mm, &ss) && cur_lit(&c, " GMT")))
-				return RK_EINVAL;
-		} else {
-			if (!(cur_lit(&c, " ") && (mon = cur_name(&c, month_names, 12)) >= 0 &&
-			      cur_lit(&c, " ")))
-				return RK_EINVAL;
-			/* The day is two digits or a space and one digit. */
-			if (cur_lit(&c, " ") ? !cur_digits(&c, 1, &d) : !cur_digits(&c, 2, &d))
-				return RK_EINVAL;
-			if (!(cur_lit(&c, " ") && cur_time(&c, &hh, &mm, &ss) && cur_lit(&c, " ") &&
-			      cur_digits(&c, 4, &y)))
-				return RK_EINVAL;
-		}
-	} else {
-		return RK_EINVAL;
-	}
-	if (c.p != c.end || d < 1 || d > days_in_month(y, mon + 1) || hh > 23 || mm > 59 ||
-	    ss > 60)
-		return RK_EINVAL;
-	*out = days_from_civil(y, mon + 1, d) * 86400 + hh * 3600 + mm * 60 + ss;
-	return 0;
-}
-
-int
-rk_parse_retry_after(const char *value, int64_t now, double *seconds)
-{
-	const char *s = value, *e;
-	size_t n;
-	int64_t when;
-
-	if (value == NULL)
-		return RK_EINVAL;
-	while (*s == ' ' || *s == '\t')
-		s++;
-	e = s + strlen(s);
-	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' || e[-1] == '\n'))
-		e--;
-	n = (size_t)(e - s);
-	if (n == 0)
-		return RK_EINVAL;
-	if (strspn(s, "0123456789") >= n) {
-		double v = 0;
-		for (size_t i = 0; i < n && v <= DELTA_SECONDS_MAX; i++)
-			v = v * 10 + (s[i] - '0');
-		*seconds = v > DELTA_SECONDS_MAX ? DELTA_SECONDS_MAX : v;
-		return 0;
-	}
-	if (parse_http_date(s, n, now, &when) < 0)
-		return RK_EINVAL;
-	*seconds = when > now ? (double)(when - now) : 0.0;
-	return 0;
-}
-
-void
-rk_breaker_init(struct rk_breaker *b, int threshold, int64_t cooldown_ms)
-{
-	memset(b, 0, sizeof(*b));
-	b->state = RK_BREAKER_CLOSED;
-	b->threshold = threshold;
-	b->cooldown_ms = cooldown_ms;
-}
-
-int
-rk_breaker_allow(struct rk_breaker *b, int64_t now_ms)
-{
-	switch (b->state) {
-	case RK_BREAKER_CLOSED:
-		return 1;
-	case RK_BREAKER_OPEN:
-		if (now_ms - b->opened_at_ms < b->cooldown_ms)
-			return 0;
-		b->state = RK_BREAKER_HALF_OPEN;
-		b->probe_in_flight = 1;
-		return 1;
-	case RK_BREAKER_HALF_OPEN:
-		if (b->probe_in_flight)
-			return 0;
-		/* The previous probe was given up before it was sent. */
-		b->probe_in_flight = 1;
-		return 1;
-	}
-	return 0;
-}
-
-/*
- * `failures` keeps counting while open and half-open (consecutive failures
- * since the last success), so messages can say how bad it is. A failure
- * reported while already open comes from a request admitted before the
- * circuit opened: it does not push the cooldown further out.
- */
-void
-rk_breaker_record(struct rk_breaker *b, int ok, int64_t now_ms)
-{
-	if (ok) {
-		b->state = RK_BREAKER_CLOSED;
-		b->failures = 0;
-		b->probe_in_flight = 0;
-		return;
-	}
-	if (b->failures < INT32_MAX)
-		b->failures++;
-	switch (b->state) {
-	case RK_BREAKER_CLOSED:
-		if (b->threshold > 0 && b->failures >= b->threshold) {
-			b->state = RK_BREAKER_OPEN;
-			b->opened_at_ms = now_ms;
-		}
-		break;
-	case RK_BREAKER_HALF_OPEN:
-		b->state = RK_BREAKER_OPEN;
-		b->opened_at_ms = now_ms;
-		b->probe_in_flight = 0;
-		break;
-	case RK_BREAKER_OPEN:
-		break;
-	}
-}
-
-void
-rk_bucket_init(struct rk_bucket *b, double rate, int burst, int64_t now_ms)
-{
-	b->rate = rate;
-	b->burst = burst < 1 ? 1 : burst;
-	b->tokens = b->burst;
-	b->last_ms = now_ms;
-}
-
-int64_t
-rk_bucket_take(struct rk_bucket *b, int64_t now_ms)
-{
-	double wait;
-
-	if (b->rate <= 0)
-		return 0;
-	/* A clock that goes backwards adds nothing (and takes nothing away). */
-	if (now_ms > b->last_ms) {
-		b->tokens += (double)(now_ms - b->last_ms) * b->rate / 1000.0;
-		if (b->tokens > b->burst)
-			b->tokens = b->burst;
-		b->last_ms = now_ms;
-	}
-	if (b->tokens >= 1.0) {
-		b->tokens -= 1.0;
-		return 0;
-	}
-	wait = ceil((1.0 - b->tokens) * 1000.0 / b->rate);
-	if (wait < 1)
-		wait = 1;
-	return wait > (double)INT64_MAX / 2 ? INT64_MAX / 2 : (int64_t)wait;
-}
-
-/* ---- configuration ------------------------------------------------------ */
-
-static const struct rk_field timeout_fields[] = {
-	{ "connect", RK_T_DURATION, 0 },
-	{ "total", RK_T_DURATION, 0 },
-	{ NULL, 0, 0 },
-};
-
-static const struct rk_field retry_fields[] = {
-	{ "max_attempts", RK_T_INT, 0 },
-	{ "base_delay", RK_T_DURATION, 0 },
-	{ "max_delay", RK_T_DURATION, 0 },
-	{ NULL, 0, 0 },
-};
-
-static const struct rk_field breaker_fields[] = {
-	{ "failures", RK_T_INT, 0 },
-	{ "cooldown", RK_T_DURATION, 0 },
-	{ NULL, 0, 0 },
-};
-
-/* rps is a number, integer or not; checked below. */
-static const struct rk_field rate_fields[] = {
-	{ "rps", RK_T_ANY, 0 },
-	{ "burst", RK_T_INT, 0 },
-	{ NULL, 0, 0 },
-};
-
-static const struct {
-	const char *key;
-	const struct rk_field *fields;
-} sections[] = {
-	{ "timeout", timeout_fields },
-	{ "retry", retry_fields },
-	{ "circuit_breaker", breaker_fields },
-	{ "rate_limit", rate_fields },
-};
-
-#define MS_MIN (60 * 1000LL)
-
-enum num_kind { K_DUR, K_INT, K_SIZE };
-
-/* Numeric settings: where they are, where they go, what is allowed. */
-static const struct {
-	const char *section;	/* NULL: top level of the provider mapping */
-	const char *key;
-	enum num_kind kind;
-	size_t off;
-	int64_t min, max;
-	const char *range;	/* as the user writes it, for messages */
-} numbers[] = {
-	{ "timeout", "connect", K_DUR, offsetof(struct rk_http_cfg, connect_timeout_ms),
-	  1, 10 * MS_MIN, "1ms and 10m" },
-	{ "timeout", "total", K_DUR, offsetof(struct rk_http_cfg, total_timeout_ms),
-	  1, 10 * MS_MIN, "1ms and 10m" },
-	{ "retry", "max_attempts", K_INT, offsetof(struct rk_http_cfg, max_attempts),
-	  1, 20, "1 and 20" },
-	{ "retry", "base_delay", K_DUR, offsetof(struct rk_http_cfg, base_delay_ms),
-	  1, 10 * MS_MIN, "1ms and 10m" },
-	{ "retry", "max_delay", K_DUR, offsetof(struct rk_http_cfg, max_delay_ms),
-	  1, 10 * MS_MIN, "1ms and 10m" },
-	{ "circuit_breaker", "failures", K_INT, offsetof(struct rk_http_cfg, cb_failures),
-	  1, 1000, "1 and 1000" },
-	{ "circuit_breaker", "cooldown", K_DUR, offsetof(struct rk_http_cfg, cb_cooldown_ms),
-	  1, 60 * MS_MIN, "1ms and 1h" },
-	{ "rate_limit", "burst", K_INT, offsetof(struct rk_http_cfg, burst),
-	  1, 100000, "1 and 100000" },
-	{ NULL, "concurrency", K_INT, offsetof(struct rk_http_cfg, concurrency),
-	  1, 1024, "1 and 1024" },
-	{ NULL, "max_response", K_SIZE, offsetof(struct rk_http_cfg, max_response),
-	  1024, 64LL << 20, "1024 (1 KiB) and 67108864 (64 MiB)" },
-};
-
-#define RPS_MAX 1e6
-
-static const struct {
-	const char *key;
-	size_t off;
-} strings[] = {
-	{ "ca_file", offsetof(struct rk_http_cfg, ca_file) },
-	{ "ca_path", offsetof(struct rk_http_cfg, ca_path) },
-	{ "client_cert_file", offsetof(struct rk_http_cfg, client_cert_file) },
-	{ "client_key_file", offsetof(struct rk_http_cfg, client_key_file) },
-};
-
-static char **
-str_at(struct rk_http_cfg *c, size_t off)
-{
-	return (char **)(void *)((char *)c + off);
-}
-
-static int
-cfg_copy(struct rk_http_cfg *dst, const struct rk_http_cfg *src)
-{
-	*dst = *src;
-	for (size_t i = 0; i < RK_ARRAY_SIZE(strings); i++)
-		*str_at(dst, strings[i].off) = NULL;
-	for (size_t i = 0; i < RK_ARRAY_SIZE(strings); i++) {
-		const char *s = *str_at((struct rk_http_cfg *)src, strings[i].off);
-		if (s != NULL && (*str_at(dst, strings[i].off) = strdup(s)) == NULL) {
-			rk_http_cfg_free(dst);
-			return RK_ENOMEM;
-		}
-	}
-	return 0;
-}
-
-void
-rk_http_cfg_free(struct rk_http_cfg *c)
-{
-	if (c == NULL)
-		return;
-	for (size_t i = 0; i < RK_ARRAY_SIZE(strings); i++) {
-		char **s = str_at(c, strings[i].off);
-		free(*s);
-		*s = NULL;
-	}
-}
-
-static int
-parse_number(struct rk_http_cfg *c, const struct rk_doc *doc, const json_t *obj, size_t i,
-	     struct rk_error *err)
-{
-	char name[64];
-	char *field = (char *)c + numbers[i].off;
-	int64_t v;
-
-	if (numbers[i].section)
-		snprintf(name, sizeof(name), "%s.%s", numbers[i].section, numbers[i].key);
-	else
-		snprintf(name, sizeof(name), "%s", numbers[i].key);
-	if (numbers[i].kind == K_DUR) {
-		int64_t cur;
-		memcpy(&cur, field, sizeof(cur));
-		if (rk_doc_duration_ms(doc, obj, numbers[i].key, cur, &v, err) < 0)
-			return RK_EINVAL;
-	} else {
-		const json_t *j = json_object_get(obj, numbers[i].key);
-		if (!json_is_integer(j))
-			return rk_doc_error_key(err, doc, obj, numbers[i].key, RK_EINVAL,
-						"'%s' must be an integer", name);
-		v = (int64_t)json_integer_value(j);
-	}
-	if (v < numbers[i].min || v > numbers[i].max)
-		return rk_doc_error_key(err, doc, obj, numbers[i].key, RK_EINVAL,
-					"'%s' must be between %s", name, numbers[i].range);
-	switch (numbers[i].kind) {
-	case K_DUR:
-		memcpy(field, &v, sizeof(v));
-		break;
-	case K_INT: {
-		int iv = (int)v;
-		memcpy(field, &iv, sizeof(iv));
-		break;
-	}
-	case K_SIZE: {
-		size_t sv = (size_t)v;
-		memcpy(field, &sv, sizeof(sv));
-		break;
-	}
-	}
-	return 0;
-}
-
-/*
- * rps is an integer or a decimal. The document loader keeps plain scalars
- * like 0.5 as strings (it has no floats), so a decimal string is read here,
- * by hand: strtod would follow the locale's decimal separator.
- */
-static int
-parse_rps(const json_t *v, double *out)
-{
-	const char *s;
-	double num = 0, scale = 1;
-	int digits = 0;
-
-	if (json_is_number(v)) {
-		*out = json_number_value(v);
-		return isfinite(*out) ? 0 : RK_EINVAL;
-	}
-	if (!json_is_string(v))
-		return RK_EINVAL;
-	for (s = json_string_value(v); *s >= '0' && *s <= '9' && digits < 16; s++, digits++)
-		num = num * 10 + (*s - '0');
-	if (digits == 0)
-		return RK_EINVAL;
-	if (*s == '.') {
-		int frac = 0;
-		for (s++; *s >= '0' && *s <= '9' && frac < 9; s++, frac++) {
-			scale /= 10;
-			num += (*s - '0') * scale;
-		}
-		if (frac == 0)
-			return RK_EINVAL;
-	}
-	if (*s != '\0')
-		return RK_EINVAL;
-	*out = num;
-	return 0;
-}
-
-int
-rk_http_cfg_parse(struct rk_http_cfg *c, const struct rk_doc *doc, const json_t *provider_cfg,
-		  const struct rk_http_cfg *defaults, struct rk_error *err)
-{
-	struct rk_http_cfg t;
-	const json_t *v;
-	int r;
-
-	if ((r = cfg_copy(&t, defaults)) < 0)
-		return rk_error_set(err, r, "out of memory");
-	if (!json_is_object(provider_cfg)) {
-		r = rk_doc_error(err, doc, provider_cfg, RK_EINVAL, "a provider must be a mapping");
-		goto out;
-	}
-	for (size_t i = 0; i < RK_ARRAY_SIZE(sections); i++) {
-		char what[40];
-		if ((v = json_object_get(provider_cfg, sections[i].key)) == NULL)
-			continue;
-		snprintf(what, sizeof(what), "'%s'", sections[i].key);
-		if ((r = rk_doc_check(doc, v, sections[i].fields, what, err)) < 0)
-			goto out;
-	}
-	for (size_t i = 0; i < RK_ARRAY_SIZE(numbers); i++) {
-		const json_t *obj = provider_cfg;
-		if (numbers[i].section != NULL)
-			obj = json_object_get(provider_cfg, numbers[i].section);
-		if (obj == NULL || json_object_get(obj, numbers[i].key) == NULL)
-			continue;
-		if ((r = parse_number(&t, doc, obj, i, err)) < 0)
-			goto out;
-	}
-	v = json_object_get(provider_cfg, "rate_limit");
-	if (v != NULL && json_object_get(v, "rps") != NULL) {
-		double d;
-		if (parse_rps(json_object_get(v, "rps"), &d) < 0 || d <= 0 || d > RPS_MAX) {
-			r = rk_doc_error_key(err, doc, v, "rps", RK_EINVAL,
-					     "'rate_limit.rps' must be a number above 0 and at most "
-					     "1000000");
-			goto out;
-		}
-		t.rps = d;
-	}
-	for (size_t i = 0; i < RK_ARRAY_SIZE(strings); i++) {
-		char **dst = str_at(&t, strings[i].off);
-		char *copy;
-		if ((v = json_object_get(provider_cfg, strings[i].key)) == NULL)
-			continue;
-		if (!json_is_string(v) || json_string_length(v) == 0 ||
-		    strlen(json_string_value(v)) != json_string_length(v)) {
-			r = rk_doc_error_key(err, doc, provider_cfg, strings[i].key, RK_EINVAL,
-					     "'%s' must be a non-empty path", strings[i].key);
-			goto out;
-		}
-		if ((copy = strdup(json_string_value(v))) == NULL) {
-			r = rk_error_set(err, RK_ENOMEM, "out of memory");
-			goto out;
-		}
-		free(*dst);
-		*dst = copy;
-	}
-	if ((v = json_object_get(provider_cfg, "insecure_http")) != NULL) {
-		if (!json_is_boolean(v)) {
-			r = rk_doc_error_key(err, doc, provider_cfg, "insecure_http", RK_EINVAL,
-					     "'insecure_http' must be true or false");
-			goto out;
-		}
-		t.insecure_http = json_is_true(v);
-	}
-	*c = t;
-	memset(&t, 0, sizeof(t));	/* the strings are the caller's now */
-	r = 0;
- out:
-	rk_http_cfg_free(&t);
-	return r;
 }
 
 /* ---- client ------------------------------------------------------------- */
@@ -856,18 +288,9 @@ rk_http_check(const char *provider, const char *url, const struct rk_http_cfg *c
 }
 
 static int
-init_locks(struct rk_http *h)
+init_locks(struct rk_http *h, int concurrency)
 {
-	pthread_condattr_t ca;
-	int ok;
-
-	if (pthread_condattr_init(&ca) != 0)
-		return -1;
-	/* Slot waits end at a monotonic deadline, immune to wall-clock steps. */
-	ok = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
-	     pthread_cond_init(&h->slot_cv, &ca) == 0;
-	pthread_condattr_destroy(&ca);
-	if (!ok)
+	if (rk_slots_init(&h->slots, concurrency) < 0)
 		return -1;
 	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
 		pthread_mutex_init(&h->share_mu[i], NULL);
@@ -892,7 +315,7 @@ rk_http_new(struct rk_http **out, const char *provider, const char *base_url,
 		return r;
 	if ((h = calloc(1, sizeof(*h))) == NULL)
 		return rk_error_set(err, RK_ENOMEM, "out of memory");
-	if (init_locks(h) < 0) {
+	if (init_locks(h, cfg->concurrency) < 0) {
 		r = rk_error_set(err, RK_EINTERNAL, "cannot set up the HTTP client's locks");
 		goto out;
 	}
@@ -901,7 +324,7 @@ rk_http_new(struct rk_http **out, const char *provider, const char *base_url,
 		n--;
 	if ((h->provider = strdup(provider)) == NULL || (h->base = strndup(base_url, n)) == NULL ||
 	    (h->idle = calloc((size_t)cfg->concurrency, sizeof(*h->idle))) == NULL ||
-	    cfg_copy(&h->cfg, cfg) < 0 || (h->share = curl_share_init()) == NULL) {
+	    rk_http_cfg_copy(&h->cfg, cfg) < 0 || (h->share = curl_share_init()) == NULL) {
 		r = rk_error_set(err, RK_ENOMEM, "out of memory");
 		goto out;
 	}
@@ -928,7 +351,8 @@ rk_http_free(struct rk_http *h)
 {
 	if (h == NULL)
 		return;
-	assert(h->inflight == 0);	/* freed while a request runs: a caller bug */
+	/* freed while a request runs: a caller bug */
+	assert(!h->have_locks || rk_slots_inflight(&h->slots) == 0);
 	/* Easy handles first: the share cannot go while handles use it. */
 	for (int i = 0; i < h->nidle; i++)
 		curl_easy_cleanup(h->idle[i]);
@@ -938,7 +362,7 @@ rk_http_free(struct rk_http *h)
 		for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
 			pthread_mutex_destroy(&h->share_mu[i]);
 		pthread_mutex_destroy(&h->mu);
-		pthread_cond_destroy(&h->slot_cv);
+		rk_slots_destroy(&h->slots);
 	}
 	free(h->idle);
 	free(h->provider);
@@ -1194,23 +618,19 @@ setup_handle(struct rk_http *h, CURL *c, const struct call *call, struct outcome
 	return bad ? RK_EINTERNAL : 0;
 }
 
-/* Takes a concurrency slot: a pooled handle, or a new one. */
+/*
+ * Takes a concurrency slot (waiting by priority), then a pooled handle or a
+ * new one. Handles are made only by slot holders that found the pool empty,
+ * so there are never more than cfg.concurrency of them.
+ */
 static int
-slot_take(struct rk_http *h, int64_t deadline, CURL **out)
+slot_take(struct rk_http *h, int priority, int64_t deadline, CURL **out)
 {
-	struct timespec ts;
 	CURL *c = NULL;
 
-	mono_abs(deadline, &ts);
+	if (rk_slots_take(&h->slots, priority, deadline) < 0)
+		return RK_ETRANSIENT;
 	pthread_mutex_lock(&h->mu);
-	while (h->inflight >= h->cfg.concurrency) {
-		if (pthread_cond_timedwait(&h->slot_cv, &h->mu, &ts) == ETIMEDOUT &&
-		    h->inflight >= h->cfg.concurrency) {
-			pthread_mutex_unlock(&h->mu);
-			return RK_ETRANSIENT;
-		}
-	}
-	h->inflight++;
 	if (h->nidle > 0)
 		c = h->idle[--h->nidle];
 	pthread_mutex_unlock(&h->mu);
@@ -1220,10 +640,7 @@ slot_take(struct rk_http *h, int64_t deadline, CURL **out)
 		c = NULL;
 	}
 	if (c == NULL) {
-		pthread_mutex_lock(&h->mu);
-		h->inflight--;
-		pthread_cond_signal(&h->slot_cv);
-		pthread_mutex_unlock(&h->mu);
+		rk_slots_give(&h->slots);
 		return RK_ENOMEM;
 	}
 	*out = c;
@@ -1239,11 +656,11 @@ slot_give(struct rk_http *h, CURL *c)
 	 * message while closing a connection. The reset keeps the connection.
 	 */
 	curl_easy_reset(c);
+	/* Pooled before the slot goes, so the next holder finds it. */
 	pthread_mutex_lock(&h->mu);
 	h->idle[h->nidle++] = c;
-	h->inflight--;
-	pthread_cond_signal(&h->slot_cv);
 	pthread_mutex_unlock(&h->mu);
+	rk_slots_give(&h->slots);
 }
 
 static const char *
@@ -1270,13 +687,14 @@ log_circuit(const struct rk_http *h, enum rk_breaker_state s, int failures)
 enum gate { GATE_OK, GATE_CIRCUIT, GATE_RATE, GATE_SLOT, GATE_NOMEM };
 
 /*
- * Admits one attempt: breaker, then a rate token, then a slot. The breaker
+ * Admits one attempt: breaker, then a rate token, then a slot (by the
+ * request's priority). The breaker
  * goes first so an open circuit fails fast without spending tokens. A
  * half-open probe that then times out waiting is handed back, or the
  * breaker would stay half-open with no probe forever.
  */
 static enum gate
-gate(struct rk_http *h, int64_t deadline, CURL **c, char *why, size_t whylen)
+gate(struct rk_http *h, int priority, int64_t deadline, CURL **c, char *why, size_t whylen)
 {
 	enum rk_breaker_state before, after;
 	int allowed, probe, failures;
@@ -1314,7 +732,7 @@ gate(struct rk_http *h, int64_t deadline, CURL **c, char *why, size_t whylen)
 		}
 		rk_sleep_ms(wait);
 	}
-	switch (slot_take(h, deadline, c)) {
+	switch (slot_take(h, priority, deadline, c)) {
 	case 0:
 		break;
 	case RK_ENOMEM:
@@ -1524,7 +942,7 @@ rk_http_do(struct rk_http *h, const struct rk_http_req *req, struct rk_http_resp
 		const char *reason;
 		char reason_buf[32], at[16], delay_s[24];
 
-		switch (gate(h, deadline, &c, why, sizeof(why))) {
+		switch (gate(h, req->priority, deadline, &c, why, sizeof(why))) {
 		case GATE_OK:
 			break;
 		case GATE_NOMEM:

@@ -1,9 +1,9 @@
 /*
- * The shared HTTP client (src/http.c): the pure pieces (backoff, Retry-After,
- * circuit breaker, token bucket, config parsing) and whole requests against a
- * scripted HTTP server that runs in the test process: retries, Retry-After,
- * hangs, non-idempotent requests, size limits, http:// refusal, the breaker
- * failing fast without connecting, connection reuse and the concurrency cap.
+ * The shared HTTP client (src/http.c): whole requests against a scripted
+ * HTTP server that runs in the test process: retries, Retry-After, hangs,
+ * non-idempotent requests, size limits, http:// refusal, the breaker failing
+ * fast without connecting, connection reuse, the concurrency cap and the
+ * request priority.
  */
 #include <check.h>
 #include <errno.h>
@@ -18,415 +18,10 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 
-#include "rekey/doc.h"
 #include "rekey/http.h"
 #include "rekey/log.h"
 #include "rekey/util.h"
 #include "unit.h"
-
-/* ---- backoff -------------------------------------------------------------- */
-
-static int64_t
-expect_cap(int attempt, int64_t base, int64_t max)
-{
-	int64_t cap = base;
-
-	for (int i = 0; i < attempt && cap < max; i++)
-		cap = cap > max / 2 ? max : cap * 2;
-	return cap < max ? cap : max;
-}
-
-START_TEST(test_backoff_stays_within_full_jitter_cap)
-{
-	static const uint32_t rnds[] = { 0, 1, 12345, 0x7fffffffu, 0x80000000u, 0xfffffffeu,
-					 0xffffffffu };
-
-	for (int attempt = 0; attempt < 70; attempt++)
-		for (size_t i = 0; i < RK_ARRAY_SIZE(rnds); i++) {
-			int64_t d = rk_backoff_ms(attempt, 200, 20000, rnds[i]);
-			ck_assert_int_ge(d, 0);
-			ck_assert_int_le(d, expect_cap(attempt, 200, 20000));
-		}
-	ck_assert_int_eq(rk_backoff_ms(0, 200, 20000, 0), 0);
-	/* The top draw reaches the cap (within rounding). */
-	ck_assert_int_ge(rk_backoff_ms(3, 200, 20000, 0xffffffffu), 1599);
-	ck_assert_int_ge(rk_backoff_ms(30, 200, 20000, 0xffffffffu), 19999);
-	ck_assert_int_eq(rk_backoff_ms(5, 0, 20000, 0xffffffffu), 0);
-}
-END_TEST
-
-START_TEST(test_backoff_spreads_over_the_whole_range)
-{
-	int small = 0, large = 0;
-	int64_t cap = expect_cap(5, 100, 10000);	/* 3200 */
-
-	for (uint32_t i = 0; i < 1000; i++) {
-		int64_t d = rk_backoff_ms(5, 100, 10000, i * 4294967u);
-		if (d < cap / 4)
-			small++;
-		if (d > cap * 3 / 4)
-			large++;
-	}
-	ck_assert_int_gt(small, 150);
-	ck_assert_int_gt(large, 150);
-}
-END_TEST
-
-START_TEST(test_backoff_does_not_overflow_at_large_attempts)
-{
-	int64_t max = INT64_MAX / 2;
-
-	for (int attempt = 60; attempt < 130; attempt++) {
-		int64_t d = rk_backoff_ms(attempt, 1000, max, 0xffffffffu);
-		ck_assert_int_ge(d, 0);
-		ck_assert_int_le(d, max);
-	}
-	ck_assert_int_le(rk_backoff_ms(62, INT64_MAX, INT64_MAX, 0xffffffffu), INT64_MAX);
-	ck_assert_int_ge(rk_backoff_ms(62, INT64_MAX, INT64_MAX, 0xffffffffu), 0);
-	ck_assert_int_eq(rk_backoff_ms(62, 200, 20000, 0), 0);
-	ck_assert_int_le(rk_backoff_ms(62, 200, 20000, 0xffffffffu), 20000);
-	ck_assert_int_le(rk_backoff_ms(-3, 200, 20000, 0xffffffffu), 200);
-}
-END_TEST
-
-/* ---- Retry-After ---------------------------------------------------------- */
-
-#define T_1994 784111777LL	/* Sun, 06 Nov 1994 08:49:37 GMT */
-
-START_TEST(test_retry_after_delta_seconds)
-{
-	double s = -1;
-
-	ck_assert_int_eq(rk_parse_retry_after("0", 0, &s), 0);
-	ck_assert(s == 0);
-	ck_assert_int_eq(rk_parse_retry_after("3", 0, &s), 0);
-	ck_assert(s == 3);
-	ck_assert_int_eq(rk_parse_retry_after(" 120 ", 0, &s), 0);
-	ck_assert(s == 120);
-	/* RFC 9111 1.2.2: too large to represent means 2^31. */
-	ck_assert_int_eq(rk_parse_retry_after("99999999999999999999999", 0, &s), 0);
-	ck_assert(s == 2147483648.0);
-}
-END_TEST
-
-START_TEST(test_retry_after_http_dates)
-{
-	double s = -1;
-
-	ck_assert_int_eq(rk_parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", T_1994 - 30, &s), 0);
-	ck_assert(s == 30);
-	/* The obsolete forms every recipient must still accept. */
-	ck_assert_int_eq(rk_parse_retry_after("Sunday, 06-Nov-94 08:49:37 GMT", T_1994 - 30, &s), 0);
-	ck_assert(s == 30);
-	ck_assert_int_eq(rk_parse_retry_after("Sun Nov  6 08:49:37 1994", T_1994 - 30, &s), 0);
-	ck_assert(s == 30);
-	ck_assert_int_eq(rk_parse_retry_after("Thu, 29 Feb 2024 00:00:00 GMT", 1709164800 - 5, &s), 0);
-	ck_assert(s == 5);
-	/* A date in the past asks for no wait at all. */
-	ck_assert_int_eq(rk_parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", T_1994 + 100, &s), 0);
-	ck_assert(s == 0);
-	ck_assert_int_eq(rk_parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", T_1994, &s), 0);
-	ck_assert(s == 0);
-}
-END_TEST
-
-START_TEST(test_retry_after_rejects_garbage_and_negatives)
-{
-	static const char *const bad[] = {
-		"", "   ", "soon", "-1", "-0", "+5", "1.5", "5s", "0x10",
-		"Sun, 06 Nov 1994 08:49:37 UTC", "sun, 06 Nov 1994 08:49:37 GMT",
-		"Sun, 31 Feb 1994 08:49:37 GMT", "Sun, 29 Feb 2023 08:49:37 GMT",
-		"Sun, 06 Nov 1994 24:49:37 GMT", "Sun, 06 Nov 1994 08:60:37 GMT",
-		"Sun, 06 Foo 1994 08:49:37 GMT", "Sun, 06 Nov 1994 08:49:37 GMT x",
-		"Sun, 6 Nov 1994 08:49:37 GMT", "Sun Nov 6 08:49:37 1994",
-		"Sunday, 06 Nov 1994 08:49:37 GMT",
-	};
-	double s = 42;
-
-	for (size_t i = 0; i < RK_ARRAY_SIZE(bad); i++)
-		ck_assert_msg(rk_parse_retry_after(bad[i], T_1994, &s) == RK_EINVAL,
-			      "accepted '%s'", bad[i]);
-	ck_assert(s == 42);
-}
-END_TEST
-
-/* ---- circuit breaker ------------------------------------------------------ */
-
-START_TEST(test_breaker_opens_after_threshold_and_fails_fast)
-{
-	struct rk_breaker b;
-
-	rk_breaker_init(&b, 3, 1000);
-	ck_assert_int_eq(b.state, RK_BREAKER_CLOSED);
-	/* A success in between resets the count: failures must be consecutive. */
-	rk_breaker_record(&b, 0, 0);
-	rk_breaker_record(&b, 0, 0);
-	rk_breaker_record(&b, 1, 0);
-	rk_breaker_record(&b, 0, 0);
-	rk_breaker_record(&b, 0, 0);
-	ck_assert_int_eq(b.state, RK_BREAKER_CLOSED);
-	ck_assert_int_eq(rk_breaker_allow(&b, 10), 1);
-	rk_breaker_record(&b, 0, 100);
-	ck_assert_int_eq(b.state, RK_BREAKER_OPEN);
-	ck_assert_int_eq(b.opened_at_ms, 100);
-	for (int64_t t = 100; t < 1100; t += 99)
-		ck_assert_int_eq(rk_breaker_allow(&b, t), 0);
-	/* A straggler's failure does not extend the cooldown. */
-	rk_breaker_record(&b, 0, 900);
-	ck_assert_int_eq(b.opened_at_ms, 100);
-}
-END_TEST
-
-START_TEST(test_breaker_half_open_admits_one_probe)
-{
-	struct rk_breaker b;
-
-	rk_breaker_init(&b, 1, 1000);
-	rk_breaker_record(&b, 0, 0);
-	ck_assert_int_eq(b.state, RK_BREAKER_OPEN);
-	ck_assert_int_eq(rk_breaker_allow(&b, 999), 0);
-	ck_assert_int_eq(rk_breaker_allow(&b, 1000), 1);
-	ck_assert_int_eq(b.state, RK_BREAKER_HALF_OPEN);
-	ck_assert_int_eq(b.probe_in_flight, 1);
-	for (int i = 0; i < 5; i++)
-		ck_assert_int_eq(rk_breaker_allow(&b, 1001 + i), 0);
-	/* The probe succeeded: closed, everyone may go. */
-	rk_breaker_record(&b, 1, 1010);
-	ck_assert_int_eq(b.state, RK_BREAKER_CLOSED);
-	ck_assert_int_eq(b.failures, 0);
-	ck_assert_int_eq(rk_breaker_allow(&b, 1011), 1);
-	ck_assert_int_eq(rk_breaker_allow(&b, 1011), 1);
-}
-END_TEST
-
-START_TEST(test_breaker_failed_probe_reopens_with_new_cooldown)
-{
-	struct rk_breaker b;
-
-	rk_breaker_init(&b, 2, 500);
-	rk_breaker_record(&b, 0, 0);
-	rk_breaker_record(&b, 0, 0);
-	ck_assert_int_eq(b.state, RK_BREAKER_OPEN);
-	ck_assert_int_eq(rk_breaker_allow(&b, 600), 1);
-	rk_breaker_record(&b, 0, 700);
-	ck_assert_int_eq(b.state, RK_BREAKER_OPEN);
-	ck_assert_int_eq(b.opened_at_ms, 700);
-	ck_assert_int_eq(b.probe_in_flight, 0);
-	ck_assert_int_eq(rk_breaker_allow(&b, 1100), 0);	/* old cooldown would have passed */
-	ck_assert_int_eq(rk_breaker_allow(&b, 1200), 1);
-	ck_assert_int_eq(rk_breaker_allow(&b, 1200), 0);
-	rk_breaker_record(&b, 1, 1250);
-	ck_assert_int_eq(b.state, RK_BREAKER_CLOSED);
-}
-END_TEST
-
-/* ---- token bucket --------------------------------------------------------- */
-
-START_TEST(test_bucket_burst_then_rate)
-{
-	struct rk_bucket b;
-
-	rk_bucket_init(&b, 10, 3, 0);
-	ck_assert_int_eq(rk_bucket_take(&b, 0), 0);
-	ck_assert_int_eq(rk_bucket_take(&b, 0), 0);
-	ck_assert_int_eq(rk_bucket_take(&b, 0), 0);
-	ck_assert_int_eq(rk_bucket_take(&b, 0), 100);
-	ck_assert_int_eq(rk_bucket_take(&b, 50), 50);
-	ck_assert_int_eq(rk_bucket_take(&b, 100), 0);
-	ck_assert_int_eq(rk_bucket_take(&b, 100), 100);
-	ck_assert_int_eq(rk_bucket_take(&b, 200), 0);
-}
-END_TEST
-
-START_TEST(test_bucket_does_not_accumulate_beyond_burst)
-{
-	struct rk_bucket b;
-
-	rk_bucket_init(&b, 10, 2, 0);
-	ck_assert_int_eq(rk_bucket_take(&b, 0), 0);
-	/* An hour idle still buys only `burst` tokens. */
-	ck_assert_int_eq(rk_bucket_take(&b, 3600000), 0);
-	ck_assert_int_eq(rk_bucket_take(&b, 3600000), 0);
-	ck_assert_int_eq(rk_bucket_take(&b, 3600000), 100);
-	/* A clock going backwards neither refills nor breaks it. */
-	ck_assert_int_gt(rk_bucket_take(&b, 1000), 0);
-}
-END_TEST
-
-START_TEST(test_bucket_slow_and_unlimited_rates)
-{
-	struct rk_bucket b;
-
-	rk_bucket_init(&b, 0.5, 1, 0);
-	ck_assert_int_eq(rk_bucket_take(&b, 0), 0);
-	ck_assert_int_eq(rk_bucket_take(&b, 0), 2000);
-	ck_assert_int_eq(rk_bucket_take(&b, 1500), 500);
-	rk_bucket_init(&b, 0, 1, 0);
-	for (int i = 0; i < 100; i++)
-		ck_assert_int_eq(rk_bucket_take(&b, 0), 0);
-}
-END_TEST
-
-/* ---- config --------------------------------------------------------------- */
-
-#define NAME "t.yaml"
-
-static struct rk_http_cfg
-defaults(void)
-{
-	struct rk_http_cfg c = {
-		.connect_timeout_ms = 5000, .total_timeout_ms = 30000, .max_attempts = 5,
-		.base_delay_ms = 200, .max_delay_ms = 20000, .cb_failures = 5,
-		.cb_cooldown_ms = 30000, .rps = 100, .burst = 10, .concurrency = 16,
-		.max_response = 1 << 20, .ca_file = (char *)"/default/ca.pem",
-	};
-	return c;
-}
-
-static int
-parse(const char *text, struct rk_http_cfg *out, struct rk_error *err)
-{
-	struct rk_http_cfg d = defaults();
-	struct rk_doc *doc = NULL;
-	int r;
-
-	ck_assert_msg(rk_doc_load_string(&doc, NAME, text, strlen(text), err) == 0, "%s",
-		      err->msg);
-	r = rk_http_cfg_parse(out, doc, rk_doc_root(doc), &d, err);
-	rk_doc_free(doc);
-	return r;
-}
-
-START_TEST(test_cfg_defaults_are_copied)
-{
-	struct rk_http_cfg c;
-	struct rk_error err = { 0 };
-
-	ck_assert_int_eq(parse("type: vault\n", &c, &err), 0);
-	ck_assert_int_eq(c.connect_timeout_ms, 5000);
-	ck_assert_int_eq(c.total_timeout_ms, 30000);
-	ck_assert_int_eq(c.max_attempts, 5);
-	ck_assert_int_eq(c.max_delay_ms, 20000);
-	ck_assert_int_eq(c.cb_failures, 5);
-	ck_assert(c.rps == 100);
-	ck_assert_int_eq(c.concurrency, 16);
-	ck_assert_uint_eq(c.max_response, 1 << 20);
-	ck_assert_str_eq(c.ca_file, "/default/ca.pem");
-	ck_assert_ptr_ne(c.ca_file, defaults().ca_file);	/* a copy the caller frees */
-	ck_assert_ptr_null(c.ca_path);
-	ck_assert_int_eq(c.insecure_http, 0);
-	rk_http_cfg_free(&c);
-	ck_assert_ptr_null(c.ca_file);
-}
-END_TEST
-
-START_TEST(test_cfg_overrides)
-{
-	static const char text[] =
-		"type: vault\n"
-		"timeout: {connect: 2s, total: 10s}\n"
-		"retry: {max_attempts: 7, base_delay: 100ms, max_delay: 3}\n"
-		"circuit_breaker: {failures: 9, cooldown: 1m}\n"
-		"rate_limit: {rps: 50, burst: 20}\n"
-		"concurrency: 8\n"
-		"max_response: 2048\n"
-		"ca_file: /etc/rekey/ca.pem\n"
-		"ca_path: /etc/ssl/certs\n"
-		"client_cert_file: /etc/rekey/c.pem\n"
-		"client_key_file: /etc/rekey/k.pem\n"
-		"insecure_http: true\n";
-	struct rk_http_cfg c;
-	struct rk_error err = { 0 };
-
-	ck_assert_msg(parse(text, &c, &err) == 0, "%s", err.msg);
-	ck_assert_int_eq(c.connect_timeout_ms, 2000);
-	ck_assert_int_eq(c.total_timeout_ms, 10000);
-	ck_assert_int_eq(c.max_attempts, 7);
-	ck_assert_int_eq(c.base_delay_ms, 100);
-	ck_assert_int_eq(c.max_delay_ms, 3000);	/* a bare number is seconds */
-	ck_assert_int_eq(c.cb_failures, 9);
-	ck_assert_int_eq(c.cb_cooldown_ms, 60000);
-	ck_assert(c.rps == 50);
-	ck_assert_int_eq(c.burst, 20);
-	ck_assert_int_eq(c.concurrency, 8);
-	ck_assert_uint_eq(c.max_response, 2048);
-	ck_assert_str_eq(c.ca_file, "/etc/rekey/ca.pem");
-	ck_assert_str_eq(c.ca_path, "/etc/ssl/certs");
-	ck_assert_str_eq(c.client_cert_file, "/etc/rekey/c.pem");
-	ck_assert_str_eq(c.client_key_file, "/etc/rekey/k.pem");
-	ck_assert_int_eq(c.insecure_http, 1);
-	rk_http_cfg_free(&c);
-
-	memset(&err, 0, sizeof(err));
-	ck_assert_msg(parse("rate_limit: {rps: 0.5}\n", &c, &err) == 0, "%s", err.msg);
-	ck_assert(c.rps == 0.5);
-	ck_assert_int_eq(c.burst, 10);
-	rk_http_cfg_free(&c);
-}
-END_TEST
-
-START_TEST(test_cfg_unknown_nested_key_names_position)
-{
-	struct rk_http_cfg c;
-	struct rk_error err = { 0 };
-
-	ck_assert_int_eq(parse("type: vault\ntimeout:\n  connect: 2s\n  conect: 1s\n", &c, &err),
-			 RK_EINVAL);
-	ck_assert_msg(strncmp(err.msg, "t.yaml:4:3: ", 12) == 0, "%s", err.msg);
-	ck_assert_msg(strstr(err.msg, "'conect'") != NULL, "%s", err.msg);
-
-	memset(&err, 0, sizeof(err));
-	ck_assert_int_eq(parse("rate_limit: {rps: 5, write_rps: 50}\n", &c, &err), RK_EINVAL);
-	ck_assert_msg(strstr(err.msg, "t.yaml:1:") == err.msg, "%s", err.msg);
-	ck_assert_msg(strstr(err.msg, "write_rps") != NULL, "%s", err.msg);
-
-	memset(&err, 0, sizeof(err));
-	ck_assert_int_eq(parse("retry: {max_attempts: three}\n", &c, &err), RK_EINVAL);
-	ck_assert_msg(strstr(err.msg, "t.yaml:1:") == err.msg, "%s", err.msg);
-
-	memset(&err, 0, sizeof(err));
-	ck_assert_int_eq(parse("timeout: 5s\n", &c, &err), RK_EINVAL);
-	ck_assert_msg(strstr(err.msg, "t.yaml:1:") == err.msg, "%s", err.msg);
-}
-END_TEST
-
-START_TEST(test_cfg_rejects_out_of_range_values)
-{
-	static const struct {
-		const char *text, *needle;
-	} bad[] = {
-		{ "retry: {max_attempts: 0}\n", "retry.max_attempts" },
-		{ "retry: {max_attempts: 21}\n", "retry.max_attempts" },
-		{ "timeout: {total: 11m}\n", "timeout.total" },
-		{ "timeout: {connect: 0s}\n", "timeout.connect" },
-		{ "retry: {base_delay: 0ms}\n", "retry.base_delay" },
-		{ "circuit_breaker: {failures: 0}\n", "circuit_breaker.failures" },
-		{ "rate_limit: {rps: 0}\n", "rate_limit.rps" },
-		{ "rate_limit: {rps: -3}\n", "rate_limit.rps" },
-		{ "rate_limit: {rps: fast}\n", "rate_limit.rps" },
-		{ "rate_limit: {rps: 1.}\n", "rate_limit.rps" },
-		{ "rate_limit: {rps: .5}\n", "rate_limit.rps" },
-		{ "rate_limit: {rps: 1e3}\n", "rate_limit.rps" },
-		{ "rate_limit: {rps: 2000000}\n", "rate_limit.rps" },
-		{ "rate_limit: {burst: 0}\n", "rate_limit.burst" },
-		{ "concurrency: 0\n", "concurrency" },
-		{ "concurrency: 5000\n", "concurrency" },
-		{ "max_response: 10\n", "max_response" },
-		{ "max_response: 1000000000\n", "max_response" },
-		{ "ca_file: \"\"\n", "ca_file" },
-		{ "insecure_http: yes please\n", "insecure_http" },
-	};
-
-	for (size_t i = 0; i < RK_ARRAY_SIZE(bad); i++) {
-		struct rk_http_cfg c;
-		struct rk_error err = { 0 };
-		ck_assert_msg(parse(bad[i].text, &c, &err) == RK_EINVAL, "accepted %s", bad[i].text);
-		ck_assert_msg(strncmp(err.msg, "t.yaml:1:", 9) == 0, "%s", err.msg);
-		ck_assert_msg(strstr(err.msg, bad[i].needle) != NULL, "'%s' not in '%s'",
-			      bad[i].needle, err.msg);
-	}
-}
-END_TEST
 
 /* ---- a scripted HTTP server on 127.0.0.1 ------------------------------------ */
 
@@ -1208,30 +803,76 @@ START_TEST(test_e2e_concurrency_cap_and_connection_pool)
 }
 END_TEST
 
+struct prio_caller {
+	struct rk_http *h;
+	struct rk_http_req req;
+	int rc;
+	long status;
+};
+
+static void *
+prio_run(void *arg)
+{
+	struct prio_caller *p = arg;
+	struct rk_http_resp resp;
+	struct rk_error err = { 0 };
+
+	p->rc = rk_http_do(p->h, &p->req, &resp, &err);
+	p->status = resp.status;
+	rk_http_resp_free(&resp);
+	return NULL;
+}
+
+START_TEST(test_e2e_priority_orders_requests_waiting_for_a_slot)
+{
+	/* The first request holds the only slot while the others queue behind it. */
+	static const struct step script[] = { { S_REPLY, OK200, 600 }, { S_REPLY, OK200, 0 } };
+	static const char *const paths[] = { "/hold", "/p2", "/p1", "/p0" };
+	static const int prio[] = { 0, 2, 1, 0 };
+	struct rk_http_cfg cfg = fast_cfg();
+	struct prio_caller p[4];
+	struct rk_http *h;
+	pthread_t t[4];
+	int64_t until;
+
+	/* One slot, one attempt, and time enough for the holder to finish. */
+	cfg.concurrency = cfg.max_attempts = 1;
+	cfg.total_timeout_ms = 5000;
+	server_start(script, 2);
+	h = client(&cfg);
+	for (int i = 0; i < 4; i++) {
+		p[i] = (struct prio_caller){
+			.h = h,
+			.req = { .method = "GET", .path = paths[i], .idempotent = 1,
+				 .priority = prio[i] },
+		};
+		ck_assert_int_eq(pthread_create(&t[i], NULL, prio_run, &p[i]), 0);
+		if (i == 0) {
+			/* The holder is at the server: it has the slot. */
+			until = rk_mono_ms() + 5000;
+			while (server_count(&srv.reqs) < 1 && rk_mono_ms() < until)
+				msleep(1);
+		}
+		msleep(60);	/* queued before the next one comes */
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		ck_assert_int_eq(p[i].rc, 0);
+		ck_assert_int_eq(p[i].status, 200);
+	}
+	ck_assert_int_eq(server_count(&srv.reqs), 4);
+	ck_assert_msg(strncmp(srv.last[1], "GET /p0 ", 8) == 0, "%.20s", srv.last[1]);
+	ck_assert_msg(strncmp(srv.last[2], "GET /p1 ", 8) == 0, "%.20s", srv.last[2]);
+	ck_assert_msg(strncmp(srv.last[3], "GET /p2 ", 8) == 0, "%.20s", srv.last[3]);
+	rk_http_free(h);
+}
+END_TEST
+
 Suite *
 http_suite(void)
 {
 	Suite *s = suite_create("http");
-	TCase *tc = tcase_create("core");
 	TCase *e2e = tcase_create("e2e");
-
-	tcase_add_test(tc, test_backoff_stays_within_full_jitter_cap);
-	tcase_add_test(tc, test_backoff_spreads_over_the_whole_range);
-	tcase_add_test(tc, test_backoff_does_not_overflow_at_large_attempts);
-	tcase_add_test(tc, test_retry_after_delta_seconds);
-	tcase_add_test(tc, test_retry_after_http_dates);
-	tcase_add_test(tc, test_retry_after_rejects_garbage_and_negatives);
-	tcase_add_test(tc, test_breaker_opens_after_threshold_and_fails_fast);
-	tcase_add_test(tc, test_breaker_half_open_admits_one_probe);
-	tcase_add_test(tc, test_breaker_failed_probe_reopens_with_new_cooldown);
-	tcase_add_test(tc, test_bucket_burst_then_rate);
-	tcase_add_test(tc, test_bucket_does_not_accumulate_beyond_burst);
-	tcase_add_test(tc, test_bucket_slow_and_unlimited_rates);
-	tcase_add_test(tc, test_cfg_defaults_are_copied);
-	tcase_add_test(tc, test_cfg_overrides);
-	tcase_add_test(tc, test_cfg_unknown_nested_key_names_position);
-	tcase_add_test(tc, test_cfg_rejects_out_of_range_values);
-	suite_add_tcase(s, tc);
 
 	/* Real sockets and real timeouts; ASan slows them down. */
 	tcase_set_timeout(e2e, 20);
@@ -1253,6 +894,7 @@ http_suite(void)
 	tcase_add_test(e2e, test_e2e_logs_carry_no_query_header_or_body);
 	tcase_add_test(e2e, test_e2e_rate_limit_spaces_requests);
 	tcase_add_test(e2e, test_e2e_concurrency_cap_and_connection_pool);
+	tcase_add_test(e2e, test_e2e_priority_orders_requests_waiting_for_a_slot);
 	suite_add_tcase(s, e2e);
 	return s;
 }
