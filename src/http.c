@@ -537,6 +537,20 @@ status_retryable(long s)
 	return s == 412 || s == 429 || s == 500 || s == 502 || s == 503 || s == 504;
 }
 
+/* Whether a failed attempt of req may be sent again (its retry class decides). */
+static int
+worth_resending(const struct rk_http_req *req, const struct outcome *o)
+{
+	switch (req->idempotent) {
+	case RK_HTTP_IDEMPOTENT:
+		return o->status > 0 ? status_retryable(o->status) : transport_retryable(o->cc);
+	case RK_HTTP_RETRY_UNPROCESSED:
+		return o->status > 0 ? status_unprocessed(o->status) : transport_not_sent(o->cc);
+	default:
+		return 0;
+	}
+}
+
 /* What the circuit breaker counts against the provider: it is not answering. */
 static int
 is_breaker_failure(const struct outcome *o)
@@ -596,7 +610,7 @@ setup_handle(struct rk_http *h, CURL *c, const struct call *call, struct outcome
 	 * before any answer byte, which may be after the server acted on it: a
 	 * write that is not idempotent gets a connection of its own instead.
 	 */
-	bad |= curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, req->idempotent == 1 ? 0L : 1L) !=
+	bad |= curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, req->idempotent == RK_HTTP_IDEMPOTENT ? 0L : 1L) !=
 	       CURLE_OK;
 	/*
 	 * POSTFIELDS makes libcurl send POST; any other method with a body, and
@@ -882,12 +896,12 @@ fail_transport(struct rk_http *h, const struct call *call, const struct outcome 
 		return http_error(h, err, RK_EINVAL, 0, "%s %s to provider %s: %s (check the "
 				  "address, ca_file, ca_path and client certificate settings)", m,
 				  call->path, h->provider, what);
-	if (call->req->idempotent != 1 && !transport_not_sent(o->cc))
+	if (call->req->idempotent != RK_HTTP_IDEMPOTENT && !transport_not_sent(o->cc))
 		return http_error(h, err, RK_ETRANSIENT, 0,
 				  "%s %s to provider %s failed: %s; the outcome is unknown "
 				  "(the request may have been applied): read back before "
 				  "retrying", m, call->path, h->provider, what);
-	if (call->req->idempotent != 1)
+	if (call->req->idempotent != RK_HTTP_IDEMPOTENT)
 		return http_error(h, err, RK_ETRANSIENT, 0,
 				  "%s %s to provider %s was not sent: %s", m, call->path,
 				  h->provider, what);
@@ -967,11 +981,7 @@ rk_http_do(struct rk_http *h, const struct rk_http_req *req, struct rk_http_resp
 		}
 		account(h, &call, &o, attempts, t0);
 
-		if (!req->idempotent || attempts >= h->cfg.max_attempts || o.too_big || o.oom)
-			break;
-		if (req->idempotent == RK_HTTP_RETRY_UNPROCESSED
-			    ? !(o.status > 0 ? status_unprocessed(o.status) : transport_not_sent(o.cc))
-			    : o.status > 0 ? !status_retryable(o.status) : !transport_retryable(o.cc))
+		if (attempts >= h->cfg.max_attempts || o.too_big || o.oom || !worth_resending(req, &o))
 			break;
 		ra_ms = 0;
 		if (o.status > 0 && o.retry_after > 0) {

@@ -33,7 +33,10 @@ int rk_http_check(const char *provider, const char *base_url, const struct rk_ht
 		  struct rk_error *err) RK_WARN_UNUSED;
 void rk_http_free(struct rk_http *h);	/* accepts NULL */
 
-#define RK_HTTP_RETRY_UNPROCESSED 2
+/* The values of rk_http_req.idempotent: when a request may be sent again. */
+#define RK_HTTP_SEND_ONCE		0	/* never resent */
+#define RK_HTTP_IDEMPOTENT		1	/* resent after any retryable failure */
+#define RK_HTTP_RETRY_UNPROCESSED	2	/* resent only when certainly not acted on */
 
 struct rk_http_req {
 	const char *method;		/* "GET", "POST", "PUT", "PATCH", "DELETE", "LIST" */
@@ -42,7 +45,7 @@ struct rk_http_req {
 	const void *body;		/* may be NULL */
 	size_t body_len;
 	/*
-	 * 1: may be retried after any retryable failure. 0: sent once.
+	 * RK_HTTP_IDEMPOTENT (1), RK_HTTP_SEND_ONCE (0), or
 	 * RK_HTTP_RETRY_UNPROCESSED: a write whose outcome a caller settles by
 	 * reading back; resent only when the server certainly did not act on it
 	 * (429, 503, or the connection never opened).
