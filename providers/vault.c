@@ -1207,6 +1207,57 @@ out:
 
 /* ---- doctor ---- */
 
+/* What rekey needs on each path it checks with sys/capabilities-self. */
+enum need { NEED_KV, NEED_META, NEED_TKEY, NEED_ROTATE, NEED_CONFIG };
+
+static const struct {
+	const char *caps[4];	/* every one of them, NULL-terminated */
+	const char *words;
+	int optional;		/* reported, but doctor does not fail for it */
+} needs[] = {
+	[NEED_KV] = { { "create", "update", "read", NULL }, "create, update, read", 0 },
+	[NEED_META] = { { "patch", NULL }, "patch (to tag custom_metadata; optional)", 1 },
+	[NEED_TKEY] = { { "read", NULL }, "read", 0 },
+	[NEED_ROTATE] = { { "update", NULL }, "update", 0 },
+	[NEED_CONFIG] = { { "update", NULL }, "update, to raise min_decryption_version", 0 },
+};
+
+/* Appends MOUNT/MID/NAME[SUFFIX] to check and, at the same index, what it needs. */
+static void
+need_path(json_t *paths, json_t *kinds, enum need kind, const char *mount, const char *mid,
+	  const char *name, const char *suffix)
+{
+	char path[1200];
+
+	snprintf(path, sizeof(path), "%s/%s/%s%s", mount, mid, name, suffix);
+	json_array_append_new(paths, json_string(path));
+	json_array_append_new(kinds, json_integer(kind));
+}
+
+static int
+has_cap(const json_t *caps, const char *want)
+{
+	size_t k;
+	json_t *c;
+
+	json_array_foreach(caps, k, c)
+		if (json_is_string(c) && strcmp(json_string_value(c), want) == 0)
+			return 1;
+	return 0;
+}
+
+/* Root, or every capability the path's kind needs. */
+static int
+has_needed(const json_t *caps, enum need kind)
+{
+	if (has_cap(caps, "root"))
+		return 1;
+	for (size_t k = 0; needs[kind].caps[k] != NULL; k++)
+		if (!has_cap(caps, needs[kind].caps[k]))
+			return 0;
+	return 1;
+}
+
 static int
 vault_doctor(struct rk_provider *p, const json_t *const *locs, size_t nlocs,
 	     void (*report)(const char *line, int ok, void *arg), void *arg, struct rk_error *err)
@@ -1214,7 +1265,7 @@ vault_doctor(struct rk_provider *p, const json_t *const *locs, size_t nlocs,
 	struct vault *v = (struct vault *)p;
 	struct rk_http_resp resp = { 0 };
 	struct rk_error e = { 0 };
-	json_t *j = NULL, *paths = NULL, *body = NULL;
+	json_t *j = NULL, *paths = NULL, *kinds = NULL, *body = NULL;
 	char line[700], *text = NULL;
 
 	(void)err;	/* every problem is a reported line, not an error */
@@ -1257,17 +1308,15 @@ vault_doctor(struct rk_provider *p, const json_t *const *locs, size_t nlocs,
 	rk_http_resp_free(&resp);
 	/* Permissions: what sys/capabilities-self says for each path rekey writes. */
 	paths = json_array();
+	kinds = json_array();
 	for (size_t i = 0; i < nlocs; i++) {
-		char path[1200];
 		if (vault_generates(locs[i])) {
 			/* The three paths of the README's ACL: read, rotate, config. */
 			const char *tk = rk_doc_str(locs[i], "transit_key", "");
 			long latest = 0;
-			snprintf(path, sizeof(path), "%s/keys/%s", v->transit_mount, tk);
-			json_array_append_new(paths, json_string(path));
-			snprintf(path, sizeof(path), "%s/keys/%s/rotate", v->transit_mount, tk);
-			json_array_append_new(paths, json_string(path));
-			snprintf(path, sizeof(path), "%s/keys/%s/config", v->transit_mount, tk);
+			need_path(paths, kinds, NEED_TKEY, v->transit_mount, "keys", tk, "");
+			need_path(paths, kinds, NEED_ROTATE, v->transit_mount, "keys", tk, "/rotate");
+			need_path(paths, kinds, NEED_CONFIG, v->transit_mount, "keys", tk, "/config");
 			rk_error_clear(&e);
 			if (transit_read_key(v, locs[i], &latest, NULL, &e) < 0)
 				snprintf(line, sizeof(line), "%s", e.msg);
@@ -1276,13 +1325,10 @@ vault_doctor(struct rk_provider *p, const json_t *const *locs, size_t nlocs,
 					 "(version %ld)", v->base.name, v->transit_mount, tk, latest);
 			report(line, e.code == 0, arg);
 		} else {
-			snprintf(path, sizeof(path), "%s/data/%s", kv_mount(v, locs[i]),
-				 rk_doc_str(locs[i], "path", ""));
-			json_array_append_new(paths, json_string(path));
-			snprintf(path, sizeof(path), "%s/metadata/%s", kv_mount(v, locs[i]),
-				 rk_doc_str(locs[i], "path", ""));
+			const char *kp = rk_doc_str(locs[i], "path", "");
+			need_path(paths, kinds, NEED_KV, kv_mount(v, locs[i]), "data", kp, "");
+			need_path(paths, kinds, NEED_META, kv_mount(v, locs[i]), "metadata", kp, "");
 		}
-		json_array_append_new(paths, json_string(path));
 	}
 	if (json_array_size(paths) == 0)
 		goto out;
@@ -1291,7 +1337,8 @@ vault_doctor(struct rk_provider *p, const json_t *const *locs, size_t nlocs,
 	rk_error_clear(&e);
 	if (text == NULL ||
 	    call(v, "POST", "/v1/sys/capabilities-self", "Content-Type: application/json", text, 1, 0,
-		 &resp, &e) < 0 || resp.status != 200 || rk_kit_json_object(&v->base, "capabilities", &resp, &j, &e) < 0) {
+		 &resp, &e) < 0 || resp.status != 200 ||
+	    rk_kit_json_object(&v->base, "capabilities", &resp, &j, &e) < 0) {
 		if (e.code == 0 && resp.status)
 			status_error(v, "capabilities", &resp, &e);
 		snprintf(line, sizeof(line), "vault %s: permissions: %s", v->base.name, e.msg);
@@ -1303,48 +1350,19 @@ vault_doctor(struct rk_provider *p, const json_t *const *locs, size_t nlocs,
 		json_t *pth;
 		json_array_foreach(paths, i, pth) {
 			const char *ps = json_string_value(pth);
-			const json_t *caps = json_object_get(j, ps);
-			int has_create = 0, has_update = 0, has_read = 0, has_patch = 0, root = 0;
-			size_t pl = strlen(ps);
-			int is_meta = strstr(ps, "/metadata/") != NULL;
-			int is_rotate = pl > 7 && strcmp(ps + pl - 7, "/rotate") == 0;
-			int is_config = pl > 7 && strcmp(ps + pl - 7, "/config") == 0;
-			int is_tkey = !is_rotate && !is_config &&
-				      strncmp(ps, v->transit_mount, strlen(v->transit_mount)) == 0 &&
-				      strncmp(ps + strlen(v->transit_mount), "/keys/", 6) == 0;
-			size_t k;
-			json_t *c;
-			int ok;
-			json_array_foreach(caps, k, c) {
-				const char *cs = json_string_value(c);
-				if (cs == NULL)
-					continue;
-				has_create |= strcmp(cs, "create") == 0;
-				has_update |= strcmp(cs, "update") == 0;
-				has_read |= strcmp(cs, "read") == 0;
-				has_patch |= strcmp(cs, "patch") == 0;
-				root |= strcmp(cs, "root") == 0;
-			}
-			ok = root || (is_meta ? has_patch
-				      : is_rotate || is_config ? has_update
-				      : is_tkey ? has_read
-						: has_create && has_update && has_read);
+			enum need kind = (enum need)json_integer_value(json_array_get(kinds, i));
+			int ok = has_needed(json_object_get(j, ps), kind);
+
 			snprintf(line, sizeof(line), "vault %s: permission on %s (needs %s)%s",
-				 v->base.name, ps,
-				 is_meta ? "patch (to tag custom_metadata; optional)"
-				 : is_rotate ? "update"
-				 : is_config ? "update, to raise min_decryption_version"
-				 : is_tkey ? "read"
-					   : "create, update, read",
-				 ok ? "" : ": missing");
-			/* The metadata tag is best effort: report, do not fail doctor for it. */
-			report(line, ok || is_meta, arg);
+				 v->base.name, ps, needs[kind].words, ok ? "" : ": missing");
+			report(line, ok || needs[kind].optional, arg);
 		}
 	}
 out:
 	rk_wipe_free_str(text);
 	json_decref(body);
 	json_decref(paths);
+	json_decref(kinds);
 	json_decref(j);
 	rk_http_resp_free(&resp);
 	return 0;
