@@ -403,7 +403,6 @@ fail_job(struct rk_ctx *ctx, struct job *j, const struct rk_error *cause)
 	       "result", rk_step_name(final), "error", j->rot.error, NULL);
 }
 
-
 /* How many times a rotation starts again after another writer got in first. */
 #define CONFLICT_ATTEMPTS 3
 
@@ -422,9 +421,9 @@ on_conflict(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 	int r;
 
 	if (++j->conflicts >= CONFLICT_ATTEMPTS) {
-		rk_error_prefix(err, "conflict: '%s' was changed by someone else during each of "
-				"%d attempts; not overwritten (last: ", j->name, CONFLICT_ATTEMPTS);
-		snprintf(detail, sizeof(detail), "%s)", err->msg);
+		snprintf(detail, sizeof(detail), "conflict: '%s' was changed by someone else during "
+			 "each of %d attempts; not overwritten (last: %s)", j->name,
+			 CONFLICT_ATTEMPTS, err->msg);
 		snprintf(err->msg, sizeof(err->msg), "%s", detail);
 		return RK_ECONFLICT;
 	}
@@ -436,15 +435,6 @@ on_conflict(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 	if ((r = step(ctx, j, RK_STEP_PLANNED, detail, &e2)) < 0)
 		*err = e2;
 	return r;
-}
-
-/* The steps before promotion: verified goes to set when the policy has a set hook. */
-static int
-h_stage(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
-{
-	int r = do_stage(ctx, j, err);
-
-	return r == RK_ECONFLICT ? on_conflict(ctx, j, err) : r;
 }
 
 static int
@@ -460,6 +450,7 @@ h_promote(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 	return r;
 }
 
+/* Verified goes to set when the policy has a set hook, else straight to promote. */
 static int
 h_after_verify(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 {
@@ -482,11 +473,14 @@ h_generate(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 	return r;
 }
 
+/* A write lost to another writer starts again from generate (on_conflict). */
 static int
-h_stage_fault(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
+h_stage(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 {
-	int r = h_stage(ctx, j, err);
+	int r = do_stage(ctx, j, err);
 
+	if (r == RK_ECONFLICT)
+		r = on_conflict(ctx, j, err);
 	RK_FAULT("staged");
 	return r;
 }
@@ -507,7 +501,7 @@ h_verify(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
  */
 static int (*const forward[RK_STEP_COUNT])(struct rk_ctx *, struct job *, struct rk_error *) = {
 	[RK_STEP_PLANNED] = h_generate,
-	[RK_STEP_GENERATED] = h_stage_fault,
+	[RK_STEP_GENERATED] = h_stage,
 	[RK_STEP_STAGED] = h_verify,
 	[RK_STEP_VERIFIED] = h_after_verify,
 	[RK_STEP_SET] = h_promote,
