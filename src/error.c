@@ -66,6 +66,7 @@ rk_strerror(int code)
 	case RK_EBUSY: return "busy";
 	case RK_EUNSUPPORTED: return "not supported";
 	case RK_EPROTO: return "bad response from provider";
+	case RK_ECANCELED: return "cancelled";
 	}
 	return "unknown error";
 }

@@ -33,6 +33,7 @@ enum rk_err {
 	RK_EUNSUPPORTED = -10,	/* the provider cannot do this operation */
 	RK_EPROTO = -11,	/* a provider's answer is malformed or unexpected (exit 1,
 				 * not 2: exit 2 is for the user's own input) */
+	RK_ECANCELED = -12,	/* stopped on request (SIGTERM) before it finished */
 };
 
 struct rk_error {

@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "rekey/call.h"
 #include "rekey/error.h"
 #include "rekey/http_cfg.h"
 
@@ -58,6 +59,13 @@ struct rk_http_req {
 	 * the most urgent.
 	 */
 	int priority;
+	/*
+	 * May be NULL. Its deadline bounds the whole request (attempts, backoff
+	 * and Retry-After sleeps, waits for a rate token or a slot: RK_ETRANSIENT
+	 * when it passes); its cancel flag stops the transfer and every wait
+	 * (RK_ECANCELED).
+	 */
+	const struct rk_call *call;
 };
 
 struct rk_http_resp {
