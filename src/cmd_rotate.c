@@ -14,10 +14,12 @@
 #include "rekey/store.h"
 #include "rekey/util.h"
 
+_Static_assert(RK_PARALLEL_MAX == 256, "the --parallel usage message says 256");
+
 static const char rotate_usage[] =
-	"usage: rekey rotate NAME... [--dry-run] [--no-restart] [--reason TEXT]\n"
-	"       rekey rotate --due [--ignore-window] [--dry-run] [--no-restart]\n"
-	"       rekey rotate --resume RUN|all\n\n"
+	"usage: rekey rotate NAME... [--dry-run] [--no-restart] [--reason TEXT] [--parallel N]\n"
+	"       rekey rotate --due [--ignore-window] [--dry-run] [--no-restart] [--parallel N]\n"
+	"       rekey rotate --resume RUN|all [--parallel N]\n\n"
 	"Rotates the named secrets now (a secret marked needs_attention is cleared by\n"
 	"naming it), or every secret that is due and inside its rotation window\n"
 	"(--due). Dependents restart once each, after all their secrets are promoted.\n"
@@ -151,11 +153,13 @@ cmd_rotate(struct rk_ctx *ctx, int argc, char **argv)
 		{ "ignore-window", no_argument, NULL, 'w' },
 		{ "no-restart", no_argument, NULL, 'R' },
 		{ "reason", required_argument, NULL, 'm' },
+		{ "parallel", required_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct rk_error err = { 0 };
 	struct rk_rotate_opts ro = { .kind = "rotate" };
+	long long par;
 	const char *resume = NULL;
 	int due = 0, dry = 0, ignore_window = 0, c, rc = 1;
 	json_t *names = NULL, *plan = NULL, *rep = NULL, *p;
@@ -169,6 +173,12 @@ cmd_rotate(struct rk_ctx *ctx, int argc, char **argv)
 		case 'w': ignore_window = 1; break;
 		case 'R': ro.no_restart = 1; break;
 		case 'm': ro.reason = optarg; break;
+		case 'P':
+			if (rk_parse_int(optarg, 1, RK_PARALLEL_MAX, &par) < 0)
+				return rk_cli_usage(rotate_usage, "--parallel takes a number from 1 "
+						    "to 256");
+			ro.parallel = (int)par;
+			break;
 		case 'h': fputs(rotate_usage, stdout); return 0;
 		default: return rk_cli_usage(rotate_usage, "bad arguments");
 		}

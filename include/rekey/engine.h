@@ -18,11 +18,15 @@
 
 struct rk_ctx;
 
+/* The most rotations `--parallel` may run at once. */
+#define RK_PARALLEL_MAX 256
+
 struct rk_rotate_opts {
 	int no_restart;		/* skip dependents */
 	int manual;		/* a person named the secrets: clears needs_attention */
 	const char *kind;	/* "rotate", "emergency" */
 	const char *reason;	/* free text for the run and the audit log */
+	int parallel;		/* rotations in flight at once; 0: sized from the providers' caps */
 };
 
 /*
