@@ -1,15 +1,32 @@
 /*
  * All SQL of rekey. Every other module calls the functions of store.h.
  *
- * Durability: WAL with synchronous=FULL, so a step is on disk when
- * rk_store_rot_step() returns and a kill -9 right after loses nothing. The
- * audit table is append-only by trigger; the chain itself is computed in
- * audit.c. Plaintext values never reach this module: sealed blobs only.
+ * Connections. One write connection, owned by whoever holds `wmu`; every
+ * write runs inside a "unit" (rk_store_begin..commit, or one statement on
+ * its own) that holds wmu from its first statement to its end. Reads outside
+ * a unit use a pooled reader connection of their own (WAL: readers see
+ * committed data and never wait for the writer); reads inside a unit use the
+ * write connection, so they see the unit's own writes. No connection is ever
+ * used by two threads at once, so sqlite3_errmsg/changes are the caller's.
+ *
+ * Group commit. The units of all threads go into one open transaction, each
+ * in a SAVEPOINT (its failure undoes only its own writes). A unit that ends
+ * while other threads are queued for wmu leaves the transaction open for
+ * them; the last one in commits it (WAL, synchronous=FULL: one fdatasync for
+ * the whole batch) and wakes the others. Every unit returns only after the
+ * transaction holding it is durable, so "a step is on disk before the next
+ * external call" holds with any number of workers, and a kill -9 loses no
+ * acknowledged step. The audit chain is appended inside units too, so it is
+ * one chain with no duplicate sequence numbers.
+ *
+ * Plaintext values never reach this module: sealed blobs only.
  */
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,13 +40,41 @@
 
 #define SCHEMA_VERSION 2
 #define BUSY_TIMEOUT_MS 10000
+/* A batch commits at this size even while more writers queue (bounds the wait). */
+#define BATCH_MAX_UNITS 256
+
+/* One commit of the write connection, shared by the units in it. */
+struct batch {
+	int refs;		/* units waiting for its outcome */
+	unsigned units;
+	int done;
+	int rc;
+	char msg[256];
+};
+
+struct reader {
+	sqlite3 *db;
+	struct reader *next;
+};
 
 struct rk_store {
-	sqlite3 *db;
+	sqlite3 *db;		/* the write connection; only the holder of wmu uses it */
 	char *path;
-	int depth;	/* nested rk_store_begin calls: only the outermost is a transaction */
-	int failed;	/* an inner level rolled back: the outermost must not commit */
+	pthread_mutex_t wmu;
+	pthread_cond_t durable;	/* a batch finished (with wmu) */
+	atomic_int arriving;	/* threads queued for wmu to run a unit */
+	struct batch *open;	/* the transaction open on db, NULL when none */
+	int depth;		/* nesting of the unit holding wmu */
+	int failed;		/* an inner level of that unit rolled back */
+	pthread_mutex_t rmu;	/* the reader pool */
+	struct reader *readers;
+	uint64_t units, commits;	/* with wmu */
+	void (*commit_hook)(void *arg, unsigned units);
+	void *commit_hook_arg;
 };
+
+/* The store whose unit this thread is running (it holds that store's wmu). */
+static _Thread_local struct rk_store *tl_unit;
 
 static const char *const migrations[SCHEMA_VERSION] = {
 	/* 1: the initial schema */
@@ -94,18 +139,17 @@ static const char *const migrations[SCHEMA_VERSION] = {
 };
 
 static int
-db_err(struct rk_store *s, struct rk_error *err, const char *what)
+db_err(struct rk_store *s, sqlite3 *db, struct rk_error *err, const char *what)
 {
-	return rk_error_set(err, RK_EIO, "state DB %s: %s: %s", s->path, what,
-			    sqlite3_errmsg(s->db));
+	return rk_error_set(err, RK_EIO, "state DB %s: %s: %s", s->path, what, sqlite3_errmsg(db));
 }
 
 static int
-exec_sql(struct rk_store *s, const char *sql, struct rk_error *err)
+exec_sql(struct rk_store *s, sqlite3 *db, const char *sql, struct rk_error *err)
 {
 	char *msg = NULL;
 
-	if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
 		int r = rk_error_set(err, RK_EIO, "state DB %s: %s", s->path,
 				     msg ? msg : "error");
 		sqlite3_free(msg);
@@ -114,16 +158,259 @@ exec_sql(struct rk_store *s, const char *sql, struct rk_error *err)
 	return 0;
 }
 
+/* ---- connections ---- */
+
+static int
+open_conn(struct rk_store *s, sqlite3 **db, int flags, struct rk_error *err)
+{
+	int rc = sqlite3_open_v2(s->path, db, flags | SQLITE_OPEN_NOMUTEX, NULL);
+
+	if (rc != SQLITE_OK) {
+		int r = rk_error_set(err, RK_EIO, "cannot open state DB %s: %s", s->path,
+				     *db ? sqlite3_errmsg(*db) : "out of memory");
+		sqlite3_close_v2(*db);
+		*db = NULL;
+		return r;
+	}
+	sqlite3_busy_timeout(*db, BUSY_TIMEOUT_MS);
+	return 0;
+}
+
+/* The connection for a read: the write one inside this thread's unit, else a pooled reader. */
+static int
+conn_get(struct rk_store *s, sqlite3 **db, struct rk_error *err)
+{
+	struct reader *rd;
+	int r;
+
+	if (tl_unit == s) {
+		*db = s->db;
+		return 0;
+	}
+	pthread_mutex_lock(&s->rmu);
+	if ((rd = s->readers) != NULL)
+		s->readers = rd->next;
+	pthread_mutex_unlock(&s->rmu);
+	if (rd != NULL) {
+		*db = rd->db;
+		free(rd);
+		return 0;
+	}
+	if ((r = open_conn(s, db, SQLITE_OPEN_READWRITE, err)) < 0)
+		return r;
+	/* A reader never writes: a bug that tries fails instead of racing the writer. */
+	if ((r = exec_sql(s, *db, "PRAGMA query_only=ON;", err)) < 0) {
+		sqlite3_close_v2(*db);
+		*db = NULL;
+	}
+	return r;
+}
+
+static void
+conn_put(struct rk_store *s, sqlite3 *db)
+{
+	struct reader *rd;
+
+	if (db == NULL || db == s->db)
+		return;
+	if ((rd = malloc(sizeof(*rd))) == NULL) {
+		sqlite3_close_v2(db);
+		return;
+	}
+	rd->db = db;
+	pthread_mutex_lock(&s->rmu);
+	rd->next = s->readers;
+	s->readers = rd;
+	pthread_mutex_unlock(&s->rmu);
+}
+
+/* ---- units and group commit ---- */
+
+/* Ends the open batch with rc/msg and wakes its units (with wmu). */
+static void
+batch_end(struct rk_store *s, int rc, const char *msg)
+{
+	struct batch *b = s->open;
+
+	s->open = NULL;
+	b->done = 1;
+	b->rc = rc;
+	snprintf(b->msg, sizeof(b->msg), "%s", msg ? msg : "");
+	if (b->refs == 0)
+		free(b);
+	pthread_cond_broadcast(&s->durable);
+}
+
 /*
- * Prepares sql and binds arguments by a type string: 's' text (NULL ok),
- * 'i' int64, 'b' blob (pointer, size_t length).
+ * Commits the open batch when no other unit is queued to join it (or it is
+ * full); otherwise the last of those will. With wmu.
+ */
+static void
+batch_maybe_commit(struct rk_store *s)
+{
+	char msg[256];
+
+	if (s->open == NULL)
+		return;
+	if (sqlite3_get_autocommit(s->db)) {
+		/* SQLite ended the transaction itself (a disk full, an I/O error). */
+		batch_end(s, RK_EIO, "the transaction was aborted by the database");
+		return;
+	}
+	if (atomic_load(&s->arriving) > 0 && s->open->units < BATCH_MAX_UNITS)
+		return;
+	if (s->commit_hook != NULL)
+		s->commit_hook(s->commit_hook_arg, s->open->units);
+	if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		snprintf(msg, sizeof(msg), "commit: %s", sqlite3_errmsg(s->db));
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		batch_end(s, RK_EIO, msg);
+		return;
+	}
+	s->commits++;
+	batch_end(s, 0, NULL);
+}
+
+/* Leaves wmu after a unit (or a failed start of one): commit duty first. */
+static void
+unit_unlock(struct rk_store *s)
+{
+	tl_unit = NULL;
+	s->depth = 0;
+	batch_maybe_commit(s);
+	pthread_mutex_unlock(&s->wmu);
+}
+
+static int
+unit_enter(struct rk_store *s, struct rk_error *err)
+{
+	int r;
+
+	if (tl_unit == s) {
+		s->depth++;
+		return 0;
+	}
+	assert(tl_unit == NULL);	/* one unit per thread at a time */
+	atomic_fetch_add(&s->arriving, 1);
+	pthread_mutex_lock(&s->wmu);
+	atomic_fetch_sub(&s->arriving, 1);
+	tl_unit = s;
+	s->depth = 1;
+	s->failed = 0;
+	if (s->open == NULL) {
+		if ((s->open = calloc(1, sizeof(*s->open))) == NULL) {
+			unit_unlock(s);
+			return rk_error_set(err, RK_ENOMEM, "out of memory");
+		}
+		if ((r = exec_sql(s, s->db, "BEGIN IMMEDIATE", err)) < 0) {
+			free(s->open);
+			s->open = NULL;
+			unit_unlock(s);
+			return r;
+		}
+	}
+	if ((r = exec_sql(s, s->db, "SAVEPOINT unit", err)) < 0) {
+		unit_unlock(s);
+		return r;
+	}
+	return 0;
+}
+
+/*
+ * Ends a unit: ok keeps its writes, else they are undone. The outermost end
+ * waits until the batch holding the unit is durable and returns its outcome.
  */
 static int
-prepare(struct rk_store *s, sqlite3_stmt **st, struct rk_error *err, const char *sql,
-	const char *types, va_list ap)
+unit_leave(struct rk_store *s, int ok, struct rk_error *err)
 {
-	if (sqlite3_prepare_v2(s->db, sql, -1, st, NULL) != SQLITE_OK)
-		return db_err(s, err, "prepare");
+	struct batch *b;
+	int r = 0;
+
+	assert(tl_unit == s && s->depth > 0);
+	if (--s->depth > 0) {
+		if (!ok)
+			s->failed = 1;
+		return 0;
+	}
+	if (ok && s->failed)
+		r = rk_error_set(err, RK_EIO, "state DB %s: a part of the transaction failed; "
+				 "nothing was written", s->path);
+	if (ok && r == 0 && sqlite3_exec(s->db, "RELEASE unit", NULL, NULL, NULL) != SQLITE_OK)
+		r = db_err(s, s->db, err, "release");
+	if (!ok || r < 0) {
+		sqlite3_exec(s->db, "ROLLBACK TO unit", NULL, NULL, NULL);
+		sqlite3_exec(s->db, "RELEASE unit", NULL, NULL, NULL);
+		unit_unlock(s);
+		return r;
+	}
+	b = s->open;
+	b->refs++;
+	b->units++;
+	s->units++;
+	unit_unlock(s);
+	/* Unlocked: the unit is in the batch; wait for whoever commits it. */
+	pthread_mutex_lock(&s->wmu);
+	while (!b->done)
+		pthread_cond_wait(&s->durable, &s->wmu);
+	if (b->rc < 0)
+		r = rk_error_set(err, b->rc, "state DB %s: %s; nothing of this step was written",
+				 s->path, b->msg);
+	if (--b->refs == 0)
+		free(b);
+	pthread_mutex_unlock(&s->wmu);
+	return r;
+}
+
+int
+rk_store_begin(struct rk_store *s, struct rk_error *err)
+{
+	return unit_enter(s, err);
+}
+
+int
+rk_store_commit(struct rk_store *s, struct rk_error *err)
+{
+	return unit_leave(s, 1, err);
+}
+
+void
+rk_store_rollback(struct rk_store *s)
+{
+	struct rk_error e = { 0 };
+
+	(void)unit_leave(s, 0, &e);
+}
+
+void
+rk_store_stats(struct rk_store *s, struct rk_store_stats *out)
+{
+	pthread_mutex_lock(&s->wmu);
+	out->units = s->units;
+	out->commits = s->commits;
+	pthread_mutex_unlock(&s->wmu);
+}
+
+void
+rk_store_set_commit_hook(struct rk_store *s, void (*fn)(void *arg, unsigned units), void *arg)
+{
+	pthread_mutex_lock(&s->wmu);
+	s->commit_hook = fn;
+	s->commit_hook_arg = arg;
+	pthread_mutex_unlock(&s->wmu);
+}
+
+/* ---- statements ---- */
+
+/*
+ * Prepares sql on db and binds arguments by a type string: 's' text (NULL
+ * ok), 'i' int64, 'b' blob (pointer, size_t length).
+ */
+static int
+prepare(struct rk_store *s, sqlite3 *db, sqlite3_stmt **st, struct rk_error *err,
+	const char *sql, const char *types, va_list ap)
+{
+	if (sqlite3_prepare_v2(db, sql, -1, st, NULL) != SQLITE_OK)
+		return db_err(s, db, err, "prepare");
 	for (int i = 0; types[i]; i++) {
 		int rc = SQLITE_OK;
 		switch (types[i]) {
@@ -147,13 +434,16 @@ prepare(struct rk_store *s, sqlite3_stmt **st, struct rk_error *err, const char 
 		if (rc != SQLITE_OK) {
 			sqlite3_finalize(*st);
 			*st = NULL;
-			return db_err(s, err, "bind");
+			return db_err(s, db, err, "bind");
 		}
 	}
 	return 0;
 }
 
-/* Runs a statement that returns no rows; *changes (optional) gets the row count. */
+/*
+ * Runs a statement that returns no rows, in this thread's unit or in one of
+ * its own (durable on return); *changes (optional) gets the row count.
+ */
 static int
 run(struct rk_store *s, struct rk_error *err, int *changes, const char *sql, const char *types, ...)
 {
@@ -161,17 +451,20 @@ run(struct rk_store *s, struct rk_error *err, int *changes, const char *sql, con
 	va_list ap;
 	int r, rc;
 
-	va_start(ap, types);
-	r = prepare(s, &st, err, sql, types, ap);
-	va_end(ap);
-	if (r < 0)
+	if ((r = unit_enter(s, err)) < 0)
 		return r;
-	rc = sqlite3_step(st);
-	r = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : db_err(s, err, "write");
-	if (changes)
-		*changes = sqlite3_changes(s->db);
-	sqlite3_finalize(st);
-	return r;
+	va_start(ap, types);
+	r = prepare(s, s->db, &st, err, sql, types, ap);
+	va_end(ap);
+	if (r == 0) {
+		rc = sqlite3_step(st);
+		r = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : db_err(s, s->db, err, "write");
+		if (changes)
+			*changes = sqlite3_changes(s->db);
+		sqlite3_finalize(st);
+	}
+	rc = unit_leave(s, r == 0, err);
+	return r < 0 ? r : rc;
 }
 
 static json_t *
@@ -191,15 +484,18 @@ static int
 query(struct rk_store *s, json_t **out, struct rk_error *err, const char *sql, const char *types, ...)
 {
 	sqlite3_stmt *st = NULL;
+	sqlite3 *db = NULL;
 	json_t *rows = NULL;
 	va_list ap;
 	int r, rc;
 
+	if ((r = conn_get(s, &db, err)) < 0)
+		return r;
 	va_start(ap, types);
-	r = prepare(s, &st, err, sql, types, ap);
+	r = prepare(s, db, &st, err, sql, types, ap);
 	va_end(ap);
 	if (r < 0)
-		return r;
+		goto out;
 	if ((rows = json_array()) == NULL) {
 		r = rk_error_set(err, RK_ENOMEM, "out of memory");
 		goto out;
@@ -214,7 +510,7 @@ query(struct rk_store *s, json_t **out, struct rk_error *err, const char *sql, c
 			json_object_set_new(row, sqlite3_column_name(st, i), column_json(st, i));
 	}
 	if (rc != SQLITE_DONE) {
-		r = db_err(s, err, "read");
+		r = db_err(s, db, err, "read");
 		goto out;
 	}
 	*out = rows;
@@ -223,6 +519,7 @@ query(struct rk_store *s, json_t **out, struct rk_error *err, const char *sql, c
 out:
 	json_decref(rows);
 	sqlite3_finalize(st);
+	conn_put(s, db);
 	return r;
 }
 
@@ -233,7 +530,7 @@ migrate(struct rk_store *s, struct rk_error *err)
 	int version = 0, r;
 
 	if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
-		return db_err(s, err, "read schema version");
+		return db_err(s, s->db, err, "read schema version");
 	if (sqlite3_step(st) == SQLITE_ROW)
 		version = sqlite3_column_int(st, 0);
 	sqlite3_finalize(st);
@@ -243,11 +540,12 @@ migrate(struct rk_store *s, struct rk_error *err)
 				    "(%d); upgrade rekey", s->path, version, SCHEMA_VERSION);
 	for (; version < SCHEMA_VERSION; version++) {
 		char pragma[64];
-		if ((r = exec_sql(s, "BEGIN IMMEDIATE", err)) < 0)
+		if ((r = exec_sql(s, s->db, "BEGIN IMMEDIATE", err)) < 0)
 			return r;
 		snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", version + 1);
-		if ((r = exec_sql(s, migrations[version], err)) < 0 ||
-		    (r = exec_sql(s, pragma, err)) < 0 || (r = exec_sql(s, "COMMIT", err)) < 0) {
+		if ((r = exec_sql(s, s->db, migrations[version], err)) < 0 ||
+		    (r = exec_sql(s, s->db, pragma, err)) < 0 ||
+		    (r = exec_sql(s, s->db, "COMMIT", err)) < 0) {
 			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 			return r;
 		}
@@ -260,7 +558,17 @@ rk_store_close(struct rk_store *s)
 {
 	if (s == NULL)
 		return;
+	assert(s->open == NULL && tl_unit != s);	/* every unit has ended */
+	while (s->readers != NULL) {
+		struct reader *rd = s->readers;
+		s->readers = rd->next;
+		sqlite3_close_v2(rd->db);
+		free(rd);
+	}
 	sqlite3_close_v2(s->db);
+	pthread_mutex_destroy(&s->wmu);
+	pthread_mutex_destroy(&s->rmu);
+	pthread_cond_destroy(&s->durable);
 	free(s->path);
 	free(s);
 }
@@ -271,9 +579,15 @@ rk_store_open(struct rk_store **out, const char *state_dir, int create, struct r
 	struct rk_store *s = calloc(1, sizeof(*s));
 	struct stat st;
 	mode_t old_umask;
-	int r, rc;
+	int r;
 
-	if (s == NULL || (s->path = rk_path_join(state_dir, "rekey.db")) == NULL) {
+	if (s == NULL)
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	pthread_mutex_init(&s->wmu, NULL);
+	pthread_mutex_init(&s->rmu, NULL);
+	pthread_cond_init(&s->durable, NULL);
+	atomic_init(&s->arriving, 0);
+	if ((s->path = rk_path_join(state_dir, "rekey.db")) == NULL) {
 		r = rk_error_set(err, RK_ENOMEM, "out of memory");
 		goto out;
 	}
@@ -290,21 +604,17 @@ rk_store_open(struct rk_store **out, const char *state_dir, int create, struct r
 				 (unsigned)(st.st_mode & 0777), s->path);
 		goto out;
 	}
-	/* The DB, its -wal and -shm files are created 0600. */
+	/*
+	 * The DB, its -wal and -shm files are created 0600. The write connection
+	 * is opened before any thread runs; readers find the files made.
+	 */
 	old_umask = umask(077);
-	rc = sqlite3_open_v2(s->path, &s->db,
-			     SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) |
-				     SQLITE_OPEN_FULLMUTEX,
-			     NULL);
+	r = open_conn(s, &s->db, SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0), err);
 	umask(old_umask);
-	if (rc != SQLITE_OK) {
-		r = rk_error_set(err, RK_EIO, "cannot open state DB %s: %s", s->path,
-				 s->db ? sqlite3_errmsg(s->db) : "out of memory");
+	if (r < 0)
 		goto out;
-	}
-	sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
-	if ((r = exec_sql(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-			     "PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON;", err)) < 0 ||
+	if ((r = exec_sql(s, s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+			  "PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON;", err)) < 0 ||
 	    (r = migrate(s, err)) < 0)
 		goto out;
 	*out = s;
@@ -319,51 +629,6 @@ const char *
 rk_store_path(const struct rk_store *s)
 {
 	return s->path;
-}
-
-int
-rk_store_begin(struct rk_store *s, struct rk_error *err)
-{
-	int r;
-
-	if (s->depth > 0) {
-		s->depth++;
-		return 0;
-	}
-	if ((r = exec_sql(s, "BEGIN IMMEDIATE", err)) < 0)
-		return r;
-	s->depth = 1;
-	s->failed = 0;
-	return 0;
-}
-
-int
-rk_store_commit(struct rk_store *s, struct rk_error *err)
-{
-	int r;
-
-	assert(s->depth > 0);
-	if (--s->depth > 0)
-		return 0;
-	if (s->failed) {
-		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-		return rk_error_set(err, RK_EIO, "state DB %s: a part of the transaction failed; "
-				    "nothing was written", s->path);
-	}
-	if ((r = exec_sql(s, "COMMIT", err)) < 0)
-		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-	return r;
-}
-
-void
-rk_store_rollback(struct rk_store *s)
-{
-	assert(s->depth > 0);
-	if (--s->depth > 0) {
-		s->failed = 1;
-		return;
-	}
-	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
 int
@@ -743,14 +1008,20 @@ rk_store_rot_list(struct rk_store *s, const char *run_id, struct rk_rotation **o
 	sqlite3_stmt *st = NULL;
 	struct rk_rotation *rots = NULL;
 	size_t count = 0, cap = 0;
+	sqlite3 *db = NULL;
 	int r = 0, rc;
 
-	if (sqlite3_prepare_v2(s->db,
+	if ((r = conn_get(s, &db, err)) < 0)
+		return r;
+	if (sqlite3_prepare_v2(db,
 			       "SELECT run_id, secret, state, idem_key, old_version, new_version,"
 			       " old_fp, new_fp, sealed_new, sealed_old, error, updated_at,"
 			       " restore_version FROM rotations WHERE run_id = ? ORDER BY seq", -1, &st,
-			       NULL) != SQLITE_OK)
-		return db_err(s, err, "prepare");
+			       NULL) != SQLITE_OK) {
+		r = db_err(s, db, err, "prepare");
+		conn_put(s, db);
+		return r;
+	}
 	sqlite3_bind_text(st, 1, run_id, -1, SQLITE_TRANSIENT);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		struct rk_rotation *rot;
@@ -785,9 +1056,10 @@ rk_store_rot_list(struct rk_store *s, const char *run_id, struct rk_rotation **o
 		copy_col(rot->restore_version, sizeof(rot->restore_version), st, 12);
 	}
 	if (rc != SQLITE_DONE)
-		r = db_err(s, err, "read");
+		r = db_err(s, db, err, "read");
 out:
 	sqlite3_finalize(st);
+	conn_put(s, db);
 	if (r < 0) {
 		rk_store_rot_free(rots, count);
 		return r;

@@ -22,12 +22,32 @@ int rk_store_open(struct rk_store **out, const char *state_dir, int create,
 		  struct rk_error *err) RK_WARN_UNUSED;
 void rk_store_close(struct rk_store *s);
 /*
- * Transactions nest: only the outermost begin/commit pair is a transaction
- * (BEGIN IMMEDIATE ... COMMIT); an inner rollback makes the outer commit fail.
+ * A unit of writes: atomic, and durable when the outermost commit returns
+ * (0), or undone as a whole. Units of several threads are committed together
+ * (group commit: one fsync for all of them); a unit holds the write
+ * connection from begin to commit, so no external call belongs inside one.
+ * Units nest: an inner rollback makes the outer commit fail. A write made
+ * outside begin/commit is a unit of its own. Reads outside a unit use a
+ * connection of their own and see committed data; inside one, the unit's
+ * writes too. Thread-safe: any number of threads may share a store.
  */
 int rk_store_begin(struct rk_store *s, struct rk_error *err) RK_WARN_UNUSED;
 int rk_store_commit(struct rk_store *s, struct rk_error *err) RK_WARN_UNUSED;
 void rk_store_rollback(struct rk_store *s);
+
+/* Counters since open: units committed and commits (one fsync each). */
+struct rk_store_stats {
+	uint64_t units;
+	uint64_t commits;
+};
+void rk_store_stats(struct rk_store *s, struct rk_store_stats *out);
+/*
+ * Tests: fn(arg, units) runs just before each commit, with the number of
+ * units in it, on the committing thread (a crash point between the writes
+ * and their commit). NULL removes it.
+ */
+void rk_store_set_commit_hook(struct rk_store *s, void (*fn)(void *arg, unsigned units),
+			      void *arg);
 
 /* Exclusive lock of the state dir for changing commands; RK_EBUSY when held. */
 int rk_state_lock(const char *state_dir, int *fd_out, struct rk_error *err) RK_WARN_UNUSED;
@@ -105,7 +125,7 @@ int rk_store_rot_insert(struct rk_store *s, const struct rk_rotation *rot, int64
 			struct rk_error *err) RK_WARN_UNUSED;
 /*
  * Writes the rotation's fields with state = step and appends a step row, in
- * one transaction, durable (synchronous=FULL) when this returns.
+ * one unit, durable (synchronous=FULL) when this returns.
  */
 int rk_store_rot_step(struct rk_store *s, struct rk_rotation *rot, const char *step,
 		      const char *detail, int64_t now, struct rk_error *err) RK_WARN_UNUSED;
