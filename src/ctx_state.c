@@ -49,6 +49,8 @@ rk_ctx_open_state(struct rk_ctx *ctx, int lock, struct rk_error *err)
 		return r;
 	if ((r = rk_store_open(&ctx->store, ctx->cfg->state_dir, 0, err)) < 0)
 		return r;
+	/* Looked up now, while one thread runs: workers only read it. */
+	(void)rk_ctx_actor(ctx);
 	return rk_keys_load(&ctx->keys, ctx->cfg->state_dir, err);
 }
 
