@@ -592,6 +592,17 @@ out:
 	return r;
 }
 
+/*
+ * Rotations of different secrets touch different directories (each under
+ * its own flock); the cap only bounds open files and CPU.
+ */
+static unsigned
+local_concurrency(const struct rk_provider *p)
+{
+	(void)p;
+	return 16;
+}
+
 const struct rk_provider_ops rk_provider_local = {
 	.type = "local",
 	.caps = RK_CAP_VERSIONS | RK_CAP_STAGING | RK_CAP_EXPORT,
@@ -607,4 +618,5 @@ const struct rk_provider_ops rk_provider_local = {
 	.promote = local_promote,
 	.rollback = local_rollback,
 	.close = local_close,
+	.concurrency = local_concurrency,
 };

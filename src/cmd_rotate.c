@@ -4,6 +4,7 @@
  * rekey rollback NAME [--to VERSION]
  */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,8 +24,13 @@ static const char rotate_usage[] =
 	"Rotates the named secrets now (a secret marked needs_attention is cleared by\n"
 	"naming it), or every secret that is due and inside its rotation window\n"
 	"(--due). Dependents restart once each, after all their secrets are promoted.\n"
-	"--resume finishes a run interrupted by a crash (see `rekey runs`).\n"
-	"Exit: 0 all rotated, 3 some failed, 1 all failed, 2 usage, 75 locked.\n";
+	"--resume finishes a run interrupted by a crash or a stop (see `rekey runs`).\n"
+	"--parallel N runs N rotations at once (default: the sum of the providers'\n"
+	"concurrency caps), never more than a provider's cap on one provider, lower\n"
+	"tiers first. SIGTERM or Ctrl-C stops cleanly: no new rotation starts, calls\n"
+	"in flight are abandoned where the journal has them, and the command prints\n"
+	"the --resume command that finishes the run.\n"
+	"Exit: 0 all rotated, 3 some failed or stopped, 1 all failed, 2 usage, 75 locked.\n";
 
 static const char rollback_usage[] =
 	"usage: rekey rollback NAME [--to VERSION] [--no-restart] [--reason TEXT]\n\n"
@@ -33,6 +39,34 @@ static const char rollback_usage[] =
 	"version, runs the policy's verify and set hooks, and restarts the secret's\n"
 	"dependents (not with --no-restart).\n"
 	"Exit: 0 rolled back, 3 rolled back but a dependent failed, 1 failed, 2 usage.\n";
+
+/* The flag SIGTERM and SIGINT set: the engine stops starting and waiting. */
+static atomic_int *stop_flag;
+
+static void
+on_stop_signal(int sig)
+{
+	(void)sig;
+	if (stop_flag != NULL)
+		atomic_store(stop_flag, 1);	/* lock-free: safe in a handler */
+}
+
+/*
+ * From here on SIGTERM/SIGINT stop the run cleanly: steps in flight finish
+ * or are abandoned where the journal has them, and --resume goes on.
+ */
+static void
+catch_stop_signals(struct rk_ctx *ctx)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop_signal;
+	sigemptyset(&sa.sa_mask);
+	stop_flag = &ctx->stop;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+}
 
 /* The words for a result code, made only when printing. */
 static const char *
@@ -43,6 +77,8 @@ result_words(const char *code)
 		{ "restored", "rolled back" },
 		{ "rolled_back", "failed, undone" },
 		{ "failed", "failed" },
+		{ "interrupted", "interrupted (resume the run)" },
+		{ "pending", "pending (resume the run)" },
 		{ "restarted", "restarted" },
 		{ "skipped", "skipped (unchanged)" },
 		{ "not_restarted", "not restarted (--no-restart)" },
@@ -60,7 +96,7 @@ status_exit(const json_t *report)
 
 	if (s == NULL || strcmp(s, "done") == 0)
 		return 0;
-	return strcmp(s, "partial") == 0 ? 3 : 1;
+	return strcmp(s, "partial") == 0 || strcmp(s, "interrupted") == 0 ? 3 : 1;
 }
 
 static void
@@ -102,10 +138,14 @@ print_report(const json_t *rep)
 	       strcmp(json_string_value(json_object_get(rep, "kind")), "rollback") == 0
 		       ? "rolled back"
 		       : "rotated");
+	if (json_object_get(rep, "retry") != NULL &&
+	    strcmp(json_string_value(json_object_get(rep, "status")), "interrupted") == 0)
+		printf("stopped before the end; finish with: %s\n",
+		       json_string_value(json_object_get(rep, "retry")));
 }
 
 static int
-do_resume(struct rk_ctx *ctx, const char *run)
+do_resume(struct rk_ctx *ctx, const char *run, int parallel)
 {
 	struct rk_error err = { 0 };
 	json_t *rep = NULL, *e;
@@ -121,7 +161,8 @@ do_resume(struct rk_ctx *ctx, const char *run)
 		json_decref(rep);
 		rep = NULL;
 	}
-	if (rk_engine_resume(ctx, strcmp(run, "all") == 0 ? NULL : run, &rep, &err) < 0)
+	catch_stop_signals(ctx);
+	if (rk_engine_resume(ctx, strcmp(run, "all") == 0 ? NULL : run, parallel, &rep, &err) < 0)
 		return rk_cli_fail(&err, "cannot resume %s", run);
 	if (json_is_array(rep)) {
 		json_array_foreach(rep, i, e) {
@@ -188,7 +229,7 @@ cmd_rotate(struct rk_ctx *ctx, int argc, char **argv)
 	if ((c = rk_cli_open(ctx, !dry)) != 0)
 		return c;
 	if (resume != NULL)
-		return do_resume(ctx, resume);
+		return do_resume(ctx, resume, ro.parallel);
 	if (rk_engine_plan(ctx, rk_now(ctx), &plan, &err) < 0)
 		return rk_cli_fail(&err, "cannot compute the schedule");
 	names = json_array();
@@ -232,6 +273,7 @@ cmd_rotate(struct rk_ctx *ctx, int argc, char **argv)
 		goto out;
 	}
 	ro.manual = !due;
+	catch_stop_signals(ctx);
 	if (rk_engine_rotate(ctx, names, &ro, &rep, &err) < 0) {
 		rc = rk_cli_fail(&err, "rotation did not start; nothing was changed");
 		goto out;

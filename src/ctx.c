@@ -22,6 +22,7 @@ rk_ctx_init(struct rk_ctx *ctx)
 {
 	memset(ctx, 0, sizeof(*ctx));
 	ctx->lock_fd = -1;
+	atomic_init(&ctx->stop, 0);
 #ifdef RK_FAULT_INJECTION
 	/* Test builds only: a fixed clock so tests can move time. */
 	{

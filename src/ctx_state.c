@@ -66,6 +66,10 @@ rk_ctx_provider(struct rk_ctx *ctx, const char *name, struct rk_provider **out,
 		if (strcmp(cp->name, name) != 0)
 			continue;
 		if (ctx->providers[i] == NULL) {
+			if (ctx->workers_running)
+				return rk_error_set(err, RK_EINTERNAL,
+						    "provider '%s' was not opened before the rotations "
+						    "started (a bug in rekey)", name);
 			env.name = cp->name;
 			env.state_dir = ctx->cfg->state_dir;
 			env.local_key = ctx->keys ? rk_keys_subkey(ctx->keys, "local") : NULL;

@@ -11,12 +11,16 @@
  *  - a dependent restarts once per run, after every secret of the run it
  *    depends on has left the pipeline.
  */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "rekey/audit.h"
+#include "rekey/call.h"
 #include "rekey/config.h"
 #include "rekey/crypto.h"
 #include "rekey/ctx.h"
@@ -31,6 +35,9 @@
 #include "rekey/store.h"
 #include "rekey/util.h"
 
+/* How long one step's provider calls may take before they give up. */
+#define RK_STEP_DEADLINE_MS (5 * 60 * 1000)
+
 struct job {
 	json_t *row;			/* the secret's DB row (owned) */
 	const json_t *spec;		/* row["spec"] */
@@ -41,8 +48,11 @@ struct job {
 	struct rk_secret *value;	/* the new value while in flight */
 	int resumed;			/* the journal came from an earlier process */
 	int64_t t0;
-	char result[16];		/* rotated, restored (a rollback), failed, rolled_back */
+	int tier;			/* the priority of its rotation (0 first) */
+	struct rk_call call;		/* deadline, stop flag and priority of its provider calls */
+	enum rk_result result;
 	int dep_failed;			/* a dependent of this secret failed to restart */
+	int dep_pending;		/* a dependent of it waits for a secret still in flight */
 	int conflicts;			/* stages lost to another writer in this process */
 	struct rk_error err;
 };
@@ -397,7 +407,7 @@ fail_job(struct rk_ctx *ctx, struct job *j, const struct rk_error *cause)
 			rk_log_err(&e2, "cannot audit the failure of '%s'", j->name);
 		json_decref(d);
 	}
-	snprintf(j->result, sizeof(j->result), "%s", rk_step_name(final));
+	j->result = final == RK_STEP_FAILED ? RK_RESULT_FAILED : RK_RESULT_ROLLED_BACK;
 	rk_log(RK_LOG_ERROR, "rotation.failed", "run_id", j->rot.run_id, "secret", j->name,
 	       "provider", j->prov ? j->prov->name : NULL, "step", cause->step[0] ? cause->step : NULL,
 	       "result", rk_step_name(final), "error", j->rot.error, NULL);
@@ -507,23 +517,228 @@ static int (*const forward[RK_STEP_COUNT])(struct rk_ctx *, struct job *, struct
 	[RK_STEP_SET] = h_promote,
 };
 
-/* Advances one rotation until it is promoted, or has failed. */
+/* Left where it is: the journal has its last step, and --resume goes on from there. */
+static void
+interrupt_job(struct job *j)
+{
+	j->result = RK_RESULT_INTERRUPTED;
+	rk_log(RK_LOG_WARN, "rotation.interrupted", "run_id", j->rot.run_id, "secret", j->name,
+	       "provider", j->prov ? j->prov->name : NULL, "step", j->rot.state, NULL);
+}
+
+/*
+ * Advances one rotation until it is promoted, has failed, or rekey is
+ * stopping (between steps, or a provider call that returned RK_ECANCELED:
+ * whatever that call did is looked up again on resume, as after a crash).
+ */
 static void
 advance(struct rk_ctx *ctx, struct job *j)
 {
 	struct rk_error err = { 0 };
 	enum rk_step s;
 
+	j->call.cancel = &ctx->stop;
+	j->call.priority = j->tier;
 	while ((s = state_of(j)) != RK_STEP_UNKNOWN && forward[s] != NULL) {
+		if (atomic_load(&ctx->stop)) {
+			interrupt_job(j);
+			return;
+		}
+		j->call.deadline_ms = rk_mono_ms() + RK_STEP_DEADLINE_MS;
 		if (forward[s](ctx, j, &err) < 0) {
+			if (err.code == RK_ECANCELED && atomic_load(&ctx->stop)) {
+				rk_error_clear(&err);
+				j->resumed = 1;	/* the call's outcome is unknown: look before writing */
+				interrupt_job(j);
+				return;
+			}
 			fail_job(ctx, j, &err);
 			return;
 		}
 	}
 	if (rk_step_is_promoted(state_of(j)))
-		snprintf(j->result, sizeof(j->result), "rotated");
-	else if (j->result[0] == '\0')
-		snprintf(j->result, sizeof(j->result), "%s", j->rot.state);
+		j->result = RK_RESULT_ROTATED;
+	else if (j->result == RK_RESULT_NONE)
+		j->result = state_of(j) == RK_STEP_ROLLED_BACK ? RK_RESULT_ROLLED_BACK
+							   : RK_RESULT_FAILED;
+}
+
+/* ---- the worker pool ---- */
+
+/* One provider's rotations waiting to start, most urgent first. */
+struct queue {
+	const struct rk_provider *prov;
+	size_t *idx;		/* job indexes, by (tier, position in the run) */
+	size_t n, head;
+	unsigned inflight, cap;
+};
+
+struct pool {
+	struct rk_ctx *ctx;
+	struct job *jobs;
+	struct queue *q;
+	size_t nq;
+	size_t waiting;		/* jobs not yet started */
+	const char *run_id;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+};
+
+static int
+by_priority(const void *a, const void *b, void *arg)
+{
+	const struct job *jobs = arg;
+	size_t x = *(const size_t *)a, y = *(const size_t *)b;
+
+	if (jobs[x].tier != jobs[y].tier)
+		return jobs[x].tier < jobs[y].tier ? -1 : 1;
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * The next rotation to start: the most urgent head among the providers with
+ * a free slot, so a slow or full provider never holds up the others and a
+ * tier orders, not separates. NULL when none is left or rekey is stopping.
+ */
+static struct job *
+pool_take(struct pool *p, struct queue **qout)
+{
+	struct job *j = NULL;
+
+	pthread_mutex_lock(&p->mu);
+	while (p->waiting > 0 && !atomic_load(&p->ctx->stop)) {
+		struct queue *best = NULL;
+		for (size_t i = 0; i < p->nq; i++) {
+			struct queue *q = &p->q[i];
+			if (q->head == q->n || q->inflight >= q->cap)
+				continue;
+			if (best == NULL || by_priority(&q->idx[q->head], &best->idx[best->head],
+							p->jobs) < 0)
+				best = q;
+		}
+		if (best != NULL) {
+			j = &p->jobs[best->idx[best->head++]];
+			best->inflight++;
+			p->waiting--;
+			*qout = best;
+			break;
+		}
+		/* Every provider with work is at its cap: wait for a slot (or the stop flag). */
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += RK_CALL_TICK_MS * 1000000L * 5;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+	}
+	pthread_mutex_unlock(&p->mu);
+	return j;
+}
+
+static void
+pool_done(struct pool *p, struct queue *q)
+{
+	pthread_mutex_lock(&p->mu);
+	q->inflight--;
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+}
+
+static void *
+pool_worker(void *arg)
+{
+	struct pool *p = arg;
+	struct queue *q;
+	struct job *j;
+
+	rk_log_set_run(p->run_id);
+	while ((j = pool_take(p, &q)) != NULL) {
+		advance(p->ctx, j);
+		pool_done(p, q);
+	}
+	return NULL;
+}
+
+/*
+ * Runs every job still in the pipeline on `parallel` workers (0: the sum
+ * of the providers' caps), at most each provider's cap of them at once.
+ * Returns how many were started; an error only when no worker could be made.
+ */
+static int
+run_jobs(struct rk_ctx *ctx, const char *run_id, struct job *jobs, size_t n, int parallel,
+	 struct rk_error *err)
+{
+	struct pool p = { .ctx = ctx, .jobs = jobs, .run_id = run_id };
+	pthread_t *th = NULL;
+	size_t nth = 0, want = 0;
+	int r = 0;
+
+	if ((p.q = calloc(n ? n : 1, sizeof(*p.q))) == NULL)
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		struct queue *q = NULL;
+		if (jobs[i].result != RK_RESULT_NONE || jobs[i].prov == NULL)
+			continue;
+		for (size_t k = 0; k < p.nq && q == NULL; k++)
+			if (p.q[k].prov == jobs[i].prov)
+				q = &p.q[k];
+		if (q == NULL) {
+			q = &p.q[p.nq++];
+			q->prov = jobs[i].prov;
+			q->cap = rk_provider_concurrency(jobs[i].prov);
+			want += q->cap;
+		}
+		size_t *ni = realloc(q->idx, (q->n + 1) * sizeof(*ni));
+		if (ni == NULL) {
+			r = rk_error_set(err, RK_ENOMEM, "out of memory");
+			goto out;
+		}
+		q->idx = ni;
+		q->idx[q->n++] = i;
+		p.waiting++;
+	}
+	for (size_t k = 0; k < p.nq; k++)
+		qsort_r(p.q[k].idx, p.q[k].n, sizeof(size_t), by_priority, jobs);
+	if (parallel > 0)
+		want = (size_t)parallel;
+	if (want > RK_PARALLEL_MAX)
+		want = RK_PARALLEL_MAX;
+	if (want > p.waiting)
+		want = p.waiting;
+	if (want == 0)
+		goto out;
+	if ((th = calloc(want, sizeof(*th))) == NULL) {
+		r = rk_error_set(err, RK_ENOMEM, "out of memory");
+		goto out;
+	}
+	pthread_mutex_init(&p.mu, NULL);
+	pthread_cond_init(&p.cv, NULL);
+	ctx->workers_running = 1;
+	for (nth = 0; nth < want; nth++)
+		if (pthread_create(&th[nth], NULL, pool_worker, &p) != 0)
+			break;
+	if (nth == 0) {
+		r = rk_error_set(err, RK_EINTERNAL, "cannot start a worker thread");
+	} else {
+		rk_log(RK_LOG_DEBUG, "run.workers", "run_id", run_id, NULL);
+		for (size_t t = 0; t < nth; t++)
+			pthread_join(th[t], NULL);
+	}
+	ctx->workers_running = 0;
+	pthread_mutex_destroy(&p.mu);
+	pthread_cond_destroy(&p.cv);
+out:
+	/* Stopped before their turn: journaled as planned, for --resume. */
+	for (size_t k = 0; k < p.nq; k++) {
+		for (size_t i = p.q[k].head; i < p.q[k].n; i++)
+			jobs[p.q[k].idx[i]].result = RK_RESULT_INTERRUPTED;
+		free(p.q[k].idx);
+	}
+	free(p.q);
+	free(th);
+	return r;
 }
 
 /* ---- dependents ---- */
@@ -645,6 +860,7 @@ struct dep_entry {
 	json_t *names;			/* secrets of the run that changed for it */
 	size_t *jobs;			/* indexes of every job naming it */
 	size_t njobs;
+	int interrupted;		/* one of them is still in the pipeline: not yet */
 };
 
 /*
@@ -695,8 +911,9 @@ restart_dependents(struct rk_ctx *ctx, const char *run_id, struct job *jobs, siz
 					goto out;
 				e->jobs = nj;
 				e->jobs[e->njobs++] = i;
-				if (strcmp(jobs[i].result, "rotated") == 0 ||
-				    strcmp(jobs[i].result, "restored") == 0)
+				if (jobs[i].result == RK_RESULT_INTERRUPTED)
+					e->interrupted = 1;
+				if (rk_result_changed(jobs[i].result))
 					json_array_append_new(e->names, json_string(jobs[i].name));
 			}
 		}
@@ -706,7 +923,7 @@ restart_dependents(struct rk_ctx *ctx, const char *run_id, struct job *jobs, siz
 		const char *key = json_string_value(json_object_get(e->dep, "key"));
 		struct rk_error err = { 0 };
 		int64_t t0 = rk_mono_ms();
-		const char *result;
+		enum rk_dep_result result;
 		char state[32];
 
 		if (rk_store_dep_state(ctx->store, run_id, key, state, sizeof(state), &err) < 0) {
@@ -714,11 +931,13 @@ restart_dependents(struct rk_ctx *ctx, const char *run_id, struct job *jobs, siz
 			continue;
 		}
 		if (strcmp(state, "done") == 0) {
-			result = "restarted";	/* by the process that ran before a crash */
+			result = RK_DEP_RESTARTED;	/* by the process that ran before a crash */
+		} else if (e->interrupted) {
+			result = RK_DEP_PENDING;	/* a secret of it is still in the pipeline */
 		} else if (json_array_size(e->names) == 0) {
-			result = "skipped";
+			result = RK_DEP_SKIPPED;
 		} else if (no_restart) {
-			result = "not_restarted";
+			result = RK_DEP_NOT_RESTARTED;
 		} else {
 			if (rk_store_dep_set(ctx->store, run_id, key, "restarting", NULL, rk_now(ctx),
 					     &err) < 0) {
@@ -726,27 +945,30 @@ restart_dependents(struct rk_ctx *ctx, const char *run_id, struct job *jobs, siz
 				continue;
 			}
 			if (restart_one(ctx, run_id, e->dep, e->names, e->pol, &err) < 0) {
-				result = "failed";
+				result = RK_DEP_FAILED;
 			} else {
 				RK_FAULT("restart-call");
-				result = "restarted";
+				result = RK_DEP_RESTARTED;
 			}
 			{
 				struct rk_error e2 = { 0 };
 				if (rk_store_dep_set(ctx->store, run_id, key,
-						     strcmp(result, "failed") ? "done" : "failed",
+						     result == RK_DEP_FAILED ? "failed" : "done",
 						     err.msg, rk_now(ctx), &e2) < 0)
 					rk_log_err(&e2, "cannot journal restart of %s", key);
 			}
 		}
-		rk_log(strcmp(result, "failed") ? RK_LOG_INFO : RK_LOG_ERROR, "dependent.restart",
-		       "run_id", run_id, "dependent", key, "result", result, "error",
-		       err.code ? err.msg : NULL, NULL);
+		rk_log(result == RK_DEP_FAILED ? RK_LOG_ERROR : RK_LOG_INFO, "dependent.restart",
+		       "run_id", run_id, "dependent", key, "result", rk_dep_result_name(result),
+		       "error", err.code ? err.msg : NULL, NULL);
 		json_array_append_new(report_deps,
 				      json_pack("{s:s, s:s, s:s, s:I}", "dependent", key, "result",
-						result, "error", err.code ? err.msg : "", "duration_ms",
+						rk_dep_result_name(result), "error",
+						err.code ? err.msg : "", "duration_ms",
 						(json_int_t)(rk_mono_ms() - t0)));
-		if (strcmp(result, "failed") == 0) {
+		for (size_t q = 0; result == RK_DEP_PENDING && q < e->njobs; q++)
+			jobs[e->jobs[q]].dep_pending = 1;
+		if (result == RK_DEP_FAILED) {
 			failed++;
 			for (size_t q = 0; q < e->njobs; q++)
 				jobs[e->jobs[q]].dep_failed = 1;
@@ -788,25 +1010,77 @@ static json_t *
 job_report(const struct job *j)
 {
 	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "name", j->name, "provider",
-			 j->prov ? j->prov->name : "", "result", j->result[0] ? j->result : "failed",
+			 j->prov ? j->prov->name : "", "result",
+			 rk_result_name(j->result != RK_RESULT_NONE ? j->result : RK_RESULT_FAILED),
 			 "old_version", j->rot.old_version, "new_version", j->rot.new_version,
 			 "error", j->rot.error[0] ? j->rot.error : j->err.msg, "duration_ms",
 			 (json_int_t)(rk_mono_ms() - j->t0));
 }
 
-/* Drives every job of a run to its end, restarts dependents and closes the run. */
+/*
+ * Journals the end of each rotated job (restarted | restart_failed, done),
+ * all in one unit: one commit for the whole run instead of two per secret.
+ * Returns how many jobs changed a value.
+ */
+static size_t
+close_jobs(struct rk_ctx *ctx, struct job *jobs, size_t n)
+{
+	struct rk_error err = { 0 };
+	size_t ok = 0;
+	int in_unit = rk_store_begin(ctx->store, &err) == 0;
+
+	if (!in_unit)
+		rk_log_err(&err, "cannot journal the end of the run's rotations");
+	for (size_t i = 0; i < n; i++) {
+		struct job *j = &jobs[i];
+		struct rk_error e2 = { 0 };
+		if (j->result != RK_RESULT_ROTATED)
+			continue;
+		ok++;
+		if (j->rot.restore_version[0] != '\0')
+			j->result = RK_RESULT_RESTORED;
+		if (!in_unit || j->dep_pending)
+			continue;	/* stays promoted: --resume restarts its dependents */
+		/*
+		 * A failed dependent is journaled as such (the rotation itself
+		 * stands: the new value is live); the run is then partial.
+		 */
+		if (state_of(j) == RK_STEP_PROMOTED &&
+		    step(ctx, j, j->dep_failed ? RK_STEP_RESTART_FAILED : RK_STEP_RESTARTED, NULL,
+			 &e2) == 0)
+			RK_FAULT("restarted");
+		/* Done: the sealed value is no longer needed by anyone. */
+		free(j->rot.sealed_new);
+		j->rot.sealed_new = NULL;
+		j->rot.sealed_new_len = 0;
+		if (e2.code == 0 && state_of(j) == RK_STEP_RESTARTED)
+			(void)step(ctx, j, RK_STEP_DONE, NULL, &e2);
+		if (e2.code != 0)
+			rk_log_err(&e2, "cannot journal the end of '%s'", j->name);
+	}
+	if (in_unit && rk_store_commit(ctx->store, &err) < 0)
+		rk_log_err(&err, "cannot journal the end of the run's rotations; `rekey rotate "
+			   "--resume` records it");
+	return ok;
+}
+
+/*
+ * Drives every job of a run to its end on the worker pool, restarts
+ * dependents and closes the run; when rekey was stopped (SIGTERM) the run is
+ * left open with status "interrupted" in the report, for --resume.
+ */
 static int
 finish_run(struct rk_ctx *ctx, const char *run_id, const char *kind, struct job *jobs, size_t n,
-	   int no_restart, json_t **report, struct rk_error *err)
+	   int no_restart, int parallel, json_t **report, struct rk_error *err)
 {
-	json_t *rep = NULL, *secrets, *deps;
-	size_t ok = 0, bad = 0, dep_bad = 0;
+	json_t *rep = NULL, *secrets, *deps, *d;
+	size_t ok, bad = 0, dep_bad = 0, stopped = 0;
 	const char *status;
+	char retry[128];
 	int r;
 
-	for (size_t i = 0; i < n; i++)
-		if (jobs[i].result[0] == '\0')
-			advance(ctx, &jobs[i]);
+	if ((r = run_jobs(ctx, run_id, jobs, n, parallel, err)) < 0)
+		return r;
 	secrets = json_array();
 	deps = json_array();
 	rep = json_pack("{s:s, s:s, s:o, s:o}", "run_id", run_id, "kind", kind, "secrets", secrets,
@@ -814,54 +1088,41 @@ finish_run(struct rk_ctx *ctx, const char *run_id, const char *kind, struct job 
 	if (rep == NULL)
 		return rk_error_set(err, RK_ENOMEM, "out of memory");
 	dep_bad = restart_dependents(ctx, run_id, jobs, n, deps, no_restart);
+	ok = close_jobs(ctx, jobs, n);
 	for (size_t i = 0; i < n; i++) {
-		struct job *j = &jobs[i];
-		if (strcmp(j->result, "rotated") == 0) {
-			struct rk_error e2 = { 0 };
-			/*
-			 * A failed dependent is journaled as such (the rotation itself
-			 * stands: the new value is live); the run is then partial.
-			 */
-			if (state_of(j) == RK_STEP_PROMOTED &&
-			    step(ctx, j, j->dep_failed ? RK_STEP_RESTART_FAILED : RK_STEP_RESTARTED, NULL,
-				 &e2) == 0)
-				RK_FAULT("restarted");
-			/* Done: the sealed value is no longer needed by anyone. */
-			free(j->rot.sealed_new);
-			j->rot.sealed_new = NULL;
-			j->rot.sealed_new_len = 0;
-			if (e2.code == 0 && state_of(j) == RK_STEP_RESTARTED)
-				step(ctx, j, RK_STEP_DONE, NULL, &e2);
-			if (e2.code != 0)
-				rk_log_err(&e2, "cannot journal the end of '%s'", j->name);
-			if (j->rot.restore_version[0] != '\0')
-				snprintf(j->result, sizeof(j->result), "restored");
-			ok++;
-		} else {
-			bad++;
-		}
-		json_array_append_new(secrets, job_report(j));
+		stopped += jobs[i].result == RK_RESULT_INTERRUPTED;
+		bad += !rk_result_changed(jobs[i].result) && jobs[i].result != RK_RESULT_INTERRUPTED;
+		json_array_append_new(secrets, job_report(&jobs[i]));
+	}
+	if (stopped > 0) {
+		/* The run stays open: its journal is where --resume goes on. */
+		snprintf(retry, sizeof(retry), "rekey rotate --resume %s", run_id);
+		json_object_set_new(rep, "status", json_string("interrupted"));
+		json_object_set_new(rep, "retry", json_string(retry));
+		d = json_pack("{s:I, s:I, s:I}", "rotated", (json_int_t)ok, "failed",
+			      (json_int_t)bad, "unfinished", (json_int_t)stopped);
+		r = rk_audit(ctx, "run.interrupted", run_id, d, err);
+		json_decref(d);
+		rk_log(RK_LOG_WARN, "run.interrupted", "run_id", run_id, "retry", retry, NULL);
+		goto out;
 	}
 	status = bad == 0 && dep_bad == 0 ? "done" : ok == 0 && bad > 0 ? "failed" : "partial";
 	json_object_set_new(rep, "status", json_string(status));
 	if (bad > 0 || dep_bad > 0)
 		json_object_set_new(rep, "retry", json_string("rekey rotate NAME... (a new run)"));
-	if ((r = rk_store_run_finish(ctx->store, run_id, status, rk_now(ctx), err)) < 0) {
+	if ((r = rk_store_run_finish(ctx->store, run_id, status, rk_now(ctx), err)) < 0)
+		goto out;
+	d = json_pack("{s:s, s:I, s:I}", "status", status, "rotated", (json_int_t)ok, "failed",
+		      (json_int_t)bad);
+	r = rk_audit(ctx, "run.finished", run_id, d, err);
+	json_decref(d);
+	rk_log(RK_LOG_INFO, "run.finished", "run_id", run_id, "result", status, NULL);
+out:
+	rk_log_set_run(NULL);
+	if (r < 0) {
 		json_decref(rep);
 		return r;
 	}
-	{
-		json_t *d = json_pack("{s:s, s:I, s:I}", "status", status, "rotated", (json_int_t)ok,
-				      "failed", (json_int_t)bad);
-		r = rk_audit(ctx, "run.finished", run_id, d, err);
-		json_decref(d);
-		if (r < 0) {
-			json_decref(rep);
-			return r;
-		}
-	}
-	rk_log(RK_LOG_INFO, "run.finished", "run_id", run_id, "result", status, NULL);
-	rk_log_set_run(NULL);
 	*report = rep;
 	return 0;
 }
@@ -975,7 +1236,7 @@ rk_engine_rotate(struct rk_ctx *ctx, const json_t *names_in, const struct rk_rot
 	rk_log_set_run(run_id);
 	rk_log(RK_LOG_INFO, "run.started", "run_id", run_id, "kind", kind, NULL);
 	RK_FAULT("planned");
-	r = finish_run(ctx, run_id, kind, jobs, n, opts->no_restart, report, err);
+	r = finish_run(ctx, run_id, kind, jobs, n, opts->no_restart, opts->parallel, report, err);
 out:
 	for (i = 0; i < n; i++)
 		job_free(&jobs[i]);
@@ -986,7 +1247,8 @@ out:
 }
 
 static int
-resume_run(struct rk_ctx *ctx, const json_t *run, json_t **report, struct rk_error *err)
+resume_run(struct rk_ctx *ctx, const json_t *run, int parallel, json_t **report,
+	   struct rk_error *err)
 {
 	const char *run_id = json_string_value(json_object_get(run, "id"));
 	const char *kind = json_string_value(json_object_get(run, "kind"));
@@ -1024,7 +1286,7 @@ resume_run(struct rk_ctx *ctx, const json_t *run, json_t **report, struct rk_err
 			memset(&rots[i], 0, sizeof(rots[i]));
 			j->name = j->rot.secret;
 			j->err = e2;
-			snprintf(j->result, sizeof(j->result), "failed");
+			j->result = RK_RESULT_FAILED;
 			snprintf(j->rot.error, sizeof(j->rot.error), "%s", e2.msg);
 			continue;
 		}
@@ -1038,12 +1300,12 @@ resume_run(struct rk_ctx *ctx, const json_t *run, json_t **report, struct rk_err
 			if ((r = record_promoted(ctx, j, &e2)) < 0)
 				rk_log_err(&e2, "cannot record promotion of '%s'", j->name);
 		} else if (st == RK_STEP_FAILED || st == RK_STEP_ROLLED_BACK) {
-			snprintf(j->result, sizeof(j->result), "%s", j->rot.state);
+			j->result = st == RK_STEP_FAILED ? RK_RESULT_FAILED : RK_RESULT_ROLLED_BACK;
 		} else if (st == RK_STEP_DONE) {
-			snprintf(j->result, sizeof(j->result), "rotated");
+			j->result = RK_RESULT_ROTATED;
 		}
 	}
-	r = finish_run(ctx, run_id, kind, jobs, n, 0, report, err);
+	r = finish_run(ctx, run_id, kind, jobs, n, 0, parallel, report, err);
 out:
 	for (i = 0; jobs && i < n; i++) {
 		if (jobs[i].row == NULL) {
@@ -1058,7 +1320,8 @@ out:
 }
 
 int
-rk_engine_resume(struct rk_ctx *ctx, const char *run_id, json_t **report, struct rk_error *err)
+rk_engine_resume(struct rk_ctx *ctx, const char *run_id, int parallel, json_t **report,
+		 struct rk_error *err)
 {
 	json_t *runs = NULL, *run, *out = NULL;
 	size_t i;
@@ -1073,7 +1336,7 @@ rk_engine_resume(struct rk_ctx *ctx, const char *run_id, json_t **report, struct
 			json_decref(run);
 			return r;
 		}
-		r = resume_run(ctx, run, report, err);
+		r = resume_run(ctx, run, parallel, report, err);
 		json_decref(run);
 		return r;
 	}
@@ -1082,7 +1345,7 @@ rk_engine_resume(struct rk_ctx *ctx, const char *run_id, json_t **report, struct
 	out = json_array();
 	json_array_foreach(runs, i, run) {
 		json_t *rep = NULL;
-		if ((r = resume_run(ctx, run, &rep, err)) < 0)
+		if ((r = resume_run(ctx, run, parallel, &rep, err)) < 0)
 			break;
 		json_array_append_new(out, rep);
 	}
@@ -1268,7 +1531,7 @@ rk_engine_rollback(struct rk_ctx *ctx, const char *name, const char *to,
 		goto out;
 	rk_log_set_run(run_id);
 	rk_log(RK_LOG_INFO, "run.started", "run_id", run_id, "kind", "rollback", NULL);
-	r = finish_run(ctx, run_id, "rollback", &j, 1, opts && opts->no_restart, report, err);
+	r = finish_run(ctx, run_id, "rollback", &j, 1, opts && opts->no_restart, 1, report, err);
 	if (r == 0)
 		json_object_set_new(*report, "restored_version", json_string(target.id));
 out:

@@ -86,6 +86,14 @@ rk_provider_check_config(const struct rk_provider_ops *ops, const struct rk_prov
 }
 
 unsigned
+rk_provider_concurrency(const struct rk_provider *p)
+{
+	unsigned n = p->ops->concurrency ? p->ops->concurrency(p) : RK_PROVIDER_CONCURRENCY;
+
+	return n > 0 ? n : 1;
+}
+
+unsigned
 rk_provider_caps(const struct rk_provider *p)
 {
 	return p->ops->caps;

@@ -52,3 +52,38 @@ rk_step_is_final(enum rk_step s)
 {
 	return s == RK_STEP_DONE || s == RK_STEP_FAILED || s == RK_STEP_ROLLED_BACK;
 }
+
+static const char *const results[RK_RESULT_COUNT] = {
+	[RK_RESULT_NONE] = "",
+	[RK_RESULT_ROTATED] = "rotated",
+	[RK_RESULT_RESTORED] = "restored",
+	[RK_RESULT_FAILED] = "failed",
+	[RK_RESULT_ROLLED_BACK] = "rolled_back",
+	[RK_RESULT_INTERRUPTED] = "interrupted",
+};
+
+const char *
+rk_result_name(enum rk_result r)
+{
+	return r >= 0 && r < RK_RESULT_COUNT ? results[r] : "unknown";
+}
+
+int
+rk_result_changed(enum rk_result r)
+{
+	return r == RK_RESULT_ROTATED || r == RK_RESULT_RESTORED;
+}
+
+static const char *const dep_results[RK_DEP_RESULT_COUNT] = {
+	[RK_DEP_RESTARTED] = "restarted",
+	[RK_DEP_SKIPPED] = "skipped",
+	[RK_DEP_NOT_RESTARTED] = "not_restarted",
+	[RK_DEP_FAILED] = "failed",
+	[RK_DEP_PENDING] = "pending",
+};
+
+const char *
+rk_dep_result_name(enum rk_dep_result r)
+{
+	return r >= 0 && r < RK_DEP_RESULT_COUNT ? dep_results[r] : "unknown";
+}

@@ -32,6 +32,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <sqlite3.h>
 
@@ -42,6 +43,8 @@
 #define BUSY_TIMEOUT_MS 10000
 /* A batch commits at this size even while more writers queue (bounds the wait). */
 #define BATCH_MAX_UNITS 256
+/* How long a batch waits for the threads it just acknowledged to come back. */
+#define GATHER_US 2000
 
 /* One commit of the write connection, shared by the units in it. */
 struct batch {
@@ -61,11 +64,12 @@ struct rk_store {
 	sqlite3 *db;		/* the write connection; only the holder of wmu uses it */
 	char *path;
 	pthread_mutex_t wmu;
-	pthread_cond_t durable;	/* a batch finished (with wmu) */
+	pthread_cond_t changed;	/* a unit ended or a batch finished (with wmu) */
 	atomic_int arriving;	/* threads queued for wmu to run a unit */
 	struct batch *open;	/* the transaction open on db, NULL when none */
 	int depth;		/* nesting of the unit holding wmu */
 	int failed;		/* an inner level of that unit rolled back */
+	unsigned returning;	/* units of the last commit whose threads have not written since */
 	pthread_mutex_t rmu;	/* the reader pool */
 	struct reader *readers;
 	uint64_t units, commits;	/* with wmu */
@@ -226,6 +230,15 @@ conn_put(struct rk_store *s, sqlite3 *db)
 
 /* ---- units and group commit ---- */
 
+static int64_t
+mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 /* Ends the open batch with rc/msg and wakes its units (with wmu). */
 static void
 batch_end(struct rk_store *s, int rc, const char *msg)
@@ -238,29 +251,23 @@ batch_end(struct rk_store *s, int rc, const char *msg)
 	snprintf(b->msg, sizeof(b->msg), "%s", msg ? msg : "");
 	if (b->refs == 0)
 		free(b);
-	pthread_cond_broadcast(&s->durable);
+	pthread_cond_broadcast(&s->changed);
 }
 
-/*
- * Commits the open batch when no other unit is queued to join it (or it is
- * full); otherwise the last of those will. With wmu.
- */
+/* Commits the open batch (with wmu). */
 static void
-batch_maybe_commit(struct rk_store *s)
+batch_commit(struct rk_store *s)
 {
 	char msg[256];
+	unsigned units = s->open->units;
 
-	if (s->open == NULL)
-		return;
 	if (sqlite3_get_autocommit(s->db)) {
 		/* SQLite ended the transaction itself (a disk full, an I/O error). */
 		batch_end(s, RK_EIO, "the transaction was aborted by the database");
 		return;
 	}
-	if (atomic_load(&s->arriving) > 0 && s->open->units < BATCH_MAX_UNITS)
-		return;
 	if (s->commit_hook != NULL)
-		s->commit_hook(s->commit_hook_arg, s->open->units);
+		s->commit_hook(s->commit_hook_arg, units);
 	if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
 		snprintf(msg, sizeof(msg), "commit: %s", sqlite3_errmsg(s->db));
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
@@ -268,16 +275,53 @@ batch_maybe_commit(struct rk_store *s)
 		return;
 	}
 	s->commits++;
+	/* Their threads usually come straight back with their next step. */
+	s->returning = units;
 	batch_end(s, 0, NULL);
 }
 
-/* Leaves wmu after a unit (or a failed start of one): commit duty first. */
+/*
+ * Waits, as a unit of batch b, until b is durable (with wmu), committing it
+ * when this unit is the one to: no other unit is queued for the connection
+ * and none of the threads just acknowledged is expected back within
+ * GATHER_US (PostgreSQL's commit_delay, bounded), or b is full.
+ */
+static void
+batch_settle(struct rk_store *s, struct batch *b)
+{
+	int64_t until = mono_us() + GATHER_US;
+
+	while (!b->done) {
+		int queued = atomic_load(&s->arriving) > 0;
+		int64_t now = mono_us();
+		struct timespec ts;
+
+		if (b->units >= BATCH_MAX_UNITS || (!queued && (s->returning == 0 || now >= until))) {
+			if (!queued && now >= until)
+				s->returning = 0;	/* they did not come back: stop waiting for them */
+			batch_commit(s);
+			return;
+		}
+		/* Woken when another unit ends or joins; else at the end of the gathering time. */
+		if (queued)
+			now += 10 * GATHER_US;
+		else
+			now = until;
+		ts.tv_sec = (time_t)(now / 1000000);
+		ts.tv_nsec = (long)(now % 1000000) * 1000;
+		pthread_cond_timedwait(&s->changed, &s->wmu, &ts);
+	}
+}
+
 static void
 unit_unlock(struct rk_store *s)
 {
 	tl_unit = NULL;
 	s->depth = 0;
-	batch_maybe_commit(s);
+	/* A transaction nobody joined is not left holding the DB's write lock. */
+	if (s->open != NULL && s->open->units == 0 && atomic_load(&s->arriving) == 0)
+		batch_commit(s);
+	pthread_cond_broadcast(&s->changed);
 	pthread_mutex_unlock(&s->wmu);
 }
 
@@ -294,6 +338,8 @@ unit_enter(struct rk_store *s, struct rk_error *err)
 	atomic_fetch_add(&s->arriving, 1);
 	pthread_mutex_lock(&s->wmu);
 	atomic_fetch_sub(&s->arriving, 1);
+	if (s->returning > 0)
+		s->returning--;
 	tl_unit = s;
 	s->depth = 1;
 	s->failed = 0;
@@ -318,7 +364,7 @@ unit_enter(struct rk_store *s, struct rk_error *err)
 
 /*
  * Ends a unit: ok keeps its writes, else they are undone. The outermost end
- * waits until the batch holding the unit is durable and returns its outcome.
+ * returns once the batch holding the unit is durable, with its outcome.
  */
 static int
 unit_leave(struct rk_store *s, int ok, struct rk_error *err)
@@ -343,15 +389,14 @@ unit_leave(struct rk_store *s, int ok, struct rk_error *err)
 		unit_unlock(s);
 		return r;
 	}
+	tl_unit = NULL;
+	s->depth = 0;
 	b = s->open;
 	b->refs++;
 	b->units++;
 	s->units++;
-	unit_unlock(s);
-	/* Unlocked: the unit is in the batch; wait for whoever commits it. */
-	pthread_mutex_lock(&s->wmu);
-	while (!b->done)
-		pthread_cond_wait(&s->durable, &s->wmu);
+	pthread_cond_broadcast(&s->changed);
+	batch_settle(s, b);
 	if (b->rc < 0)
 		r = rk_error_set(err, b->rc, "state DB %s: %s; nothing of this step was written",
 				 s->path, b->msg);
@@ -568,7 +613,7 @@ rk_store_close(struct rk_store *s)
 	sqlite3_close_v2(s->db);
 	pthread_mutex_destroy(&s->wmu);
 	pthread_mutex_destroy(&s->rmu);
-	pthread_cond_destroy(&s->durable);
+	pthread_cond_destroy(&s->changed);
 	free(s->path);
 	free(s);
 }
@@ -585,7 +630,13 @@ rk_store_open(struct rk_store **out, const char *state_dir, int create, struct r
 		return rk_error_set(err, RK_ENOMEM, "out of memory");
 	pthread_mutex_init(&s->wmu, NULL);
 	pthread_mutex_init(&s->rmu, NULL);
-	pthread_cond_init(&s->durable, NULL);
+	{
+		pthread_condattr_t ca;
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&s->changed, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	atomic_init(&s->arriving, 0);
 	if ((s->path = rk_path_join(state_dir, "rekey.db")) == NULL) {
 		r = rk_error_set(err, RK_ENOMEM, "out of memory");

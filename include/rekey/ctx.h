@@ -5,6 +5,7 @@
 #ifndef REKEY_CTX_H
 #define REKEY_CTX_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include "rekey/error.h"
 
@@ -23,6 +24,13 @@ struct rk_ctx {
 	struct rk_keys *keys;
 	struct rk_provider **providers;	/* parallel to cfg->providers, opened lazily */
 	int lock_fd;			/* -1 when not holding the state lock */
+	/*
+	 * Set (from a signal handler too) to stop: no new rotation starts, and
+	 * every provider call and wait in flight returns RK_ECANCELED.
+	 */
+	atomic_int stop;
+	/* Workers are running: providers must all be open already (no lazy open). */
+	int workers_running;
 	int64_t fixed_now;		/* tests: a fixed clock (fault builds only) */
 	char actor[128];		/* who acts, for the audit log: user@host */
 };

@@ -61,8 +61,11 @@ int rk_engine_check_idle(struct rk_ctx *ctx, const json_t *names,
 int rk_engine_rotate(struct rk_ctx *ctx, const json_t *names, const struct rk_rotate_opts *opts,
 		     json_t **report, struct rk_error *err) RK_WARN_UNUSED;
 
-/* Finishes an interrupted run (run_id NULL: every unfinished run; report is an array then). */
-int rk_engine_resume(struct rk_ctx *ctx, const char *run_id, json_t **report,
+/*
+ * Finishes an interrupted run (run_id NULL: every unfinished run; report is
+ * an array then), `parallel` rotations at once (0: from the providers' caps).
+ */
+int rk_engine_resume(struct rk_ctx *ctx, const char *run_id, int parallel, json_t **report,
 		     struct rk_error *err) RK_WARN_UNUSED;
 
 /*

@@ -114,7 +114,15 @@ struct rk_provider_ops {
 		      void (*report)(const char *line, int ok, void *arg), void *arg,
 		      struct rk_error *err);
 	void (*close)(struct rk_provider *p);	/* frees everything; accepts NULL */
+	/*
+	 * Optional: how many operations may be in flight on this instance at once
+	 * (the engine runs at most that many of its rotations together; an HTTP
+	 * provider answers its client's cap). Default RK_PROVIDER_CONCURRENCY.
+	 */
+	unsigned (*concurrency)(const struct rk_provider *p);
 };
+
+#define RK_PROVIDER_CONCURRENCY 4u
 
 /* Every instance embeds this first. */
 struct rk_provider {
@@ -135,6 +143,8 @@ int rk_provider_open(struct rk_provider **out, const struct rk_provider_ops *ops
 int rk_provider_check_config(const struct rk_provider_ops *ops, const struct rk_provider_env *env,
 			     const json_t *cfg, struct rk_error *err) RK_WARN_UNUSED;
 unsigned rk_provider_caps(const struct rk_provider *p);
+/* ops->concurrency, or RK_PROVIDER_CONCURRENCY; at least 1. */
+unsigned rk_provider_concurrency(const struct rk_provider *p);
 /* 1 when the provider generates the value for this locator itself. */
 int rk_provider_generates(const struct rk_provider *p, const json_t *loc);
 int rk_provider_read(struct rk_provider *p, const json_t *loc, struct rk_secret **out,

@@ -36,4 +36,34 @@ int rk_step_is_staged(enum rk_step s);
 /* Nothing more will happen to this rotation: done, failed or rolled_back. */
 int rk_step_is_final(enum rk_step s);
 
+/*
+ * What became of one secret in a run, and of one dependent: codes for the
+ * engine, words (rk_result_name, rk_dep_result_name) only for the report.
+ */
+enum rk_result {
+	RK_RESULT_NONE,		/* still in the pipeline */
+	RK_RESULT_ROTATED,
+	RK_RESULT_RESTORED,	/* a rollback made an earlier value current again */
+	RK_RESULT_FAILED,
+	RK_RESULT_ROLLED_BACK,	/* failed after stage, and the stage was undone */
+	RK_RESULT_INTERRUPTED,	/* stopped (SIGTERM) mid-way: --resume finishes it */
+	RK_RESULT_COUNT
+};
+
+enum rk_dep_result {
+	RK_DEP_RESTARTED,
+	RK_DEP_SKIPPED,		/* none of its secrets changed */
+	RK_DEP_NOT_RESTARTED,	/* --no-restart */
+	RK_DEP_FAILED,
+	RK_DEP_PENDING,		/* the run was interrupted before its turn */
+	RK_DEP_RESULT_COUNT
+};
+
+/* "rotated", "restored", "failed", "rolled_back", "interrupted"; "" for NONE. */
+const char *rk_result_name(enum rk_result r);
+/* The secret's value changed in this run (rotated or restored). */
+int rk_result_changed(enum rk_result r);
+/* "restarted", "skipped", "not_restarted", "failed", "pending". */
+const char *rk_dep_result_name(enum rk_dep_result r);
+
 #endif

@@ -242,7 +242,7 @@ admin DELETE inject >/dev/null
 admin POST inject '{"path_regex":"^/v1/secret/data/h/","method":"*","action":"hang","ms":20000,"count":-1}' >/dev/null
 admin DELETE requests >/dev/null
 t0=$(date +%s%N)
-expect_rc "a hanging Vault fails the run" 1 rk rotate h1 h2 h3
+expect_rc "a hanging Vault fails the run" 1 rk rotate --parallel 1 h1 h2 h3
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 check "  within the configured bound ($ms ms < 15000)" [ "$ms" -lt 15000 ]
 check "  the report says it timed out" sh -c "grep -qi 'tim' '$T/err' || grep -qi 'tim' '$T/out'"
@@ -253,9 +253,10 @@ admin DELETE inject >/dev/null
 expect_rc "a new process starts closed and succeeds" 0 rk rotate h3
 
 # ---- in one process: the circuit opens, fails fast, then closes after the cool-down ----
+# (one rotation at a time: the sequence, not the concurrency, is under test)
 admin DELETE requests >/dev/null
 admin POST inject '{"path_regex":"^/v1/secret/data/cb/a$","method":"GET","action":"hang","ms":20000,"count":3}' >/dev/null
-expect_rc "hang, open, cool-down, close: a partial run" 3 rk --output json rotate cb/a cb/b sleeper cb/c
+expect_rc "hang, open, cool-down, close: a partial run" 3 rk --output json rotate --parallel 1 cb/a cb/b sleeper cb/c
 res() { python3 -c "import json; d=json.load(open('$T/out')); print([s for s in d['secrets'] if s['name']=='$1'][0]['$2'])"; }
 check "  cb/a timed out" sh -c "python3 -c \"import json; d=json.load(open('$T/out')); s=[s for s in d['secrets'] if s['name']=='cb/a'][0]; assert s['result']=='failed' and 'tim' in s['error'].lower(), s\""
 check "  cb/b failed fast on the open circuit" [ "$(res cb/b result)" = failed ]
@@ -267,7 +268,7 @@ admin DELETE inject >/dev/null
 
 # ---- token renewal before expiry (AppRole token of 3 s, renewed at 2/3) ----
 admin DELETE requests >/dev/null
-expect_rc "a run longer than the token's lease" 0 rk rotate rn/a sleeper rn/b
+expect_rc "a run longer than the token's lease" 0 rk rotate --parallel 1 rn/a sleeper rn/b
 n=$(admin GET requests | jq_ "len([r for r in d['requests'] if r['path']=='/v1/auth/token/renew-self'])")
 check "  renewed the token ($n renew-self)" [ "$n" -ge 1 ]
 n=$(admin GET requests | jq_ "len([r for r in d['requests'] if r['path']=='/v1/auth/approle/login'])")

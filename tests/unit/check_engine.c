@@ -1442,7 +1442,7 @@ START_TEST(test_engine_resume_after_crash_in_stage_writes_no_second_version)
 						   &err), 0);
 	ck_assert_str_eq(in_flight, run_id);
 
-	ck_assert_msg(rk_engine_resume(&f.ctx, NULL, &rep, &err) == 0, "%s", err.msg);
+	ck_assert_msg(rk_engine_resume(&f.ctx, NULL, 0, &rep, &err) == 0, "%s", err.msg);
 	ck_assert_int_eq(json_array_size(rep), 1);
 	ck_assert_str_eq(rep_str(json_array_get(rep, 0), "status"), "done");
 	ck_assert_int_eq(FS->calls[OP_STAGE], 1);	/* only the child's */
@@ -1458,11 +1458,11 @@ START_TEST(test_engine_resume_after_crash_in_stage_writes_no_second_version)
 	json_decref(rep);
 
 	/* Nothing is left to resume, and the finished run cannot be resumed again. */
-	ck_assert_int_eq(rk_engine_resume(&f.ctx, NULL, &rep, &err), 0);
+	ck_assert_int_eq(rk_engine_resume(&f.ctx, NULL, 0, &rep, &err), 0);
 	ck_assert_int_eq(json_array_size(rep), 0);
 	json_decref(rep);
 	rk_error_clear(&err);
-	ck_assert_int_eq(rk_engine_resume(&f.ctx, run_id, &rep, &err), RK_EINVAL);
+	ck_assert_int_eq(rk_engine_resume(&f.ctx, run_id, 0, &rep, &err), RK_EINVAL);
 	ck_assert_ptr_nonnull(strstr(err.msg, "already finished"));
 	fx_done(&f);
 }
@@ -1489,7 +1489,7 @@ START_TEST(test_engine_resume_after_crash_before_stage_landed_writes_the_journal
 	snprintf(journaled_fp, sizeof(journaled_fp), "%s", rot.new_fp);
 	rk_rotation_clear(&rot);
 
-	ck_assert_msg(rk_engine_resume(&f.ctx, run_id, &rep, &err) == 0, "%s", err.msg);
+	ck_assert_msg(rk_engine_resume(&f.ctx, run_id, 0, &rep, &err) == 0, "%s", err.msg);
 	ck_assert_str_eq(rep_str(rep, "status"), "done");
 	ck_assert_int_eq(FS->calls[OP_FIND_STAGED], 1);
 	ck_assert_int_eq(FS->calls[OP_STAGE], 2);
@@ -1519,7 +1519,7 @@ START_TEST(test_engine_resume_on_non_staging_provider_finds_the_landed_write)
 	ck_assert_int_eq(fake_find(FS, "p/s1", 0)->current, 2);
 
 	fx_open(&f, &fake_versions);
-	ck_assert_msg(rk_engine_resume(&f.ctx, NULL, &rep, &err) == 0, "%s", err.msg);
+	ck_assert_msg(rk_engine_resume(&f.ctx, NULL, 0, &rep, &err) == 0, "%s", err.msg);
 	ck_assert_str_eq(rep_str(json_array_get(rep, 0), "status"), "done");
 	ck_assert_int_eq(FS->calls[OP_STAGE], 1);
 	ck_assert_int_eq(fake_nversions("p/s1"), 2);
