@@ -65,4 +65,52 @@ for point in planned generated stage-call staged verified set promote-call promo
 	fi
 	check "$point: audit chain intact" sh -c "'$REKEY_BIN' audit verify >/dev/null"
 done
+
+# ---- the same crash points with 8 rotations in flight (rotate --parallel 8) ----
+# The first worker to reach the point kills the process while the other seven
+# are at other steps; resume must finish all eight exactly once each, and the
+# dependent they share restarts once, after the last of them.
+{
+	echo "secrets:"
+	for i in 1 2 3 4 5 6 7 8; do
+		printf '  - name: p/s%s\n    locator: {path: p/s%s}\n    policy: crashy\n' "$i" "$i"
+		printf '    dependents:\n      - exec: [sh, %s, %s]\n' "$T/count.sh" "$T/restarts"
+	done
+} >"$T/inv8.yaml"
+all8="p/s1 p/s2 p/s3 p/s4 p/s5 p/s6 p/s7 p/s8"
+for point in planned generated stage-call staged verified set promote-call promoted \
+	restart-call restarted; do
+	tag="parallel 8, $point"
+	rm -rf "$T/var" "$T/restarts"
+	# shellcheck disable=SC2086
+	rk init >/dev/null && rk apply -f "$T/inv8.yaml" >/dev/null && rk rotate $all8 >/dev/null 2>&1
+	for s in $all8; do rk get "$s" >"$T/v1.${s#p/}"; done
+	rm -f "$T/restarts"
+	# shellcheck disable=SC2086
+	REKEY_FAULT=$point "$REKEY_FAULT_BIN" rotate --parallel 8 $all8 >/dev/null 2>"$T/crash.err"
+	rc=$?
+	if [ "$rc" = 137 ]; then pass "$tag: killed by SIGKILL"; else fail "$tag: exit $rc, not 137"; fi
+	expect_rc "$tag: resume finishes the run" 0 rk rotate --parallel 8 --resume all
+	check "$tag: no run left unfinished" sh -c "! '$REKEY_BIN' runs | grep -q running"
+	bad=
+	for s in $all8; do
+		cur=$(rk get "$s")
+		want_fp=$(rk status "$s" --output json | json_field "['current_fp']")
+		got_fp=$(printf %s "$cur" | "$RK_FP" "$T/var")
+		ver=$(rk status "$s" --output json | json_field "['current_version']")
+		[ -n "$got_fp" ] && [ "$got_fp" = "$want_fp" ] || bad="$bad $s:fingerprint"
+		[ "$cur" != "$(cat "$T/v1.${s#p/}")" ] || bad="$bad $s:unchanged"
+		[ "$ver" = 2 ] || bad="$bad $s:version=$ver"
+		[ "$(rk get "$s" --version 1)" = "$(cat "$T/v1.${s#p/}")" ] || bad="$bad $s:previous"
+		! "$REKEY_BIN" get "$s" --version 3 >/dev/null 2>&1 || bad="$bad $s:extra-version"
+	done
+	check "$tag: each of the 8: value = recorded fingerprint, changed, exactly one new version, previous kept${bad:+ (bad:$bad)}" [ -z "$bad" ]
+	n=$(wc -l <"$T/restarts" 2>/dev/null || echo 0)
+	if [ "$point" = restart-call ]; then
+		check "$tag: the shared dependent restarted once or twice ($n)" [ "$n" -ge 1 -a "$n" -le 2 ]
+	else
+		check "$tag: the shared dependent restarted exactly once ($n)" [ "$n" = 1 ]
+	fi
+	check "$tag: audit chain intact" sh -c "'$REKEY_BIN' audit verify >/dev/null"
+done
 finish

@@ -10,6 +10,8 @@
 # derived from the fingerprint history this test keeps itself. Then 10 trials
 # of two concurrent `rekey rotate` of the same secrets: one rotates, the other
 # exits 75 (the state lock is busy). Finally the audit chain verifies.
+# Every rotation runs 8 rotations at once (REKEY_KILL_PARALLEL), so kills
+# land with several rotations in flight at different steps.
 #
 # Reproduce a run with REKEY_KILL_SEED=N (the seed is printed); values are
 # never printed: they go from `rekey get` straight into rk-fp.
@@ -19,6 +21,8 @@ export REKEY_BIN RK_FP
 
 NSECRETS=40
 TRIALS=${REKEY_KILL_TRIALS:-50}
+# Rotations in flight at once in every killed run (issue 9: crash tests pass with 8).
+PAR="--parallel ${REKEY_KILL_PARALLEL:-8}"
 CONC_TRIALS=10
 SEED=${REKEY_KILL_SEED:-$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')}
 t_start=$(date +%s%N)
@@ -148,7 +152,7 @@ expect_rc "initial rotation: every secret gets a value" 0 rk rotate $names
 for k in 1 2 3; do
 	t0=$(ms_now)
 	# shellcheck disable=SC2086
-	rk rotate $names >/dev/null
+	rk rotate $PAR $names >/dev/null
 	echo $(( $(ms_now) - t0 )) >>"$T/lengths"
 done
 L=$(sort -n "$T/lengths" | sed -n 2p)
@@ -182,7 +186,7 @@ while read -r delay r1 r2 r3; do
 	tag="trial $trial (kill after ${delay}ms)"
 	before=$(newest_run)
 	# shellcheck disable=SC2086
-	"$REKEY_BIN" rotate $names >/dev/null 2>>"$T/log" &
+	"$REKEY_BIN" rotate $PAR $names >/dev/null 2>>"$T/log" &
 	pid=$!
 	sleep "$(awk -v d="$delay" 'BEGIN { printf "%.3f", d / 1000 }')"
 	kill -9 "$pid" 2>/dev/null
@@ -209,7 +213,8 @@ while read -r delay r1 r2 r3; do
 		fi
 	fi
 	for run in $left; do
-		expect_rc "$tag: rotate --resume $run" 0 "$REKEY_BIN" rotate --resume "$run"
+		# shellcheck disable=SC2086
+		expect_rc "$tag: rotate --resume $run" 0 "$REKEY_BIN" rotate $PAR --resume "$run"
 		resumed_n=$((resumed_n + 1))
 	done
 	check "$tag: no run left unfinished" [ -z "$(unfinished)" ]
@@ -248,10 +253,10 @@ for k in $(seq 1 $CONC_TRIALS); do
 	tag="concurrent $k"
 	before=$(newest_run)
 	# shellcheck disable=SC2086
-	"$REKEY_BIN" rotate $names >/dev/null 2>"$T/c1.err" &
+	"$REKEY_BIN" rotate $PAR $names >/dev/null 2>"$T/c1.err" &
 	p1=$!
 	# shellcheck disable=SC2086
-	"$REKEY_BIN" rotate $names >/dev/null 2>"$T/c2.err" &
+	"$REKEY_BIN" rotate $PAR $names >/dev/null 2>"$T/c2.err" &
 	p2=$!
 	wait "$p1"; rc1=$?
 	wait "$p2"; rc2=$?
