@@ -230,20 +230,26 @@ cmd_rotate(struct rk_ctx *ctx, int argc, char **argv)
 		return c;
 	if (resume != NULL)
 		return do_resume(ctx, resume, ro.parallel);
-	if (rk_engine_plan(ctx, rk_now(ctx), &plan, &err) < 0)
-		return rk_cli_fail(&err, "cannot compute the schedule");
 	names = json_array();
 	if (due) {
+		if (rk_engine_plan(ctx, rk_now(ctx), &plan, &err) < 0) {
+			rc = rk_cli_fail(&err, "cannot compute the schedule");
+			goto out;
+		}
 		json_array_foreach(plan, i, p) {
 			if (rk_engine_picks(p, ignore_window))
 				json_array_append(names, json_object_get(p, "name"));
 		}
+		json_decref(plan);	/* not needed while the rotations run */
+		plan = NULL;
 	} else {
+		/* plan holds the inventory's names as a set here: one pass, any number of names. */
+		if (rk_store_secret_names(ctx->store, &plan, &err) < 0) {
+			rc = rk_cli_fail(&err, "nothing was rotated");
+			goto out;
+		}
 		for (int k = optind; k < argc; k++) {
-			int found = 0;
-			json_array_foreach(plan, i, p)
-				found |= strcmp(json_string_value(json_object_get(p, "name")), argv[k]) == 0;
-			if (!found) {
+			if (json_object_get(plan, argv[k]) == NULL) {
 				rk_error_set(&err, RK_EINVAL,
 					     "no secret named '%s' in the inventory (see `rekey list`)",
 					     argv[k]);
@@ -252,6 +258,8 @@ cmd_rotate(struct rk_ctx *ctx, int argc, char **argv)
 			}
 			json_array_append_new(names, json_string(argv[k]));
 		}
+		json_decref(plan);
+		plan = NULL;
 	}
 	/* A secret with a rotation still in flight must be finished first, not raced. */
 	if (rk_engine_check_idle(ctx, names, &err) < 0) {

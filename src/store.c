@@ -203,7 +203,7 @@ conn_get(struct rk_store *s, sqlite3 **db, struct rk_error *err)
 	if ((r = open_conn(s, db, SQLITE_OPEN_READWRITE, err)) < 0)
 		return r;
 	/* A reader never writes: a bug that tries fails instead of racing the writer. */
-	if ((r = exec_sql(s, *db, "PRAGMA query_only=ON;", err)) < 0) {
+	if ((r = exec_sql(s, *db, "PRAGMA query_only=ON; PRAGMA cache_size=-1024;", err)) < 0) {
 		sqlite3_close_v2(*db);
 		*db = NULL;
 	}
@@ -797,6 +797,26 @@ rk_store_secret_list(struct rk_store *s, json_t **out, struct rk_error *err)
 		*out = NULL;
 	}
 	return r;
+}
+
+int
+rk_store_secret_names(struct rk_store *s, json_t **out, struct rk_error *err)
+{
+	json_t *rows = NULL, *set, *row;
+	size_t i;
+	int r;
+
+	if ((r = query(s, &rows, err, "SELECT name FROM secrets", "")) < 0)
+		return r;
+	if ((set = json_object()) == NULL) {
+		json_decref(rows);
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	}
+	json_array_foreach(rows, i, row)
+		json_object_set_new(set, json_string_value(json_object_get(row, "name")), json_true());
+	json_decref(rows);
+	*out = set;
+	return 0;
 }
 
 int
