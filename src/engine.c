@@ -596,6 +596,23 @@ by_priority(const void *a, const void *b, void *arg)
 }
 
 /*
+ * Whether q's next job goes before best's: a lower tier first; at the same
+ * tier the provider with fewer rotations in flight (so providers share the
+ * workers), then inventory order.
+ */
+static int
+queue_before(const struct pool *p, const struct queue *q, const struct queue *best)
+{
+	const struct job *a = &p->jobs[q->idx[q->head]], *b = &p->jobs[best->idx[best->head]];
+
+	if (a->tier != b->tier)
+		return a->tier < b->tier;
+	if (q->inflight != best->inflight)
+		return q->inflight < best->inflight;
+	return by_priority(&q->idx[q->head], &best->idx[best->head], p->jobs) < 0;
+}
+
+/*
  * The next rotation to start: the most urgent head among the providers with
  * a free slot, so a slow or full provider never holds up the others and a
  * tier orders, not separates. NULL when none is left or rekey is stopping.
@@ -612,8 +629,7 @@ pool_take(struct pool *p, struct queue **qout)
 			struct queue *q = &p->q[i];
 			if (q->head == q->n || q->inflight >= q->cap)
 				continue;
-			if (best == NULL || by_priority(&q->idx[q->head], &best->idx[best->head],
-							p->jobs) < 0)
+			if (best == NULL || queue_before(p, q, best))
 				best = q;
 		}
 		if (best != NULL) {
@@ -997,6 +1013,7 @@ load_job(struct rk_ctx *ctx, struct job *j, const char *name, struct rk_error *e
 		return r;
 	j->spec = json_object_get(j->row, "spec");
 	j->name = json_string_value(json_object_get(j->row, "name"));
+	j->tier = (int)json_integer_value(json_object_get(j->row, "tier"));
 	if ((j->pol = rk_policy_find(ctx->policies,
 				     json_string_value(json_object_get(j->spec, "policy")))) == NULL)
 		return rk_error_set(err, RK_EINVAL,
