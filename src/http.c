@@ -642,7 +642,7 @@ slot_take(struct rk_http *h, int priority, int64_t deadline, CURL **out)
 {
 	CURL *c = NULL;
 
-	if (rk_slots_take(&h->slots, priority, deadline) < 0)
+	if (rk_slots_take(&h->slots, priority, deadline, NULL) < 0)
 		return RK_ETRANSIENT;
 	pthread_mutex_lock(&h->mu);
 	if (h->nidle > 0)
@@ -712,7 +712,7 @@ gate(struct rk_http *h, int priority, int64_t deadline, CURL **c, char *why, siz
 {
 	enum rk_breaker_state before, after;
 	int allowed, probe, failures;
-	int64_t now = rk_mono_ms(), wait, left;
+	int64_t now = rk_mono_ms(), left;
 	enum gate g = GATE_OK;
 	char left_s[32];
 
@@ -732,19 +732,11 @@ gate(struct rk_http *h, int priority, int64_t deadline, CURL **c, char *why, siz
 			 "after %s", h->provider, failures, left_s);
 		return GATE_CIRCUIT;
 	}
-	for (;;) {
-		pthread_mutex_lock(&h->mu);
-		wait = rk_bucket_take(&h->bucket, rk_mono_ms());
-		pthread_mutex_unlock(&h->mu);
-		if (wait == 0)
-			break;
-		if (add_sat(rk_mono_ms(), wait) > deadline) {
-			snprintf(why, whylen, "rate limit of provider %s (%g requests/s) leaves "
-				 "no room before the request's deadline", h->provider, h->cfg.rps);
-			g = GATE_RATE;
-			goto out;
-		}
-		rk_sleep_ms(wait);
+	if (rk_bucket_wait(&h->bucket, &h->mu, deadline, NULL) < 0) {
+		snprintf(why, whylen, "rate limit of provider %s (%g requests/s) leaves "
+			 "no room before the request's deadline", h->provider, h->cfg.rps);
+		g = GATE_RATE;
+		goto out;
 	}
 	switch (slot_take(h, priority, deadline, c)) {
 	case 0:
