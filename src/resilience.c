@@ -111,6 +111,13 @@ rk_breaker_record(struct rk_breaker *b, int ok, int64_t now_ms)
 }
 
 void
+rk_breaker_forget_probe(struct rk_breaker *b)
+{
+	if (b->state == RK_BREAKER_HALF_OPEN)
+		b->probe_in_flight = 0;
+}
+
+void
 rk_bucket_init(struct rk_bucket *b, double rate, int burst, int64_t now_ms)
 {
 	b->rate = rate;

@@ -33,6 +33,11 @@ void rk_breaker_init(struct rk_breaker *b, int threshold, int64_t cooldown_ms);
 int rk_breaker_allow(struct rk_breaker *b, int64_t now_ms);
 /* Records an outcome: ok resets/closes; a failure counts, opens, or re-opens. */
 void rk_breaker_record(struct rk_breaker *b, int ok, int64_t now_ms);
+/*
+ * A half-open probe that ends with no verdict (it gave up waiting, or its
+ * caller stopped it): another request may probe.
+ */
+void rk_breaker_forget_probe(struct rk_breaker *b);
 
 struct rk_bucket {
 	double tokens;

@@ -480,6 +480,23 @@ START_TEST(test_slots_waiter_gives_up_at_the_call_deadline)
 }
 END_TEST
 
+/*
+ * With a cap of 1 and the slot held here, queues one taker that carries
+ * call, and gives it a few ticks asleep on the condition variable.
+ */
+static void
+queue_behind_the_holder(struct rk_slots *s, struct taker *t, pthread_t *th,
+			const struct rk_call *call)
+{
+	adm_reset();
+	ck_assert_int_eq(rk_slots_init(s, 1), 0);
+	ck_assert_int_eq(rk_slots_take(s, 0, rk_mono_ms() + WAIT_MS, NULL), 0);
+	*t = (struct taker){ .s = s, .priority = 0, .tag = 1, .call = call };
+	ck_assert_int_eq(pthread_create(th, NULL, taker_run, t), 0);
+	wait_queued(s, 1);
+	rk_sleep_ms(50);
+}
+
 START_TEST(test_slots_cancel_stops_a_waiter_promptly)
 {
 	struct canceller c = { .after_ms = 0 };
@@ -488,13 +505,7 @@ START_TEST(test_slots_cancel_stops_a_waiter_promptly)
 	struct taker t;
 	pthread_t th;
 
-	adm_reset();
-	ck_assert_int_eq(rk_slots_init(&s, 1), 0);
-	ck_assert_int_eq(rk_slots_take(&s, 0, rk_mono_ms() + WAIT_MS, NULL), 0);
-	t = (struct taker){ .s = &s, .priority = 0, .tag = 1, .call = &call };
-	ck_assert_int_eq(pthread_create(&th, NULL, taker_run, &t), 0);
-	wait_queued(&s, 1);
-	rk_sleep_ms(50);	/* asleep on the condition variable by now */
+	queue_behind_the_holder(&s, &t, &th, &call);
 	cancel_later(&c);
 	pthread_join(th, NULL);
 	ck_assert_int_eq(t.rc, RK_ECANCELED);
@@ -519,13 +530,8 @@ START_TEST(test_slots_waiter_with_a_cancel_flag_is_handed_a_freed_slot)
 	struct taker t;
 	pthread_t th;
 
-	adm_reset();
-	ck_assert_int_eq(rk_slots_init(&s, 1), 0);
-	ck_assert_int_eq(rk_slots_take(&s, 0, rk_mono_ms() + WAIT_MS, NULL), 0);
-	t = (struct taker){ .s = &s, .priority = 0, .tag = 1, .call = &call };
-	ck_assert_int_eq(pthread_create(&th, NULL, taker_run, &t), 0);
-	wait_queued(&s, 1);
-	rk_sleep_ms(50);	/* a few ticks: waking to look at the flag keeps its place */
+	queue_behind_the_holder(&s, &t, &th, &call);
+	/* A few ticks passed: waking to look at the flag kept its place. */
 	ck_assert_int_eq(rk_slots_waiting(&s), 1);
 	rk_slots_give(&s);
 	pthread_join(th, NULL);
