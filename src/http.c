@@ -11,7 +11,11 @@
  * Invariants:
  * - Every attempt has a connect and a total timeout, and every wait (rate
  *   token, slot, backoff, Retry-After) is a timed wait that ends by the
- *   request's budget: max_attempts * (total_timeout + max_delay).
+ *   request's budget: max_attempts * (total_timeout + max_delay), and by
+ *   the caller's deadline (req->call) when that is earlier; the total
+ *   timeout of an attempt is clipped to that deadline.
+ * - A set cancel flag (req->call) aborts the transfer from libcurl's
+ *   progress callback and ends every wait; the request is not sent again.
  * - Only requests marked idempotent are retried. A non-idempotent request is
  *   attempted once; if its fate is unknown the error says so. A write marked
  *   RK_HTTP_RETRY_UNPROCESSED is resent only after an answer that says it was
@@ -66,6 +70,10 @@
 
 #define LOG_PATH_MAX 256
 
+/* What a caller is told about a write that may have landed (providers read back). */
+#define OUTCOME_UNKNOWN \
+	"the outcome is unknown (the request may have been applied): read back before retrying"
+
 struct rk_http {
 	char *provider;
 	char *base;			/* base URL without a trailing slash */
@@ -87,6 +95,9 @@ struct outcome {
 	CURLcode cc;
 	long status;			/* 0 when no response arrived */
 	int too_big, oom;
+	int cancelled;			/* aborted by the call's cancel flag */
+	int deadline_hit;		/* timed out because the call's deadline came */
+	const struct rk_call *call;	/* the request's, for the progress callback */
 	double retry_after;		/* from this attempt's headers */
 	char *buf;			/* body, NUL-terminated when non-NULL */
 	size_t len, cap, max;
@@ -472,6 +483,20 @@ on_header(char *data, size_t size, size_t nmemb, void *userp)
 	return n;
 }
 
+/* libcurl calls this about once a second at worst, so a stop takes that long. */
+static int
+on_progress(void *userp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+	    curl_off_t ulnow)
+{
+	const struct outcome *o = userp;
+
+	(void)dltotal;
+	(void)dlnow;
+	(void)ultotal;
+	(void)ulnow;
+	return rk_call_cancelled(o->call);	/* non-zero: CURLE_ABORTED_BY_CALLBACK */
+}
+
 /* Transport failures after which the same request may simply be sent again. */
 static int
 transport_retryable(CURLcode cc)
@@ -569,7 +594,8 @@ struct call {
 };
 
 static int
-setup_handle(struct rk_http *h, CURL *c, const struct call *call, struct outcome *o)
+setup_handle(struct rk_http *h, CURL *c, const struct call *call, struct outcome *o,
+	     int64_t timeout_ms)
 {
 	const struct rk_http_req *req = call->req;
 	const struct rk_http_cfg *cfg = &h->cfg;
@@ -594,7 +620,8 @@ setup_handle(struct rk_http *h, CURL *c, const struct call *call, struct outcome
 		bad |= curl_easy_setopt(c, CURLOPT_SSLKEY, cfg->client_key_file) != CURLE_OK;
 	bad |= curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)cfg->connect_timeout_ms) !=
 	       CURLE_OK;
-	bad |= curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)cfg->total_timeout_ms) != CURLE_OK;
+	/* timeout_ms >= 1: libcurl reads 0 as no timeout at all. */
+	bad |= curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)timeout_ms) != CURLE_OK;
 	/* Refuses a too-large Content-Length before reading the body at all. */
 	bad |= curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)cfg->max_response) !=
 	       CURLE_OK;
@@ -605,6 +632,13 @@ setup_handle(struct rk_http *h, CURL *c, const struct call *call, struct outcome
 	bad |= curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header) != CURLE_OK;
 	bad |= curl_easy_setopt(c, CURLOPT_HEADERDATA, o) != CURLE_OK;
 	bad |= curl_easy_setopt(c, CURLOPT_ERRORBUFFER, o->errbuf) != CURLE_OK;
+	/* Only a call that can be cancelled pays for the progress callback. */
+	o->call = req->call;
+	if (req->call != NULL && req->call->cancel != NULL) {
+		bad |= curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress) != CURLE_OK;
+		bad |= curl_easy_setopt(c, CURLOPT_XFERINFODATA, o) != CURLE_OK;
+		bad |= curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L) != CURLE_OK;
+	}
 	/*
 	 * libcurl silently sends a request again when a reused connection dies
 	 * before any answer byte, which may be after the server acted on it: a
@@ -638,12 +672,13 @@ setup_handle(struct rk_http *h, CURL *c, const struct call *call, struct outcome
  * so there are never more than cfg.concurrency of them.
  */
 static int
-slot_take(struct rk_http *h, int priority, int64_t deadline, CURL **out)
+slot_take(struct rk_http *h, const struct rk_http_req *req, int64_t deadline, CURL **out)
 {
 	CURL *c = NULL;
+	int r;
 
-	if (rk_slots_take(&h->slots, priority, deadline) < 0)
-		return RK_ETRANSIENT;
+	if ((r = rk_slots_take(&h->slots, req->priority, deadline, req->call)) < 0)
+		return r;
 	pthread_mutex_lock(&h->mu);
 	if (h->nidle > 0)
 		c = h->idle[--h->nidle];
@@ -698,21 +733,32 @@ log_circuit(const struct rk_http *h, enum rk_breaker_state s, int failures)
 	       "failures", n, NULL);
 }
 
-enum gate { GATE_OK, GATE_CIRCUIT, GATE_RATE, GATE_SLOT, GATE_NOMEM };
+enum gate { GATE_OK, GATE_CIRCUIT, GATE_RATE, GATE_SLOT, GATE_NOMEM, GATE_CANCELED };
+
+/* A half-open probe that will not give a verdict. */
+static void
+forget_probe(struct rk_http *h)
+{
+	pthread_mutex_lock(&h->mu);
+	rk_breaker_forget_probe(&h->breaker);
+	pthread_mutex_unlock(&h->mu);
+}
 
 /*
  * Admits one attempt: breaker, then a rate token, then a slot (by the
- * request's priority). The breaker
- * goes first so an open circuit fails fast without spending tokens. A
- * half-open probe that then times out waiting is handed back, or the
- * breaker would stay half-open with no probe forever.
+ * request's priority); the waits end at `deadline` and on the call's cancel
+ * flag. The breaker goes first so an open circuit fails fast without
+ * spending tokens. A half-open probe that then times out waiting is handed
+ * back, or the breaker would stay half-open with no probe forever; *probe
+ * says whether an admitted attempt is the probe.
  */
 static enum gate
-gate(struct rk_http *h, int priority, int64_t deadline, CURL **c, char *why, size_t whylen)
+gate(struct rk_http *h, const struct rk_http_req *req, int64_t deadline, CURL **c, int *probe,
+     char *why, size_t whylen)
 {
 	enum rk_breaker_state before, after;
-	int allowed, probe, failures;
-	int64_t now = rk_mono_ms(), wait, left;
+	int allowed, failures;
+	int64_t now = rk_mono_ms(), left;
 	enum gate g = GATE_OK;
 	char left_s[32];
 
@@ -720,7 +766,7 @@ gate(struct rk_http *h, int priority, int64_t deadline, CURL **c, char *why, siz
 	before = h->breaker.state;
 	allowed = rk_breaker_allow(&h->breaker, now);
 	after = h->breaker.state;
-	probe = allowed && after == RK_BREAKER_HALF_OPEN;
+	*probe = allowed && after == RK_BREAKER_HALF_OPEN;
 	failures = h->breaker.failures;
 	left = h->breaker.opened_at_ms + h->breaker.cooldown_ms - now;
 	pthread_mutex_unlock(&h->mu);
@@ -732,22 +778,23 @@ gate(struct rk_http *h, int priority, int64_t deadline, CURL **c, char *why, siz
 			 "after %s", h->provider, failures, left_s);
 		return GATE_CIRCUIT;
 	}
-	for (;;) {
-		pthread_mutex_lock(&h->mu);
-		wait = rk_bucket_take(&h->bucket, rk_mono_ms());
-		pthread_mutex_unlock(&h->mu);
-		if (wait == 0)
-			break;
-		if (add_sat(rk_mono_ms(), wait) > deadline) {
-			snprintf(why, whylen, "rate limit of provider %s (%g requests/s) leaves "
-				 "no room before the request's deadline", h->provider, h->cfg.rps);
-			g = GATE_RATE;
-			goto out;
-		}
-		rk_sleep_ms(wait);
-	}
-	switch (slot_take(h, priority, deadline, c)) {
+	switch (rk_bucket_wait(&h->bucket, &h->mu, deadline, req->call)) {
 	case 0:
+		break;
+	case RK_ECANCELED:
+		g = GATE_CANCELED;
+		goto out;
+	default:
+		snprintf(why, whylen, "rate limit of provider %s (%g requests/s) leaves "
+			 "no room before the request's deadline", h->provider, h->cfg.rps);
+		g = GATE_RATE;
+		goto out;
+	}
+	switch (slot_take(h, req, deadline, c)) {
+	case 0:
+		break;
+	case RK_ECANCELED:
+		g = GATE_CANCELED;
 		break;
 	case RK_ENOMEM:
 		snprintf(why, whylen, "out of memory");
@@ -760,19 +807,19 @@ gate(struct rk_http *h, int priority, int64_t deadline, CURL **c, char *why, siz
 		break;
 	}
  out:
-	if (g != GATE_OK && probe) {
-		pthread_mutex_lock(&h->mu);
-		if (h->breaker.state == RK_BREAKER_HALF_OPEN)
-			h->breaker.probe_in_flight = 0;
-		pthread_mutex_unlock(&h->mu);
-	}
+	if (g != GATE_OK && *probe)
+		forget_probe(h);
 	return g;
 }
 
-/* Bookkeeping after an attempt: breaker, counters, the debug line. */
+/*
+ * Bookkeeping after an attempt: breaker, counters, the debug line. An
+ * attempt its caller stopped (cancelled, or cut short by the call's
+ * deadline) says nothing about the provider: the breaker records no verdict.
+ */
 static void
 account(struct rk_http *h, const struct call *call, const struct outcome *o, int attempt,
-	int64_t t0)
+	int64_t t0, int probe)
 {
 	enum rk_breaker_state before, after;
 	int failures, cls = 0;
@@ -782,7 +829,10 @@ account(struct rk_http *h, const struct call *call, const struct outcome *o, int
 		cls = (int)(o->status / 100);
 	pthread_mutex_lock(&h->mu);
 	before = h->breaker.state;
-	rk_breaker_record(&h->breaker, !is_breaker_failure(o), rk_mono_ms());
+	if (!o->cancelled && !o->deadline_hit)
+		rk_breaker_record(&h->breaker, !is_breaker_failure(o), rk_mono_ms());
+	else if (probe)
+		rk_breaker_forget_probe(&h->breaker);
 	after = h->breaker.state;
 	failures = h->breaker.failures;
 	h->stats.requests++;
@@ -805,13 +855,17 @@ account(struct rk_http *h, const struct call *call, const struct outcome *o, int
 }
 
 static int
-attempt_once(struct rk_http *h, const struct call *call, CURL *c, struct outcome *o)
+attempt_once(struct rk_http *h, const struct call *call, CURL *c, struct outcome *o,
+	     int64_t timeout_ms)
 {
 	int r;
 
-	if ((r = setup_handle(h, c, call, o)) < 0)
+	if ((r = setup_handle(h, c, call, o, timeout_ms)) < 0)
 		return r;
 	o->cc = curl_easy_perform(c);
+	o->cancelled = o->cc == CURLE_ABORTED_BY_CALLBACK;
+	/* The timeout was clipped to the deadline: libcurl gives up no earlier. */
+	o->deadline_hit = o->cc == CURLE_OPERATION_TIMEDOUT && rk_call_expired(call->req->call);
 	if (curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &o->status) != CURLE_OK)
 		o->status = 0;
 	if (o->cc == CURLE_FILESIZE_EXCEEDED)
@@ -889,7 +943,12 @@ fail_transport(struct rk_http *h, const struct call *call, const struct outcome 
 {
 	const char *m = call->req->method;
 	const char *what = o->errbuf[0] ? o->errbuf : curl_easy_strerror(o->cc);
+	char deadline_what[CURL_ERROR_SIZE + 32];
 
+	if (o->deadline_hit) {
+		snprintf(deadline_what, sizeof(deadline_what), "deadline passed (%s)", what);
+		what = deadline_what;
+	}
 	if (o->cc == CURLE_OUT_OF_MEMORY)
 		return http_error(h, err, RK_ENOMEM, 0, "out of memory");
 	if (transport_config(o->cc))
@@ -898,9 +957,8 @@ fail_transport(struct rk_http *h, const struct call *call, const struct outcome 
 				  call->path, h->provider, what);
 	if (call->req->idempotent != RK_HTTP_IDEMPOTENT && !transport_not_sent(o->cc))
 		return http_error(h, err, RK_ETRANSIENT, 0,
-				  "%s %s to provider %s failed: %s; the outcome is unknown "
-				  "(the request may have been applied): read back before "
-				  "retrying", m, call->path, h->provider, what);
+				  "%s %s to provider %s failed: %s; " OUTCOME_UNKNOWN, m,
+				  call->path, h->provider, what);
 	if (call->req->idempotent != RK_HTTP_IDEMPOTENT)
 		return http_error(h, err, RK_ETRANSIENT, 0,
 				  "%s %s to provider %s was not sent: %s", m, call->path,
@@ -908,6 +966,105 @@ fail_transport(struct rk_http *h, const struct call *call, const struct outcome 
 	return http_error(h, err, RK_ETRANSIENT, 0, "%s %s to provider %s failed after %d "
 			  "attempt%s: %s", m, call->path, h->provider, attempts,
 			  attempts == 1 ? "" : "s", what);
+}
+
+/*
+ * How long to wait before sending again: 0 and *wait_ms, which ends before
+ * the caller's deadline and within the budget; 1 when the last answer is
+ * handed back as it is (the server asks for longer than a thread is held,
+ * or the budget is spent); RK_ETRANSIENT when the server's minimum would
+ * pass the caller's deadline (err set).
+ */
+static int
+plan_resend(struct rk_http *h, const struct call *call, const struct outcome *o, int attempts,
+	    int64_t budget, int64_t *wait_ms, struct rk_error *err)
+{
+	const struct rk_call *rc = call->req->call;
+	int64_t ra_ms = 0, dl = rc != NULL ? rc->deadline_ms : 0, now;
+	char ra_s[24], left_s[24];
+
+	if (o->status > 0 && o->retry_after > 0) {
+		if (o->retry_after > RETRY_AFTER_MAX_S)
+			return 1;
+		ra_ms = (int64_t)(o->retry_after * 1000.0);
+	}
+	/* Retry-After is a floor (whole seconds, truncated); jitter goes on top. */
+	*wait_ms = ra_ms + rk_backoff_ms(attempts - 1, h->cfg.base_delay_ms, h->cfg.max_delay_ms,
+					 randombytes_random());
+	now = rk_mono_ms();
+	/* The caller's deadline, where it is the earlier bound, is never slept past. */
+	if (dl > 0 && dl <= budget) {
+		if (ra_ms > 0 && add_sat(now, ra_ms) >= dl) {
+			fmt_ms(ra_ms, ra_s, sizeof(ra_s));
+			fmt_ms(dl > now ? dl - now : 0, left_s, sizeof(left_s));
+			return http_error(h, err, RK_ETRANSIENT, o->status, "deadline passed before "
+					  "%s %s to provider %s could be sent again: the server asks "
+					  "to wait %s, %s left", call->req->method, call->path,
+					  h->provider, ra_s, left_s);
+		}
+		if (add_sat(now, *wait_ms) >= dl) {
+			if (now >= dl)
+				return 1;
+			/* Half the time past the floor: an attempt at the deadline could not run. */
+			*wait_ms = ra_ms + (dl - now - ra_ms) / 2;
+		}
+	}
+	/* Never shorten the server's minimum: out of budget, hand back what we have. */
+	if (add_sat(now, *wait_ms) >= budget)
+		return 1;
+	return 0;
+}
+
+/*
+ * Sets err for a request its call stopped: RK_ECANCELED (rekey is stopping),
+ * or RK_ETRANSIENT when the deadline left no time to send it at all. A
+ * write aborted mid-transfer may have reached the server whole: never "not
+ * sent".
+ */
+static int
+fail_call(struct rk_http *h, const struct call *call, int code, const struct outcome *o,
+	  int attempts, struct rk_error *err)
+{
+	const struct rk_http_req *req = call->req;
+
+	if (code != RK_ECANCELED)
+		return http_error(h, err, RK_ETRANSIENT, 0, "deadline passed before %s %s to "
+				  "provider %s was sent", req->method, call->path, h->provider);
+	if (attempts == 0)
+		return http_error(h, err, RK_ECANCELED, 0, "provider '%s': cancelled (rekey is "
+				  "stopping); %s %s was not sent", h->provider, req->method,
+				  call->path);
+	if (o->cancelled)
+		return http_error(h, err, RK_ECANCELED, 0, "provider '%s': cancelled (rekey is "
+				  "stopping) during %s %s%s", h->provider, req->method, call->path,
+				  req->idempotent == RK_HTTP_IDEMPOTENT ? "" : "; " OUTCOME_UNKNOWN);
+	/* Between attempts: each earlier one was answered or resent only when that was safe. */
+	return http_error(h, err, RK_ECANCELED, o->status, "provider '%s': cancelled (rekey is "
+			  "stopping) after %d attempt%s of %s %s", h->provider, attempts,
+			  attempts == 1 ? "" : "s", req->method, call->path);
+}
+
+/*
+ * Whether req's call lets an attempt go now: 0 and *timeout_ms, the
+ * client's per-attempt timeout clipped to the time left (at least 1 ms:
+ * libcurl reads 0 as no timeout); else RK_ECANCELED, or RK_ETRANSIENT when
+ * no time is left.
+ */
+static int
+call_admits(const struct rk_http *h, const struct rk_http_req *req, int64_t *timeout_ms)
+{
+	int64_t left;
+
+	*timeout_ms = h->cfg.total_timeout_ms;
+	if (rk_call_cancelled(req->call))
+		return RK_ECANCELED;
+	if (req->call == NULL || req->call->deadline_ms <= 0)
+		return 0;
+	if ((left = req->call->deadline_ms - rk_mono_ms()) <= 0)
+		return RK_ETRANSIENT;
+	if (left < *timeout_ms)
+		*timeout_ms = left;
+	return 0;
 }
 
 int
@@ -919,7 +1076,7 @@ rk_http_do(struct rk_http *h, const struct rk_http_req *req, struct rk_http_resp
 	CURL *c = NULL;
 	char *url = NULL, why[400];
 	size_t ulen = 0;
-	int64_t start = rk_mono_ms(), deadline, t0;
+	int64_t start = rk_mono_ms(), budget, deadline, timeout_ms, t0;
 	int r = RK_EINTERNAL, attempts = 0;
 
 	memset(&o, 0, sizeof(o));
@@ -948,20 +1105,31 @@ rk_http_do(struct rk_http *h, const struct rk_http_req *req, struct rk_http_resp
 	snprintf(url, ulen, "%s%s%s", h->base, req->path[0] == '/' ? "" : "/", req->path);
 	call.url = url;
 	/* Every attempt at its longest plus every backoff at its longest. */
-	deadline = add_sat(start, mul_sat(h->cfg.max_attempts,
-					  add_sat(h->cfg.total_timeout_ms, h->cfg.max_delay_ms)));
+	budget = add_sat(start, mul_sat(h->cfg.max_attempts,
+					add_sat(h->cfg.total_timeout_ms, h->cfg.max_delay_ms)));
+	/* The caller's deadline, when earlier, ends the waits for a token or a slot. */
+	deadline = rk_call_deadline(req->call, budget);
+	/* Stopped or out of time already: nothing is sent, no token or probe spent. */
+	if ((r = call_admits(h, req, &timeout_ms)) < 0) {
+		r = fail_call(h, &call, r, &o, 0, err);
+		goto out;
+	}
 
 	for (;;) {
-		int64_t wait_ms, ra_ms, now;
+		int64_t wait_ms;
 		const char *reason;
 		char reason_buf[32], at[16], delay_s[24];
+		int probe = 0;
 
-		switch (gate(h, req->priority, deadline, &c, why, sizeof(why))) {
+		switch (gate(h, req, deadline, &c, &probe, why, sizeof(why))) {
 		case GATE_OK:
 			break;
 		case GATE_NOMEM:
 			r = http_error(h, err, RK_ENOMEM, 0, "out of memory");
 			goto out;
+		case GATE_CANCELED:
+			r = fail_call(h, &call, RK_ECANCELED, &o, attempts, err);
+			goto done;
 		default:
 			/* An earlier attempt's result says more than "not admitted". */
 			if (attempts > 0)
@@ -969,33 +1137,44 @@ rk_http_do(struct rk_http *h, const struct rk_http_req *req, struct rk_http_resp
 			r = http_error(h, err, RK_ETRANSIENT, 0, "%s", why);
 			goto out;
 		}
+		/* The waits may have used the time up, or rekey began stopping meanwhile. */
+		if ((r = call_admits(h, req, &timeout_ms)) < 0) {
+			slot_give(h, c);
+			c = NULL;
+			if (probe)
+				forget_probe(h);
+			if (r == RK_ETRANSIENT && attempts > 0) {
+				r = 0;
+				goto done;
+			}
+			r = fail_call(h, &call, r, &o, attempts, err);
+			goto done;
+		}
 		outcome_reset(&o, h->cfg.max_response);
 		attempts++;
 		t0 = rk_mono_ms();
-		r = attempt_once(h, &call, c, &o);
+		r = attempt_once(h, &call, c, &o, timeout_ms);
 		slot_give(h, c);
 		c = NULL;
 		if (r < 0) {
 			r = http_error(h, err, r, 0, "libcurl refused the request settings");
 			goto out;
 		}
-		account(h, &call, &o, attempts, t0);
-
-		if (attempts >= h->cfg.max_attempts || o.too_big || o.oom || !worth_resending(req, &o))
-			break;
-		ra_ms = 0;
-		if (o.status > 0 && o.retry_after > 0) {
-			if (o.retry_after > RETRY_AFTER_MAX_S)
-				break;
-			ra_ms = (int64_t)(o.retry_after * 1000.0);
+		account(h, &call, &o, attempts, t0, probe);
+		/* A stopped request is never sent again. */
+		if (o.cancelled) {
+			r = fail_call(h, &call, RK_ECANCELED, &o, attempts, err);
+			goto done;
 		}
-		/* Retry-After is a floor (whole seconds, truncated); jitter goes on top. */
-		wait_ms = ra_ms + rk_backoff_ms(attempts - 1, h->cfg.base_delay_ms,
-					      h->cfg.max_delay_ms, randombytes_random());
-		now = rk_mono_ms();
-		/* Never shorten the server's minimum: out of budget, hand back what we have. */
-		if (add_sat(now, wait_ms) >= deadline)
+		if (attempts >= h->cfg.max_attempts || o.too_big || o.oom || o.deadline_hit ||
+		    !worth_resending(req, &o))
 			break;
+		if ((r = plan_resend(h, &call, &o, attempts, budget, &wait_ms, err)) < 0)
+			goto done;
+		if (r > 0) {
+			r = 0;
+			break;
+		}
 		if (o.status > 0) {
 			snprintf(reason_buf, sizeof(reason_buf), "HTTP %ld", o.status);
 			reason = reason_buf;
@@ -1009,12 +1188,18 @@ rk_http_do(struct rk_http *h, const struct rk_http_req *req, struct rk_http_resp
 		pthread_mutex_lock(&h->mu);
 		h->stats.retries++;
 		pthread_mutex_unlock(&h->mu);
-		rk_sleep_ms(wait_ms);
+		/* Ends before the deadline (plan_resend): only a cancel cuts it short. */
+		if (rk_call_sleep(req->call, wait_ms) == RK_ECANCELED) {
+			r = fail_call(h, &call, RK_ECANCELED, &o, attempts, err);
+			goto done;
+		}
 	}
  done:
 	resp->attempts = attempts;
 	resp->status = o.status;
 	resp->retry_after = o.status > 0 ? o.retry_after : 0;
+	if (r < 0)
+		goto out;	/* err is set; what the last attempt got is in resp */
 	if (o.oom) {
 		r = http_error(h, err, RK_ENOMEM, o.status, "out of memory");
 		goto out;

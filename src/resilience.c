@@ -5,7 +5,8 @@
  * knows about HTTP or libcurl; the breaker and the bucket are plain state
  * machines driven by the caller's clock (the caller holds its own lock),
  * the slots carry their own lock and condition variable because waiting is
- * what they do.
+ * what they do. A wait given a struct rk_call also ends at its deadline and
+ * looks at its cancel flag every RK_CALL_TICK_MS.
  */
 #include <assert.h>
 #include <errno.h>
@@ -15,8 +16,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "rekey/call.h"
 #include "rekey/error.h"
 #include "rekey/resilience.h"
+#include "rekey/util.h"
 
 int64_t
 rk_backoff_ms(int attempt, int64_t base_ms, int64_t max_ms, uint32_t rnd)
@@ -108,6 +111,13 @@ rk_breaker_record(struct rk_breaker *b, int ok, int64_t now_ms)
 }
 
 void
+rk_breaker_forget_probe(struct rk_breaker *b)
+{
+	if (b->state == RK_BREAKER_HALF_OPEN)
+		b->probe_in_flight = 0;
+}
+
+void
 rk_bucket_init(struct rk_bucket *b, double rate, int burst, int64_t now_ms)
 {
 	b->rate = rate;
@@ -138,6 +148,33 @@ rk_bucket_take(struct rk_bucket *b, int64_t now_ms)
 	if (wait < 1)
 		wait = 1;
 	return wait > (double)INT64_MAX / 2 ? INT64_MAX / 2 : (int64_t)wait;
+}
+
+int
+rk_bucket_wait(struct rk_bucket *b, pthread_mutex_t *mu, int64_t deadline_ms,
+	       const struct rk_call *call)
+{
+	int64_t now, wait;
+	int r;
+
+	deadline_ms = rk_call_deadline(call, deadline_ms);
+	for (;;) {
+		/* Checked first: a stopping caller does not spend a token. */
+		if (rk_call_cancelled(call))
+			return RK_ECANCELED;
+		pthread_mutex_lock(mu);
+		now = rk_mono_ms();
+		wait = rk_bucket_take(b, now);
+		pthread_mutex_unlock(mu);
+		if (wait == 0)
+			return 0;
+		/* rk_bucket_take caps wait at INT64_MAX / 2: the sum cannot wrap. */
+		if (now + wait > deadline_ms)
+			return RK_ETRANSIENT;
+		/* Another waiter may take the token first: look again after the sleep. */
+		if ((r = rk_call_sleep(call, wait)) < 0)
+			return r;
+	}
 }
 
 /* ---- concurrency slots ---------------------------------------------------- */
@@ -219,13 +256,16 @@ mono_abs(int64_t at_ms, struct timespec *ts)
 }
 
 int
-rk_slots_take(struct rk_slots *s, int priority, int64_t deadline_ms)
+rk_slots_take(struct rk_slots *s, int priority, int64_t deadline_ms, const struct rk_call *call)
 {
 	struct rk_slot_waiter w = { .priority = priority };
+	int ticks = call != NULL && call->cancel != NULL;
 	struct timespec ts;
 	int r = 0;
 
-	mono_abs(deadline_ms, &ts);
+	deadline_ms = rk_call_deadline(call, deadline_ms);
+	if (rk_call_cancelled(call))
+		return RK_ECANCELED;
 	pthread_mutex_lock(&s->mu);
 	/* A free slot with nobody queued: slots are handed over, never left free for a waiter. */
 	if (s->queue == NULL && s->inflight < s->cap) {
@@ -234,12 +274,23 @@ rk_slots_take(struct rk_slots *s, int priority, int64_t deadline_ms)
 	}
 	enqueue(s, &w);
 	while (!w.granted) {
-		if (pthread_cond_timedwait(&s->cv, &s->mu, &ts) == ETIMEDOUT && !w.granted) {
-			dequeue(s, &w);
-			r = RK_ETRANSIENT;
-			goto out;
+		int64_t now = rk_mono_ms(), until = deadline_ms;
+		if (rk_call_cancelled(call)) {
+			r = RK_ECANCELED;
+			break;
 		}
+		if (now >= deadline_ms) {
+			r = RK_ETRANSIENT;
+			break;
+		}
+		/* Nothing signals a cancel: wake in ticks to look at the flag. */
+		if (ticks && until - now > RK_CALL_TICK_MS)
+			until = now + RK_CALL_TICK_MS;
+		mono_abs(until, &ts);
+		pthread_cond_timedwait(&s->cv, &s->mu, &ts);
 	}
+	if (r < 0)
+		dequeue(s, &w);
  out:
 	pthread_mutex_unlock(&s->mu);
 	return r;

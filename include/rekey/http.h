@@ -60,10 +60,14 @@ struct rk_http_req {
 	 */
 	int priority;
 	/*
-	 * May be NULL. Its deadline bounds the whole request (attempts, backoff
-	 * and Retry-After sleeps, waits for a rate token or a slot: RK_ETRANSIENT
-	 * when it passes); its cancel flag stops the transfer and every wait
-	 * (RK_ECANCELED).
+	 * May be NULL (then only the client's own timeouts apply). Its deadline
+	 * bounds the whole request: each attempt's timeout is clipped to the
+	 * time left (the earlier of the two wins), the waits for a rate token
+	 * or a slot end at it, and a backoff or Retry-After sleep never passes
+	 * it (RK_ETRANSIENT). Its cancel flag aborts the transfer (within about
+	 * a second: libcurl's progress interval) and every sleep or wait (within
+	 * RK_CALL_TICK_MS): RK_ECANCELED, never retried. The priority used is
+	 * the field above, not the call's.
 	 */
 	const struct rk_call *call;
 };
@@ -82,8 +86,12 @@ struct rk_http_resp {
  * status: the caller maps statuses to rk_err codes; a 429/5xx after the last
  * retry is still returned with 0). Errors:
  *   RK_ETRANSIENT  connect/timeout/reset after every allowed attempt, the
- *                  circuit is open, or the deadline passed waiting for a rate
- *                  token or a concurrency slot (err->step "http")
+ *                  circuit is open, the deadline passed waiting for a rate
+ *                  token or a concurrency slot, or req->call's deadline came
+ *                  (before sending, mid-transfer, or a Retry-After that does
+ *                  not fit) (err->step "http")
+ *   RK_ECANCELED   req->call's cancel flag was set; a write cut off mid-
+ *                  transfer is reported as of unknown outcome (read back)
  *   RK_EINVAL      the response is larger than max_response
  *   RK_ENOMEM / RK_EINTERNAL
  * err->http_status and err->retry_after are set when known.

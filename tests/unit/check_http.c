@@ -3,12 +3,14 @@
  * HTTP server that runs in the test process: retries, Retry-After, hangs,
  * non-idempotent requests, size limits, http:// refusal, the breaker failing
  * fast without connecting, connection reuse, the concurrency cap and the
- * request priority.
+ * request priority; a caller's deadline and cancel flag (struct rk_call)
+ * ending transfers, sleeps and waits.
  */
 #include <check.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -859,11 +861,414 @@ START_TEST(test_e2e_priority_orders_requests_waiting_for_a_slot)
 }
 END_TEST
 
+/* ---- a caller's deadline and cancel flag (req->call) ----------------------- */
+
+/* Sets a cancel flag from another thread once the server has seen `after_reqs` requests. */
+struct stopper {
+	atomic_int flag;
+	int after_reqs, after_ms;
+	int64_t set_at;		/* when the flag was set (read after the join) */
+};
+
+static void *
+stop_later(void *arg)
+{
+	struct stopper *st = arg;
+	int64_t until = rk_mono_ms() + 5000;
+
+	while (server_count(&srv.reqs) < st->after_reqs && rk_mono_ms() < until)
+		msleep(1);
+	msleep(st->after_ms);
+	st->set_at = rk_mono_ms();
+	atomic_store(&st->flag, 1);
+	return NULL;
+}
+
+/* Until the server has seen n requests (the test fails otherwise). */
+static void
+wait_reqs(int n)
+{
+	int64_t until = rk_mono_ms() + 5000;
+
+	while (server_count(&srv.reqs) < n)	{
+		ck_assert_msg(rk_mono_ms() < until, "the server never saw %d requests", n);
+		msleep(1);
+	}
+}
+
+/* A request that hangs at the server, holding the only slot, until it is cancelled. */
+struct holder {
+	struct prio_caller p;
+	struct stopper st;
+	struct rk_call call;
+	pthread_t t;
+};
+
+static void
+hold_the_slot(struct holder *hd, struct rk_http *h)
+{
+	hd->call = (struct rk_call){ .cancel = &hd->st.flag };
+	hd->p = (struct prio_caller){
+		.h = h, .req = { .method = "GET", .path = "/hold", .idempotent = 1,
+				 .call = &hd->call },
+	};
+	ck_assert_int_eq(pthread_create(&hd->t, NULL, prio_run, &hd->p), 0);
+	wait_reqs(1);
+}
+
+static void
+release_the_slot(struct holder *hd)
+{
+	atomic_store(&hd->st.flag, 1);
+	pthread_join(hd->t, NULL);
+	ck_assert_int_eq(hd->p.rc, RK_ECANCELED);
+}
+
+START_TEST(test_e2e_cancel_aborts_a_hanging_transfer)
+{
+	static const struct step script[] = { { S_HANG, NULL, 0 } };
+	struct rk_http_cfg cfg = fast_cfg();
+	struct stopper st = { .after_reqs = 1, .after_ms = 100 };
+	struct rk_call call = { .cancel = &st.flag };
+	struct rk_http_req req = GET_KV;
+	struct rk_http_resp resp;
+	struct rk_http_stats hs;
+	struct rk_error err = { 0 };
+	struct rk_http *h;
+	pthread_t t;
+
+	cfg.total_timeout_ms = 10000;
+	cfg.cb_failures = 1;
+	req.call = &call;
+	server_start(script, 1);
+	h = client(&cfg);
+	ck_assert_int_eq(pthread_create(&t, NULL, stop_later, &st), 0);
+	ck_assert_int_eq(rk_http_do(h, &req, &resp, &err), RK_ECANCELED);
+	pthread_join(t, NULL);
+	/* libcurl looks at the flag about once a second at worst. */
+	ck_assert_int_lt(rk_mono_ms() - st.set_at, 1500);
+	ck_assert_int_eq(resp.attempts, 1);
+	ck_assert_int_eq(server_count(&srv.reqs), 1);
+	ck_assert_str_eq(err.step, "http");
+	ck_assert_msg(strstr(err.msg, "provider 'vault': cancelled (rekey is stopping)") != NULL,
+		      "%s", err.msg);
+	/* The provider did nothing wrong: the breaker counts no failure. */
+	rk_http_stats(h, &hs);
+	ck_assert_int_eq(hs.circuit_open, 0);
+	ck_assert_uint_eq(hs.retries, 0);
+	rk_http_free(h);
+}
+END_TEST
+
+/* A write cut off mid-transfer may have landed: never "was not sent". */
+static void
+cancelled_write_outcome_is_unknown(int idempotent)
+{
+	static const struct step script[] = { { S_HANG, NULL, 0 } };
+	struct rk_http_cfg cfg = fast_cfg();
+	struct stopper st = { .after_reqs = 1, .after_ms = 50 };
+	struct rk_call call = { .cancel = &st.flag };
+	const struct rk_http_req post = {
+		.method = "POST", .path = "/v1/secret/data/x", .body = "{}", .body_len = 2,
+		.idempotent = idempotent, .sensitive = 1, .call = &call,
+	};
+	struct rk_http_resp resp;
+	struct rk_error err = { 0 };
+	struct rk_http *h;
+	pthread_t t;
+
+	cfg.total_timeout_ms = 10000;
+	server_start(script, 1);
+	h = client(&cfg);
+	ck_assert_int_eq(pthread_create(&t, NULL, stop_later, &st), 0);
+	ck_assert_int_eq(rk_http_do(h, &post, &resp, &err), RK_ECANCELED);
+	pthread_join(t, NULL);
+	ck_assert_msg(strstr(err.msg, "outcome is unknown") != NULL, "%s", err.msg);
+	ck_assert_msg(strstr(err.msg, "not sent") == NULL, "%s", err.msg);
+	ck_assert_int_eq(resp.attempts, 1);
+	ck_assert_int_eq(server_count(&srv.reqs), 1);
+	rk_http_free(h);
+}
+
+START_TEST(test_e2e_cancelled_write_says_outcome_unknown)
+{
+	cancelled_write_outcome_is_unknown(RK_HTTP_SEND_ONCE);
+}
+END_TEST
+
+START_TEST(test_e2e_cancelled_unprocessed_write_says_outcome_unknown)
+{
+	cancelled_write_outcome_is_unknown(RK_HTTP_RETRY_UNPROCESSED);
+}
+END_TEST
+
+START_TEST(test_e2e_cancel_during_retry_after_sleep_sends_nothing_more)
+{
+	static const struct step script[] = {
+		{ S_REPLY, "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 30\r\n"
+			   "Content-Length: 0\r\n\r\n", 0 },
+		{ S_REPLY, OK200, 0 },
+	};
+	struct rk_http_cfg cfg = fast_cfg();
+	struct stopper st = { .after_reqs = 1, .after_ms = 200 };
+	struct rk_call call = { .cancel = &st.flag };
+	struct rk_http_req req = GET_KV;
+	struct rk_http_resp resp;
+	struct rk_error err = { 0 };
+	struct rk_http *h;
+	pthread_t t;
+	int64_t t0;
+
+	cfg.total_timeout_ms = 20000;	/* a budget with room for the 30 s asked */
+	req.call = &call;
+	server_start(script, 2);
+	h = client(&cfg);
+	ck_assert_int_eq(pthread_create(&t, NULL, stop_later, &st), 0);
+	t0 = rk_mono_ms();
+	ck_assert_int_eq(rk_http_do(h, &req, &resp, &err), RK_ECANCELED);
+	ck_assert_int_lt(rk_mono_ms() - t0, 2000);
+	pthread_join(t, NULL);
+	ck_assert_int_eq(resp.attempts, 1);
+	ck_assert_int_eq(resp.status, 503);
+	ck_assert_ptr_null(resp.body);
+	ck_assert_int_eq(err.http_status, 503);
+	ck_assert_msg(strstr(err.msg, "cancelled (rekey is stopping) after 1 attempt of GET") !=
+		      NULL, "%s", err.msg);
+	ck_assert_int_eq(server_count(&srv.reqs), 1);
+	rk_http_free(h);
+}
+END_TEST
+
+START_TEST(test_e2e_call_deadline_cuts_a_hanging_request_short)
+{
+	static const struct step script[] = { { S_HANG, NULL, 0 } };
+	struct rk_http_cfg cfg = fast_cfg();
+	struct rk_call call = { 0 };
+	struct rk_http_req req = GET_KV;
+	struct rk_http_resp resp;
+	struct rk_http_stats hs;
+	struct rk_error err = { 0 };
+	struct rk_http *h;
+	int64_t t0;
+
+	cfg.total_timeout_ms = 10000;	/* the deadline is the earlier bound */
+	cfg.cb_failures = 1;
+	req.call = &call;
+	server_start(script, 1);
+	h = client(&cfg);
+	t0 = rk_mono_ms();
+	call.deadline_ms = t0 + 300;
+	ck_assert_int_eq(rk_http_do(h, &req, &resp, &err), RK_ETRANSIENT);
+	ck_assert_int_ge(rk_mono_ms() - t0, 200);
+	ck_assert_int_lt(rk_mono_ms() - t0, 1500);
+	ck_assert_int_eq(resp.attempts, 1);
+	ck_assert_int_eq(server_count(&srv.reqs), 1);
+	ck_assert_str_eq(err.step, "http");
+	ck_assert_msg(strstr(err.msg, "deadline passed") != NULL, "%s", err.msg);
+	rk_http_stats(h, &hs);
+	ck_assert_int_eq(hs.circuit_open, 0);
+	rk_http_free(h);
+}
+END_TEST
+
+START_TEST(test_e2e_client_timeout_still_applies_before_a_later_deadline)
+{
+	static const struct step script[] = { { S_HANG, NULL, 0 } };
+	struct rk_http_cfg cfg = fast_cfg();
+	struct rk_call call = { .deadline_ms = rk_mono_ms() + 10000 };
+	struct rk_http_req req = GET_KV;
+	struct rk_http_resp resp;
+	struct rk_error err = { 0 };
+	struct rk_http *h;
+	int64_t t0;
+
+	cfg.total_timeout_ms = 200;
+	cfg.max_attempts = 1;
+	req.call = &call;
+	server_start(script, 1);
+	h = client(&cfg);
+	t0 = rk_mono_ms();
+	ck_assert_int_eq(rk_http_do(h, &req, &resp, &err), RK_ETRANSIENT);
+	ck_assert_int_lt(rk_mono_ms() - t0, 1500);
+	ck_assert_msg(strstr(err.msg, "after 1 attempt:") != NULL, "%s", err.msg);
+	ck_assert_msg(strstr(err.msg, "deadline") == NULL, "%s", err.msg);
+	rk_http_free(h);
+}
+END_TEST
+
+START_TEST(test_e2e_retry_after_beyond_the_deadline_is_not_slept)
+{
+	static const struct step script[] = {
+		{ S_REPLY, "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 5\r\n"
+			   "Content-Length: 0\r\n\r\n", 0 },
+		{ S_REPLY, OK200, 0 },
+	};
+	struct rk_http_cfg cfg = fast_cfg();
+	struct rk_call call = { 0 };
+	struct rk_http_req req = GET_KV;
+	struct rk_http_resp resp;
+	struct rk_error err = { 0 };
+	struct rk_http *h;
+	int64_t t0;
+
+	cfg.total_timeout_ms = 5000;	/* the client's budget would allow the 5 s */
+	req.call = &call;
+	server_start(script, 2);
+	h = client(&cfg);
+	t0 = rk_mono_ms();
+	call.deadline_ms = t0 + 2000;
+	ck_assert_int_eq(rk_http_do(h, &req, &resp, &err), RK_ETRANSIENT);
+	ck_assert_int_lt(rk_mono_ms() - t0, 1000);
+	ck_assert_int_eq(resp.attempts, 1);
+	ck_assert_int_eq(server_count(&srv.reqs), 1);
+	ck_assert_int_eq(err.http_status, 429);
+	ck_assert(err.retry_after == 5);
+	ck_assert_msg(strstr(err.msg, "deadline passed") != NULL, "%s", err.msg);
+	rk_http_free(h);
+}
+END_TEST
+
+START_TEST(test_e2e_expired_or_cancelled_call_sends_nothing)
+{
+	static const struct step script[] = { { S_REPLY, OK200, 0 } };
+	struct rk_http_cfg cfg = fast_cfg();
+	atomic_int stop = 1;
+	struct rk_call expired = { .deadline_ms = rk_mono_ms() - 1 };
+	struct rk_call cancelled = { .cancel = &stop };
+	struct rk_http_req req = GET_KV;
+	struct rk_http_resp resp;
+	struct rk_error err = { 0 };
+	struct rk_http *h;
+
+	server_start(script, 1);
+	h = client(&cfg);
+	req.call = &expired;
+	ck_assert_int_eq(rk_http_do(h, &req, &resp, &err), RK_ETRANSIENT);
+	ck_assert_int_eq(resp.attempts, 0);
+	ck_assert_msg(strstr(err.msg, "deadline passed before GET") != NULL, "%s", err.msg);
+	memset(&err, 0, sizeof(err));
+	req.call = &cancelled;
+	ck_assert_int_eq(rk_http_do(h, &req, &resp, &err), RK_ECANCELED);
+	ck_assert_int_eq(resp.attempts, 0);
+	ck_assert_str_eq(err.step, "http");
+	ck_assert_msg(strstr(err.msg, "provider 'vault': cancelled (rekey is stopping)") != NULL,
+		      "%s", err.msg);
+	ck_assert_msg(strstr(err.msg, "was not sent") != NULL, "%s", err.msg);
+	ck_assert_int_eq(server_count(&srv.reqs), 0);
+	ck_assert_int_eq(server_count(&srv.conns), 0);
+	rk_http_free(h);
+}
+END_TEST
+
+START_TEST(test_e2e_call_that_never_fires_changes_nothing)
+{
+	static const struct step script[] = { { S_REPLY, E503, 0 }, { S_REPLY, E503, 0 },
+					      { S_REPLY, OK200, 0 } };
+	struct rk_http_cfg cfg = fast_cfg();
+	atomic_int never = 0;
+	struct rk_call call = { .deadline_ms = rk_mono_ms() + 10000, .cancel = &never };
+	struct rk_http_req req = GET_KV;
+	struct rk_http_resp resp;
+	struct rk_error err = { 0 };
+	struct rk_http *h;
+
+	req.call = &call;
+	server_start(script, 3);
+	h = client(&cfg);
+	ck_assert_msg(rk_http_do(h, &req, &resp, &err) == 0, "%s", err.msg);
+	ck_assert_int_eq(resp.status, 200);
+	ck_assert_int_eq(resp.attempts, 3);
+	ck_assert_str_eq(resp.body, "ok");
+	rk_http_resp_free(&resp);
+	ck_assert_int_eq(server_count(&srv.conns), 1);
+	rk_http_free(h);
+}
+END_TEST
+
+/*
+ * While something keeps h's requests waiting, sends GET_KV twice: with a
+ * deadline 300 ms ahead (RK_ETRANSIENT saying `why`, after at least min_ms),
+ * then with a cancel flag set 200 ms in (RK_ECANCELED soon after). The
+ * server sees neither.
+ */
+static void
+waiter_gives_up(struct rk_http *h, const char *why, int64_t min_ms)
+{
+	struct stopper st = { .after_reqs = 0, .after_ms = 200 };
+	struct rk_call soon = { 0 }, stopped = { .cancel = &st.flag };
+	struct rk_http_req req = GET_KV;
+	struct rk_http_resp resp;
+	struct rk_error err = { 0 };
+	int reqs = server_count(&srv.reqs);
+	pthread_t t;
+	int64_t t0;
+
+	t0 = rk_mono_ms();
+	soon.deadline_ms = t0 + 300;
+	req.call = &soon;
+	ck_assert_int_eq(rk_http_do(h, &req, &resp, &err), RK_ETRANSIENT);
+	ck_assert_int_ge(rk_mono_ms() - t0, min_ms);
+	ck_assert_int_lt(rk_mono_ms() - t0, 1500);
+	ck_assert_int_eq(resp.attempts, 0);
+	ck_assert_msg(strstr(err.msg, why) != NULL, "%s", err.msg);
+	memset(&err, 0, sizeof(err));
+	req.call = &stopped;
+	ck_assert_int_eq(pthread_create(&t, NULL, stop_later, &st), 0);
+	ck_assert_int_eq(rk_http_do(h, &req, &resp, &err), RK_ECANCELED);
+	pthread_join(t, NULL);
+	/* Token and slot waits look at the flag every RK_CALL_TICK_MS. */
+	ck_assert_int_lt(rk_mono_ms() - st.set_at, 500);
+	ck_assert_int_eq(resp.attempts, 0);
+	ck_assert_msg(strstr(err.msg, "was not sent") != NULL, "%s", err.msg);
+	ck_assert_int_eq(server_count(&srv.reqs), reqs);
+}
+
+START_TEST(test_e2e_slot_waiter_gives_up_at_its_deadline_or_on_cancel)
+{
+	static const struct step script[] = { { S_HANG, NULL, 0 } };
+	struct rk_http_cfg cfg = fast_cfg();
+	struct holder hd = { 0 };
+	struct rk_http *h;
+
+	cfg.concurrency = cfg.max_attempts = 1;
+	cfg.total_timeout_ms = 10000;
+	server_start(script, 1);
+	h = client(&cfg);
+	hold_the_slot(&hd, h);
+	/* The slot wait lasts until the deadline. */
+	waiter_gives_up(h, "no free connection slot", 200);
+	release_the_slot(&hd);
+	rk_http_free(h);
+}
+END_TEST
+
+START_TEST(test_e2e_rate_token_waiter_gives_up_at_its_deadline_or_on_cancel)
+{
+	static const struct step script[] = { { S_REPLY, OK200, 0 } };
+	struct rk_http_cfg cfg = fast_cfg();
+	struct rk_http_resp resp;
+	struct rk_error err = { 0 };
+	struct rk_http *h;
+
+	cfg.rps = 0.5;			/* after the first, one token per 2 s */
+	cfg.burst = 1;
+	cfg.total_timeout_ms = 2000;	/* a budget that would wait for it */
+	server_start(script, 1);
+	h = client(&cfg);
+	ck_assert_msg(rk_http_do(h, &GET_KV, &resp, &err) == 0, "%s", err.msg);
+	rk_http_resp_free(&resp);
+	/* The next token comes after the deadline: refused at once. */
+	waiter_gives_up(h, "rate limit", 0);
+	rk_http_free(h);
+}
+END_TEST
+
 Suite *
 http_suite(void)
 {
 	Suite *s = suite_create("http");
 	TCase *e2e = tcase_create("e2e");
+	TCase *call = tcase_create("call");
 
 	/* Real sockets and real timeouts; ASan slows them down. */
 	tcase_set_timeout(e2e, 20);
@@ -887,5 +1292,19 @@ http_suite(void)
 	tcase_add_test(e2e, test_e2e_concurrency_cap_and_connection_pool);
 	tcase_add_test(e2e, test_e2e_priority_orders_requests_waiting_for_a_slot);
 	suite_add_tcase(s, e2e);
+
+	tcase_set_timeout(call, 20);
+	tcase_add_test(call, test_e2e_cancel_aborts_a_hanging_transfer);
+	tcase_add_test(call, test_e2e_cancelled_write_says_outcome_unknown);
+	tcase_add_test(call, test_e2e_cancelled_unprocessed_write_says_outcome_unknown);
+	tcase_add_test(call, test_e2e_cancel_during_retry_after_sleep_sends_nothing_more);
+	tcase_add_test(call, test_e2e_call_deadline_cuts_a_hanging_request_short);
+	tcase_add_test(call, test_e2e_client_timeout_still_applies_before_a_later_deadline);
+	tcase_add_test(call, test_e2e_retry_after_beyond_the_deadline_is_not_slept);
+	tcase_add_test(call, test_e2e_expired_or_cancelled_call_sends_nothing);
+	tcase_add_test(call, test_e2e_call_that_never_fires_changes_nothing);
+	tcase_add_test(call, test_e2e_slot_waiter_gives_up_at_its_deadline_or_on_cancel);
+	tcase_add_test(call, test_e2e_rate_token_waiter_gives_up_at_its_deadline_or_on_cancel);
+	suite_add_tcase(s, call);
 	return s;
 }

@@ -1,13 +1,15 @@
 /*
  * The resilience primitives (src/resilience.c): backoff with full jitter, the
  * circuit breaker, the token bucket, and concurrency slots admitted by
- * priority (lower number first, FIFO within one priority), with real threads.
+ * priority (lower number first, FIFO within one priority), with real threads;
+ * waits for a token or a slot that end at a call's deadline or cancel flag.
  */
 #include <check.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "rekey/call.h"
 #include "rekey/error.h"
 #include "rekey/resilience.h"
 #include "rekey/util.h"
@@ -196,15 +198,91 @@ START_TEST(test_bucket_slow_and_unlimited_rates)
 END_TEST
 
 
-/* ---- concurrency slots --------------------------------------------------- */
+/* ---- waits that end at a call's deadline or cancel flag ------------------ */
 
 #define WAIT_MS 10000	/* a deadline no passing test comes near */
+
+struct canceller {
+	atomic_int flag;
+	int after_ms;
+	int64_t set_at;		/* rk_mono_ms() when the flag was set */
+};
+
+static void *
+cancel_later(void *arg)
+{
+	struct canceller *c = arg;
+
+	rk_sleep_ms(c->after_ms);
+	c->set_at = rk_mono_ms();
+	atomic_store(&c->flag, 1);
+	return NULL;
+}
+
+START_TEST(test_bucket_wait_sleeps_until_the_next_token)
+{
+	pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	struct rk_bucket b;
+	int64_t t0;
+
+	rk_bucket_init(&b, 20, 1, rk_mono_ms());
+	ck_assert_int_eq(rk_bucket_wait(&b, &mu, rk_mono_ms() + WAIT_MS, NULL), 0);
+	t0 = rk_mono_ms();
+	/* One token per 50 ms. */
+	ck_assert_int_eq(rk_bucket_wait(&b, &mu, rk_mono_ms() + WAIT_MS, NULL), 0);
+	ck_assert_int_ge(rk_mono_ms() - t0, 30);
+	ck_assert_int_lt(rk_mono_ms() - t0, 2000);
+}
+END_TEST
+
+START_TEST(test_bucket_wait_refuses_a_token_beyond_the_deadline_at_once)
+{
+	pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	struct rk_bucket b;
+	struct rk_call call = { 0 };
+	int64_t t0;
+
+	rk_bucket_init(&b, 0.2, 1, rk_mono_ms());	/* the next token in 5 s */
+	ck_assert_int_eq(rk_bucket_wait(&b, &mu, rk_mono_ms() + WAIT_MS, NULL), 0);
+	t0 = rk_mono_ms();
+	call.deadline_ms = t0 + 1000;
+	ck_assert_int_eq(rk_bucket_wait(&b, &mu, t0 + WAIT_MS, &call), RK_ETRANSIENT);
+	/* The waiter's own deadline counts as well. */
+	ck_assert_int_eq(rk_bucket_wait(&b, &mu, t0 + 1000, NULL), RK_ETRANSIENT);
+	/* Refused, not slept out until the deadline. */
+	ck_assert_int_lt(rk_mono_ms() - t0, 500);
+}
+END_TEST
+
+START_TEST(test_bucket_wait_stops_on_cancel)
+{
+	pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	struct canceller c = { .after_ms = 100 };
+	struct rk_call call = { .cancel = &c.flag };
+	struct rk_bucket b;
+	pthread_t th;
+
+	rk_bucket_init(&b, 0.5, 1, rk_mono_ms());	/* the next token in 2 s */
+	ck_assert_int_eq(rk_bucket_wait(&b, &mu, rk_mono_ms() + WAIT_MS, &call), 0);
+	ck_assert_int_eq(pthread_create(&th, NULL, cancel_later, &c), 0);
+	ck_assert_int_eq(rk_bucket_wait(&b, &mu, rk_mono_ms() + WAIT_MS, &call), RK_ECANCELED);
+	pthread_join(th, NULL);
+	ck_assert_int_lt(rk_mono_ms() - c.set_at, 500);
+	/* Already cancelled: no token is spent. */
+	rk_bucket_init(&b, 10, 1, rk_mono_ms());
+	ck_assert_int_eq(rk_bucket_wait(&b, &mu, rk_mono_ms() + WAIT_MS, &call), RK_ECANCELED);
+	ck_assert_int_eq(rk_bucket_take(&b, rk_mono_ms()), 0);
+}
+END_TEST
+
+/* ---- concurrency slots --------------------------------------------------- */
 
 struct taker {
 	struct rk_slots *s;
 	int priority;
 	int tag;
 	int hold;			/* keep the slot until release is set */
+	const struct rk_call *call;	/* may be NULL */
 	int rc;
 };
 
@@ -229,7 +307,7 @@ taker_run(void *arg)
 {
 	struct taker *t = arg;
 
-	if ((t->rc = rk_slots_take(t->s, t->priority, rk_mono_ms() + WAIT_MS)) != 0)
+	if ((t->rc = rk_slots_take(t->s, t->priority, rk_mono_ms() + WAIT_MS, t->call)) != 0)
 		return NULL;
 	pthread_mutex_lock(&adm.mu);
 	adm.order[adm.n++] = t->tag;
@@ -266,7 +344,7 @@ check_admission_order(const int *prio, const int *want, int n)
 	ck_assert_int_le(n, 8);
 	adm_reset();
 	ck_assert_int_eq(rk_slots_init(&s, 1), 0);
-	ck_assert_int_eq(rk_slots_take(&s, 0, rk_mono_ms() + WAIT_MS), 0);
+	ck_assert_int_eq(rk_slots_take(&s, 0, rk_mono_ms() + WAIT_MS, NULL), 0);
 	for (int i = 0; i < n; i++) {
 		t[i] = (struct taker){ .s = &s, .priority = prio[i], .tag = i };
 		ck_assert_int_eq(pthread_create(&th[i], NULL, taker_run, &t[i]), 0);
@@ -321,10 +399,10 @@ START_TEST(test_slots_cap_and_free_slots_go_at_once)
 
 	ck_assert_int_eq(rk_slots_init(&s, 3), 0);
 	for (int i = 0; i < 3; i++)
-		ck_assert_int_eq(rk_slots_take(&s, 5, rk_mono_ms() + WAIT_MS), 0);
+		ck_assert_int_eq(rk_slots_take(&s, 5, rk_mono_ms() + WAIT_MS, NULL), 0);
 	ck_assert_int_eq(rk_slots_inflight(&s), 3);
 	/* Full: the deadline passes, the waiter leaves the queue. */
-	ck_assert_int_eq(rk_slots_take(&s, 0, rk_mono_ms() + 30), RK_ETRANSIENT);
+	ck_assert_int_eq(rk_slots_take(&s, 0, rk_mono_ms() + 30, NULL), RK_ETRANSIENT);
 	ck_assert_int_eq(rk_slots_waiting(&s), 0);
 	for (int i = 0; i < 3; i++)
 		rk_slots_give(&s);
@@ -341,7 +419,7 @@ START_TEST(test_slots_freed_slot_is_handed_to_the_queue_not_to_a_newcomer)
 
 	adm_reset();
 	ck_assert_int_eq(rk_slots_init(&s, 1), 0);
-	ck_assert_int_eq(rk_slots_take(&s, 0, rk_mono_ms() + WAIT_MS), 0);
+	ck_assert_int_eq(rk_slots_take(&s, 0, rk_mono_ms() + WAIT_MS, NULL), 0);
 	t = (struct taker){ .s = &s, .priority = 7, .tag = 1, .hold = 1 };
 	ck_assert_int_eq(pthread_create(&th, NULL, taker_run, &t), 0);
 	wait_queued(&s, 1);
@@ -349,7 +427,7 @@ START_TEST(test_slots_freed_slot_is_handed_to_the_queue_not_to_a_newcomer)
 	/* The slot changed hands at once: a more urgent newcomer still waits. */
 	ck_assert_int_eq(rk_slots_inflight(&s), 1);
 	ck_assert_int_eq(rk_slots_waiting(&s), 0);
-	ck_assert_int_eq(rk_slots_take(&s, 0, rk_mono_ms() + 30), RK_ETRANSIENT);
+	ck_assert_int_eq(rk_slots_take(&s, 0, rk_mono_ms() + 30, NULL), RK_ETRANSIENT);
 	atomic_store(&adm.release, 1);
 	pthread_join(th, NULL);
 	ck_assert_int_eq(t.rc, 0);
@@ -366,12 +444,12 @@ START_TEST(test_slots_a_timed_out_waiter_leaves_the_others_queued)
 
 	adm_reset();
 	ck_assert_int_eq(rk_slots_init(&s, 1), 0);
-	ck_assert_int_eq(rk_slots_take(&s, 0, rk_mono_ms() + WAIT_MS), 0);
+	ck_assert_int_eq(rk_slots_take(&s, 0, rk_mono_ms() + WAIT_MS, NULL), 0);
 	t = (struct taker){ .s = &s, .priority = 3, .tag = 1 };
 	ck_assert_int_eq(pthread_create(&th, NULL, taker_run, &t), 0);
 	wait_queued(&s, 1);
 	/* Ahead of the taker (priority 0), but gives up first. */
-	ck_assert_int_eq(rk_slots_take(&s, 0, rk_mono_ms() + 30), RK_ETRANSIENT);
+	ck_assert_int_eq(rk_slots_take(&s, 0, rk_mono_ms() + 30, NULL), RK_ETRANSIENT);
 	ck_assert_int_eq(rk_slots_waiting(&s), 1);
 	rk_slots_give(&s);
 	pthread_join(th, NULL);
@@ -381,11 +459,95 @@ START_TEST(test_slots_a_timed_out_waiter_leaves_the_others_queued)
 }
 END_TEST
 
+START_TEST(test_slots_waiter_gives_up_at_the_call_deadline)
+{
+	struct rk_slots s;
+	struct rk_call call = { 0 };
+	int64_t t0;
+
+	ck_assert_int_eq(rk_slots_init(&s, 1), 0);
+	ck_assert_int_eq(rk_slots_take(&s, 0, rk_mono_ms() + WAIT_MS, NULL), 0);
+	t0 = rk_mono_ms();
+	call.deadline_ms = t0 + 100;
+	/* The call's deadline is the earlier one. */
+	ck_assert_int_eq(rk_slots_take(&s, 0, t0 + WAIT_MS, &call), RK_ETRANSIENT);
+	ck_assert_int_ge(rk_mono_ms() - t0, 50);
+	ck_assert_int_lt(rk_mono_ms() - t0, 2000);
+	ck_assert_int_eq(rk_slots_waiting(&s), 0);
+	ck_assert_int_eq(rk_slots_inflight(&s), 1);
+	rk_slots_give(&s);
+	rk_slots_destroy(&s);
+}
+END_TEST
+
+/*
+ * With a cap of 1 and the slot held here, queues one taker that carries
+ * call, and gives it a few ticks asleep on the condition variable.
+ */
+static void
+queue_behind_the_holder(struct rk_slots *s, struct taker *t, pthread_t *th,
+			const struct rk_call *call)
+{
+	adm_reset();
+	ck_assert_int_eq(rk_slots_init(s, 1), 0);
+	ck_assert_int_eq(rk_slots_take(s, 0, rk_mono_ms() + WAIT_MS, NULL), 0);
+	*t = (struct taker){ .s = s, .priority = 0, .tag = 1, .call = call };
+	ck_assert_int_eq(pthread_create(th, NULL, taker_run, t), 0);
+	wait_queued(s, 1);
+	rk_sleep_ms(50);
+}
+
+START_TEST(test_slots_cancel_stops_a_waiter_promptly)
+{
+	struct canceller c = { .after_ms = 0 };
+	struct rk_call call = { .cancel = &c.flag };
+	struct rk_slots s;
+	struct taker t;
+	pthread_t th;
+
+	queue_behind_the_holder(&s, &t, &th, &call);
+	cancel_later(&c);
+	pthread_join(th, NULL);
+	ck_assert_int_eq(t.rc, RK_ECANCELED);
+	/* A tick is 20 ms; the bound leaves room for a loaded machine. */
+	ck_assert_int_lt(rk_mono_ms() - c.set_at, 500);
+	ck_assert_int_eq(adm.n, 0);
+	ck_assert_int_eq(rk_slots_waiting(&s), 0);
+	ck_assert_int_eq(rk_slots_inflight(&s), 1);
+	rk_slots_give(&s);
+	/* Already cancelled: refused even with a slot free. */
+	ck_assert_int_eq(rk_slots_take(&s, 0, rk_mono_ms() + WAIT_MS, &call), RK_ECANCELED);
+	ck_assert_int_eq(rk_slots_inflight(&s), 0);
+	rk_slots_destroy(&s);
+}
+END_TEST
+
+START_TEST(test_slots_waiter_with_a_cancel_flag_is_handed_a_freed_slot)
+{
+	atomic_int never = 0;
+	struct rk_call call = { .cancel = &never };
+	struct rk_slots s;
+	struct taker t;
+	pthread_t th;
+
+	queue_behind_the_holder(&s, &t, &th, &call);
+	/* A few ticks passed: waking to look at the flag kept its place. */
+	ck_assert_int_eq(rk_slots_waiting(&s), 1);
+	rk_slots_give(&s);
+	pthread_join(th, NULL);
+	ck_assert_int_eq(t.rc, 0);
+	ck_assert_int_eq(adm.n, 1);
+	ck_assert_int_eq(rk_slots_inflight(&s), 0);
+	rk_slots_destroy(&s);
+}
+END_TEST
+
 Suite *
 resilience_suite(void)
 {
 	Suite *s = suite_create("resilience");
 	TCase *tc = tcase_create("core");
+	TCase *waits = tcase_create("waits");
 	TCase *slots = tcase_create("slots");
 
 	tcase_add_test(tc, test_backoff_stays_within_full_jitter_cap);
@@ -399,12 +561,20 @@ resilience_suite(void)
 	tcase_add_test(tc, test_bucket_slow_and_unlimited_rates);
 	suite_add_tcase(s, tc);
 
+	tcase_add_test(waits, test_bucket_wait_sleeps_until_the_next_token);
+	tcase_add_test(waits, test_bucket_wait_refuses_a_token_beyond_the_deadline_at_once);
+	tcase_add_test(waits, test_bucket_wait_stops_on_cancel);
+	suite_add_tcase(s, waits);
+
 	tcase_add_test(slots, test_slots_lower_priority_number_goes_first);
 	tcase_add_test(slots, test_slots_fifo_within_one_priority);
 	tcase_add_test(slots, test_slots_default_priority_is_plain_fifo);
 	tcase_add_test(slots, test_slots_cap_and_free_slots_go_at_once);
 	tcase_add_test(slots, test_slots_freed_slot_is_handed_to_the_queue_not_to_a_newcomer);
 	tcase_add_test(slots, test_slots_a_timed_out_waiter_leaves_the_others_queued);
+	tcase_add_test(slots, test_slots_waiter_gives_up_at_the_call_deadline);
+	tcase_add_test(slots, test_slots_cancel_stops_a_waiter_promptly);
+	tcase_add_test(slots, test_slots_waiter_with_a_cancel_flag_is_handed_a_freed_slot);
 	suite_add_tcase(s, slots);
 	return s;
 }
