@@ -12,8 +12,12 @@
 # median over every run. Then the sizes of both binaries and, from
 # CORPUS_COUNT_FILE (build/gen/known_secrets.count), how many entries the
 # hashed known-secrets corpus built into them holds.
+#
+# rotate: then tests/bench/bench_rotate.sh, `rekey rotate` sequential against
+# --parallel 16 (local and Vault; see that file for its settings).
 set -eu
 abs() { echo "$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"; }
+HERE=$(cd "$(dirname "$0")" && pwd)
 REKEY=$(abs "$1")
 BENCH=$2
 GUARD=${3:+$(abs "$3")}
@@ -95,4 +99,6 @@ if [ -n "$COUNT_FILE" ] && [ -r "$COUNT_FILE" ]; then
 	echo "  known-secrets corpus: $(cat "$COUNT_FILE")"
 fi
 [ -d "$T/var" ] && { echo "bench: guard created a state dir it was not asked to use" >&2; exit 1; }
+echo
+sh "$HERE/bench_rotate.sh" "$REKEY"
 exit 0
