@@ -15,8 +15,8 @@
 #   strace slows it down).
 # vault: BENCH_VAULT_N KV v2 secrets (default 200) in tests/fakes/vault_fake.py
 #   with a latency injection of BENCH_VAULT_MS (default 20) ms on every request,
-#   timed under GNU time (the fake with TCP_NODELAY, as real Vault; see
-#   BENCH_VAULT_NAGLE below). The provider's own rate limit and concurrency are
+#   timed under GNU time (the fake sets TCP_NODELAY, as real Vault does).
+#   The provider's own rate limit and concurrency are
 #   raised (rate_limit.rps 100000, concurrency 64) so that they do not cap
 #   the parallel run: the bench measures the engine, not the throttle.
 # BENCH_PARALLEL: the parallel case (default 16). N=0 skips a part.
@@ -212,21 +212,8 @@ if [ "$NL" -gt 0 ]; then
 fi
 
 if [ "$NV" -gt 0 ]; then
-	# The fake writes a reply's headers and its body in two sends without
-	# TCP_NODELAY, so on a kept-alive connection the body waits for curl's
-	# delayed ACK (about 40 ms): more than the latency injected. Real Vault
-	# (Go's net/http) sets TCP_NODELAY, so by default the fake is started with
-	# Nagle's algorithm off (its code unchanged); BENCH_VAULT_NAGLE=1 leaves it on.
-	if [ "${BENCH_VAULT_NAGLE:-0}" = 1 ]; then
-		"$PYTHON" "$SRC/tests/fakes/vault_fake.py" --port 0 --port-file "$T/vault.port" \
-			--root-token root 2>"$T/fake.log" &
-	else
-		"$PYTHON" -c 'import runpy, socketserver, sys
-socketserver.StreamRequestHandler.disable_nagle_algorithm = True
-sys.argv = sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name="__main__")' "$SRC/tests/fakes/vault_fake.py" --port 0 \
-			--port-file "$T/vault.port" --root-token root 2>"$T/fake.log" &
-	fi
+	"$PYTHON" "$SRC/tests/fakes/vault_fake.py" --port 0 --port-file "$T/vault.port" \
+		--root-token root 2>"$T/fake.log" &
 	FAKE=$!
 	i=0
 	while [ ! -s "$T/vault.port" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
@@ -273,7 +260,6 @@ else how="$how; syncs not counted (no usable strace)"; fi
 echo "rotate: sequential (--parallel 1) vs --parallel $P, each case on a fresh state dir ($took s in all)"
 echo "  $how"
 nodelay=on
-[ "${BENCH_VAULT_NAGLE:-0}" = 1 ] && nodelay="off: BENCH_VAULT_NAGLE=1"
 awk -v p="$P" -v vms="$VMS" -v nl="$NL" -v nodelay="$nodelay" '
 function num(x) { return x != "-" && x != "" }
 { c[NR] = $1; n[NR] = $2; par[NR] = $3; s[NR] = $4; kb[NR] = $5; calls[NR] = $6; ss[NR] = $7; cw[NR] = $8

@@ -2100,6 +2100,9 @@ DEFAULT_INJECT_ERRORS = {
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # As Go's net/http (real Vault): TCP_NODELAY, so a reply's headers and body,
+    # sent in two writes, do not wait for the client's delayed ACK (~40 ms).
+    disable_nagle_algorithm = True
     # Bounds the life of an idle keep-alive connection's thread.
     timeout = IDLE_CONNECTION_TIMEOUT
 
