@@ -224,6 +224,13 @@ int
 rk_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode,
 		     struct rk_error *err)
 {
+	return rk_write_file_atomic_ex(path, data, len, mode, 0, err);
+}
+
+int
+rk_write_file_atomic_ex(const char *path, const void *data, size_t len, mode_t mode,
+			unsigned flags, struct rk_error *err)
+{
 	char tmp[PATH_MAX];
 	int fd = -1, r = RK_EIO;
 	size_t off = 0;
@@ -244,7 +251,7 @@ rk_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode
 		}
 		off += (size_t)n;
 	}
-	if (fchmod(fd, mode) < 0 || fsync(fd) < 0) {
+	if (fchmod(fd, mode) < 0 || (!(flags & RK_WRITE_NOSYNC) && fsync(fd) < 0)) {
 		r = rk_error_set(err, RK_EIO, "cannot sync %s: %s", tmp, strerror(errno));
 		goto out;
 	}
@@ -255,7 +262,7 @@ rk_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode
 				 strerror(errno));
 		goto out;
 	}
-	if (fsync_dir_of(path) < 0) {
+	if (!(flags & RK_WRITE_NOSYNC) && fsync_dir_of(path) < 0) {
 		r = rk_error_set(err, RK_EIO, "cannot sync the directory of %s: %s", path,
 				 strerror(errno));
 		goto out;

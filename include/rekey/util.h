@@ -29,6 +29,13 @@ int rk_read_file(const char *path, size_t max, char **out, size_t *len,
 /* Writes via a temporary file, fsync and rename, then fsyncs the directory. */
 int rk_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode,
 			 struct rk_error *err) RK_WARN_UNUSED;
+/*
+ * The same with flags: RK_WRITE_NOSYNC skips both fsyncs (atomic, not yet
+ * durable: the caller makes it durable later, e.g. with a group sync).
+ */
+#define RK_WRITE_NOSYNC 0x1u
+int rk_write_file_atomic_ex(const char *path, const void *data, size_t len, mode_t mode,
+			    unsigned flags, struct rk_error *err) RK_WARN_UNUSED;
 /* Creates a directory (and parents) with mode; an existing one is fine. */
 int rk_mkdir_p(const char *path, mode_t mode, struct rk_error *err) RK_WARN_UNUSED;
 /* malloc'd "a/b"; NULL on OOM. */
