@@ -94,6 +94,18 @@ static const struct rk_field vault_locator_fields[] = {
 	{ NULL, 0, 0 },
 };
 
+/* A parsed locator: a key of a KV v2 entry, or a Transit key. */
+enum vault_engine { VAULT_KV, VAULT_TRANSIT };
+
+struct vault_loc {
+	enum vault_engine engine;
+	char *mount;		/* KV: the locator's mount, else kv_mount; Transit: transit_mount */
+	char *path;		/* KV: the entry below the mount */
+	char *key;		/* KV: the key within the entry */
+	char *transit_key;	/* Transit: the key's name */
+	long min_decryption_keep;	/* Transit: 0 when not set */
+};
+
 /*
  * Defaults under Vault's own limits: a request quota is configured per
  * deployment (none by default), so rekey stays modest: 20 rps with bursts of
@@ -316,10 +328,62 @@ vault_check_locator(const struct rk_doc *doc, const json_t *loc, struct rk_error
 	return 0;
 }
 
-static int
-vault_generates(const json_t *loc)
+static void
+vault_free_locator(void *loc)
 {
-	return json_object_get(loc, "transit_key") != NULL;
+	struct vault_loc *vl = loc;
+
+	if (vl == NULL)
+		return;
+	free(vl->mount);
+	free(vl->path);
+	free(vl->key);
+	free(vl->transit_key);
+	free(vl);
+}
+
+/* The mount a locator does not name is the instance's, resolved here once. */
+static int
+vault_parse_locator(const struct rk_provider *p, const json_t *loc, void **out,
+		    struct rk_error *err)
+{
+	const struct vault *v = (const struct vault *)p;
+	const char *tk = rk_doc_str(loc, "transit_key", NULL);
+	const char *path = rk_doc_str(loc, "path", NULL), *key = rk_doc_str(loc, "key", NULL);
+	struct vault_loc *vl = calloc(1, sizeof(*vl));
+	int r;
+
+	if (vl == NULL)
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	if (tk != NULL) {
+		vl->engine = VAULT_TRANSIT;
+		vl->min_decryption_keep = (long)rk_doc_int(loc, "min_decryption_keep", 0);
+		if ((r = dupstr(&vl->mount, v->transit_mount, err)) < 0 ||
+		    (r = dupstr(&vl->transit_key, tk, err)) < 0)
+			goto out;
+	} else if (path == NULL || key == NULL) {
+		r = rk_error_set(err, RK_EINVAL, "vault %s: a locator needs path and key (KV v2, "
+				 "e.g. {path: payments/db, key: password}) or transit_key",
+				 p->name);
+		goto out;
+	} else {
+		vl->engine = VAULT_KV;
+		if ((r = dupstr(&vl->mount, rk_doc_str(loc, "mount", v->kv_mount), err)) < 0 ||
+		    (r = dupstr(&vl->path, path, err)) < 0 || (r = dupstr(&vl->key, key, err)) < 0)
+			goto out;
+	}
+	*out = vl;
+	vl = NULL;
+	r = 0;
+out:
+	vault_free_locator(vl);
+	return r;
+}
+
+static int
+vault_generates(const void *loc)
+{
+	return ((const struct vault_loc *)loc)->engine == VAULT_TRANSIT;
 }
 
 /* ---- HTTP with auth ---- */
@@ -387,10 +451,12 @@ build_headers(struct vault *v, const struct rk_secret *token, const char *ctype,
 	return 0;
 }
 
+/* call (may be NULL) bounds and orders the request: its deadline, cancel flag and priority. */
 static int
-raw_call(struct vault *v, const struct rk_secret *token, const char *method, const char *path,
-	 const char *ctype, const void *body, size_t body_len, int idempotent, int sensitive,
-	 struct rk_http_resp *resp, struct rk_error *err)
+raw_call(struct vault *v, const struct rk_call *call, const struct rk_secret *token,
+	 const char *method, const char *path, const char *ctype, const void *body,
+	 size_t body_len, int idempotent, int sensitive, struct rk_http_resp *resp,
+	 struct rk_error *err)
 {
 	struct rk_secret *tok_hdr = NULL;
 	const char *hdrs[6];
@@ -408,6 +474,8 @@ raw_call(struct vault *v, const struct rk_secret *token, const char *method, con
 	req.body_len = body_len;
 	req.idempotent = idempotent;
 	req.sensitive = sensitive;
+	req.call = call;
+	req.priority = call ? call->priority : 0;
 	r = rk_http_do(v->http, &req, resp, err);
 	rk_secret_free(tok_hdr);
 	return r;
@@ -423,7 +491,7 @@ expect_json(struct vault *v, const char *what, const struct rk_http_resp *resp, 
 
 /* Logs in with AppRole or Kubernetes; sets v->token. Called with v->lock held. */
 static int
-login(struct vault *v, struct rk_error *err)
+login(struct vault *v, const struct rk_call *call, struct rk_error *err)
 {
 	struct rk_secret *cred = NULL;
 	json_t *body = NULL, *j = NULL;
@@ -454,7 +522,7 @@ login(struct vault *v, struct rk_error *err)
 		goto out;
 	}
 	snprintf(path, sizeof(path), "/v1/auth/%s/login", v->auth_mount);
-	if ((r = raw_call(v, NULL, "POST", path, "Content-Type: application/json", text,
+	if ((r = raw_call(v, call, NULL, "POST", path, "Content-Type: application/json", text,
 			  strlen(text), 1, 1, &resp, err)) < 0)
 		goto out;
 	if ((r = expect_json(v, "login", &resp, &j, err)) < 0) {
@@ -492,14 +560,14 @@ out:
 
 /* Renews the token when due; a failed renewal falls back to a new login. Lock held. */
 static int
-ensure_token(struct vault *v, struct rk_error *err)
+ensure_token(struct vault *v, const struct rk_call *call, struct rk_error *err)
 {
 	struct rk_http_resp resp = { 0 };
 	json_t *j = NULL;
 	int r;
 
 	if (v->token == NULL)
-		return login(v, err);
+		return login(v, call, err);
 	if (v->method == AUTH_TOKEN) {
 		/* Vault Agent rewrites its sink with each new token: take it before the old one expires. */
 		r = rk_cred_file_read(&v->token_cf, 0, &v->token, err);
@@ -508,7 +576,7 @@ ensure_token(struct vault *v, struct rk_error *err)
 	if (v->token_renew_at == 0 || rk_mono_ms() < v->token_renew_at)
 		return 0;
 	if (v->renewable &&
-	    raw_call(v, v->token, "POST", "/v1/auth/token/renew-self", "Content-Type: "
+	    raw_call(v, call, v->token, "POST", "/v1/auth/token/renew-self", "Content-Type: "
 		     "application/json", "{}", 2, 1, 1, &resp, err) == 0 &&
 	    resp.status == 200 && rk_kit_json_object(&v->base, "renew", &resp, &j, err) == 0) {
 		int64_t lease = json_integer_value(json_object_get(json_object_get(j, "auth"),
@@ -520,7 +588,7 @@ ensure_token(struct vault *v, struct rk_error *err)
 		r = 0;
 	} else {
 		rk_error_clear(err);
-		r = login(v, err);
+		r = login(v, call, err);
 	}
 	json_decref(j);
 	rk_http_resp_free(&resp);
@@ -532,23 +600,24 @@ ensure_token(struct vault *v, struct rk_error *err)
  * log in again (or re-read the token file) once, then give up.
  */
 static int
-call(struct vault *v, const char *method, const char *path, const char *ctype, const char *body,
-     int idempotent, int sensitive, struct rk_http_resp *resp, struct rk_error *err)
+auth_call(struct vault *v, const struct rk_call *call, const char *method, const char *path,
+	  const char *ctype, const char *body, int idempotent, int sensitive,
+	  struct rk_http_resp *resp, struct rk_error *err)
 {
 	struct rk_secret *tok = NULL;
 	int r, attempt;
 
 	for (attempt = 0; attempt < 2; attempt++) {
 		pthread_mutex_lock(&v->lock);
-		r = attempt == 0 ? ensure_token(v, err) : login(v, err);
+		r = attempt == 0 ? ensure_token(v, call, err) : login(v, call, err);
 		if (r == 0)
 			r = rk_secret_from(&tok, rk_secret_cdata(v->token), rk_secret_len(v->token),
 					   err);
 		pthread_mutex_unlock(&v->lock);
 		if (r < 0)
 			return r;
-		r = raw_call(v, tok, method, path, ctype, body, body ? strlen(body) : 0, idempotent,
-			     sensitive, resp, err);
+		r = raw_call(v, call, tok, method, path, ctype, body, body ? strlen(body) : 0,
+			     idempotent, sensitive, resp, err);
 		rk_secret_free(tok);
 		tok = NULL;
 		if (r < 0 || resp->status != 403)
@@ -563,12 +632,6 @@ call(struct vault *v, const char *method, const char *path, const char *ctype, c
 }
 
 /* ---- KV v2 ---- */
-
-static const char *
-kv_mount(const struct vault *v, const json_t *loc)
-{
-	return rk_doc_str(loc, "mount", v->kv_mount);
-}
 
 struct kv_entry {
 	json_t *data;		/* the whole map (owned), NULL when absent */
@@ -589,7 +652,8 @@ kv_entry_free(struct kv_entry *e)
  * failure to read the metadata returns 0 and the plain "does not exist".
  */
 static int
-kv_pruned(struct vault *v, const json_t *loc, long version, struct rk_error *err)
+kv_pruned(struct vault *v, const struct rk_call *call, const struct vault_loc *loc, long version,
+	  struct rk_error *err)
 {
 	struct rk_http_resp resp = { 0 };
 	struct rk_error e2 = { 0 };
@@ -599,10 +663,9 @@ kv_pruned(struct vault *v, const json_t *loc, long version, struct rk_error *err
 	long oldest, maxv;
 	int pruned = 0;
 
-	snprintf(path, sizeof(path), "/v1/%s/metadata/%s", kv_mount(v, loc),
-		 rk_doc_str(loc, "path", ""));
-	if (call(v, "GET", path, NULL, NULL, 1, 0, &resp, &e2) < 0 || resp.status != 200 ||
-	    rk_kit_json_object(&v->base, "read metadata", &resp, &j, &e2) < 0)
+	snprintf(path, sizeof(path), "/v1/%s/metadata/%s", loc->mount, loc->path);
+	if (auth_call(v, call, "GET", path, NULL, NULL, 1, 0, &resp, &e2) < 0 ||
+	    resp.status != 200 || rk_kit_json_object(&v->base, "read metadata", &resp, &j, &e2) < 0)
 		goto out;
 	d = json_object_get(j, "data");
 	oldest = (long)json_integer_value(json_object_get(d, "oldest_version"));
@@ -617,7 +680,7 @@ kv_pruned(struct vault *v, const json_t *loc, long version, struct rk_error *err
 				 "max_versions (10 unless set)");
 		rk_error_set(err, RK_ENOTFOUND, "vault %s: version %ld of %s/%s was pruned: Vault "
 			     "keeps %s; the oldest kept is %ld", v->base.name, version,
-			     kv_mount(v, loc), rk_doc_str(loc, "path", ""), keep, oldest);
+			     loc->mount, loc->path, keep, oldest);
 		pruned = 1;
 	}
 out:
@@ -628,8 +691,8 @@ out:
 
 /* Reads an entry (version 0: latest). RK_ENOTFOUND when the entry does not exist. */
 static int
-kv_read(struct vault *v, const json_t *loc, long version, struct kv_entry *e,
-	struct rk_error *err)
+kv_read(struct vault *v, const struct rk_call *call, const struct vault_loc *loc, long version,
+	struct kv_entry *e, struct rk_error *err)
 {
 	struct rk_http_resp resp = { 0 };
 	json_t *j = NULL;
@@ -639,12 +702,11 @@ kv_read(struct vault *v, const json_t *loc, long version, struct kv_entry *e,
 
 	memset(e, 0, sizeof(*e));
 	if (version > 0)
-		snprintf(path, sizeof(path), "/v1/%s/data/%s?version=%ld", kv_mount(v, loc),
-			 rk_doc_str(loc, "path", ""), version);
+		snprintf(path, sizeof(path), "/v1/%s/data/%s?version=%ld", loc->mount,
+			 loc->path, version);
 	else
-		snprintf(path, sizeof(path), "/v1/%s/data/%s", kv_mount(v, loc),
-			 rk_doc_str(loc, "path", ""));
-	if ((r = call(v, "GET", path, NULL, NULL, 1, 1, &resp, err)) < 0)
+		snprintf(path, sizeof(path), "/v1/%s/data/%s", loc->mount, loc->path);
+	if ((r = auth_call(v, call, "GET", path, NULL, NULL, 1, 1, &resp, err)) < 0)
 		goto out;
 	if (resp.status == 404) {
 		/* Two bodies: {"errors":[]} (absent) or an envelope (deleted/destroyed version). */
@@ -655,16 +717,15 @@ kv_read(struct vault *v, const json_t *loc, long version, struct kv_entry *e,
 			e->deleted = 1;
 			r = rk_error_set(err, RK_ENOTFOUND,
 					 "vault %s: version %ld of %s/%s is deleted or destroyed",
-					 v->base.name, e->version, kv_mount(v, loc),
-					 rk_doc_str(loc, "path", ""));
-		} else if (version > 0 && kv_pruned(v, loc, version, err)) {
+					 v->base.name, e->version, loc->mount, loc->path);
+		} else if (version > 0 && kv_pruned(v, call, loc, version, err)) {
 			r = RK_ENOTFOUND;
 		} else {
 			char at[40] = "";
 			if (version > 0)
 				snprintf(at, sizeof(at), " has no version %ld", version);
 			r = rk_error_set(err, RK_ENOTFOUND, "vault %s: %s/%s%s", v->base.name,
-					 kv_mount(v, loc), rk_doc_str(loc, "path", ""),
+					 loc->mount, loc->path,
 					 version > 0 ? at : " does not exist");
 		}
 		json_decref(b);
@@ -679,7 +740,7 @@ kv_read(struct vault *v, const json_t *loc, long version, struct kv_entry *e,
 		r = rk_error_set(err, RK_EPROTO,
 				 "vault %s: read %s/%s: unexpected response shape (no data.data "
 				 "object or data.metadata.version integer)", v->base.name,
-				 kv_mount(v, loc), rk_doc_str(loc, "path", ""));
+				 loc->mount, loc->path);
 		goto out;
 	}
 	e->version = (long)json_integer_value(json_object_get(md, "version"));
@@ -692,19 +753,17 @@ out:
 }
 
 static int
-kv_value(struct vault *v, const json_t *loc, const struct kv_entry *e, struct rk_secret **out,
-	 struct rk_error *err)
+kv_value(struct vault *v, const struct vault_loc *loc, const struct kv_entry *e,
+	 struct rk_secret **out, struct rk_error *err)
 {
-	const json_t *val = json_object_get(e->data, rk_doc_str(loc, "key", ""));
+	const json_t *val = json_object_get(e->data, loc->key);
 
 	if (val == NULL)
 		return rk_error_set(err, RK_ENOTFOUND, "vault %s: %s/%s has no key '%s'",
-				    v->base.name, kv_mount(v, loc), rk_doc_str(loc, "path", ""),
-				    rk_doc_str(loc, "key", ""));
+				    v->base.name, loc->mount, loc->path, loc->key);
 	if (!json_is_string(val))
 		return rk_error_set(err, RK_EPROTO, "vault %s: %s/%s key '%s' is not a string",
-				    v->base.name, kv_mount(v, loc), rk_doc_str(loc, "path", ""),
-				    rk_doc_str(loc, "key", ""));
+				    v->base.name, loc->mount, loc->path, loc->key);
 	return rk_secret_from(out, json_string_value(val), json_string_length(val), err);
 }
 
@@ -717,8 +776,8 @@ parse_version(const struct rk_version *ver, long *n, struct rk_error *err)
 /* ---- Transit ---- */
 
 static int
-transit_read_key(struct vault *v, const json_t *loc, long *latest, long *min_dec,
-		 struct rk_error *err)
+transit_read_key(struct vault *v, const struct rk_call *call, const struct vault_loc *loc,
+		 long *latest, long *min_dec, struct rk_error *err)
 {
 	struct rk_http_resp resp = { 0 };
 	json_t *j = NULL;
@@ -726,28 +785,25 @@ transit_read_key(struct vault *v, const json_t *loc, long *latest, long *min_dec
 	char path[600], what[600];
 	int r;
 
-	snprintf(path, sizeof(path), "/v1/%s/keys/%s", v->transit_mount,
-		 rk_doc_str(loc, "transit_key", ""));
-	if ((r = call(v, "GET", path, NULL, NULL, 1, 0, &resp, err)) < 0)
+	snprintf(path, sizeof(path), "/v1/%s/keys/%s", loc->mount, loc->transit_key);
+	if ((r = auth_call(v, call, "GET", path, NULL, NULL, 1, 0, &resp, err)) < 0)
 		goto out;
 	if (resp.status == 404) {
 		/* Transit answers a missing key with a bare 404 and no errors. */
 		r = rk_error_set(err, RK_ENOTFOUND, "vault %s: transit key %s/%s does not exist "
 				 "(create it: vault write -f %s/keys/%s)", v->base.name,
-				 v->transit_mount, rk_doc_str(loc, "transit_key", ""),
-				 v->transit_mount, rk_doc_str(loc, "transit_key", ""));
+				 loc->mount, loc->transit_key, loc->mount, loc->transit_key);
 		err->http_status = 404;
 		goto out;
 	}
-	snprintf(what, sizeof(what), "read transit key %s/%s", v->transit_mount,
-		 rk_doc_str(loc, "transit_key", ""));
+	snprintf(what, sizeof(what), "read transit key %s/%s", loc->mount, loc->transit_key);
 	if ((r = expect_json(v, what, &resp, &j, err)) < 0)
 		goto out;
 	d = json_object_get(j, "data");
 	if (!json_is_integer(json_object_get(d, "latest_version"))) {
 		r = rk_error_set(err, RK_EPROTO, "vault %s: read transit key %s/%s: no "
-				 "latest_version in the response", v->base.name, v->transit_mount,
-				 rk_doc_str(loc, "transit_key", ""));
+				 "latest_version in the response", v->base.name, loc->mount,
+				 loc->transit_key);
 		goto out;
 	}
 	*latest = (long)json_integer_value(json_object_get(d, "latest_version"));
@@ -761,34 +817,34 @@ out:
 }
 
 static int
-transit_descriptor(struct vault *v, const json_t *loc, long version, struct rk_secret **out,
+transit_descriptor(const struct vault_loc *loc, long version, struct rk_secret **out,
 		   struct rk_error *err)
 {
 	char d[400];
 
-	snprintf(d, sizeof(d), "vault-transit:%s/%s:v%ld", v->transit_mount,
-		 rk_doc_str(loc, "transit_key", ""), version);
+	snprintf(d, sizeof(d), "vault-transit:%s/%s:v%ld", loc->mount, loc->transit_key, version);
 	return rk_secret_from(out, d, strlen(d), err);
 }
 
 /* ---- ops ---- */
 
 static int
-vault_read(struct rk_provider *p, const json_t *loc, struct rk_secret **out,
-	   struct rk_version *ver, struct rk_error *err)
+vault_read(struct rk_provider *p, const struct rk_call *call, const void *loc_,
+	   struct rk_secret **out, struct rk_version *ver, struct rk_error *err)
 {
 	struct vault *v = (struct vault *)p;
+	const struct vault_loc *loc = loc_;
 	struct kv_entry e;
 	long latest;
 	int r;
 
-	if (vault_generates(loc)) {
-		if ((r = transit_read_key(v, loc, &latest, NULL, err)) < 0)
+	if (loc->engine == VAULT_TRANSIT) {
+		if ((r = transit_read_key(v, call, loc, &latest, NULL, err)) < 0)
 			return r;
 		rk_version_set(ver, latest);
-		return transit_descriptor(v, loc, latest, out, err);
+		return transit_descriptor(loc, latest, out, err);
 	}
-	if ((r = kv_read(v, loc, 0, &e, err)) < 0)
+	if ((r = kv_read(v, call, loc, 0, &e, err)) < 0)
 		return r;
 	if ((r = kv_value(v, loc, &e, out, err)) == 0)
 		rk_version_set(ver, e.version);
@@ -797,10 +853,11 @@ vault_read(struct rk_provider *p, const json_t *loc, struct rk_secret **out,
 }
 
 static int
-vault_read_version(struct rk_provider *p, const json_t *loc, const struct rk_version *ver,
-		   struct rk_secret **out, struct rk_error *err)
+vault_read_version(struct rk_provider *p, const struct rk_call *call, const void *loc_,
+		   const struct rk_version *ver, struct rk_secret **out, struct rk_error *err)
 {
 	struct vault *v = (struct vault *)p;
+	const struct vault_loc *loc = loc_;
 	struct kv_entry e;
 	long n, latest;
 	int r;
@@ -809,14 +866,14 @@ vault_read_version(struct rk_provider *p, const json_t *loc, const struct rk_ver
 		return r;
 	if (n == 0)
 		return rk_error_set(err, RK_ENOTFOUND, "no version given");
-	if (vault_generates(loc)) {
-		if ((r = transit_read_key(v, loc, &latest, NULL, err)) < 0)
+	if (loc->engine == VAULT_TRANSIT) {
+		if ((r = transit_read_key(v, call, loc, &latest, NULL, err)) < 0)
 			return r;
 		if (n > latest)
 			return rk_error_set(err, RK_ENOTFOUND, "transit key has no version %ld", n);
-		return transit_descriptor(v, loc, n, out, err);
+		return transit_descriptor(loc, n, out, err);
 	}
-	if ((r = kv_read(v, loc, n, &e, err)) < 0)
+	if ((r = kv_read(v, call, loc, n, &e, err)) < 0)
 		return r;
 	r = kv_value(v, loc, &e, out, err);
 	kv_entry_free(&e);
@@ -825,7 +882,8 @@ vault_read_version(struct rk_provider *p, const json_t *loc, const struct rk_ver
 
 /* Tags the key's custom_metadata with the run; a failure is logged, not fatal. */
 static void
-kv_tag(struct vault *v, const json_t *loc, const struct rk_stage_req *req)
+kv_tag(struct vault *v, const struct rk_call *call, const struct vault_loc *loc,
+       const struct rk_stage_req *req)
 {
 	struct rk_http_resp resp = { 0 };
 	struct rk_error err = { 0 };
@@ -834,10 +892,10 @@ kv_tag(struct vault *v, const json_t *loc, const struct rk_stage_req *req)
 	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	char path[1200];
 
-	snprintf(path, sizeof(path), "/v1/%s/metadata/%s", kv_mount(v, loc),
-		 rk_doc_str(loc, "path", ""));
-	if (text == NULL || call(v, "PATCH", path, "Content-Type: application/merge-patch+json",
-				 text, 1, 0, &resp, &err) < 0 ||
+	snprintf(path, sizeof(path), "/v1/%s/metadata/%s", loc->mount, loc->path);
+	if (text == NULL ||
+	    auth_call(v, call, "PATCH", path, "Content-Type: application/merge-patch+json", text, 1,
+		      0, &resp, &err) < 0 ||
 	    (resp.status != 200 && resp.status != 204)) {
 		if (err.code == 0 && resp.status)
 			status_error(v, "tag custom_metadata", &resp, &err);
@@ -852,8 +910,8 @@ kv_tag(struct vault *v, const json_t *loc, const struct rk_stage_req *req)
 
 /* Writes data with options.cas; *version gets the new version. */
 static int
-kv_write(struct vault *v, const json_t *loc, const json_t *data, long cas, long *version,
-	 struct rk_error *err)
+kv_write(struct vault *v, const struct rk_call *call, const struct vault_loc *loc,
+	 const json_t *data, long cas, long *version, struct rk_error *err)
 {
 	struct rk_http_resp resp = { 0 };
 	json_t *body = json_pack("{s:O, s:{s:I}}", "data", data, "options", "cas", (json_int_t)cas);
@@ -865,10 +923,10 @@ kv_write(struct vault *v, const json_t *loc, const json_t *data, long cas, long 
 		r = rk_error_set(err, RK_ENOMEM, "out of memory");
 		goto out;
 	}
-	snprintf(path, sizeof(path), "/v1/%s/data/%s", kv_mount(v, loc), rk_doc_str(loc, "path", ""));
+	snprintf(path, sizeof(path), "/v1/%s/data/%s", loc->mount, loc->path);
 	/* cas makes a blind retry of a landed write fail: resent only when certainly not applied. */
-	if ((r = call(v, "POST", path, "Content-Type: application/json", text,
-		      RK_HTTP_RETRY_UNPROCESSED, 1, &resp, err)) < 0)
+	if ((r = auth_call(v, call, "POST", path, "Content-Type: application/json", text,
+			   RK_HTTP_RETRY_UNPROCESSED, 1, &resp, err)) < 0)
 		goto out;
 	if ((r = expect_json(v, "write", &resp, &j, err)) < 0)
 		goto out;
@@ -892,13 +950,13 @@ out:
  * RK_ENOTFOUND (no newer version) / RK_ECONFLICT (newer ones, none ours).
  */
 static int
-kv_find(struct vault *v, const json_t *loc, long expected, const struct rk_secret *value,
-	long *found, struct rk_error *err)
+kv_find(struct vault *v, const struct rk_call *call, const struct vault_loc *loc, long expected,
+	const struct rk_secret *value, long *found, struct rk_error *err)
 {
 	struct kv_entry latest, e;
 	int r;
 
-	if ((r = kv_read(v, loc, 0, &latest, err)) < 0) {
+	if ((r = kv_read(v, call, loc, 0, &latest, err)) < 0) {
 		if (r == RK_ENOTFOUND && latest.version == 0 && !latest.deleted && expected == 0) {
 			rk_error_clear(err);
 			return rk_error_set(err, RK_ENOTFOUND, "no version written by this rotation");
@@ -911,7 +969,7 @@ kv_find(struct vault *v, const json_t *loc, long expected, const struct rk_secre
 	for (long n = latest.version; n > expected; n--) {
 		struct rk_secret *s = NULL;
 		int same;
-		if (kv_read(v, loc, n, &e, err) < 0 || kv_value(v, loc, &e, &s, err) < 0) {
+		if (kv_read(v, call, loc, n, &e, err) < 0 || kv_value(v, loc, &e, &s, err) < 0) {
 			kv_entry_free(&e);
 			rk_error_clear(err);
 			continue;	/* deleted or without our key: not ours */
@@ -926,8 +984,8 @@ kv_find(struct vault *v, const json_t *loc, long expected, const struct rk_secre
 	}
 	return rk_error_set(err, RK_ECONFLICT,
 			    "vault %s: %s/%s was changed by someone else (version %ld, rekey "
-			    "expected %ld); not overwritten", v->base.name, kv_mount(v, loc),
-			    rk_doc_str(loc, "path", ""), latest.version, expected);
+			    "expected %ld); not overwritten", v->base.name, loc->mount,
+			    loc->path, latest.version, expected);
 }
 
 /*
@@ -942,17 +1000,32 @@ outcome_unknown(const struct rk_error *err)
 	       (err->http_status == 0 || (err->http_status >= 500 && err->http_status != 503));
 }
 
-/* Waits before sending a write again, as rk_http_do waits between its attempts. */
-static void
-resend_wait(struct vault *v, const char *what, int attempt, const struct rk_error *cause)
+/*
+ * Waits before sending a write again, as rk_http_do waits between its
+ * attempts; err holds the failure that is being retried, and is cleared.
+ * A cancelled call or one whose deadline comes first stops the wait:
+ * RK_ECANCELED or RK_ETRANSIENT, err saying that nothing was sent again.
+ */
+static int
+resend_wait(struct vault *v, const struct rk_call *call, const char *what, int attempt,
+	    struct rk_error *err)
 {
 	int64_t ms = rk_backoff_ms(attempt - 1, v->hcfg.base_delay_ms, v->hcfg.max_delay_ms,
 				   randombytes_random());
+	int r;
 
 	rk_log(RK_LOG_INFO, "vault.resend", "provider", v->base.name, "call", what, "msg",
-	       "nothing landed: sending again with the same precondition", "error", cause->msg,
+	       "nothing landed: sending again with the same precondition", "error", err->msg,
 	       NULL);
-	rk_sleep_ms(ms);
+	r = rk_call_sleep(call, ms);
+	rk_error_clear(err);
+	if (r == RK_ECANCELED)
+		return rk_error_set(err, r, "vault %s: %s: nothing landed, and it was not sent "
+				    "again: rekey is shutting down", v->base.name, what);
+	if (r < 0)
+		return rk_error_set(err, r, "vault %s: %s: nothing landed, and the deadline "
+				    "passed before it could be sent again", v->base.name, what);
+	return 0;
 }
 
 /*
@@ -963,20 +1036,21 @@ resend_wait(struct vault *v, const char *what, int attempt, const struct rk_erro
  * read back the same way, since our own earlier attempt may have landed.
  */
 static int
-kv_settled_write(struct vault *v, const json_t *loc, const json_t *data, long cas,
-		 const struct rk_secret *value, long *version, struct rk_error *err)
+kv_settled_write(struct vault *v, const struct rk_call *call, const struct vault_loc *loc,
+		 const json_t *data, long cas, const struct rk_secret *value, long *version,
+		 struct rk_error *err)
 {
 	for (int attempt = 1;; attempt++) {
 		struct rk_error e2 = { 0 };
 		long found = 0;
 		int r, f, cas_400;
 
-		if ((r = kv_write(v, loc, data, cas, version, err)) == 0)
+		if ((r = kv_write(v, call, loc, data, cas, version, err)) == 0)
 			return 0;
 		cas_400 = r == RK_EPROTO && err->http_status == 400;
 		if (!cas_400 && !outcome_unknown(err))
 			return r;
-		f = kv_find(v, loc, cas, value, &found, &e2);
+		f = kv_find(v, call, loc, cas, value, &found, &e2);
 		if (f == 0) {
 			rk_log(RK_LOG_INFO, "vault.write_settled", "provider", v->base.name, "msg",
 			       "the write landed although its answer was lost or an error", "error",
@@ -992,23 +1066,24 @@ kv_settled_write(struct vault *v, const json_t *loc, const json_t *data, long ca
 		/* A 400 with nothing newer is the request itself; a failed read settles nothing. */
 		if (cas_400 || f != RK_ENOTFOUND || attempt >= v->hcfg.max_attempts)
 			return r;
-		resend_wait(v, "write", attempt, err);
-		rk_error_clear(err);
+		if ((r = resend_wait(v, call, "write", attempt, err)) < 0)
+			return r;
 	}
 }
 
 static int
-vault_find_staged(struct rk_provider *p, const json_t *loc, const struct rk_stage_req *req,
-		  struct rk_version *ver, struct rk_error *err)
+vault_find_staged(struct rk_provider *p, const struct rk_call *call, const void *loc_,
+		  const struct rk_stage_req *req, struct rk_version *ver, struct rk_error *err)
 {
 	struct vault *v = (struct vault *)p;
+	const struct vault_loc *loc = loc_;
 	long expected, found = 0, latest;
 	int r;
 
 	if ((r = parse_version(req->expected, &expected, err)) < 0)
 		return r;
-	if (vault_generates(loc)) {
-		if ((r = transit_read_key(v, loc, &latest, NULL, err)) < 0)
+	if (loc->engine == VAULT_TRANSIT) {
+		if ((r = transit_read_key(v, call, loc, &latest, NULL, err)) < 0)
 			return r;
 		/* Rotate makes no mark of its own: one version past ours is ours. */
 		if (latest == expected + 1) {
@@ -1019,47 +1094,44 @@ vault_find_staged(struct rk_provider *p, const json_t *loc, const struct rk_stag
 			return rk_error_set(err, RK_ENOTFOUND, "transit key not rotated yet");
 		return rk_error_set(err, RK_ECONFLICT,
 				    "vault %s: transit key %s moved from version %ld to %ld "
-				    "meanwhile", v->base.name, rk_doc_str(loc, "transit_key", ""),
-				    expected, latest);
+				    "meanwhile", v->base.name, loc->transit_key, expected, latest);
 	}
-	if ((r = kv_find(v, loc, expected, req->value, &found, err)) < 0)
+	if ((r = kv_find(v, call, loc, expected, req->value, &found, err)) < 0)
 		return r;
 	rk_version_set(ver, found);
 	return 0;
 }
 
 static int
-transit_rotate(struct vault *v, const json_t *loc, long expected, struct rk_version *new_ver,
-	       struct rk_error *err)
+transit_rotate(struct vault *v, const struct rk_call *call, const struct vault_loc *loc,
+	       long expected, struct rk_version *new_ver, struct rk_error *err)
 {
 	struct rk_http_resp resp = { 0 };
-	long latest, keep = (long)rk_doc_int(loc, "min_decryption_keep", 0), min_dec = 0;
+	long latest, keep = loc->min_decryption_keep, min_dec = 0;
 	char path[600];
 	int r;
 
-	if ((r = transit_read_key(v, loc, &latest, NULL, err)) < 0)
+	if ((r = transit_read_key(v, call, loc, &latest, NULL, err)) < 0)
 		return r;
 	if (latest != expected)
 		return rk_error_set(err, RK_ECONFLICT,
 				    "vault %s: transit key %s is at version %ld, rekey expected %ld",
-				    v->base.name, rk_doc_str(loc, "transit_key", ""), latest,
-				    expected);
-	snprintf(path, sizeof(path), "/v1/%s/keys/%s/rotate", v->transit_mount,
-		 rk_doc_str(loc, "transit_key", ""));
+				    v->base.name, loc->transit_key, latest, expected);
+	snprintf(path, sizeof(path), "/v1/%s/keys/%s/rotate", loc->mount, loc->transit_key);
 	/*
 	 * Not idempotent (a blind retry would rotate twice): after an unknown
 	 * outcome latest_version settles it: one past ours is ours, unchanged is
 	 * sent again, anything else is someone else's rotation.
 	 */
 	for (int attempt = 1;; attempt++) {
-		if ((r = call(v, "POST", path, "Content-Type: application/json", "{}",
-			      RK_HTTP_RETRY_UNPROCESSED, 0, &resp, err)) == 0 &&
+		if ((r = auth_call(v, call, "POST", path, "Content-Type: application/json", "{}",
+				   RK_HTTP_RETRY_UNPROCESSED, 0, &resp, err)) == 0 &&
 		    resp.status != 200 && resp.status != 204)	/* OpenBao/new Vault 200, old 204 */
 			r = status_error(v, "rotate transit key", &resp, err);
 		rk_http_resp_free(&resp);
 		if (r == 0)
 			break;
-		if (!outcome_unknown(err) || transit_read_key(v, loc, &latest, NULL, err) < 0)
+		if (!outcome_unknown(err) || transit_read_key(v, call, loc, &latest, NULL, err) < 0)
 			goto out;
 		if (latest == expected + 1) {
 			rk_error_clear(err);
@@ -1068,24 +1140,22 @@ transit_rotate(struct vault *v, const json_t *loc, long expected, struct rk_vers
 		if (latest != expected) {
 			r = rk_error_set(err, RK_ECONFLICT, "vault %s: transit key %s moved from "
 					 "version %ld to %ld meanwhile", v->base.name,
-					 rk_doc_str(loc, "transit_key", ""), expected, latest);
+					 loc->transit_key, expected, latest);
 			goto out;
 		}
-		if (attempt >= v->hcfg.max_attempts)
+		if (attempt >= v->hcfg.max_attempts ||
+		    (r = resend_wait(v, call, "rotate transit key", attempt, err)) < 0)
 			goto out;
-		resend_wait(v, "rotate transit key", attempt, err);
-		rk_error_clear(err);
 	}
-	if ((r = transit_read_key(v, loc, &latest, &min_dec, err)) < 0)
+	if ((r = transit_read_key(v, call, loc, &latest, &min_dec, err)) < 0)
 		goto out;
 	rk_version_set(new_ver, latest);
 	if (keep > 0 && latest - keep + 1 > min_dec) {
 		char body[64];
-		snprintf(path, sizeof(path), "/v1/%s/keys/%s/config", v->transit_mount,
-			 rk_doc_str(loc, "transit_key", ""));
+		snprintf(path, sizeof(path), "/v1/%s/keys/%s/config", loc->mount, loc->transit_key);
 		snprintf(body, sizeof(body), "{\"min_decryption_version\":%ld}", latest - keep + 1);
-		if ((r = call(v, "POST", path, "Content-Type: application/json", body, 1, 0, &resp,
-			      err)) < 0)
+		if ((r = auth_call(v, call, "POST", path, "Content-Type: application/json", body, 1,
+				   0, &resp, err)) < 0)
 			goto out;
 		if (resp.status != 200 && resp.status != 204) {
 			r = status_error(v, "raise min_decryption_version", &resp, err);
@@ -1099,10 +1169,11 @@ out:
 }
 
 static int
-vault_stage(struct rk_provider *p, const json_t *loc, const struct rk_stage_req *req,
-	    struct rk_version *new_ver, struct rk_error *err)
+vault_stage(struct rk_provider *p, const struct rk_call *call, const void *loc_,
+	    const struct rk_stage_req *req, struct rk_version *new_ver, struct rk_error *err)
 {
 	struct vault *v = (struct vault *)p;
+	const struct vault_loc *loc = loc_;
 	struct kv_entry e;
 	json_t *data = NULL;
 	long expected, version = 0;
@@ -1110,10 +1181,10 @@ vault_stage(struct rk_provider *p, const json_t *loc, const struct rk_stage_req 
 
 	if ((r = parse_version(req->expected, &expected, err)) < 0)
 		return r;
-	if (vault_generates(loc))
-		return transit_rotate(v, loc, expected, new_ver, err);
+	if (loc->engine == VAULT_TRANSIT)
+		return transit_rotate(v, call, loc, expected, new_ver, err);
 	/* The other keys of the entry are preserved: read, change one key, write with cas. */
-	r = kv_read(v, loc, 0, &e, err);
+	r = kv_read(v, call, loc, 0, &e, err);
 	if (r == RK_ENOTFOUND && e.version == 0) {
 		rk_error_clear(err);
 		e.data = json_object();
@@ -1130,20 +1201,19 @@ vault_stage(struct rk_provider *p, const json_t *loc, const struct rk_stage_req 
 		return rk_error_set(err, RK_ECONFLICT,
 				    "vault %s: %s/%s is at version %ld, rekey read version %ld "
 				    "before generating; someone else wrote it", v->base.name,
-				    kv_mount(v, loc), rk_doc_str(loc, "path", ""), e.version,
-				    expected);
+				    loc->mount, loc->path, e.version, expected);
 	}
 	data = e.data;
 	e.data = NULL;
-	if (json_object_set_new(data, rk_doc_str(loc, "key", ""),
+	if (json_object_set_new(data, loc->key,
 				json_stringn(rk_secret_str(req->value), rk_secret_len(req->value))) < 0) {
 		r = rk_error_set(err, RK_ENOMEM, "out of memory");
 		goto out;
 	}
-	if ((r = kv_settled_write(v, loc, data, expected, req->value, &version, err)) < 0)
+	if ((r = kv_settled_write(v, call, loc, data, expected, req->value, &version, err)) < 0)
 		goto out;
 	rk_version_set(new_ver, version);
-	kv_tag(v, loc, req);
+	kv_tag(v, call, loc, req);
 	r = 0;
 out:
 	json_decref(data);
@@ -1151,54 +1221,56 @@ out:
 }
 
 static int
-vault_promote(struct rk_provider *p, const json_t *loc, const struct rk_version *new_ver,
-	      const struct rk_version *old_ver, struct rk_error *err)
+vault_promote(struct rk_provider *p, const struct rk_call *call, const void *loc,
+	      const struct rk_version *new_ver, const struct rk_version *old_ver,
+	      struct rk_error *err)
 {
-	(void)p, (void)loc, (void)new_ver, (void)old_ver, (void)err;
+	(void)p, (void)call, (void)loc, (void)new_ver, (void)old_ver, (void)err;
 	return 0;	/* a KV write or a rotate is current at once */
 }
 
 static int
-vault_rollback(struct rk_provider *p, const json_t *loc, const struct rk_version *to,
-	       const struct rk_stage_req *req, struct rk_version *new_ver, struct rk_error *err)
+vault_rollback(struct rk_provider *p, const struct rk_call *call, const void *loc_,
+	       const struct rk_version *to, const struct rk_stage_req *req,
+	       struct rk_version *new_ver, struct rk_error *err)
 {
 	struct vault *v = (struct vault *)p;
+	const struct vault_loc *loc = loc_;
 	struct kv_entry old, cur;
 	struct rk_secret *want = NULL;
 	long n, version = 0, found = 0, expected;
 	int r;
 
-	if (vault_generates(loc))
+	if (loc->engine == VAULT_TRANSIT)
 		return rk_error_set(err, RK_EUNSUPPORTED,
 				    "a transit key cannot be rolled back; older versions still "
 				    "decrypt unless min_decryption_version was raised");
 	if ((r = parse_version(to, &n, err)) < 0 || (r = parse_version(req->expected, &expected, err)) < 0)
 		return r;
-	if ((r = kv_read(v, loc, n, &old, err)) < 0)
+	if ((r = kv_read(v, call, loc, n, &old, err)) < 0)
 		return r;
 	if ((r = kv_value(v, loc, &old, &want, err)) < 0)
 		goto out;
 	/* Already done by an earlier attempt of this rollback? */
-	if (kv_find(v, loc, expected, want, &found, err) == 0) {
+	if (kv_find(v, call, loc, expected, want, &found, err) == 0) {
 		rk_version_set(new_ver, found);
 		r = 0;
 		goto out;
 	}
 	rk_error_clear(err);
-	if ((r = kv_read(v, loc, 0, &cur, err)) < 0)
+	if ((r = kv_read(v, call, loc, 0, &cur, err)) < 0)
 		goto out;
 	kv_entry_free(&cur);
 	if (expected != 0 && cur.version != expected) {
 		r = rk_error_set(err, RK_ECONFLICT,
 				 "vault %s: %s/%s moved to version %ld meanwhile; not rolled back",
-				 v->base.name, kv_mount(v, loc), rk_doc_str(loc, "path", ""),
-				 cur.version);
+				 v->base.name, loc->mount, loc->path, cur.version);
 		goto out;
 	}
-	if ((r = kv_settled_write(v, loc, old.data, cur.version, want, &version, err)) < 0)
+	if ((r = kv_settled_write(v, call, loc, old.data, cur.version, want, &version, err)) < 0)
 		goto out;
 	rk_version_set(new_ver, version);
-	kv_tag(v, loc, req);
+	kv_tag(v, call, loc, req);
 out:
 	rk_secret_free(want);
 	kv_entry_free(&old);
@@ -1258,6 +1330,32 @@ has_needed(const json_t *caps, enum need kind)
 	return 1;
 }
 
+/* The paths one locator needs, and for a Transit key whether it exists. */
+static void
+doctor_locator(struct vault *v, const struct vault_loc *loc, json_t *paths, json_t *kinds,
+	       void (*report)(const char *line, int ok, void *arg), void *arg)
+{
+	struct rk_error e = { 0 };
+	char line[700];
+	long latest = 0;
+
+	if (loc->engine == VAULT_KV) {
+		need_path(paths, kinds, NEED_KV, loc->mount, "data", loc->path, "");
+		need_path(paths, kinds, NEED_META, loc->mount, "metadata", loc->path, "");
+		return;
+	}
+	/* The three paths of the README's ACL: read, rotate, config. */
+	need_path(paths, kinds, NEED_TKEY, loc->mount, "keys", loc->transit_key, "");
+	need_path(paths, kinds, NEED_ROTATE, loc->mount, "keys", loc->transit_key, "/rotate");
+	need_path(paths, kinds, NEED_CONFIG, loc->mount, "keys", loc->transit_key, "/config");
+	if (transit_read_key(v, NULL, loc, &latest, NULL, &e) < 0)
+		snprintf(line, sizeof(line), "%s", e.msg);
+	else
+		snprintf(line, sizeof(line), "vault %s: transit key %s/%s exists (version %ld)",
+			 v->base.name, loc->mount, loc->transit_key, latest);
+	report(line, e.code == 0, arg);
+}
+
 static int
 vault_doctor(struct rk_provider *p, const json_t *const *locs, size_t nlocs,
 	     void (*report)(const char *line, int ok, void *arg), void *arg, struct rk_error *err)
@@ -1270,8 +1368,8 @@ vault_doctor(struct rk_provider *p, const json_t *const *locs, size_t nlocs,
 
 	(void)err;	/* every problem is a reported line, not an error */
 	/* Reachability and TLS: sys/health needs no token. */
-	if (raw_call(v, NULL, "GET", "/v1/sys/health?standbyok=true&perfstandbyok=true", NULL,
-		     NULL, 0, 1, 0, &resp, &e) < 0) {
+	if (raw_call(v, NULL, NULL, "GET", "/v1/sys/health?standbyok=true&perfstandbyok=true",
+		     NULL, NULL, 0, 1, 0, &resp, &e) < 0) {
 		snprintf(line, sizeof(line), "vault %s: reachable over TLS: %s", v->base.name, e.msg);
 		report(line, 0, arg);
 		return 0;	/* nothing else can work */
@@ -1292,8 +1390,8 @@ vault_doctor(struct rk_provider *p, const json_t *const *locs, size_t nlocs,
 	rk_http_resp_free(&resp);
 	rk_error_clear(&e);
 	/* Authentication. */
-	if (call(v, "GET", "/v1/auth/token/lookup-self", NULL, NULL, 1, 1, &resp, &e) < 0 ||
-	    resp.status != 200) {
+	if (auth_call(v, NULL, "GET", "/v1/auth/token/lookup-self", NULL, NULL, 1, 1, &resp,
+		      &e) < 0 || resp.status != 200) {
 		if (e.code == 0)
 			status_error(v, "token lookup", &resp, &e);
 		snprintf(line, sizeof(line), "vault %s: authenticated: %s", v->base.name, e.msg);
@@ -1310,25 +1408,14 @@ vault_doctor(struct rk_provider *p, const json_t *const *locs, size_t nlocs,
 	paths = json_array();
 	kinds = json_array();
 	for (size_t i = 0; i < nlocs; i++) {
-		if (vault_generates(locs[i])) {
-			/* The three paths of the README's ACL: read, rotate, config. */
-			const char *tk = rk_doc_str(locs[i], "transit_key", "");
-			long latest = 0;
-			need_path(paths, kinds, NEED_TKEY, v->transit_mount, "keys", tk, "");
-			need_path(paths, kinds, NEED_ROTATE, v->transit_mount, "keys", tk, "/rotate");
-			need_path(paths, kinds, NEED_CONFIG, v->transit_mount, "keys", tk, "/config");
-			rk_error_clear(&e);
-			if (transit_read_key(v, locs[i], &latest, NULL, &e) < 0)
-				snprintf(line, sizeof(line), "%s", e.msg);
-			else
-				snprintf(line, sizeof(line), "vault %s: transit key %s/%s exists "
-					 "(version %ld)", v->base.name, v->transit_mount, tk, latest);
-			report(line, e.code == 0, arg);
-		} else {
-			const char *kp = rk_doc_str(locs[i], "path", "");
-			need_path(paths, kinds, NEED_KV, kv_mount(v, locs[i]), "data", kp, "");
-			need_path(paths, kinds, NEED_META, kv_mount(v, locs[i]), "metadata", kp, "");
+		void *loc = NULL;
+		rk_error_clear(&e);
+		if (vault_parse_locator(p, locs[i], &loc, &e) < 0) {
+			report(e.msg, 0, arg);
+			continue;
 		}
+		doctor_locator(v, loc, paths, kinds, report, arg);
+		vault_free_locator(loc);
 	}
 	if (json_array_size(paths) == 0)
 		goto out;
@@ -1336,8 +1423,9 @@ vault_doctor(struct rk_provider *p, const json_t *const *locs, size_t nlocs,
 	text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	rk_error_clear(&e);
 	if (text == NULL ||
-	    call(v, "POST", "/v1/sys/capabilities-self", "Content-Type: application/json", text, 1, 0,
-		 &resp, &e) < 0 || resp.status != 200 ||
+	    auth_call(v, NULL, "POST", "/v1/sys/capabilities-self",
+		      "Content-Type: application/json", text, 1, 0, &resp, &e) < 0 ||
+	    resp.status != 200 ||
 	    rk_kit_json_object(&v->base, "capabilities", &resp, &j, &e) < 0) {
 		if (e.code == 0 && resp.status)
 			status_error(v, "capabilities", &resp, &e);
@@ -1376,6 +1464,8 @@ const struct rk_provider_ops rk_provider_vault = {
 	.check_config = vault_check_config,
 	.open = vault_open,
 	.check_locator = vault_check_locator,
+	.parse_locator = vault_parse_locator,
+	.free_locator = vault_free_locator,
 	.generates = vault_generates,
 	.read = vault_read,
 	.read_version = vault_read_version,
