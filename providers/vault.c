@@ -969,10 +969,19 @@ kv_find(struct vault *v, const struct rk_call *call, const struct vault_loc *loc
 	for (long n = latest.version; n > expected; n--) {
 		struct rk_secret *s = NULL;
 		int same;
-		if (kv_read(v, call, loc, n, &e, err) < 0 || kv_value(v, loc, &e, &s, err) < 0) {
+		if ((r = kv_read(v, call, loc, n, &e, err)) == 0)
+			r = kv_value(v, loc, &e, &s, err);
+		if (r < 0) {
 			kv_entry_free(&e);
+			/*
+			 * Deleted, or without our key as a string: not ours. A read
+			 * that failed (cancelled, timed out, refused) says nothing
+			 * about whose it is, and must not end as a conflict.
+			 */
+			if (r != RK_ENOTFOUND && r != RK_EPROTO)
+				return r;
 			rk_error_clear(err);
-			continue;	/* deleted or without our key: not ours */
+			continue;
 		}
 		same = value != NULL && rk_secret_equal(s, value);
 		rk_secret_free(s);
