@@ -31,11 +31,11 @@
 #include "rekey/provider.h"
 #include "rekey/provider_kit.h"
 #include "rekey/util.h"
+#include "local_int.h"
 
 #define LOCAL_MAX_VALUE (1u << 20)
 #define LOCAL_MAX_FILE (3u << 20)
 #define LOCAL_DEFAULT_MAX_VERSIONS 20
-#define LOCAL_MAX_PATH 512
 
 struct local {
 	struct rk_provider base;
@@ -53,12 +53,6 @@ static const struct rk_field local_config_fields[] = {
 static const struct rk_field local_locator_fields[] = {
 	{ "path", RK_T_STRING, RK_F_REQUIRED },
 	{ NULL, 0, 0 },
-};
-
-/* A parsed locator. */
-struct local_loc {
-	char path[LOCAL_MAX_PATH + 1];	/* as in the inventory; the AEAD's AD binds it */
-	char *dir;			/* <root>/<hex blake2b-128 of path> */
 };
 
 static void

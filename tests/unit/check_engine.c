@@ -70,7 +70,7 @@ struct fake_script {
 
 struct fake_state {
 	int calls[OP_N];
-	int calls_without_call[OP_N];	/* made with a NULL struct rk_call */
+	int calls_unstoppable[OP_N];	/* made with no rk_call, or one without a stop flag */
 	struct fake_script script[4];
 	int corrupt_read_version;	/* read_version returns another value */
 	int intrude_before_stage;	/* someone else writes just before our next N stages */
@@ -97,8 +97,8 @@ hit(struct fake_state *st, enum fop op, const struct rk_call *call)
 {
 	int n = ++st->calls[op];
 
-	if (call == NULL)
-		st->calls_without_call[op]++;
+	if (call == NULL || call->cancel == NULL)
+		st->calls_unstoppable[op]++;
 	for (size_t i = 0; i < RK_ARRAY_SIZE(st->script); i++) {
 		const struct fake_script *sc = &st->script[i];
 		if (sc->active && sc->op == op && (sc->nth == 0 || sc->nth == n))
@@ -865,6 +865,25 @@ START_TEST(test_engine_one_stage_call_per_secret)
 	ck_assert_int_ne(memcmp(fake_current("p/a")->val, fake_current("p/b")->val, 32), 0);
 	for (size_t i = 0; names[i]; i++)
 		assert_steps(&f, rep_str(rep, "run_id"), names[i], FULL_PATH);
+	json_decref(rep);
+	fx_done(&f);
+}
+END_TEST
+
+START_TEST(test_engine_provider_calls_carry_the_stop_flag)
+{
+	struct fx f;
+	json_t *rep;
+
+	fx_files(&f);
+	fx_open(&f, &fake_staging);
+	add_secret(&f, "a", "p/a");
+	rep = rotate1(&f, "a");
+	ck_assert_str_eq(rep_str(rep, "status"), "done");
+	ck_assert_int_gt(FS->calls[OP_READ] + FS->calls[OP_STAGE] + FS->calls[OP_PROMOTE], 0);
+	for (int op = 0; op < OP_N; op++)
+		ck_assert_msg(FS->calls_unstoppable[op] == 0, "op %d: %d calls", op,
+			      FS->calls_unstoppable[op]);
 	json_decref(rep);
 	fx_done(&f);
 }
@@ -1665,6 +1684,7 @@ engine_suite(void)
 	tcase_add_unchecked_fixture(tc, rk_test_base_setup, rk_test_base_teardown);
 	tcase_add_test(tc, test_engine_rotation_journals_every_step_in_order);
 	tcase_add_test(tc, test_engine_one_stage_call_per_secret);
+	tcase_add_test(tc, test_engine_provider_calls_carry_the_stop_flag);
 	tcase_add_test(tc, test_engine_existing_value_is_replaced_and_kept_as_previous);
 	tcase_add_test(tc, test_engine_value_never_reaches_the_state_db_in_plaintext);
 	tcase_add_test(tc, test_engine_plan_never_rotated_is_due_just_rotated_is_not);

@@ -7,10 +7,12 @@
  */
 #include <check.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <sodium.h>
@@ -19,6 +21,7 @@
 #include "rekey/provider.h"
 #include "rekey/secret.h"
 #include "rekey/util.h"
+#include "../../providers/local_int.h"
 #include "unit.h"
 
 /* An inventory locator and the handle parsed from it. */
@@ -291,7 +294,8 @@ START_TEST(test_local_read_of_missing_secret_is_not_found)
 	rk_error_clear(&err);
 	ver.id[0] = '1';
 	ver.id[1] = '\0';
-	ck_assert_int_eq(rk_provider_read_version(f.p, NULL, f.loc, &ver, &out, &err), RK_ENOTFOUND);
+	ck_assert_int_eq(rk_provider_read_version(f.p, NULL, f.loc, &ver, &out, &err),
+			 RK_ENOTFOUND);
 	fx_done(&f);
 }
 END_TEST
@@ -390,7 +394,8 @@ START_TEST(test_local_find_staged_finds_our_version_by_key)
 	stage_ok(&f, "v2", "ours", "1", "2");
 	req.idem_key = "ours";
 	req.expected = &exp;
-	ck_assert_msg(rk_provider_find_staged(f.p, NULL, f.loc, &req, &nv, &err) == 0, "%s", err.msg);
+	ck_assert_msg(rk_provider_find_staged(f.p, NULL, f.loc, &req, &nv, &err) == 0,
+		      "%s", err.msg);
 	ck_assert_str_eq(nv.id, "2");
 
 	/* Not written by this rotation, and nothing else changed. */
@@ -430,18 +435,21 @@ START_TEST(test_local_rollback_makes_old_value_current_as_new_version)
 	put(&f, "alpha", "k1", "", "1");
 	put(&f, "beta", "k2", "1", "2");
 	req.idem_key = "rollback-1";
-	ck_assert_msg(rk_provider_rollback(f.p, NULL, f.loc, &to, &req, &nv, &err) == 0, "%s", err.msg);
+	ck_assert_msg(rk_provider_rollback(f.p, NULL, f.loc, &to, &req, &nv, &err) == 0,
+		      "%s", err.msg);
 	ck_assert_str_eq(nv.id, "3");
 	assert_current(f.p, f.loc, "alpha", "3");
 	/* Retried with the same key: the same version, no fourth file. */
 	nv.id[0] = '\0';
-	ck_assert_msg(rk_provider_rollback(f.p, NULL, f.loc, &to, &req, &nv, &err) == 0, "%s", err.msg);
+	ck_assert_msg(rk_provider_rollback(f.p, NULL, f.loc, &to, &req, &nv, &err) == 0,
+		      "%s", err.msg);
 	ck_assert_str_eq(nv.id, "3");
 	ck_assert_int_eq(count_version_files(&f, "a/b"), 3);
 	/* Rolling back to a version that does not exist changes nothing. */
 	snprintf(to.id, sizeof(to.id), "9");
 	req.idem_key = "rollback-2";
-	ck_assert_int_eq(rk_provider_rollback(f.p, NULL, f.loc, &to, &req, &nv, &err), RK_ENOTFOUND);
+	ck_assert_int_eq(rk_provider_rollback(f.p, NULL, f.loc, &to, &req, &nv, &err),
+			 RK_ENOTFOUND);
 	assert_current(f.p, f.loc, "alpha", "3");
 	fx_done(&f);
 }
@@ -698,7 +706,8 @@ START_TEST(test_local_max_versions_pruning_keeps_the_current_one)
 	assert_current(f.p, f.loc, "value-6", "6");
 	assert_version(f.p, f.loc, "4", "value-4");
 	snprintf(ver.id, sizeof(ver.id), "3");
-	ck_assert_int_eq(rk_provider_read_version(f.p, NULL, f.loc, &ver, &out, &err), RK_ENOTFOUND);
+	ck_assert_int_eq(rk_provider_read_version(f.p, NULL, f.loc, &ver, &out, &err),
+			 RK_ENOTFOUND);
 
 	/* Current = 7, then four newer staged versions: promoting an older staged one
 	 * (8) prunes below the window but never the version being made current. */
@@ -710,6 +719,88 @@ START_TEST(test_local_max_versions_pruning_keeps_the_current_one)
 	promote_ok(&f, "8", "7");
 	assert_current(f.p, f.loc, "value-8", "8");
 	assert_version(f.p, f.loc, "8", "value-8");
+	fx_done(&f);
+}
+END_TEST
+
+START_TEST(test_local_parse_locator_keeps_the_path_and_its_directory)
+{
+	struct fx f;
+	const struct local_loc *ll;
+	char dir[256];
+
+	fx_init(&f);
+	ll = f.loc->typed;
+	ck_assert_str_eq(ll->path, "a/b");
+	secret_dir(&f, "a/b", dir, sizeof(dir));
+	ck_assert_str_eq(ll->dir, dir);
+	fx_done(&f);
+}
+END_TEST
+
+START_TEST(test_local_parse_locator_rejects_a_malformed_locator)
+{
+	struct fx f;
+	char path[LOCAL_MAX_PATH + 2];
+	json_t *bad[4];
+	struct tloc longest;
+
+	fx_init(&f);
+	memset(path, 'x', sizeof(path) - 1);
+	path[sizeof(path) - 1] = '\0';
+	bad[0] = json_object();
+	bad[1] = json_pack("{s:s}", "path", "");
+	bad[2] = json_pack("{s:i}", "path", 7);
+	bad[3] = json_pack("{s:s}", "path", path);	/* one character too many */
+	for (size_t i = 0; i < RK_ARRAY_SIZE(bad); i++) {
+		struct rk_loc loc;
+		struct rk_error err = { 0 };
+		ck_assert_int_eq(rk_loc_parse(&loc, f.p, bad[i], &err), RK_EINVAL);
+		ck_assert_str_eq(err.provider, "local");
+		ck_assert_str_eq(err.step, "locator");
+		ck_assert_msg(strstr(err.msg,
+			      "a path of 1 to 512 characters") != NULL, "%s", err.msg);
+		ck_assert_ptr_null(loc.typed);
+		json_decref(bad[i]);
+	}
+	path[LOCAL_MAX_PATH] = '\0';
+	tloc_open(&longest, f.p, path);
+	tloc_close(&longest);
+	fx_done(&f);
+}
+END_TEST
+
+/* A change of a secret whose lock another process holds, asked to stop: it does not wait. */
+START_TEST(test_local_cancelled_change_does_not_wait_for_the_lock)
+{
+	struct fx f;
+	char dir[256], lock[300];
+	atomic_int stop = 1;
+	struct rk_call c = { .cancel = &stop };
+	struct rk_secret *v = secret("never-written");
+	struct rk_version exp = { "" }, nv = { "" }, to = { "1" };
+	struct rk_stage_req req = { .idem_key = "k1", .value = v, .expected = &exp };
+	struct rk_error err = { 0 };
+	int fd;
+
+	fx_init(&f);
+	secret_dir(&f, "a/b", dir, sizeof(dir));
+	ck_assert_int_eq(mkdir(dir, 0700), 0);
+	snprintf(lock, sizeof(lock), "%s/.lock", dir);
+	ck_assert_int_ge(fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600), 0);
+	ck_assert_int_eq(flock(fd, LOCK_EX), 0);
+	/* The operations themselves, not the wrappers (those refuse before the provider). */
+	ck_assert_int_eq(f.p->ops->stage(f.p, &c, f.loc->typed, &req, &nv, &err), RK_ECANCELED);
+	ck_assert_msg(strstr(err.msg, "stopped before locking local secret 'a/b'") != NULL, "%s",
+		      err.msg);
+	rk_error_clear(&err);
+	ck_assert_int_eq(f.p->ops->promote(f.p, &c, f.loc->typed, &to, &exp, &err), RK_ECANCELED);
+	rk_error_clear(&err);
+	ck_assert_int_eq(f.p->ops->rollback(f.p, &c, f.loc->typed, &to, &req, &nv, &err),
+			 RK_ECANCELED);
+	ck_assert_int_eq(count_version_files(&f, "a/b"), 0);
+	close(fd);
+	rk_secret_free(v);
 	fx_done(&f);
 }
 END_TEST
@@ -738,7 +829,8 @@ START_TEST(test_local_pruning_keeps_the_previous_current_version)
 	/* The value current before the last promotion must still be restorable. */
 	assert_version(f.p, f.loc, "1", "original");
 	req.idem_key = "rb";
-	ck_assert_msg(rk_provider_rollback(f.p, NULL, f.loc, &to, &req, &nv, &err) == 0, "%s", err.msg);
+	ck_assert_msg(rk_provider_rollback(f.p, NULL, f.loc, &to, &req, &nv, &err) == 0,
+		      "%s", err.msg);
 	assert_current(f.p, f.loc, "original", nv.id);
 	fx_done(&f);
 }
@@ -764,6 +856,9 @@ local_suite(void)
 	tcase_add_test(tc, test_local_secrets_are_separate_by_path);
 	tcase_add_test(tc, test_local_max_versions_pruning_keeps_the_current_one);
 	tcase_add_test(tc, test_local_pruning_keeps_the_previous_current_version);
+	tcase_add_test(tc, test_local_parse_locator_keeps_the_path_and_its_directory);
+	tcase_add_test(tc, test_local_parse_locator_rejects_a_malformed_locator);
+	tcase_add_test(tc, test_local_cancelled_change_does_not_wait_for_the_lock);
 	suite_add_tcase(s, tc);
 
 	tcase_add_unchecked_fixture(tk, rk_test_base_setup, rk_test_base_teardown);
