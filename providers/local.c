@@ -10,6 +10,11 @@
  * file copied to another secret or number fails to open. CURRENT names the
  * current version and changes only by atomic rename, so a crash leaves either
  * the old or the new pointer. Staged versions are not current until promote.
+ *
+ * A locator is parsed once into struct local_loc (the path and its
+ * directory). Reads take no lock; every change of a secret holds its flock,
+ * taken only when the call is not being cancelled (the wait for it is short:
+ * another change of the same secret).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -26,6 +31,7 @@
 #include "rekey/provider.h"
 #include "rekey/provider_kit.h"
 #include "rekey/util.h"
+#include "local_int.h"
 
 #define LOCAL_MAX_VALUE (1u << 20)
 #define LOCAL_MAX_FILE (3u << 20)
@@ -105,33 +111,66 @@ local_check_locator(const struct rk_doc *doc, const json_t *loc, struct rk_error
 {
 	const char *path = rk_doc_str(loc, "path", "");
 
-	if (path[0] == '\0' || strlen(path) > 512)
+	if (path[0] == '\0' || strlen(path) > LOCAL_MAX_PATH)
 		return rk_doc_error_key(err, doc, loc, "path", RK_EINVAL,
-					"locator path must be 1 to 512 characters");
+					"locator path must be 1 to %d characters", LOCAL_MAX_PATH);
 	return 0;
 }
 
-/* Directory of one secret: <root>/<hex blake2b-128 of path>. */
-static char *
-secret_dir(const struct local *l, const json_t *loc)
+static void
+local_free_locator(void *loc)
 {
-	const char *path = rk_doc_str(loc, "path", "");
+	struct local_loc *ll = loc;
+
+	if (ll == NULL)
+		return;
+	free(ll->dir);
+	free(ll);
+}
+
+/* The secret's directory, <root>/<hex blake2b-128 of path>, is worked out here once. */
+static int
+local_parse_locator(const struct rk_provider *p, const json_t *loc, void **out,
+		    struct rk_error *err)
+{
+	const struct local *l = (const struct local *)p;
+	const char *path = rk_doc_str(loc, "path", NULL);
+	struct local_loc *ll;
 	unsigned char h[16];
 	char hex[33];
 
+	if (path == NULL || path[0] == '\0' || strlen(path) > LOCAL_MAX_PATH)
+		return rk_error_set(err, RK_EINVAL, "local locator needs a path of 1 to %d "
+				    "characters, e.g. {path: payments/db}", LOCAL_MAX_PATH);
+	if ((ll = calloc(1, sizeof(*ll))) == NULL)
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	snprintf(ll->path, sizeof(ll->path), "%s", path);
 	crypto_generichash(h, sizeof(h), (const unsigned char *)path, strlen(path), NULL, 0);
 	rk_hex(h, sizeof(h), hex);
-	return rk_path_join(l->root, hex);
+	if ((ll->dir = rk_path_join(l->root, hex)) == NULL) {
+		local_free_locator(ll);
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	}
+	*out = ll;
+	return 0;
 }
 
-/* Held for every change of one secret; rotations of one secret never overlap. */
+/*
+ * Held for every change of one secret; rotations of one secret never
+ * overlap. A stopping rekey does not start to wait for it.
+ */
 static int
-lock_dir(const char *dir, int *fd_out, struct rk_error *err)
+lock_dir(const struct local_loc *loc, const struct rk_call *call, int *fd_out,
+	 struct rk_error *err)
 {
-	char *path = rk_path_join(dir, ".lock");
+	const char *dir = loc->dir;
+	char *path;
 	int fd, r;
 
-	if (path == NULL)
+	if (rk_call_cancelled(call))
+		return rk_error_set(err, RK_ECANCELED, "stopped before locking local secret '%s': "
+				    "rekey is shutting down", loc->path);
+	if ((path = rk_path_join(dir, ".lock")) == NULL)
 		return rk_error_set(err, RK_ENOMEM, "out of memory");
 	if ((r = rk_mkdir_p(dir, 0700, err)) < 0) {
 		free(path);
@@ -158,9 +197,9 @@ version_path(const char *dir, long v)
 }
 
 static void
-make_ad(char *ad, size_t n, const json_t *loc, long v, size_t *ad_len)
+make_ad(char *ad, size_t n, const struct local_loc *loc, long v, size_t *ad_len)
 {
-	int k = snprintf(ad, n, "rekey-local%c%s%c%ld", 0, rk_doc_str(loc, "path", ""), 0, v);
+	int k = snprintf(ad, n, "rekey-local%c%s%c%ld", 0, loc->path, 0, v);
 
 	*ad_len = k < 0 ? 0 : (size_t)k >= n ? n - 1 : (size_t)k;
 }
@@ -210,10 +249,10 @@ write_current(const char *dir, long v, struct rk_error *err)
 
 /* Loads version v's file; *idem (optional) is malloc'd. */
 static int
-load_version(const struct local *l, const char *dir, const json_t *loc, long v,
+load_version(const struct local *l, const struct local_loc *loc, long v,
 	     struct rk_secret **value, char **idem, struct rk_error *err)
 {
-	char *path = version_path(dir, v), *text = NULL;
+	char *path = version_path(loc->dir, v), *text = NULL;
 	json_t *j = NULL;
 	json_error_t jerr;
 	unsigned char *box = NULL;
@@ -229,7 +268,7 @@ load_version(const struct local *l, const char *dir, const json_t *loc, long v,
 		if (r == RK_ENOTFOUND) {
 			rk_error_clear(err);
 			r = rk_error_set(err, RK_ENOTFOUND, "local store has no version %ld of '%s'",
-					 v, rk_doc_str(loc, "path", ""));
+					 v, loc->path);
 		}
 		goto out;
 	}
@@ -263,7 +302,7 @@ load_version(const struct local *l, const char *dir, const json_t *loc, long v,
 			r = rk_error_set(err, RK_EPROTO,
 					 "local store: version %ld of '%s' failed authentication "
 					 "(tampered or wrong master key)",
-					 v, rk_doc_str(loc, "path", ""));
+					 v, loc->path);
 			goto out;
 		}
 	}
@@ -282,9 +321,10 @@ out:
 
 /* Highest version number present (0 when none), and the one with idem key, if any. */
 static int
-scan_versions(const char *dir, const struct local *l, const json_t *loc, const char *idem,
+scan_versions(const struct local *l, const struct local_loc *loc, const char *idem,
 	      long *max_out, long *match_out, struct rk_error *err)
 {
+	const char *dir = loc->dir;
 	DIR *d = opendir(dir);
 	struct dirent *e;
 	long max = 0, match = 0;
@@ -311,7 +351,7 @@ scan_versions(const char *dir, const struct local *l, const json_t *loc, const c
 			max = (long)v;
 		if (idem != NULL && match == 0) {
 			char *vi = NULL;
-			if ((r = load_version(l, dir, loc, (long)v, NULL, &vi, err)) < 0)
+			if ((r = load_version(l, loc, (long)v, NULL, &vi, err)) < 0)
 				break;
 			if (strcmp(vi, idem) == 0)
 				match = (long)v;
@@ -331,66 +371,59 @@ parse_version(const struct rk_version *ver, long *v, struct rk_error *err)
 }
 
 static int
-local_read_version(struct rk_provider *p, const json_t *loc, const struct rk_version *ver,
-		   struct rk_secret **out, struct rk_error *err)
+local_read_version(struct rk_provider *p, const struct rk_call *call, const void *loc_,
+		   const struct rk_version *ver, struct rk_secret **out, struct rk_error *err)
 {
 	struct local *l = (struct local *)p;
-	char *dir = secret_dir(l, loc);
+	const struct local_loc *loc = loc_;
 	long v;
 	int r;
 
-	if (dir == NULL)
-		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	(void)call;	/* a local read does not wait */
 	if ((r = parse_version(ver, &v, err)) == 0) {
 		if (v == 0)
 			r = rk_error_set(err, RK_ENOTFOUND, "no version given");
 		else
-			r = load_version(l, dir, loc, v, out, NULL, err);
+			r = load_version(l, loc, v, out, NULL, err);
 	}
 	if (r == RK_ENOTFOUND && v > 0) {
 		/* Missing below the newest one: prune dropped it (versions are never reused). */
 		struct rk_error e2 = { 0 };
 		long max = 0, match = 0;
-		if (scan_versions(dir, l, loc, NULL, &max, &match, &e2) == 0 && v < max) {
+		if (scan_versions(l, loc, NULL, &max, &match, &e2) == 0 && v < max) {
 			rk_error_clear(err);
 			r = rk_error_set(err, RK_ENOTFOUND, "version %ld of '%s' was pruned: the "
 					 "local store keeps the newest %ld versions (max_versions of "
-					 "provider '%s'); it is at version %ld", v,
-					 rk_doc_str(loc, "path", ""), l->max_versions, p->name, max);
+					 "provider '%s'); it is at version %ld", v, loc->path,
+					 l->max_versions, p->name, max);
 		}
 	}
-	free(dir);
 	return r;
 }
 
 static int
-local_read(struct rk_provider *p, const json_t *loc, struct rk_secret **out,
-	   struct rk_version *ver, struct rk_error *err)
+local_read(struct rk_provider *p, const struct rk_call *call, const void *loc_,
+	   struct rk_secret **out, struct rk_version *ver, struct rk_error *err)
 {
 	struct local *l = (struct local *)p;
-	char *dir = secret_dir(l, loc);
+	const struct local_loc *loc = loc_;
 	long cur;
 	int r;
 
-	if (dir == NULL)
-		return rk_error_set(err, RK_ENOMEM, "out of memory");
-	if ((r = read_current(dir, &cur, err)) < 0)
-		goto out;
-	if (cur == 0) {
-		r = rk_error_set(err, RK_ENOTFOUND, "local secret '%s' does not exist yet",
-				 rk_doc_str(loc, "path", ""));
-		goto out;
-	}
-	if ((r = load_version(l, dir, loc, cur, out, NULL, err)) < 0)
-		goto out;
+	(void)call;	/* a local read does not wait */
+	if ((r = read_current(loc->dir, &cur, err)) < 0)
+		return r;
+	if (cur == 0)
+		return rk_error_set(err, RK_ENOTFOUND, "local secret '%s' does not exist yet",
+				    loc->path);
+	if ((r = load_version(l, loc, cur, out, NULL, err)) < 0)
+		return r;
 	rk_version_set(ver, cur);
-out:
-	free(dir);
-	return r;
+	return 0;
 }
 
 static int
-write_version(const struct local *l, const char *dir, const json_t *loc, long v,
+write_version(const struct local *l, const struct local_loc *loc, long v,
 	      const char *idem, const unsigned char *pt, size_t pt_len, struct rk_error *err)
 {
 	unsigned char *box = NULL;
@@ -417,7 +450,7 @@ write_version(const struct local *l, const char *dir, const json_t *loc, long v,
 	j = json_pack("{s:I, s:s, s:I, s:s}", "v", (json_int_t)v, "idem", idem, "created",
 		      (json_int_t)time(NULL), "box", b64);
 	if (j == NULL || (text = json_dumps(j, JSON_COMPACT)) == NULL ||
-	    (path = version_path(dir, v)) == NULL) {
+	    (path = version_path(loc->dir, v)) == NULL) {
 		r = rk_error_set(err, RK_ENOMEM, "out of memory");
 		goto out;
 	}
@@ -455,90 +488,82 @@ prune(const struct local *l, const char *dir, long cur, long prev, long max)
 
 /* The precondition failed: someone else changed the secret since `since`. */
 static int
-changed_error(struct rk_error *err, const json_t *loc, const char *since, long cur, long expected)
+changed_error(struct rk_error *err, const struct local_loc *loc, const char *since, long cur,
+	      long expected)
 {
 	return rk_error_set(err, RK_ECONFLICT,
 			    "local secret '%s' changed since it was %s (current version %ld, "
-			    "expected %ld)", rk_doc_str(loc, "path", ""), since, cur, expected);
+			    "expected %ld)", loc->path, since, cur, expected);
 }
 
 static int
-local_find_staged(struct rk_provider *p, const json_t *loc, const struct rk_stage_req *req,
-		  struct rk_version *ver, struct rk_error *err)
+local_find_staged(struct rk_provider *p, const struct rk_call *call, const void *loc_,
+		  const struct rk_stage_req *req, struct rk_version *ver, struct rk_error *err)
 {
 	struct local *l = (struct local *)p;
-	char *dir = secret_dir(l, loc);
+	const struct local_loc *loc = loc_;
 	long max, match, cur, expected;
 	int r;
 
-	if (dir == NULL)
-		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	(void)call;	/* a lookup reads files and takes no lock */
 	if ((r = parse_version(req->expected, &expected, err)) < 0 ||
-	    (r = scan_versions(dir, l, loc, req->idem_key, &max, &match, err)) < 0 ||
-	    (r = read_current(dir, &cur, err)) < 0)
-		goto out;
+	    (r = scan_versions(l, loc, req->idem_key, &max, &match, err)) < 0 ||
+	    (r = read_current(loc->dir, &cur, err)) < 0)
+		return r;
 	if (match != 0) {
 		rk_version_set(ver, match);
-		r = 0;
-	} else if (cur != expected) {
-		r = changed_error(err, loc, "read", cur, expected);
-	} else {
-		r = rk_error_set(err, RK_ENOTFOUND, "no version staged by this rotation");
+		return 0;
 	}
-out:
-	free(dir);
-	return r;
+	if (cur != expected)
+		return changed_error(err, loc, "read", cur, expected);
+	return rk_error_set(err, RK_ENOTFOUND, "no version staged by this rotation");
 }
 
 static int
-local_stage(struct rk_provider *p, const json_t *loc, const struct rk_stage_req *req,
-	    struct rk_version *new_ver, struct rk_error *err)
+local_stage(struct rk_provider *p, const struct rk_call *call, const void *loc_,
+	    const struct rk_stage_req *req, struct rk_version *new_ver, struct rk_error *err)
 {
 	struct local *l = (struct local *)p;
-	char *dir = secret_dir(l, loc);
+	const struct local_loc *loc = loc_;
 	long max, match, cur, expected;
 	int fd = -1, r;
 
-	if (dir == NULL)
-		return rk_error_set(err, RK_ENOMEM, "out of memory");
 	if ((r = parse_version(req->expected, &expected, err)) < 0 ||
-	    (r = lock_dir(dir, &fd, err)) < 0 ||
-	    (r = scan_versions(dir, l, loc, req->idem_key, &max, &match, err)) < 0)
+	    (r = lock_dir(loc, call, &fd, err)) < 0 ||
+	    (r = scan_versions(l, loc, req->idem_key, &max, &match, err)) < 0)
 		goto out;
 	if (match != 0) {	/* a retried stage: the same key gives the same version */
 		rk_version_set(new_ver, match);
 		goto out;
 	}
-	if ((r = read_current(dir, &cur, err)) < 0)
+	if ((r = read_current(loc->dir, &cur, err)) < 0)
 		goto out;
 	if (cur != expected) {
 		r = changed_error(err, loc, "read", cur, expected);
 		goto out;
 	}
-	if ((r = write_version(l, dir, loc, max + 1, req->idem_key, rk_secret_cdata(req->value),
+	if ((r = write_version(l, loc, max + 1, req->idem_key, rk_secret_cdata(req->value),
 			       rk_secret_len(req->value), err)) < 0)
 		goto out;
 	rk_version_set(new_ver, max + 1);
 out:
 	if (fd >= 0)
 		close(fd);
-	free(dir);
 	return r;
 }
 
 static int
-local_promote(struct rk_provider *p, const json_t *loc, const struct rk_version *new_ver,
-	      const struct rk_version *old_ver, struct rk_error *err)
+local_promote(struct rk_provider *p, const struct rk_call *call, const void *loc_,
+	      const struct rk_version *new_ver, const struct rk_version *old_ver,
+	      struct rk_error *err)
 {
 	struct local *l = (struct local *)p;
-	char *dir = secret_dir(l, loc);
+	const struct local_loc *loc = loc_;
 	long v, old, cur, max, match;
 	int fd = -1, r;
 
-	if (dir == NULL)
-		return rk_error_set(err, RK_ENOMEM, "out of memory");
 	if ((r = parse_version(new_ver, &v, err)) < 0 || (r = parse_version(old_ver, &old, err)) < 0 ||
-	    (r = lock_dir(dir, &fd, err)) < 0 || (r = read_current(dir, &cur, err)) < 0)
+	    (r = lock_dir(loc, call, &fd, err)) < 0 || (r = read_current(loc->dir, &cur, err)) < 0)
 		goto out;
 	if (cur == v)
 		goto out;	/* already promoted: a resumed run */
@@ -546,49 +571,46 @@ local_promote(struct rk_provider *p, const json_t *loc, const struct rk_version 
 		r = changed_error(err, loc, "staged", cur, old);
 		goto out;
 	}
-	if ((r = load_version(l, dir, loc, v, NULL, NULL, err)) < 0 ||
-	    (r = write_current(dir, v, err)) < 0)
+	if ((r = load_version(l, loc, v, NULL, NULL, err)) < 0 ||
+	    (r = write_current(loc->dir, v, err)) < 0)
 		goto out;
-	if (scan_versions(dir, l, loc, NULL, &max, &match, err) == 0)
-		prune(l, dir, v, old, max);
+	if (scan_versions(l, loc, NULL, &max, &match, err) == 0)
+		prune(l, loc->dir, v, old, max);
 	rk_error_clear(err);
 out:
 	if (fd >= 0)
 		close(fd);
-	free(dir);
 	return r;
 }
 
 static int
-local_rollback(struct rk_provider *p, const json_t *loc, const struct rk_version *to,
-	       const struct rk_stage_req *req, struct rk_version *new_ver, struct rk_error *err)
+local_rollback(struct rk_provider *p, const struct rk_call *call, const void *loc_,
+	       const struct rk_version *to, const struct rk_stage_req *req,
+	       struct rk_version *new_ver, struct rk_error *err)
 {
 	struct local *l = (struct local *)p;
-	char *dir = secret_dir(l, loc);
+	const struct local_loc *loc = loc_;
 	struct rk_secret *old = NULL;
 	long v, max, match;
 	int fd = -1, r;
 
-	if (dir == NULL)
-		return rk_error_set(err, RK_ENOMEM, "out of memory");
-	if ((r = parse_version(to, &v, err)) < 0 || (r = lock_dir(dir, &fd, err)) < 0 ||
-	    (r = scan_versions(dir, l, loc, req->idem_key, &max, &match, err)) < 0)
+	if ((r = parse_version(to, &v, err)) < 0 || (r = lock_dir(loc, call, &fd, err)) < 0 ||
+	    (r = scan_versions(l, loc, req->idem_key, &max, &match, err)) < 0)
 		goto out;
 	if (match == 0) {
-		if ((r = load_version(l, dir, loc, v, &old, NULL, err)) < 0 ||
-		    (r = write_version(l, dir, loc, max + 1, req->idem_key, rk_secret_cdata(old),
+		if ((r = load_version(l, loc, v, &old, NULL, err)) < 0 ||
+		    (r = write_version(l, loc, max + 1, req->idem_key, rk_secret_cdata(old),
 				       rk_secret_len(old), err)) < 0)
 			goto out;
 		match = max + 1;
 	}
-	if ((r = write_current(dir, match, err)) < 0)
+	if ((r = write_current(loc->dir, match, err)) < 0)
 		goto out;
 	rk_version_set(new_ver, match);
 out:
 	rk_secret_free(old);
 	if (fd >= 0)
 		close(fd);
-	free(dir);
 	return r;
 }
 
@@ -611,6 +633,8 @@ const struct rk_provider_ops rk_provider_local = {
 	.locator_fields = local_locator_fields,
 	.open = local_open,
 	.check_locator = local_check_locator,
+	.parse_locator = local_parse_locator,
+	.free_locator = local_free_locator,
 	.read = local_read,
 	.read_version = local_read_version,
 	.find_staged = local_find_staged,

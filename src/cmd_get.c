@@ -29,6 +29,7 @@ cmd_get(struct rk_ctx *ctx, int argc, char **argv)
 	struct rk_provider *p;
 	struct rk_secret *val = NULL;
 	struct rk_version ver = { "" };
+	struct rk_loc loc = { 0 };
 	json_t *row = NULL;
 	const json_t *spec;
 	const char *want = NULL;
@@ -61,11 +62,14 @@ cmd_get(struct rk_ctx *ctx, int argc, char **argv)
 			     p->ops->type);
 		goto fail;
 	}
+	if (rk_loc_parse(&loc, p, json_object_get(spec, "locator"), &err) < 0)
+		goto fail;
+	/* A command of its own: no deadline but the provider's timeouts, and no stop flag. */
 	if (want != NULL) {
 		snprintf(ver.id, sizeof(ver.id), "%s", want);
-		if (rk_provider_read_version(p, json_object_get(spec, "locator"), &ver, &val, &err) < 0)
+		if (rk_provider_read_version(p, NULL, &loc, &ver, &val, &err) < 0)
 			goto fail;
-	} else if (rk_provider_read(p, json_object_get(spec, "locator"), &val, &ver, &err) < 0) {
+	} else if (rk_provider_read(p, NULL, &loc, &val, &ver, &err) < 0) {
 		goto fail;
 	}
 	{
@@ -85,6 +89,7 @@ fail:
 	rc = rk_cli_fail(&err, "cannot get '%s'", argv[optind]);
 out:
 	rk_secret_free(val);
+	rk_loc_free(&loc);
 	json_decref(row);
 	return rc;
 }

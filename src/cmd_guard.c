@@ -60,6 +60,7 @@ check_secret(struct rk_guard *g, const char *name, const struct rk_value_rules *
 	struct rk_provider *prov;
 	struct rk_secret *val = NULL;
 	struct rk_version ver;
+	struct rk_loc loc = { 0 };
 	struct rk_error e2 = { 0 };
 	char reason[600];
 	int r;
@@ -82,7 +83,10 @@ check_secret(struct rk_guard *g, const char *name, const struct rk_value_rules *
 	if ((r = rk_ctx_provider(g->ctx, json_string_value(json_object_get(spec, "provider")),
 				 &prov, err)) < 0)
 		goto out;
-	if (rk_provider_read(prov, json_object_get(spec, "locator"), &val, &ver, &e2) < 0) {
+	if ((r = rk_loc_parse(&loc, prov, json_object_get(spec, "locator"), err)) < 0)
+		goto out;
+	/* The guard runs once at a service's start: no deadline beyond the provider's own. */
+	if (rk_provider_read(prov, NULL, &loc, &val, &ver, &e2) < 0) {
 		if (e2.code != RK_ENOTFOUND) {
 			*err = e2;
 			r = e2.code;
@@ -98,6 +102,7 @@ check_secret(struct rk_guard *g, const char *name, const struct rk_value_rules *
 out:
 	rk_defaults_free(own_forbid);
 	rk_secret_free(val);
+	rk_loc_free(&loc);
 	json_decref(row);
 	return r;
 }

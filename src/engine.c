@@ -44,6 +44,7 @@ struct job {
 	const char *name;
 	const struct rk_policy *pol;
 	struct rk_provider *prov;
+	struct rk_loc loc;		/* spec["locator"] parsed for prov */
 	struct rk_rotation rot;
 	struct rk_secret *value;	/* the new value while in flight */
 	int resumed;			/* the journal came from an earlier process */
@@ -62,6 +63,7 @@ job_free(struct job *j)
 {
 	rk_secret_free(j->value);
 	rk_rotation_clear(&j->rot);
+	rk_loc_free(&j->loc);
 	json_decref(j->row);
 }
 
@@ -96,13 +98,12 @@ state_of(const struct job *j)
 static int
 do_generate(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 {
-	const json_t *loc = json_object_get(j->spec, "locator");
 	struct rk_secret *old = NULL;
 	struct rk_version ver = { "" };
 	char ad[600];
 	int r;
 
-	r = rk_provider_read(j->prov, loc, &old, &ver, err);
+	r = rk_provider_read(j->prov, &j->call, &j->loc, &old, &ver, err);
 	if (r == RK_ENOTFOUND) {
 		rk_error_clear(err);
 		old = NULL;
@@ -135,9 +136,9 @@ do_generate(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 		/* A rollback: the "new" value is the one an earlier version holds. */
 		struct rk_version to;
 		snprintf(to.id, sizeof(to.id), "%s", j->rot.restore_version);
-		if ((r = rk_provider_read_version(j->prov, loc, &to, &j->value, err)) < 0)
+		if ((r = rk_provider_read_version(j->prov, &j->call, &j->loc, &to, &j->value, err)) < 0)
 			goto out;
-	} else if (rk_provider_generates(j->prov, json_object_get(j->spec, "locator"))) {
+	} else if (rk_provider_generates(j->prov, &j->loc)) {
 		/* The provider makes the value at stage (a Transit key); nothing to seal. */
 		r = step(ctx, j, RK_STEP_GENERATED, "(by provider)", err);
 		goto out;
@@ -160,7 +161,7 @@ ensure_value(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 {
 	char ad[600];
 
-	if (j->value != NULL || rk_provider_generates(j->prov, json_object_get(j->spec, "locator")))
+	if (j->value != NULL || rk_provider_generates(j->prov, &j->loc))
 		return 0;
 	if (j->rot.sealed_new == NULL)
 		return rk_error_set(err, RK_EINTERNAL, "journal of '%s' has no sealed value", j->name);
@@ -181,7 +182,6 @@ stage_req(const struct job *j, struct rk_stage_req *req, const struct rk_version
 static int
 do_stage(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 {
-	const json_t *loc = json_object_get(j->spec, "locator");
 	struct rk_version expected, nv = { "" };
 	struct rk_stage_req req;
 	int r;
@@ -192,19 +192,19 @@ do_stage(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 	stage_req(j, &req, &expected);
 	if (j->resumed) {
 		/* An earlier process may have written before it died: look first. */
-		r = rk_provider_find_staged(j->prov, loc, &req, &nv, err);
+		r = rk_provider_find_staged(j->prov, &j->call, &j->loc, &req, &nv, err);
 		if (r == 0)
 			goto staged;
 		if (r != RK_ENOTFOUND)
 			return r;
 		rk_error_clear(err);
 	}
-	r = rk_provider_stage(j->prov, loc, &req, &nv, err);
+	r = rk_provider_stage(j->prov, &j->call, &j->loc, &req, &nv, err);
 	RK_FAULT("stage-call");
 	if (r == RK_ETRANSIENT || r == RK_ECONFLICT || r == RK_EIO) {
 		/* Unknown outcome, or a precondition that our own landed write may explain. */
 		struct rk_error e2 = { 0 };
-		if (rk_provider_find_staged(j->prov, loc, &req, &nv, &e2) == 0) {
+		if (rk_provider_find_staged(j->prov, &j->call, &j->loc, &req, &nv, &e2) == 0) {
 			rk_error_clear(err);
 			r = 0;
 		}
@@ -243,7 +243,6 @@ run_hook(struct rk_ctx *ctx, struct job *j, const struct rk_hook *h, const char 
 static int
 do_verify(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 {
-	const json_t *loc = json_object_get(j->spec, "locator");
 	struct rk_version nv;
 	struct rk_secret *back = NULL;
 	char fp[RK_FP_HEX_LEN + 1];
@@ -252,10 +251,10 @@ do_verify(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 	if ((r = ensure_value(ctx, j, err)) < 0)
 		return r;
 	snprintf(nv.id, sizeof(nv.id), "%s", j->rot.new_version);
-	if ((r = rk_provider_read_version(j->prov, loc, &nv, &back, err)) < 0)
+	if ((r = rk_provider_read_version(j->prov, &j->call, &j->loc, &nv, &back, err)) < 0)
 		return r;
 	rk_fingerprint(ctx->keys, back, fp);
-	if (rk_provider_generates(j->prov, loc)) {
+	if (rk_provider_generates(j->prov, &j->loc)) {
 		/* Nothing to compare with: record what the provider made. */
 		snprintf(j->rot.new_fp, sizeof(j->rot.new_fp), "%s", fp);
 		rk_secret_free(j->value);
@@ -288,13 +287,12 @@ do_set(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 static int
 do_promote(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 {
-	const json_t *loc = json_object_get(j->spec, "locator");
 	struct rk_version nv, ov;
 	int r;
 
 	snprintf(nv.id, sizeof(nv.id), "%s", j->rot.new_version);
 	snprintf(ov.id, sizeof(ov.id), "%s", j->rot.old_version);
-	if ((r = rk_provider_promote(j->prov, loc, &nv, &ov, err)) < 0)
+	if ((r = rk_provider_promote(j->prov, &j->call, &j->loc, &nv, &ov, err)) < 0)
 		return r;
 	RK_FAULT("promote-call");
 	if ((r = step(ctx, j, RK_STEP_PROMOTED, nv.id, err)) < 0) {
@@ -337,7 +335,6 @@ record_promoted(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 static int
 undo_stage(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 {
-	const json_t *loc = json_object_get(j->spec, "locator");
 	unsigned caps = rk_provider_caps(j->prov);
 	struct rk_version to, nv = { "" }, expected;
 	struct rk_stage_req req;
@@ -357,12 +354,12 @@ undo_stage(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 	stage_req(j, &req, &expected);
 	req.idem_key = idem;
 	if (caps & RK_CAP_VERSIONS)
-		return rk_provider_rollback(j->prov, loc, &to, &req, &nv, err);
+		return rk_provider_rollback(j->prov, &j->call, &j->loc, &to, &req, &nv, err);
 	seal_ad(ad, sizeof(ad), &j->rot, "old");
 	if ((r = rk_unseal(ctx->keys, ad, j->rot.sealed_old, j->rot.sealed_old_len, &old, err)) < 0)
 		return r;
 	req.value = old;
-	r = rk_provider_stage(j->prov, loc, &req, &nv, err);
+	r = rk_provider_stage(j->prov, &j->call, &j->loc, &req, &nv, err);
 	rk_secret_free(old);
 	return r;
 }
@@ -860,12 +857,13 @@ restart_one(struct rk_ctx *ctx, const char *run_id, const json_t *dep, const jso
 	if ((r = rk_ctx_provider(ctx, json_string_value(json_object_get(dep, "provider")), &p,
 				 err)) < 0)
 		return r;
-	if ((r = rk_provider_restart(p, target, run_id, err)) < 0)
+	/* A dependent belongs to no job: no call of its own yet (NULL: never cancelled). */
+	if ((r = rk_provider_restart(p, NULL, target, run_id, err)) < 0)
 		return r;
 	if (pol->restart_wait)
 		r = rk_provider_wait_restarted(
-			p, target, rk_mono_ms() + (timeout > 0 ? timeout : pol->restart_timeout_ms),
-			err);
+			p, NULL, target,
+			rk_mono_ms() + (timeout > 0 ? timeout : pol->restart_timeout_ms), err);
 	return r;
 }
 
@@ -1019,8 +1017,10 @@ load_job(struct rk_ctx *ctx, struct job *j, const char *name, struct rk_error *e
 		return rk_error_set(err, RK_EINVAL,
 				    "secret '%s' uses policy '%s', which no longer exists", name,
 				    json_string_value(json_object_get(j->spec, "policy")));
-	return rk_ctx_provider(ctx, json_string_value(json_object_get(j->spec, "provider")),
-			       &j->prov, err);
+	if ((r = rk_ctx_provider(ctx, json_string_value(json_object_get(j->spec, "provider")),
+				 &j->prov, err)) < 0)
+		return r;
+	return rk_loc_parse(&j->loc, j->prov, json_object_get(j->spec, "locator"), err);
 }
 
 static json_t *
@@ -1489,7 +1489,6 @@ rk_engine_rollback(struct rk_ctx *ctx, const char *name, const char *to,
 {
 	struct job j;
 	json_t *last = NULL, *names = NULL;
-	const json_t *loc;
 	struct rk_version target;
 	struct rk_secret *val = NULL;
 	char run_id[64], reason[200];
@@ -1497,10 +1496,9 @@ rk_engine_rollback(struct rk_ctx *ctx, const char *name, const char *to,
 
 	if ((r = load_job(ctx, &j, name, err)) < 0)
 		goto out;
-	loc = json_object_get(j.spec, "locator");
-	if (!(rk_provider_caps(j.prov) & RK_CAP_VERSIONS) || rk_provider_generates(j.prov, loc)) {
+	if (!(rk_provider_caps(j.prov) & RK_CAP_VERSIONS) || rk_provider_generates(j.prov, &j.loc)) {
 		r = rk_error_set(err, RK_EUNSUPPORTED,
-				 rk_provider_generates(j.prov, loc)
+				 rk_provider_generates(j.prov, &j.loc)
 					 ? "provider '%s' makes the values of '%s' itself (a key "
 					   "with versions of its own): it cannot be rolled back"
 					 : "provider '%s' keeps no versions: rollback of '%s' is "
@@ -1534,7 +1532,7 @@ rk_engine_rollback(struct rk_ctx *ctx, const char *name, const char *to,
 		snprintf(target.id, sizeof(target.id), "%s", ov);
 	}
 	/* The value must exist before anything is recorded. */
-	if ((r = rk_provider_read_version(j.prov, loc, &target, &val, err)) < 0)
+	if ((r = rk_provider_read_version(j.prov, &j.call, &j.loc, &target, &val, err)) < 0)
 		goto out;
 	snprintf(j.rot.restore_version, sizeof(j.rot.restore_version), "%s", target.id);
 	snprintf(reason, sizeof(reason), "restore version %s", target.id);

@@ -3,8 +3,11 @@
  *
  * The provider types are listed in src/provider_registry.c. The wrappers put the provider's name and the step into errors,
  * time every call for the debug log, and turn a missing operation into
- * RK_EUNSUPPORTED, so the engine never calls a NULL pointer.
+ * RK_EUNSUPPORTED, so the engine never calls a NULL pointer. They also refuse
+ * to start an operation whose rk_call is cancelled or out of time, so that no
+ * provider has to check that before its first request.
  */
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -13,7 +16,7 @@
 #include "rekey/util.h"
 
 static void
-tag(struct rk_provider *p, const char *step, struct rk_error *err)
+tag(const struct rk_provider *p, const char *step, struct rk_error *err)
 {
 	if (err == NULL || err->code == 0)
 		return;
@@ -46,12 +49,38 @@ unsupported(struct rk_provider *p, const char *step, struct rk_error *err)
 	return r;
 }
 
-#define CALL(p, op, step, ...)                                                    \
+/* Not started at all when rekey is stopping or the call is already out of time. */
+static int
+admit(struct rk_provider *p, const struct rk_call *call, const char *step, struct rk_error *err)
+{
+	int r = 0;
+
+	if (rk_call_cancelled(call))
+		r = rk_error_set(err, RK_ECANCELED, "stopped before %s: rekey is shutting down", step);
+	else if (rk_call_expired(call))
+		r = rk_error_set(err, RK_ETRANSIENT, "deadline passed before %s", step);
+	if (r < 0)
+		tag(p, step, err);
+	return r;
+}
+
+/* The provider's own locator; one parsed for another instance is a bug in the caller. */
+static const void *
+typed(const struct rk_provider *p, const struct rk_loc *loc)
+{
+	assert(loc != NULL && loc->prov == p);
+	return loc->typed;
+}
+
+#define CALL(p, call, op, step, ...)                                              \
 	do {                                                                      \
 		int64_t t0_ = rk_mono_ms();                                       \
+		int r_;                                                           \
 		if ((p)->ops->op == NULL)                                         \
 			return unsupported((p), (step), err);                     \
-		return finish((p), (step), t0_, (p)->ops->op((p), __VA_ARGS__), err); \
+		if ((r_ = admit((p), (call), (step), err)) < 0)                   \
+			return r_;                                                \
+		return finish((p), (step), t0_, (p)->ops->op((p), (call), __VA_ARGS__), err); \
 	} while (0)
 
 int
@@ -100,72 +129,108 @@ rk_provider_caps(const struct rk_provider *p)
 }
 
 int
-rk_provider_generates(const struct rk_provider *p, const json_t *loc)
+rk_loc_parse(struct rk_loc *out, const struct rk_provider *p, const json_t *json,
+	     struct rk_error *err)
 {
-	return p->ops->generates != NULL && p->ops->generates(loc);
+	void *t = NULL;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	if (p->ops->parse_locator == NULL)
+		r = rk_error_set(err, RK_EUNSUPPORTED, "provider '%s' (type %s) keeps no secrets",
+				 p->name, p->ops->type);
+	else
+		r = p->ops->parse_locator(p, json, &t, err);
+	if (r < 0) {
+		tag(p, "locator", err);
+		return r;
+	}
+	out->prov = p;
+	out->json = json;
+	out->typed = t;
+	return 0;
+}
+
+void
+rk_loc_free(struct rk_loc *loc)
+{
+	if (loc == NULL || loc->prov == NULL)
+		return;
+	if (loc->prov->ops->free_locator != NULL)
+		loc->prov->ops->free_locator(loc->typed);
+	memset(loc, 0, sizeof(*loc));
 }
 
 int
-rk_provider_read(struct rk_provider *p, const json_t *loc, struct rk_secret **out,
-		 struct rk_version *ver, struct rk_error *err)
+rk_provider_generates(const struct rk_provider *p, const struct rk_loc *loc)
 {
-	CALL(p, read, "read", loc, out, ver, err);
+	return p->ops->generates != NULL && p->ops->generates(typed(p, loc));
 }
 
 int
-rk_provider_read_version(struct rk_provider *p, const json_t *loc, const struct rk_version *ver,
+rk_provider_read(struct rk_provider *p, const struct rk_call *call, const struct rk_loc *loc,
+		 struct rk_secret **out, struct rk_version *ver, struct rk_error *err)
+{
+	CALL(p, call, read, "read", typed(p, loc), out, ver, err);
+}
+
+int
+rk_provider_read_version(struct rk_provider *p, const struct rk_call *call,
+			 const struct rk_loc *loc, const struct rk_version *ver,
 			 struct rk_secret **out, struct rk_error *err)
 {
-	CALL(p, read_version, "read_version", loc, ver, out, err);
+	CALL(p, call, read_version, "read_version", typed(p, loc), ver, out, err);
 }
 
 int
-rk_provider_find_staged(struct rk_provider *p, const json_t *loc, const struct rk_stage_req *req,
+rk_provider_find_staged(struct rk_provider *p, const struct rk_call *call,
+			const struct rk_loc *loc, const struct rk_stage_req *req,
 			struct rk_version *ver, struct rk_error *err)
 {
-	CALL(p, find_staged, "find_staged", loc, req, ver, err);
+	CALL(p, call, find_staged, "find_staged", typed(p, loc), req, ver, err);
 }
 
 int
-rk_provider_stage(struct rk_provider *p, const json_t *loc, const struct rk_stage_req *req,
-		  struct rk_version *new_ver, struct rk_error *err)
+rk_provider_stage(struct rk_provider *p, const struct rk_call *call, const struct rk_loc *loc,
+		  const struct rk_stage_req *req, struct rk_version *new_ver, struct rk_error *err)
 {
-	CALL(p, stage, "stage", loc, req, new_ver, err);
+	CALL(p, call, stage, "stage", typed(p, loc), req, new_ver, err);
 }
 
 int
-rk_provider_promote(struct rk_provider *p, const json_t *loc, const struct rk_version *new_ver,
-		    const struct rk_version *old_ver, struct rk_error *err)
+rk_provider_promote(struct rk_provider *p, const struct rk_call *call, const struct rk_loc *loc,
+		    const struct rk_version *new_ver, const struct rk_version *old_ver,
+		    struct rk_error *err)
 {
-	CALL(p, promote, "promote", loc, new_ver, old_ver, err);
+	CALL(p, call, promote, "promote", typed(p, loc), new_ver, old_ver, err);
 }
 
 int
-rk_provider_rollback(struct rk_provider *p, const json_t *loc, const struct rk_version *to,
-		     const struct rk_stage_req *req, struct rk_version *new_ver,
-		     struct rk_error *err)
+rk_provider_rollback(struct rk_provider *p, const struct rk_call *call, const struct rk_loc *loc,
+		     const struct rk_version *to, const struct rk_stage_req *req,
+		     struct rk_version *new_ver, struct rk_error *err)
 {
 	if (!(p->ops->caps & RK_CAP_VERSIONS))
 		return unsupported(p, "rollback", err);
-	CALL(p, rollback, "rollback", loc, to, req, new_ver, err);
+	CALL(p, call, rollback, "rollback", typed(p, loc), to, req, new_ver, err);
 }
 
 int
-rk_provider_restart(struct rk_provider *p, const char *target, const char *run_id,
-		    struct rk_error *err)
+rk_provider_restart(struct rk_provider *p, const struct rk_call *call, const char *target,
+		    const char *run_id, struct rk_error *err)
 {
 	if (!(p->ops->caps & RK_CAP_RESTART))
 		return unsupported(p, "restart", err);
-	CALL(p, restart, "restart", target, run_id, err);
+	CALL(p, call, restart, "restart", target, run_id, err);
 }
 
 int
-rk_provider_wait_restarted(struct rk_provider *p, const char *target, int64_t deadline_ms,
-			   struct rk_error *err)
+rk_provider_wait_restarted(struct rk_provider *p, const struct rk_call *call, const char *target,
+			   int64_t deadline_ms, struct rk_error *err)
 {
 	if (!(p->ops->caps & RK_CAP_RESTART))
 		return unsupported(p, "wait", err);
-	CALL(p, wait_restarted, "wait", target, deadline_ms, err);
+	CALL(p, call, wait_restarted, "wait", target, rk_call_deadline(call, deadline_ms), err);
 }
 
 void

@@ -7,12 +7,19 @@
  *
  * A provider never touches the state DB. Values cross this interface only
  * as struct rk_secret.
+ *
+ * A secret's inventory locator is parsed once (rk_loc_parse) into the
+ * provider's own typed struct, which every operation then gets; and every
+ * operation that may wait carries a struct rk_call (deadline, cancellation,
+ * priority) that the wrappers check before the call and the provider passes
+ * on to its HTTP requests and its own waits.
  */
 #ifndef REKEY_PROVIDER_H
 #define REKEY_PROVIDER_H
 
 #include <stdint.h>
 #include <jansson.h>
+#include "rekey/call.h"
 #include "rekey/doc.h"
 #include "rekey/error.h"
 #include "rekey/secret.h"
@@ -68,46 +75,70 @@ struct rk_provider_ops {
 	/* Semantic locator checks beyond the schema; errors name doc positions. */
 	int (*check_locator)(const struct rk_doc *doc, const json_t *loc, struct rk_error *err);
 	/*
+	 * Builds the provider's typed locator (*out, freed with free_locator)
+	 * from an inventory locator that passed locator_fields and
+	 * check_locator, for instance p: what the operations below get as
+	 * `loc`. Still RK_EINVAL, naming the key, when something is missing (a
+	 * row written by an older rekey). p is given so that instance defaults
+	 * (a mount, a directory) are resolved once here, not in every call.
+	 */
+	int (*parse_locator)(const struct rk_provider *p, const json_t *loc, void **out,
+			     struct rk_error *err);
+	void (*free_locator)(void *loc);	/* accepts NULL */
+	/*
 	 * Optional: 1 when the provider makes the new value itself for this
 	 * locator (a Vault Transit key): stage then gets req->value == NULL, and
 	 * read/read_version return a non-secret descriptor of the version
 	 * ("vault-transit:transit/payments:v4") that rekey fingerprints.
 	 */
-	int (*generates)(const json_t *loc);
+	int (*generates)(const void *loc);
+	/*
+	 * Every operation below gets call (may be NULL: no deadline, never
+	 * cancelled) and hands it to each HTTP request (rk_http_req.call and
+	 * .priority) and to each wait of its own (rk_call_sleep).
+	 */
 	/* Current value and version; RK_ENOTFOUND if the secret does not exist. */
-	int (*read)(struct rk_provider *p, const json_t *loc, struct rk_secret **out,
-		    struct rk_version *ver, struct rk_error *err);
+	int (*read)(struct rk_provider *p, const struct rk_call *call, const void *loc,
+		    struct rk_secret **out, struct rk_version *ver, struct rk_error *err);
 	/* A given version's value (verify after stage, rollback checks). */
-	int (*read_version)(struct rk_provider *p, const json_t *loc, const struct rk_version *ver,
-			    struct rk_secret **out, struct rk_error *err);
+	int (*read_version)(struct rk_provider *p, const struct rk_call *call, const void *loc,
+			    const struct rk_version *ver, struct rk_secret **out,
+			    struct rk_error *err);
 	/*
 	 * After a crash or an unknown write outcome: is req's write already in the
 	 * provider (by idempotency key, or by comparing the value of versions newer
 	 * than req->expected)? 0 with *ver set when it is, RK_ENOTFOUND when not,
 	 * RK_ECONFLICT when someone else wrote a newer version.
 	 */
-	int (*find_staged)(struct rk_provider *p, const json_t *loc, const struct rk_stage_req *req,
-			   struct rk_version *ver, struct rk_error *err);
+	int (*find_staged)(struct rk_provider *p, const struct rk_call *call, const void *loc,
+			   const struct rk_stage_req *req, struct rk_version *ver,
+			   struct rk_error *err);
 	/* Writes req->value as a new version (current at once unless RK_CAP_STAGING). */
-	int (*stage)(struct rk_provider *p, const json_t *loc, const struct rk_stage_req *req,
-		     struct rk_version *new_ver, struct rk_error *err);
+	int (*stage)(struct rk_provider *p, const struct rk_call *call, const void *loc,
+		     const struct rk_stage_req *req, struct rk_version *new_ver,
+		     struct rk_error *err);
 	/* Makes new_ver current (old_ver was current); idempotent. */
-	int (*promote)(struct rk_provider *p, const json_t *loc, const struct rk_version *new_ver,
-		       const struct rk_version *old_ver, struct rk_error *err);
+	int (*promote)(struct rk_provider *p, const struct rk_call *call, const void *loc,
+		       const struct rk_version *new_ver, const struct rk_version *old_ver,
+		       struct rk_error *err);
 	/*
 	 * RK_CAP_VERSIONS: makes the value of version `to` current again as a new
 	 * version (req carries the idempotency key; req->value is unused).
 	 */
-	int (*rollback)(struct rk_provider *p, const json_t *loc, const struct rk_version *to,
-			const struct rk_stage_req *req, struct rk_version *new_ver,
-			struct rk_error *err);
+	int (*rollback)(struct rk_provider *p, const struct rk_call *call, const void *loc,
+			const struct rk_version *to, const struct rk_stage_req *req,
+			struct rk_version *new_ver, struct rk_error *err);
 	/* RK_CAP_RESTART: target is what follows "NAME/" in the inventory. */
 	int (*check_target)(const char *target, struct rk_error *err);
-	int (*restart)(struct rk_provider *p, const char *target, const char *run_id,
-		       struct rk_error *err);
-	/* Waits until the restart has rolled out or the deadline (monotonic ms) passes. */
-	int (*wait_restarted)(struct rk_provider *p, const char *target, int64_t deadline_ms,
-			      struct rk_error *err);
+	int (*restart)(struct rk_provider *p, const struct rk_call *call, const char *target,
+		       const char *run_id, struct rk_error *err);
+	/*
+	 * Waits until the restart has rolled out or deadline_ms (monotonic)
+	 * passes; the wrapper has already made it the earlier of the caller's
+	 * and call's deadlines.
+	 */
+	int (*wait_restarted)(struct rk_provider *p, const struct rk_call *call, const char *target,
+			      int64_t deadline_ms, struct rk_error *err);
 	/* Reachability, authentication and permission checks for `rekey doctor`;
 	 * calls report(line, ok, arg) once per check. Optional. */
 	int (*doctor)(struct rk_provider *p, const json_t *const *locs, size_t nlocs,
@@ -145,27 +176,61 @@ int rk_provider_check_config(const struct rk_provider_ops *ops, const struct rk_
 unsigned rk_provider_caps(const struct rk_provider *p);
 /* ops->concurrency, or RK_PROVIDER_CONCURRENCY; at least 1. */
 unsigned rk_provider_concurrency(const struct rk_provider *p);
+
+/*
+ * A secret's locator as the core holds it: the inventory JSON (borrowed, for
+ * messages and doctor) and the provider's typed struct made from it (owned).
+ * Parsed once per secret, for one provider instance; every wrapper below
+ * that takes a locator takes this.
+ */
+struct rk_loc {
+	const struct rk_provider *prov;
+	const json_t *json;	/* borrowed: outlives the handle */
+	void *typed;		/* owned: ops->free_locator */
+};
+
+/*
+ * Parses json with p's parse_locator into *out (zeroed first, so that
+ * rk_loc_free is safe after a failure). Errors carry the provider name and
+ * step "locator": RK_EINVAL (a missing or bad key), RK_ENOMEM,
+ * RK_EUNSUPPORTED (a provider type that keeps no secrets).
+ */
+int rk_loc_parse(struct rk_loc *out, const struct rk_provider *p, const json_t *json,
+		 struct rk_error *err) RK_WARN_UNUSED;
+/* Frees the typed locator (before p is closed); accepts a zeroed or freed handle. */
+void rk_loc_free(struct rk_loc *loc);
+
+/*
+ * The operations. call may be NULL. Before calling the provider each wrapper
+ * returns RK_ECANCELED when call is cancelled and RK_ETRANSIENT when its
+ * deadline has passed, without calling it; errors carry provider and step.
+ * loc must have been parsed for p.
+ */
 /* 1 when the provider generates the value for this locator itself. */
-int rk_provider_generates(const struct rk_provider *p, const json_t *loc);
-int rk_provider_read(struct rk_provider *p, const json_t *loc, struct rk_secret **out,
-		     struct rk_version *ver, struct rk_error *err) RK_WARN_UNUSED;
-int rk_provider_read_version(struct rk_provider *p, const json_t *loc,
-			     const struct rk_version *ver, struct rk_secret **out,
-			     struct rk_error *err) RK_WARN_UNUSED;
-int rk_provider_find_staged(struct rk_provider *p, const json_t *loc,
-			    const struct rk_stage_req *req, struct rk_version *ver,
-			    struct rk_error *err) RK_WARN_UNUSED;
-int rk_provider_stage(struct rk_provider *p, const json_t *loc, const struct rk_stage_req *req,
-		      struct rk_version *new_ver, struct rk_error *err) RK_WARN_UNUSED;
-int rk_provider_promote(struct rk_provider *p, const json_t *loc,
-			const struct rk_version *new_ver, const struct rk_version *old_ver,
-			struct rk_error *err) RK_WARN_UNUSED;
-int rk_provider_rollback(struct rk_provider *p, const json_t *loc, const struct rk_version *to,
+int rk_provider_generates(const struct rk_provider *p, const struct rk_loc *loc);
+int rk_provider_read(struct rk_provider *p, const struct rk_call *call, const struct rk_loc *loc,
+		     struct rk_secret **out, struct rk_version *ver,
+		     struct rk_error *err) RK_WARN_UNUSED;
+int rk_provider_read_version(struct rk_provider *p, const struct rk_call *call,
+			     const struct rk_loc *loc, const struct rk_version *ver,
+			     struct rk_secret **out, struct rk_error *err) RK_WARN_UNUSED;
+int rk_provider_find_staged(struct rk_provider *p, const struct rk_call *call,
+			    const struct rk_loc *loc, const struct rk_stage_req *req,
+			    struct rk_version *ver, struct rk_error *err) RK_WARN_UNUSED;
+int rk_provider_stage(struct rk_provider *p, const struct rk_call *call, const struct rk_loc *loc,
+		      const struct rk_stage_req *req, struct rk_version *new_ver,
+		      struct rk_error *err) RK_WARN_UNUSED;
+int rk_provider_promote(struct rk_provider *p, const struct rk_call *call,
+			const struct rk_loc *loc, const struct rk_version *new_ver,
+			const struct rk_version *old_ver, struct rk_error *err) RK_WARN_UNUSED;
+int rk_provider_rollback(struct rk_provider *p, const struct rk_call *call,
+			 const struct rk_loc *loc, const struct rk_version *to,
 			 const struct rk_stage_req *req, struct rk_version *new_ver,
 			 struct rk_error *err) RK_WARN_UNUSED;
-int rk_provider_restart(struct rk_provider *p, const char *target, const char *run_id,
-			struct rk_error *err) RK_WARN_UNUSED;
-int rk_provider_wait_restarted(struct rk_provider *p, const char *target, int64_t deadline_ms,
+int rk_provider_restart(struct rk_provider *p, const struct rk_call *call, const char *target,
+			const char *run_id, struct rk_error *err) RK_WARN_UNUSED;
+int rk_provider_wait_restarted(struct rk_provider *p, const struct rk_call *call,
+			       const char *target, int64_t deadline_ms,
 			       struct rk_error *err) RK_WARN_UNUSED;
 void rk_provider_close(struct rk_provider *p);
 

@@ -70,6 +70,7 @@ struct fake_script {
 
 struct fake_state {
 	int calls[OP_N];
+	int calls_unstoppable[OP_N];	/* made with no rk_call, or one without a stop flag */
 	struct fake_script script[4];
 	int corrupt_read_version;	/* read_version returns another value */
 	int intrude_before_stage;	/* someone else writes just before our next N stages */
@@ -92,10 +93,12 @@ struct fake {
 };
 
 static const struct fake_script *
-hit(struct fake_state *st, enum fop op)
+hit(struct fake_state *st, enum fop op, const struct rk_call *call)
 {
 	int n = ++st->calls[op];
 
+	if (call == NULL || call->cancel == NULL)
+		st->calls_unstoppable[op]++;
 	for (size_t i = 0; i < RK_ARRAY_SIZE(st->script); i++) {
 		const struct fake_script *sc = &st->script[i];
 		if (sc->active && sc->op == op && (sc->nth == 0 || sc->nth == n))
@@ -143,13 +146,38 @@ fake_find(struct fake_state *st, const char *path, int create)
 	return NULL;
 }
 
-static struct fake_secret *
-fake_loc(struct fake_state *st, const json_t *loc, int create)
+/* The fake's typed locator: the path, copied at parse. */
+struct fake_loc {
+	char path[128];
+};
+
+static int
+fake_parse_locator(const struct rk_provider *p, const json_t *loc, void **out,
+		   struct rk_error *err)
 {
 	const char *path = json_string_value(json_object_get(loc, "path"));
+	struct fake_loc *fl;
 
-	ck_assert_ptr_nonnull(path);
-	return fake_find(st, path, create);
+	(void)p;
+	if (path == NULL)
+		return rk_error_set(err, RK_EINVAL, "fake: locator has no path");
+	if ((fl = calloc(1, sizeof(*fl))) == NULL)
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	snprintf(fl->path, sizeof(fl->path), "%s", path);
+	*out = fl;
+	return 0;
+}
+
+static void
+fake_free_locator(void *loc)
+{
+	free(loc);
+}
+
+static struct fake_secret *
+fake_loc(struct fake_state *st, const void *loc, int create)
+{
+	return fake_find(st, ((const struct fake_loc *)loc)->path, create);
 }
 
 static int
@@ -225,11 +253,11 @@ fake_close(struct rk_provider *p)
 }
 
 static int
-fake_read(struct rk_provider *p, const json_t *loc, struct rk_secret **out,
-	  struct rk_version *ver, struct rk_error *err)
+fake_read(struct rk_provider *p, const struct rk_call *call, const void *loc,
+	  struct rk_secret **out, struct rk_version *ver, struct rk_error *err)
 {
 	struct fake_state *st = ((struct fake *)p)->st;
-	const struct fake_script *sc = hit(st, OP_READ);
+	const struct fake_script *sc = hit(st, OP_READ, call);
 	struct fake_secret *s;
 	int r;
 
@@ -245,11 +273,11 @@ fake_read(struct rk_provider *p, const json_t *loc, struct rk_secret **out,
 }
 
 static int
-fake_read_version(struct rk_provider *p, const json_t *loc, const struct rk_version *ver,
-		  struct rk_secret **out, struct rk_error *err)
+fake_read_version(struct rk_provider *p, const struct rk_call *call, const void *loc,
+		  const struct rk_version *ver, struct rk_secret **out, struct rk_error *err)
 {
 	struct fake_state *st = ((struct fake *)p)->st;
-	const struct fake_script *sc = hit(st, OP_READ_VERSION);
+	const struct fake_script *sc = hit(st, OP_READ_VERSION, call);
 	struct fake_secret *s;
 	int n = vnum(ver), r;
 
@@ -266,11 +294,11 @@ fake_read_version(struct rk_provider *p, const json_t *loc, const struct rk_vers
 }
 
 static int
-fake_find_staged(struct rk_provider *p, const json_t *loc, const struct rk_stage_req *req,
-		 struct rk_version *ver, struct rk_error *err)
+fake_find_staged(struct rk_provider *p, const struct rk_call *call, const void *loc,
+		 const struct rk_stage_req *req, struct rk_version *ver, struct rk_error *err)
 {
 	struct fake_state *st = ((struct fake *)p)->st;
-	const struct fake_script *sc = hit(st, OP_FIND_STAGED);
+	const struct fake_script *sc = hit(st, OP_FIND_STAGED, call);
 	struct fake_secret *s;
 	int m, r;
 
@@ -287,11 +315,11 @@ fake_find_staged(struct rk_provider *p, const json_t *loc, const struct rk_stage
 }
 
 static int
-fake_stage(struct rk_provider *p, const json_t *loc, const struct rk_stage_req *req,
-	   struct rk_version *nv, struct rk_error *err)
+fake_stage(struct rk_provider *p, const struct rk_call *call, const void *loc,
+	   const struct rk_stage_req *req, struct rk_version *nv, struct rk_error *err)
 {
 	struct fake_state *st = ((struct fake *)p)->st;
-	const struct fake_script *sc = hit(st, OP_STAGE);
+	const struct fake_script *sc = hit(st, OP_STAGE, call);
 	struct fake_secret *s;
 	int m, r;
 
@@ -327,11 +355,11 @@ fake_stage(struct rk_provider *p, const json_t *loc, const struct rk_stage_req *
 }
 
 static int
-fake_promote(struct rk_provider *p, const json_t *loc, const struct rk_version *nv,
-	     const struct rk_version *ov, struct rk_error *err)
+fake_promote(struct rk_provider *p, const struct rk_call *call, const void *loc,
+	     const struct rk_version *nv, const struct rk_version *ov, struct rk_error *err)
 {
 	struct fake_state *st = ((struct fake *)p)->st;
-	const struct fake_script *sc = hit(st, OP_PROMOTE);
+	const struct fake_script *sc = hit(st, OP_PROMOTE, call);
 	struct fake_secret *s;
 	int n = vnum(nv), r;
 
@@ -349,11 +377,12 @@ fake_promote(struct rk_provider *p, const json_t *loc, const struct rk_version *
 }
 
 static int
-fake_rollback(struct rk_provider *p, const json_t *loc, const struct rk_version *to,
-	      const struct rk_stage_req *req, struct rk_version *nv, struct rk_error *err)
+fake_rollback(struct rk_provider *p, const struct rk_call *call, const void *loc,
+	      const struct rk_version *to, const struct rk_stage_req *req, struct rk_version *nv,
+	      struct rk_error *err)
 {
 	struct fake_state *st = ((struct fake *)p)->st;
-	const struct fake_script *sc = hit(st, OP_ROLLBACK);
+	const struct fake_script *sc = hit(st, OP_ROLLBACK, call);
 	struct fake_secret *s;
 	int n = vnum(to), m, r;
 
@@ -372,11 +401,9 @@ fake_rollback(struct rk_provider *p, const json_t *loc, const struct rk_version 
 
 /* Locators under "transit/" are generated by the provider. */
 static int
-fake_generates(const json_t *loc)
+fake_generates(const void *loc)
 {
-	const char *path = json_string_value(json_object_get(loc, "path"));
-
-	return path != NULL && strncmp(path, "transit/", 8) == 0;
+	return strncmp(((const struct fake_loc *)loc)->path, "transit/", 8) == 0;
 }
 
 static int
@@ -388,10 +415,11 @@ fake_check_target(const char *target, struct rk_error *err)
 }
 
 static int
-fake_restart(struct rk_provider *p, const char *target, const char *run_id, struct rk_error *err)
+fake_restart(struct rk_provider *p, const struct rk_call *call, const char *target,
+	     const char *run_id, struct rk_error *err)
 {
 	struct fake_state *st = ((struct fake *)p)->st;
-	const struct fake_script *sc = hit(st, OP_RESTART);
+	const struct fake_script *sc = hit(st, OP_RESTART, call);
 	int r;
 
 	(void)run_id;
@@ -403,10 +431,11 @@ fake_restart(struct rk_provider *p, const char *target, const char *run_id, stru
 }
 
 static int
-fake_wait(struct rk_provider *p, const char *target, int64_t deadline_ms, struct rk_error *err)
+fake_wait(struct rk_provider *p, const struct rk_call *call, const char *target,
+	  int64_t deadline_ms, struct rk_error *err)
 {
 	struct fake_state *st = ((struct fake *)p)->st;
-	const struct fake_script *sc = hit(st, OP_WAIT);
+	const struct fake_script *sc = hit(st, OP_WAIT, call);
 	int r;
 
 	(void)target;
@@ -428,6 +457,7 @@ static const struct rk_field fake_loc_fields[] = {
 
 #define FAKE_OPS                                                                        \
 	.type = "fake", .config_fields = fake_fields, .locator_fields = fake_loc_fields,   \
+	.parse_locator = fake_parse_locator, .free_locator = fake_free_locator,          \
 	.open = fake_open, .read = fake_read, .read_version = fake_read_version,         \
 	.find_staged = fake_find_staged, .stage = fake_stage, .promote = fake_promote,    \
 	.rollback = fake_rollback, .check_target = fake_check_target,                    \
@@ -835,6 +865,25 @@ START_TEST(test_engine_one_stage_call_per_secret)
 	ck_assert_int_ne(memcmp(fake_current("p/a")->val, fake_current("p/b")->val, 32), 0);
 	for (size_t i = 0; names[i]; i++)
 		assert_steps(&f, rep_str(rep, "run_id"), names[i], FULL_PATH);
+	json_decref(rep);
+	fx_done(&f);
+}
+END_TEST
+
+START_TEST(test_engine_provider_calls_carry_the_stop_flag)
+{
+	struct fx f;
+	json_t *rep;
+
+	fx_files(&f);
+	fx_open(&f, &fake_staging);
+	add_secret(&f, "a", "p/a");
+	rep = rotate1(&f, "a");
+	ck_assert_str_eq(rep_str(rep, "status"), "done");
+	ck_assert_int_gt(FS->calls[OP_READ] + FS->calls[OP_STAGE] + FS->calls[OP_PROMOTE], 0);
+	for (int op = 0; op < OP_N; op++)
+		ck_assert_msg(FS->calls_unstoppable[op] == 0, "op %d: %d calls", op,
+			      FS->calls_unstoppable[op]);
 	json_decref(rep);
 	fx_done(&f);
 }
@@ -1635,6 +1684,7 @@ engine_suite(void)
 	tcase_add_unchecked_fixture(tc, rk_test_base_setup, rk_test_base_teardown);
 	tcase_add_test(tc, test_engine_rotation_journals_every_step_in_order);
 	tcase_add_test(tc, test_engine_one_stage_call_per_secret);
+	tcase_add_test(tc, test_engine_provider_calls_carry_the_stop_flag);
 	tcase_add_test(tc, test_engine_existing_value_is_replaced_and_kept_as_previous);
 	tcase_add_test(tc, test_engine_value_never_reaches_the_state_db_in_plaintext);
 	tcase_add_test(tc, test_engine_plan_never_rotated_is_due_just_rotated_is_not);

@@ -4,7 +4,9 @@
  * non-idempotent requests, size limits, http:// refusal, the breaker failing
  * fast without connecting, connection reuse, the concurrency cap and the
  * request priority; a caller's deadline and cancel flag (struct rk_call)
- * ending transfers, sleeps and waits.
+ * ending transfers, sleeps and waits. And the vault provider over the same
+ * server: a call that is cancelled or out of time sends nothing, and each
+ * request carries its operation's call (its priority orders them).
  */
 #include <check.h>
 #include <errno.h>
@@ -22,6 +24,7 @@
 
 #include "rekey/http.h"
 #include "rekey/log.h"
+#include "rekey/provider.h"
 #include "rekey/util.h"
 #include "unit.h"
 
@@ -816,6 +819,38 @@ prio_run(void *arg)
 	return NULL;
 }
 
+/*
+ * Starts the n callers of fn (args[i], `size` bytes apart) so that they
+ * queue for the one slot in order: the first holds it (it is at the server)
+ * before the second starts, and each next one starts once the last waits.
+ */
+static void
+start_in_line(pthread_t *t, int n, void *(*fn)(void *), void *args, size_t size)
+{
+	for (int i = 0; i < n; i++) {
+		ck_assert_int_eq(pthread_create(&t[i], NULL, fn, (char *)args + (size_t)i * size), 0);
+		if (i == 0) {
+			/* The holder is at the server: it has the slot. */
+			int64_t until = rk_mono_ms() + 5000;
+			while (server_count(&srv.reqs) < 1 && rk_mono_ms() < until)
+				msleep(1);
+		}
+		msleep(60);	/* queued before the next one comes */
+	}
+}
+
+/* After the holder, the queued requests reached the server as GET <prefix>p0, p1, p2. */
+static void
+assert_sent_by_priority(const char *prefix)
+{
+	ck_assert_int_eq(server_count(&srv.reqs), 4);
+	for (int i = 1; i <= 3; i++) {
+		char want[128];
+		snprintf(want, sizeof(want), "GET %sp%d ", prefix, i - 1);
+		ck_assert_msg(strncmp(srv.last[i], want, strlen(want)) == 0, "%.60s", srv.last[i]);
+	}
+}
+
 START_TEST(test_e2e_priority_orders_requests_waiting_for_a_slot)
 {
 	/* The first request holds the only slot while the others queue behind it. */
@@ -826,37 +861,25 @@ START_TEST(test_e2e_priority_orders_requests_waiting_for_a_slot)
 	struct prio_caller p[4];
 	struct rk_http *h;
 	pthread_t t[4];
-	int64_t until;
 
 	/* One slot, one attempt, and time enough for the holder to finish. */
 	cfg.concurrency = cfg.max_attempts = 1;
 	cfg.total_timeout_ms = 5000;
 	server_start(script, 2);
 	h = client(&cfg);
-	for (int i = 0; i < 4; i++) {
+	for (int i = 0; i < 4; i++)
 		p[i] = (struct prio_caller){
 			.h = h,
 			.req = { .method = "GET", .path = paths[i], .idempotent = 1,
 				 .priority = prio[i] },
 		};
-		ck_assert_int_eq(pthread_create(&t[i], NULL, prio_run, &p[i]), 0);
-		if (i == 0) {
-			/* The holder is at the server: it has the slot. */
-			until = rk_mono_ms() + 5000;
-			while (server_count(&srv.reqs) < 1 && rk_mono_ms() < until)
-				msleep(1);
-		}
-		msleep(60);	/* queued before the next one comes */
-	}
+	start_in_line(t, 4, prio_run, p, sizeof(p[0]));
 	for (int i = 0; i < 4; i++) {
 		pthread_join(t[i], NULL);
 		ck_assert_int_eq(p[i].rc, 0);
 		ck_assert_int_eq(p[i].status, 200);
 	}
-	ck_assert_int_eq(server_count(&srv.reqs), 4);
-	ck_assert_msg(strncmp(srv.last[1], "GET /p0 ", 8) == 0, "%.20s", srv.last[1]);
-	ck_assert_msg(strncmp(srv.last[2], "GET /p1 ", 8) == 0, "%.20s", srv.last[2]);
-	ck_assert_msg(strncmp(srv.last[3], "GET /p2 ", 8) == 0, "%.20s", srv.last[3]);
+	assert_sent_by_priority("/");
 	rk_http_free(h);
 }
 END_TEST
@@ -1263,12 +1286,252 @@ START_TEST(test_e2e_rate_token_waiter_gives_up_at_its_deadline_or_on_cancel)
 }
 END_TEST
 
+/* ---- the vault provider over this server ------------------------------------ */
+
+struct vault_fx {
+	char token[64];			/* a token file, mode 0600 */
+	struct rk_provider *p;
+};
+
+/* A vault instance on the server: token auth, one request in flight, one attempt each. */
+static void
+vault_open_on_server(struct vault_fx *f)
+{
+	struct rk_provider_env env = { .name = "vault" };
+	struct rk_error err = { 0 };
+	char url[64];
+	json_t *cfg;
+	int fd;
+
+	snprintf(f->token, sizeof(f->token), "/tmp/rk-vault-token-XXXXXX");
+	ck_assert_int_ge(fd = mkstemp(f->token), 0);
+	ck_assert_int_eq(write(fd, "s.unit-test\n", 12), 12);
+	close(fd);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d", srv.port);
+	cfg = json_pack("{s:s, s:s, s:b, s:i, s:{s:i}, s:{s:s, s:s}}", "type", "vault", "address",
+			url, "insecure_http", 1, "concurrency", 1, "retry", "max_attempts", 1,
+			"auth", "method", "token", "token_file", f->token);
+	ck_assert_ptr_nonnull(cfg);
+	f->p = NULL;
+	ck_assert_msg(rk_provider_open(&f->p, rk_provider_find_type("vault"), &env, cfg, &err) == 0,
+		      "%s", err.msg);
+	json_decref(cfg);
+}
+
+static void
+vault_close_fx(struct vault_fx *f)
+{
+	rk_provider_close(f->p);
+	unlink(f->token);
+}
+
+/* The KV locator {path, key: password} parsed for p; *json is the caller's. */
+static void
+vault_kv_loc(struct rk_provider *p, const char *path, json_t **json, struct rk_loc *loc)
+{
+	struct rk_error err = { 0 };
+
+	*json = json_pack("{s:s, s:s}", "path", path, "key", "password");
+	ck_assert_msg(rk_loc_parse(loc, p, *json, &err) == 0, "%s", err.msg);
+}
+
+/* A KV v2 read answer: {password: value} at `version`. */
+static const char *
+kv_reply(char *buf, size_t n, long version, const char *value)
+{
+	char body[256];
+	int len = snprintf(body, sizeof(body),
+			   "{\"data\":{\"data\":{\"password\":\"%s\"},"
+			   "\"metadata\":{\"version\":%ld}}}", value, version);
+
+	snprintf(buf, n, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+		 "%d\r\n\r\n%s", len, body);
+	return buf;
+}
+
+START_TEST(test_vault_operation_with_a_stopped_call_sends_nothing)
+{
+	char reply[512];
+	struct step script[1] = { { S_REPLY, NULL, 0 } };
+	struct vault_fx f;
+	json_t *json;
+	struct rk_loc loc;
+	atomic_int stop = 1;
+	struct rk_call cancelled = { .cancel = &stop }, late = { .deadline_ms = rk_mono_ms() - 1 };
+	struct rk_secret *out = NULL, *v = NULL;
+	struct rk_version ver = { "" }, exp = { "3" };
+	struct rk_stage_req req = { .idem_key = "k", .expected = &exp };
+	struct rk_error err = { 0 };
+
+	script[0].raw = kv_reply(reply, sizeof(reply), 3, "current-value");
+	server_start(script, 1);
+	vault_open_on_server(&f);
+	vault_kv_loc(f.p, "payments/db", &json, &loc);
+	ck_assert_int_eq(rk_secret_from(&v, "new", 3, &err), 0);
+	req.value = v;
+	ck_assert_int_eq(rk_provider_read(f.p, &cancelled, &loc, &out, &ver, &err), RK_ECANCELED);
+	rk_error_clear(&err);
+	ck_assert_int_eq(rk_provider_stage(f.p, &cancelled, &loc, &req, &ver, &err), RK_ECANCELED);
+	rk_error_clear(&err);
+	ck_assert_int_eq(rk_provider_read(f.p, &late, &loc, &out, &ver, &err), RK_ETRANSIENT);
+	ck_assert_ptr_null(out);
+	ck_assert_int_eq(server_count(&srv.conns), 0);
+	ck_assert_int_eq(server_count(&srv.reqs), 0);
+	/* The same read with a live call goes out and gets the value. */
+	stop = 0;
+	rk_error_clear(&err);
+	ck_assert_msg(rk_provider_read(f.p, &cancelled, &loc, &out, &ver, &err) == 0, "%s",
+		      err.msg);
+	ck_assert_str_eq(rk_secret_str(out), "current-value");
+	ck_assert_str_eq(ver.id, "3");
+	ck_assert_int_eq(server_count(&srv.reqs), 1);
+	rk_secret_free(out);
+	rk_secret_free(v);
+	rk_loc_free(&loc);
+	json_decref(json);
+	vault_close_fx(&f);
+}
+END_TEST
+
+struct vault_reader {
+	struct rk_provider *p;
+	struct rk_call call;
+	json_t *json;
+	struct rk_loc loc;
+	int rc;
+};
+
+static void *
+vault_read_run(void *arg)
+{
+	struct vault_reader *r = arg;
+	struct rk_secret *out = NULL;
+	struct rk_version ver = { "" };
+	struct rk_error err = { 0 };
+
+	r->rc = rk_provider_read(r->p, &r->call, &r->loc, &out, &ver, &err);
+	rk_secret_free(out);
+	return NULL;
+}
+
+/*
+ * The instance's one slot is held while three reads queue for it: they are
+ * sent in the order of their calls' priorities, not of their arrival, which
+ * only happens when the provider puts the call's priority into its requests.
+ */
+START_TEST(test_vault_requests_carry_the_priority_of_their_call)
+{
+	static const char *const paths[] = { "hold", "p2", "p1", "p0" };
+	static const int prio[] = { 0, 2, 1, 0 };
+	char reply[512];
+	struct step script[2] = { { S_REPLY, NULL, 600 }, { S_REPLY, NULL, 0 } };
+	struct vault_reader rd[4];
+	struct vault_fx f;
+	pthread_t t[4];
+
+	script[0].raw = script[1].raw = kv_reply(reply, sizeof(reply), 1, "v");
+	server_start(script, 2);
+	vault_open_on_server(&f);
+	for (int i = 0; i < 4; i++) {
+		memset(&rd[i], 0, sizeof(rd[i]));
+		rd[i].p = f.p;
+		rd[i].call.priority = prio[i];
+		vault_kv_loc(f.p, paths[i], &rd[i].json, &rd[i].loc);
+	}
+	start_in_line(t, 4, vault_read_run, rd, sizeof(rd[0]));
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		ck_assert_int_eq(rd[i].rc, 0);
+		rk_loc_free(&rd[i].loc);
+		json_decref(rd[i].json);
+	}
+	assert_sent_by_priority("/v1/secret/data/");
+	vault_close_fx(&f);
+}
+END_TEST
+
+/*
+ * A read that hangs at the server ends soon after its call is cancelled, or
+ * at its deadline, long before the client's own 10 s timeout: the call
+ * reached the request.
+ */
+START_TEST(test_vault_read_ends_at_its_call_cancel_or_deadline_mid_request)
+{
+	static const struct step script[] = { { S_HANG, NULL, 0 } };
+	struct stopper st = { .after_reqs = 1, .after_ms = 100 };
+	struct rk_call stopped = { .cancel = &st.flag }, soon = { 0 };
+	struct vault_fx f;
+	json_t *json;
+	struct rk_loc loc;
+	struct rk_secret *out = NULL;
+	struct rk_version ver = { "" };
+	struct rk_error err = { 0 };
+	pthread_t t;
+	int64_t t0;
+
+	server_start(script, 1);
+	vault_open_on_server(&f);
+	vault_kv_loc(f.p, "payments/db", &json, &loc);
+	ck_assert_int_eq(pthread_create(&t, NULL, stop_later, &st), 0);
+	ck_assert_int_eq(rk_provider_read(f.p, &stopped, &loc, &out, &ver, &err), RK_ECANCELED);
+	pthread_join(t, NULL);
+	ck_assert_int_lt(rk_mono_ms() - st.set_at, 1500);
+	ck_assert_ptr_null(out);
+	rk_error_clear(&err);
+	t0 = rk_mono_ms();
+	soon.deadline_ms = t0 + 300;
+	ck_assert_int_eq(rk_provider_read(f.p, &soon, &loc, &out, &ver, &err), RK_ETRANSIENT);
+	ck_assert_int_lt(rk_mono_ms() - t0, 1500);
+	ck_assert_int_eq(server_count(&srv.reqs), 2);
+	rk_loc_free(&loc);
+	json_decref(json);
+	vault_close_fx(&f);
+}
+END_TEST
+
+/*
+ * After a write with an unknown outcome, rekey looks for its value in the
+ * versions newer than the one it read. A version it cannot read (here a
+ * 503) says nothing about who wrote it: the lookup fails as transient, and
+ * is not reported as someone else's change.
+ */
+START_TEST(test_vault_lookup_that_cannot_read_a_version_is_not_a_conflict)
+{
+	char reply[512];
+	struct step script[2] = { { S_REPLY, NULL, 0 }, { S_REPLY, E503, 0 } };
+	struct vault_fx f;
+	json_t *json;
+	struct rk_loc loc;
+	struct rk_secret *v = NULL;
+	struct rk_version exp = { "1" }, nv = { "" };
+	struct rk_stage_req req = { .idem_key = "k", .expected = &exp };
+	struct rk_error err = { 0 };
+
+	script[0].raw = kv_reply(reply, sizeof(reply), 2, "whose");
+	server_start(script, 2);
+	vault_open_on_server(&f);
+	vault_kv_loc(f.p, "payments/db", &json, &loc);
+	ck_assert_int_eq(rk_secret_from(&v, "ours", 4, &err), 0);
+	req.value = v;
+	ck_assert_int_eq(rk_provider_find_staged(f.p, NULL, &loc, &req, &nv, &err), RK_ETRANSIENT);
+	ck_assert_int_eq(err.http_status, 503);
+	ck_assert_int_eq(server_count(&srv.reqs), 2);
+	ck_assert_msg(strncmp(srv.last[1], "GET /v1/secret/data/payments/db?version=2 ", 42) == 0,
+		      "%.60s", srv.last[1]);
+	rk_secret_free(v);
+	rk_loc_free(&loc);
+	json_decref(json);
+	vault_close_fx(&f);
+}
+END_TEST
+
 Suite *
 http_suite(void)
 {
 	Suite *s = suite_create("http");
 	TCase *e2e = tcase_create("e2e");
 	TCase *call = tcase_create("call");
+	TCase *vault = tcase_create("vault");
 
 	/* Real sockets and real timeouts; ASan slows them down. */
 	tcase_set_timeout(e2e, 20);
@@ -1306,5 +1569,12 @@ http_suite(void)
 	tcase_add_test(call, test_e2e_slot_waiter_gives_up_at_its_deadline_or_on_cancel);
 	tcase_add_test(call, test_e2e_rate_token_waiter_gives_up_at_its_deadline_or_on_cancel);
 	suite_add_tcase(s, call);
+
+	tcase_set_timeout(vault, 20);
+	tcase_add_test(vault, test_vault_operation_with_a_stopped_call_sends_nothing);
+	tcase_add_test(vault, test_vault_requests_carry_the_priority_of_their_call);
+	tcase_add_test(vault, test_vault_read_ends_at_its_call_cancel_or_deadline_mid_request);
+	tcase_add_test(vault, test_vault_lookup_that_cannot_read_a_version_is_not_a_conflict);
+	suite_add_tcase(s, vault);
 	return s;
 }

@@ -7,10 +7,12 @@
  */
 #include <check.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <sodium.h>
@@ -19,13 +21,38 @@
 #include "rekey/provider.h"
 #include "rekey/secret.h"
 #include "rekey/util.h"
+#include "../../providers/local_int.h"
 #include "unit.h"
+
+/* An inventory locator and the handle parsed from it. */
+struct tloc {
+	json_t *json;		/* {"path": PATH} */
+	struct rk_loc loc;
+};
+
+static void
+tloc_open(struct tloc *t, const struct rk_provider *p, const char *path)
+{
+	struct rk_error err = { 0 };
+
+	t->json = json_pack("{s:s}", "path", path);
+	ck_assert_ptr_nonnull(t->json);
+	ck_assert_msg(rk_loc_parse(&t->loc, p, t->json, &err) == 0, "%s", err.msg);
+}
+
+static void
+tloc_close(struct tloc *t)
+{
+	rk_loc_free(&t->loc);
+	json_decref(t->json);
+}
 
 struct fx {
 	char dir[64];
 	unsigned char key[RK_KEY_BYTES];
 	struct rk_provider *p;
-	json_t *loc;		/* {"path": "a/b"} */
+	struct tloc ab;		/* {"path": "a/b"} */
+	const struct rk_loc *loc;	/* &ab.loc */
 };
 
 static struct rk_provider *
@@ -55,7 +82,8 @@ fx_init_max(struct fx *f, int max_versions)
 	ck_assert_ptr_nonnull(mkdtemp(f->dir));
 	randombytes_buf(f->key, sizeof(f->key));
 	f->p = open_local(f->dir, f->key, max_versions);
-	f->loc = json_pack("{s:s}", "path", "a/b");
+	tloc_open(&f->ab, f->p, "a/b");
+	f->loc = &f->ab.loc;
 }
 
 static void
@@ -67,8 +95,8 @@ fx_init(struct fx *f)
 static void
 fx_done(struct fx *f)
 {
+	tloc_close(&f->ab);
 	rk_provider_close(f->p);
-	json_decref(f->loc);
 	rk_test_rm_rf(f->dir);
 }
 
@@ -84,8 +112,8 @@ secret(const char *s)
 
 /* Stages value under idem with precondition `expected` ("" = none); returns code. */
 static int
-stage(struct fx *f, const json_t *loc, const char *value, const char *idem, const char *expected,
-      struct rk_version *nv, struct rk_error *err)
+stage(struct fx *f, const struct rk_loc *loc, const char *value, const char *idem,
+      const char *expected, struct rk_version *nv, struct rk_error *err)
 {
 	struct rk_secret *v = secret(value);
 	struct rk_version exp;
@@ -98,7 +126,7 @@ stage(struct fx *f, const json_t *loc, const char *value, const char *idem, cons
 	req.idem_key = idem;
 	req.value = v;
 	req.expected = &exp;
-	r = rk_provider_stage(f->p, loc, &req, nv, err);
+	r = rk_provider_stage(f->p, NULL, loc, &req, nv, err);
 	rk_secret_free(v);
 	return r;
 }
@@ -122,7 +150,7 @@ promote_ok(struct fx *f, const char *nv_id, const char *old_id)
 
 	snprintf(nv.id, sizeof(nv.id), "%s", nv_id);
 	snprintf(ov.id, sizeof(ov.id), "%s", old_id);
-	ck_assert_msg(rk_provider_promote(f->p, f->loc, &nv, &ov, &err) == 0, "%s", err.msg);
+	ck_assert_msg(rk_provider_promote(f->p, NULL, f->loc, &nv, &ov, &err) == 0, "%s", err.msg);
 }
 
 /* Stage + promote: the normal life of one new value. */
@@ -134,13 +162,14 @@ put(struct fx *f, const char *value, const char *idem, const char *expected, con
 }
 
 static void
-assert_current(struct rk_provider *p, const json_t *loc, const char *value, const char *version)
+assert_current(struct rk_provider *p, const struct rk_loc *loc, const char *value,
+	       const char *version)
 {
 	struct rk_secret *out = NULL;
 	struct rk_version ver = { "" };
 	struct rk_error err = { 0 };
 
-	ck_assert_msg(rk_provider_read(p, loc, &out, &ver, &err) == 0, "%s", err.msg);
+	ck_assert_msg(rk_provider_read(p, NULL, loc, &out, &ver, &err) == 0, "%s", err.msg);
 	ck_assert_uint_eq(rk_secret_len(out), strlen(value));
 	ck_assert_mem_eq(rk_secret_cdata(out), value, strlen(value));
 	ck_assert_str_eq(ver.id, version);
@@ -148,14 +177,14 @@ assert_current(struct rk_provider *p, const json_t *loc, const char *value, cons
 }
 
 static void
-assert_version(struct rk_provider *p, const json_t *loc, const char *id, const char *value)
+assert_version(struct rk_provider *p, const struct rk_loc *loc, const char *id, const char *value)
 {
 	struct rk_secret *out = NULL;
 	struct rk_version ver;
 	struct rk_error err = { 0 };
 
 	snprintf(ver.id, sizeof(ver.id), "%s", id);
-	ck_assert_msg(rk_provider_read_version(p, loc, &ver, &out, &err) == 0, "v%s: %s", id,
+	ck_assert_msg(rk_provider_read_version(p, NULL, loc, &ver, &out, &err) == 0, "v%s: %s", id,
 		      err.msg);
 	ck_assert_str_eq(rk_secret_str(out), value);
 	rk_secret_free(out);
@@ -221,13 +250,13 @@ spit(const char *path, const char *text, size_t len)
 }
 
 static void
-assert_read_fails_auth(struct rk_provider *p, const json_t *loc)
+assert_read_fails_auth(struct rk_provider *p, const struct rk_loc *loc)
 {
 	struct rk_secret *out = NULL;
 	struct rk_version ver = { "" };
 	struct rk_error err = { 0 };
 
-	ck_assert_int_eq(rk_provider_read(p, loc, &out, &ver, &err), RK_EPROTO);
+	ck_assert_int_eq(rk_provider_read(p, NULL, loc, &out, &ver, &err), RK_EPROTO);
 	ck_assert_ptr_null(out);
 	ck_assert_msg(strstr(err.msg, "failed authentication") != NULL, "%s", err.msg);
 }
@@ -257,7 +286,7 @@ START_TEST(test_local_read_of_missing_secret_is_not_found)
 	struct rk_error err = { 0 };
 
 	fx_init(&f);
-	ck_assert_int_eq(rk_provider_read(f.p, f.loc, &out, &ver, &err), RK_ENOTFOUND);
+	ck_assert_int_eq(rk_provider_read(f.p, NULL, f.loc, &out, &ver, &err), RK_ENOTFOUND);
 	ck_assert_ptr_null(out);
 	/* The wrapper tags the error with the provider and the step. */
 	ck_assert_str_eq(err.provider, "local");
@@ -265,7 +294,8 @@ START_TEST(test_local_read_of_missing_secret_is_not_found)
 	rk_error_clear(&err);
 	ver.id[0] = '1';
 	ver.id[1] = '\0';
-	ck_assert_int_eq(rk_provider_read_version(f.p, f.loc, &ver, &out, &err), RK_ENOTFOUND);
+	ck_assert_int_eq(rk_provider_read_version(f.p, NULL, f.loc, &ver, &out, &err),
+			 RK_ENOTFOUND);
 	fx_done(&f);
 }
 END_TEST
@@ -279,7 +309,7 @@ START_TEST(test_local_staged_value_is_not_current_until_promote)
 
 	fx_init(&f);
 	stage_ok(&f, "first-value", "idem-1", "", "1");
-	ck_assert_int_eq(rk_provider_read(f.p, f.loc, &out, &ver, &err), RK_ENOTFOUND);
+	ck_assert_int_eq(rk_provider_read(f.p, NULL, f.loc, &out, &ver, &err), RK_ENOTFOUND);
 	/* The staged version itself is readable (verify reads it back). */
 	assert_version(f.p, f.loc, "1", "first-value");
 	promote_ok(&f, "1", "");
@@ -346,7 +376,7 @@ START_TEST(test_local_promote_refuses_when_current_changed)
 	stage_ok(&f, "v3", "k3", "1", "3");
 	promote_ok(&f, "2", "1");
 	/* v3 was staged against v1, but v2 is current now: not promoted over it. */
-	ck_assert_int_eq(rk_provider_promote(f.p, f.loc, &nv, &ov, &err), RK_ECONFLICT);
+	ck_assert_int_eq(rk_provider_promote(f.p, NULL, f.loc, &nv, &ov, &err), RK_ECONFLICT);
 	assert_current(f.p, f.loc, "v2", "2");
 	fx_done(&f);
 }
@@ -364,28 +394,31 @@ START_TEST(test_local_find_staged_finds_our_version_by_key)
 	stage_ok(&f, "v2", "ours", "1", "2");
 	req.idem_key = "ours";
 	req.expected = &exp;
-	ck_assert_msg(rk_provider_find_staged(f.p, f.loc, &req, &nv, &err) == 0, "%s", err.msg);
+	ck_assert_msg(rk_provider_find_staged(f.p, NULL, f.loc, &req, &nv, &err) == 0,
+		      "%s", err.msg);
 	ck_assert_str_eq(nv.id, "2");
 
 	/* Not written by this rotation, and nothing else changed. */
 	req.idem_key = "someone-else";
 	nv.id[0] = '\0';
-	ck_assert_int_eq(rk_provider_find_staged(f.p, f.loc, &req, &nv, &err), RK_ENOTFOUND);
+	ck_assert_int_eq(rk_provider_find_staged(f.p, NULL, f.loc, &req, &nv, &err), RK_ENOTFOUND);
 	ck_assert_str_eq(nv.id, "");
 
 	/* Not ours, and the current version moved past what we expected. */
 	promote_ok(&f, "2", "1");
 	rk_error_clear(&err);
-	ck_assert_int_eq(rk_provider_find_staged(f.p, f.loc, &req, &nv, &err), RK_ECONFLICT);
+	ck_assert_int_eq(rk_provider_find_staged(f.p, NULL, f.loc, &req, &nv, &err), RK_ECONFLICT);
 
 	/* A secret that never existed. */
 	{
-		json_t *other = json_pack("{s:s}", "path", "never");
+		struct tloc other;
 		struct rk_version none = { "" };
+		tloc_open(&other, f.p, "never");
 		req.expected = &none;
 		rk_error_clear(&err);
-		ck_assert_int_eq(rk_provider_find_staged(f.p, other, &req, &nv, &err), RK_ENOTFOUND);
-		json_decref(other);
+		ck_assert_int_eq(rk_provider_find_staged(f.p, NULL, &other.loc, &req, &nv, &err),
+				 RK_ENOTFOUND);
+		tloc_close(&other);
 	}
 	fx_done(&f);
 }
@@ -402,18 +435,21 @@ START_TEST(test_local_rollback_makes_old_value_current_as_new_version)
 	put(&f, "alpha", "k1", "", "1");
 	put(&f, "beta", "k2", "1", "2");
 	req.idem_key = "rollback-1";
-	ck_assert_msg(rk_provider_rollback(f.p, f.loc, &to, &req, &nv, &err) == 0, "%s", err.msg);
+	ck_assert_msg(rk_provider_rollback(f.p, NULL, f.loc, &to, &req, &nv, &err) == 0,
+		      "%s", err.msg);
 	ck_assert_str_eq(nv.id, "3");
 	assert_current(f.p, f.loc, "alpha", "3");
 	/* Retried with the same key: the same version, no fourth file. */
 	nv.id[0] = '\0';
-	ck_assert_msg(rk_provider_rollback(f.p, f.loc, &to, &req, &nv, &err) == 0, "%s", err.msg);
+	ck_assert_msg(rk_provider_rollback(f.p, NULL, f.loc, &to, &req, &nv, &err) == 0,
+		      "%s", err.msg);
 	ck_assert_str_eq(nv.id, "3");
 	ck_assert_int_eq(count_version_files(&f, "a/b"), 3);
 	/* Rolling back to a version that does not exist changes nothing. */
 	snprintf(to.id, sizeof(to.id), "9");
 	req.idem_key = "rollback-2";
-	ck_assert_int_eq(rk_provider_rollback(f.p, f.loc, &to, &req, &nv, &err), RK_ENOTFOUND);
+	ck_assert_int_eq(rk_provider_rollback(f.p, NULL, f.loc, &to, &req, &nv, &err),
+			 RK_ENOTFOUND);
 	assert_current(f.p, f.loc, "alpha", "3");
 	fx_done(&f);
 }
@@ -438,17 +474,18 @@ END_TEST
 START_TEST(test_local_secrets_are_separate_by_path)
 {
 	struct fx f;
-	json_t *other = json_pack("{s:s}", "path", "a/c");
+	struct tloc other;
 	struct rk_version nv = { "" };
 	struct rk_error err = { 0 };
 
 	fx_init(&f);
+	tloc_open(&other, f.p, "a/c");
 	put(&f, "for-a-b", "k1", "", "1");
-	ck_assert_int_eq(stage(&f, other, "for-a-c", "k1", "", &nv, &err), 0);
+	ck_assert_int_eq(stage(&f, &other.loc, "for-a-c", "k1", "", &nv, &err), 0);
 	ck_assert_str_eq(nv.id, "1");
 	assert_current(f.p, f.loc, "for-a-b", "1");
-	assert_version(f.p, other, "1", "for-a-c");
-	json_decref(other);
+	assert_version(f.p, &other.loc, "1", "for-a-c");
+	tloc_close(&other);
 	fx_done(&f);
 }
 END_TEST
@@ -507,7 +544,7 @@ START_TEST(test_local_swapped_version_files_fail)
 		struct rk_secret *out = NULL;
 		struct rk_version ver = { "" };
 		struct rk_error err = { 0 };
-		ck_assert_int_eq(rk_provider_read(f.p, f.loc, &out, &ver, &err), RK_EPROTO);
+		ck_assert_int_eq(rk_provider_read(f.p, NULL, f.loc, &out, &ver, &err), RK_EPROTO);
 		ck_assert_ptr_null(out);
 	}
 	/* With the number edited to fit: the associated data still binds version 1. */
@@ -527,7 +564,7 @@ END_TEST
 START_TEST(test_local_version_file_copied_to_another_secret_fails)
 {
 	struct fx f;
-	json_t *other = json_pack("{s:s}", "path", "x/y");
+	struct tloc other;
 	char src[300], dst[300];
 	char *text;
 	size_t len;
@@ -535,19 +572,20 @@ START_TEST(test_local_version_file_copied_to_another_secret_fails)
 	struct rk_error err = { 0 };
 
 	fx_init(&f);
+	tloc_open(&other, f.p, "x/y");
 	put(&f, "secret-of-a-b", "k1", "", "1");
-	ck_assert_int_eq(stage(&f, other, "secret-of-x-y", "k9", "", &nv, &err), 0);
+	ck_assert_int_eq(stage(&f, &other.loc, "secret-of-x-y", "k9", "", &nv, &err), 0);
 	{
 		struct rk_version v1 = { "1" }, none = { "" };
-		ck_assert_int_eq(rk_provider_promote(f.p, other, &v1, &none, &err), 0);
+		ck_assert_int_eq(rk_provider_promote(f.p, NULL, &other.loc, &v1, &none, &err), 0);
 	}
 	version_file(&f, "a/b", 1, src, sizeof(src));
 	version_file(&f, "x/y", 1, dst, sizeof(dst));
 	text = slurp(src, &len);
 	spit(dst, text, len);
-	assert_read_fails_auth(f.p, other);
+	assert_read_fails_auth(f.p, &other.loc);
 	free(text);
-	json_decref(other);
+	tloc_close(&other);
 	fx_done(&f);
 }
 END_TEST
@@ -557,13 +595,16 @@ START_TEST(test_local_different_key_fails_authentication)
 	struct fx f;
 	unsigned char other_key[RK_KEY_BYTES];
 	struct rk_provider *p2;
+	struct tloc ab2;
 
 	fx_init(&f);
 	put(&f, "keyed-value", "k1", "", "1");
 	memcpy(other_key, f.key, sizeof(other_key));
 	other_key[0] ^= 1;
 	p2 = open_local(f.dir, other_key, 0);
-	assert_read_fails_auth(p2, f.loc);
+	tloc_open(&ab2, p2, "a/b");
+	assert_read_fails_auth(p2, &ab2.loc);
+	tloc_close(&ab2);
 	rk_provider_close(p2);
 	/* The right key still reads it. */
 	assert_current(f.p, f.loc, "keyed-value", "1");
@@ -606,7 +647,7 @@ START_TEST(test_local_value_never_appears_in_plaintext_on_disk)
 	put(&f, "another-value-entirely", "k2", "1", "2");
 	stage_ok(&f, value, "k3", "2", "3");
 	req.idem_key = "rb";
-	ck_assert_int_eq(rk_provider_rollback(f.p, f.loc, &to, &req, &nv, &err), 0);
+	ck_assert_int_eq(rk_provider_rollback(f.p, NULL, f.loc, &to, &req, &nv, &err), 0);
 	scan_needle = value;
 	scan_hits = scan_files = 0;
 	ck_assert_int_eq(nftw(f.dir, scan_entry, 16, FTW_PHYS), 0);
@@ -665,7 +706,8 @@ START_TEST(test_local_max_versions_pruning_keeps_the_current_one)
 	assert_current(f.p, f.loc, "value-6", "6");
 	assert_version(f.p, f.loc, "4", "value-4");
 	snprintf(ver.id, sizeof(ver.id), "3");
-	ck_assert_int_eq(rk_provider_read_version(f.p, f.loc, &ver, &out, &err), RK_ENOTFOUND);
+	ck_assert_int_eq(rk_provider_read_version(f.p, NULL, f.loc, &ver, &out, &err),
+			 RK_ENOTFOUND);
 
 	/* Current = 7, then four newer staged versions: promoting an older staged one
 	 * (8) prunes below the window but never the version being made current. */
@@ -677,6 +719,88 @@ START_TEST(test_local_max_versions_pruning_keeps_the_current_one)
 	promote_ok(&f, "8", "7");
 	assert_current(f.p, f.loc, "value-8", "8");
 	assert_version(f.p, f.loc, "8", "value-8");
+	fx_done(&f);
+}
+END_TEST
+
+START_TEST(test_local_parse_locator_keeps_the_path_and_its_directory)
+{
+	struct fx f;
+	const struct local_loc *ll;
+	char dir[256];
+
+	fx_init(&f);
+	ll = f.loc->typed;
+	ck_assert_str_eq(ll->path, "a/b");
+	secret_dir(&f, "a/b", dir, sizeof(dir));
+	ck_assert_str_eq(ll->dir, dir);
+	fx_done(&f);
+}
+END_TEST
+
+START_TEST(test_local_parse_locator_rejects_a_malformed_locator)
+{
+	struct fx f;
+	char path[LOCAL_MAX_PATH + 2];
+	json_t *bad[4];
+	struct tloc longest;
+
+	fx_init(&f);
+	memset(path, 'x', sizeof(path) - 1);
+	path[sizeof(path) - 1] = '\0';
+	bad[0] = json_object();
+	bad[1] = json_pack("{s:s}", "path", "");
+	bad[2] = json_pack("{s:i}", "path", 7);
+	bad[3] = json_pack("{s:s}", "path", path);	/* one character too many */
+	for (size_t i = 0; i < RK_ARRAY_SIZE(bad); i++) {
+		struct rk_loc loc;
+		struct rk_error err = { 0 };
+		ck_assert_int_eq(rk_loc_parse(&loc, f.p, bad[i], &err), RK_EINVAL);
+		ck_assert_str_eq(err.provider, "local");
+		ck_assert_str_eq(err.step, "locator");
+		ck_assert_msg(strstr(err.msg,
+			      "a path of 1 to 512 characters") != NULL, "%s", err.msg);
+		ck_assert_ptr_null(loc.typed);
+		json_decref(bad[i]);
+	}
+	path[LOCAL_MAX_PATH] = '\0';
+	tloc_open(&longest, f.p, path);
+	tloc_close(&longest);
+	fx_done(&f);
+}
+END_TEST
+
+/* A change of a secret whose lock another process holds, asked to stop: it does not wait. */
+START_TEST(test_local_cancelled_change_does_not_wait_for_the_lock)
+{
+	struct fx f;
+	char dir[256], lock[300];
+	atomic_int stop = 1;
+	struct rk_call c = { .cancel = &stop };
+	struct rk_secret *v = secret("never-written");
+	struct rk_version exp = { "" }, nv = { "" }, to = { "1" };
+	struct rk_stage_req req = { .idem_key = "k1", .value = v, .expected = &exp };
+	struct rk_error err = { 0 };
+	int fd;
+
+	fx_init(&f);
+	secret_dir(&f, "a/b", dir, sizeof(dir));
+	ck_assert_int_eq(mkdir(dir, 0700), 0);
+	snprintf(lock, sizeof(lock), "%s/.lock", dir);
+	ck_assert_int_ge(fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600), 0);
+	ck_assert_int_eq(flock(fd, LOCK_EX), 0);
+	/* The operations themselves, not the wrappers (those refuse before the provider). */
+	ck_assert_int_eq(f.p->ops->stage(f.p, &c, f.loc->typed, &req, &nv, &err), RK_ECANCELED);
+	ck_assert_msg(strstr(err.msg, "stopped before locking local secret 'a/b'") != NULL, "%s",
+		      err.msg);
+	rk_error_clear(&err);
+	ck_assert_int_eq(f.p->ops->promote(f.p, &c, f.loc->typed, &to, &exp, &err), RK_ECANCELED);
+	rk_error_clear(&err);
+	ck_assert_int_eq(f.p->ops->rollback(f.p, &c, f.loc->typed, &to, &req, &nv, &err),
+			 RK_ECANCELED);
+	ck_assert_int_eq(count_version_files(&f, "a/b"), 0);
+	close(fd);
+	rk_secret_free(v);
 	fx_done(&f);
 }
 END_TEST
@@ -705,7 +829,8 @@ START_TEST(test_local_pruning_keeps_the_previous_current_version)
 	/* The value current before the last promotion must still be restorable. */
 	assert_version(f.p, f.loc, "1", "original");
 	req.idem_key = "rb";
-	ck_assert_msg(rk_provider_rollback(f.p, f.loc, &to, &req, &nv, &err) == 0, "%s", err.msg);
+	ck_assert_msg(rk_provider_rollback(f.p, NULL, f.loc, &to, &req, &nv, &err) == 0,
+		      "%s", err.msg);
 	assert_current(f.p, f.loc, "original", nv.id);
 	fx_done(&f);
 }
@@ -731,6 +856,9 @@ local_suite(void)
 	tcase_add_test(tc, test_local_secrets_are_separate_by_path);
 	tcase_add_test(tc, test_local_max_versions_pruning_keeps_the_current_one);
 	tcase_add_test(tc, test_local_pruning_keeps_the_previous_current_version);
+	tcase_add_test(tc, test_local_parse_locator_keeps_the_path_and_its_directory);
+	tcase_add_test(tc, test_local_parse_locator_rejects_a_malformed_locator);
+	tcase_add_test(tc, test_local_cancelled_change_does_not_wait_for_the_lock);
 	suite_add_tcase(s, tc);
 
 	tcase_add_unchecked_fixture(tk, rk_test_base_setup, rk_test_base_teardown);
