@@ -30,6 +30,7 @@
 #include "rekey/crypto.h"
 #include "rekey/provider.h"
 #include "rekey/provider_kit.h"
+#include "rekey/syncgroup.h"
 #include "rekey/util.h"
 #include "local_int.h"
 
@@ -42,6 +43,15 @@ struct local {
 	char *root;		/* <state_dir>/local */
 	unsigned char key[RK_KEY_BYTES];
 	long max_versions;
+	/*
+	 * Durability: version files and CURRENT are written without fsync and
+	 * made durable together, by one syncfs shared with the rotations in
+	 * flight, where it matters: before CURRENT may name a version, and
+	 * before a promotion returns (the engine journals it, then restarts
+	 * dependents). A staged version lost to a power cut is found missing by
+	 * verify or staged again on resume: the old value is still current.
+	 */
+	struct rk_sync_group sync;
 };
 
 static const struct rk_field local_config_fields[] = {
@@ -63,6 +73,7 @@ local_close(struct rk_provider *p)
 	if (l == NULL)
 		return;
 	sodium_memzero(l->key, sizeof(l->key));
+	rk_sync_group_destroy(&l->sync);
 	free(l->root);
 	free(l);
 }
@@ -98,7 +109,8 @@ local_open(struct rk_provider **out, const struct rk_provider_env *env, const js
 		local_close(&l->base);
 		return rk_error_set(err, RK_ENOMEM, "out of memory");
 	}
-	if ((r = rk_mkdir_p(l->root, 0700, err)) < 0) {
+	if ((r = rk_mkdir_p(l->root, 0700, err)) < 0 ||
+	    (r = rk_sync_group_init(&l->sync, l->root, err)) < 0) {
 		local_close(&l->base);
 		return r;
 	}
@@ -232,8 +244,14 @@ read_current(const char *dir, long *out, struct rk_error *err)
 	return 0;
 }
 
+/*
+ * Makes v current, durably: v's file is made durable before CURRENT names
+ * it (so no crash leaves CURRENT naming a version that is not there), and
+ * CURRENT before this returns. Both syncs are shared with the other
+ * rotations in flight.
+ */
 static int
-write_current(const char *dir, long v, struct rk_error *err)
+write_current(struct local *l, const char *dir, long v, struct rk_error *err)
 {
 	char *path = rk_path_join(dir, "CURRENT");
 	char text[32];
@@ -242,7 +260,9 @@ write_current(const char *dir, long v, struct rk_error *err)
 	if (path == NULL)
 		return rk_error_set(err, RK_ENOMEM, "out of memory");
 	snprintf(text, sizeof(text), "%ld\n", v);
-	r = rk_write_file_atomic(path, text, strlen(text), 0600, err);
+	if ((r = rk_sync_group_wait(&l->sync, err)) == 0 &&
+	    (r = rk_write_file_atomic_ex(path, text, strlen(text), 0600, RK_WRITE_NOSYNC, err)) == 0)
+		r = rk_sync_group_wait(&l->sync, err);
 	free(path);
 	return r;
 }
@@ -454,7 +474,8 @@ write_version(const struct local *l, const struct local_loc *loc, long v,
 		r = rk_error_set(err, RK_ENOMEM, "out of memory");
 		goto out;
 	}
-	r = rk_write_file_atomic(path, text, strlen(text), 0600, err);
+	/* Durable later, with CURRENT (write_current), in a sync shared by many. */
+	r = rk_write_file_atomic_ex(path, text, strlen(text), 0600, RK_WRITE_NOSYNC, err);
 out:
 	free(path);
 	free(text);
@@ -565,14 +586,17 @@ local_promote(struct rk_provider *p, const struct rk_call *call, const void *loc
 	if ((r = parse_version(new_ver, &v, err)) < 0 || (r = parse_version(old_ver, &old, err)) < 0 ||
 	    (r = lock_dir(loc, call, &fd, err)) < 0 || (r = read_current(loc->dir, &cur, err)) < 0)
 		goto out;
-	if (cur == v)
-		goto out;	/* already promoted: a resumed run */
+	if (cur == v) {
+		/* Already promoted (a resumed run): durable before the journal says so. */
+		r = rk_sync_group_wait(&l->sync, err);
+		goto out;
+	}
 	if (cur != old) {
 		r = changed_error(err, loc, "staged", cur, old);
 		goto out;
 	}
 	if ((r = load_version(l, loc, v, NULL, NULL, err)) < 0 ||
-	    (r = write_current(loc->dir, v, err)) < 0)
+	    (r = write_current(l, loc->dir, v, err)) < 0)
 		goto out;
 	if (scan_versions(l, loc, NULL, &max, &match, err) == 0)
 		prune(l, loc->dir, v, old, max);
@@ -604,7 +628,7 @@ local_rollback(struct rk_provider *p, const struct rk_call *call, const void *lo
 			goto out;
 		match = max + 1;
 	}
-	if ((r = write_current(loc->dir, match, err)) < 0)
+	if ((r = write_current(l, loc->dir, match, err)) < 0)
 		goto out;
 	rk_version_set(new_ver, match);
 out:

@@ -412,6 +412,15 @@ out:
 	return 0;
 }
 
+/* As many rotations in flight as the HTTP client lets requests be (`concurrency`). */
+static unsigned
+vault_concurrency(const struct rk_provider *p)
+{
+	const struct vault *v = (const struct vault *)p;
+
+	return v->hcfg.concurrency > 0 ? (unsigned)v->hcfg.concurrency : 1;
+}
+
 const struct rk_provider_ops rk_provider_vault = {
 	.type = "vault",
 	.caps = RK_CAP_VERSIONS,
@@ -431,4 +440,5 @@ const struct rk_provider_ops rk_provider_vault = {
 	.rollback = vault_rollback,
 	.doctor = vault_doctor,
 	.close = rk_vault_close,
+	.concurrency = vault_concurrency,
 };
