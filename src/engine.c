@@ -48,7 +48,7 @@ struct job {
 	struct rk_rotation rot;
 	struct rk_secret *value;	/* the new value while in flight */
 	int resumed;			/* the journal came from an earlier process */
-	int64_t t0;
+	int64_t t0, t1;			/* loaded; left the pipeline (0: not yet) */
 	int tier;			/* the priority of its rotation (0 first) */
 	struct rk_call call;		/* deadline, stop flag and priority of its provider calls */
 	enum rk_result result;
@@ -669,6 +669,7 @@ pool_worker(void *arg)
 	rk_log_set_run(p->run_id);
 	while ((j = pool_take(p, &q)) != NULL) {
 		advance(p->ctx, j);
+		j->t1 = rk_mono_ms();
 		pool_done(p, q);
 	}
 	return NULL;
@@ -1031,7 +1032,7 @@ job_report(const struct job *j)
 			 rk_result_name(j->result != RK_RESULT_NONE ? j->result : RK_RESULT_FAILED),
 			 "old_version", j->rot.old_version, "new_version", j->rot.new_version,
 			 "error", j->rot.error[0] ? j->rot.error : j->err.msg, "duration_ms",
-			 (json_int_t)(rk_mono_ms() - j->t0));
+			 (json_int_t)((j->t1 ? j->t1 : rk_mono_ms()) - j->t0));
 }
 
 /*

@@ -12,7 +12,9 @@
  * local), versions only (Vault KV), nothing (a Kubernetes Secret), restart.
  */
 #include <check.h>
+#include <errno.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +43,7 @@
 enum fop { OP_READ, OP_READ_VERSION, OP_FIND_STAGED, OP_STAGE, OP_PROMOTE, OP_ROLLBACK,
 	   OP_RESTART, OP_WAIT, OP_N };
 
-#define FAKE_SECRETS 8
+#define FAKE_SECRETS 24
 #define FAKE_VERSIONS 16
 #define FAKE_VALUE_MAX 512
 #define FAKE_LOG 16
@@ -82,6 +84,19 @@ struct fake_state {
 	int nrestarted;
 	int stage_without_value;	/* stage calls that got req->value == NULL */
 	struct fake_secret s[FAKE_SECRETS];
+	/*
+	 * Rotations run on worker threads (and forked children share this):
+	 * every op runs under this robust, process-shared lock. stage_delay_ms
+	 * (outside the lock) makes a stage slow, per instance name prefix
+	 * "slow" only when slow_only is set; stage_inflight and
+	 * stage_max_inflight count stages in flight at once, per instance.
+	 */
+	pthread_mutex_t mu;
+	int stage_delay_ms;
+	int slow_only;
+	int stage_inflight[2], stage_max_inflight[2], stage_inflight_all, stage_max_all;
+	char stage_order[FAKE_LOG][64];	/* paths, in the order their first stage began */
+	int nstage_order;
 };
 
 /* Shared with forked children; set up by fx_files. */
@@ -455,13 +470,87 @@ static const struct rk_field fake_loc_fields[] = {
 	{ NULL, 0, 0 },
 };
 
+static void
+fake_lock(void)
+{
+	if (pthread_mutex_lock(&FS->mu) == EOWNERDEAD)
+		pthread_mutex_consistent(&FS->mu);	/* a forked child _exit()ed inside an op */
+}
+
+static void
+fake_unlock(void)
+{
+	pthread_mutex_unlock(&FS->mu);
+}
+
+#define FAKE_LOCKED(name, params, args)                                                  \
+	static int locked_##name params                                                  \
+	{                                                                                \
+		fake_lock();                                                             \
+		int r_ = fake_##name args;                                               \
+		fake_unlock();                                                           \
+		return r_;                                                               \
+	}
+FAKE_LOCKED(read, (struct rk_provider *p, const struct rk_call *c, const void *l,
+		   struct rk_secret **o, struct rk_version *v, struct rk_error *e), (p, c, l, o, v, e))
+FAKE_LOCKED(read_version, (struct rk_provider *p, const struct rk_call *c, const void *l,
+			   const struct rk_version *v, struct rk_secret **o, struct rk_error *e),
+	    (p, c, l, v, o, e))
+FAKE_LOCKED(find_staged, (struct rk_provider *p, const struct rk_call *c, const void *l,
+			  const struct rk_stage_req *q, struct rk_version *v, struct rk_error *e),
+	    (p, c, l, q, v, e))
+FAKE_LOCKED(promote, (struct rk_provider *p, const struct rk_call *c, const void *l,
+		      const struct rk_version *n, const struct rk_version *o, struct rk_error *e),
+	    (p, c, l, n, o, e))
+FAKE_LOCKED(rollback, (struct rk_provider *p, const struct rk_call *c, const void *l,
+		       const struct rk_version *t, const struct rk_stage_req *q,
+		       struct rk_version *n, struct rk_error *e), (p, c, l, t, q, n, e))
+FAKE_LOCKED(restart, (struct rk_provider *p, const struct rk_call *c, const char *t,
+		      const char *r, struct rk_error *e), (p, c, t, r, e))
+FAKE_LOCKED(wait, (struct rk_provider *p, const struct rk_call *c, const char *t, int64_t d,
+		   struct rk_error *e), (p, c, t, d, e))
+
+/* Instance "local" takes 2 rotations at once, "slow" 3 (see the pool tests). */
+static unsigned
+fake_concurrency(const struct rk_provider *p)
+{
+	return strcmp(p->name, "slow") == 0 ? 3 : 2;
+}
+
+/* Stage, slowly when asked (outside the lock, so stages overlap), counting overlap. */
+static int
+locked_stage(struct rk_provider *p, const struct rk_call *c, const void *l,
+	     const struct rk_stage_req *q, struct rk_version *v, struct rk_error *e)
+{
+	int k = strncmp(p->name, "slow", 4) == 0, slow, r;
+
+	fake_lock();
+	if (++FS->stage_inflight[k] > FS->stage_max_inflight[k])
+		FS->stage_max_inflight[k] = FS->stage_inflight[k];
+	if (++FS->stage_inflight_all > FS->stage_max_all)
+		FS->stage_max_all = FS->stage_inflight_all;
+	if (FS->nstage_order < FAKE_LOG)
+		snprintf(FS->stage_order[FS->nstage_order++], 64, "%s", q->secret_name);
+	slow = FS->stage_delay_ms > 0 && (!FS->slow_only || k);
+	fake_unlock();
+	if (slow)
+		rk_sleep_ms(FS->stage_delay_ms);
+	fake_lock();
+	r = fake_stage(p, c, l, q, v, e);
+	FS->stage_inflight[k]--;
+	FS->stage_inflight_all--;
+	fake_unlock();
+	return r;
+}
+
 #define FAKE_OPS                                                                        \
 	.type = "fake", .config_fields = fake_fields, .locator_fields = fake_loc_fields,   \
 	.parse_locator = fake_parse_locator, .free_locator = fake_free_locator,          \
-	.open = fake_open, .read = fake_read, .read_version = fake_read_version,         \
-	.find_staged = fake_find_staged, .stage = fake_stage, .promote = fake_promote,    \
-	.rollback = fake_rollback, .check_target = fake_check_target,                    \
-	.restart = fake_restart, .wait_restarted = fake_wait, .close = fake_close
+	.open = fake_open, .read = locked_read, .read_version = locked_read_version,     \
+	.find_staged = locked_find_staged, .stage = locked_stage,                        \
+	.promote = locked_promote, .rollback = locked_rollback,                          \
+	.check_target = fake_check_target, .restart = locked_restart,                    \
+	.wait_restarted = locked_wait, .close = fake_close, .concurrency = fake_concurrency
 
 /* Staged versions are not current until promote (AWS, local). */
 static const struct rk_provider_ops fake_staging = { FAKE_OPS,
@@ -564,8 +653,8 @@ fx_files(struct fx *f)
 	snprintf(f->cfg_path, sizeof(f->cfg_path), "%s/rekey.yaml", f->dir);
 	fp = fopen(f->cfg_path, "w");
 	ck_assert_ptr_nonnull(fp);
-	fprintf(fp, "state_dir: %s\nenvironment: test\nproviders: {local: {type: local}}\n",
-		f->state);
+	fprintf(fp, "state_dir: %s\nenvironment: test\n"
+		"providers: {local: {type: local}, slow: {type: local}}\n", f->state);
 	ck_assert_int_eq(fclose(fp), 0);
 	ck_assert_msg(rk_keys_create(f->state, &err) == 0, "%s", err.msg);
 	ck_assert_msg(rk_store_open(&st, f->state, 1, &err) == 0, "%s", err.msg);
@@ -574,6 +663,14 @@ fx_files(struct fx *f)
 	FS = mmap(NULL, sizeof(*FS), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	ck_assert_ptr_ne(FS, MAP_FAILED);
 	memset(FS, 0, sizeof(*FS));
+	{
+		pthread_mutexattr_t ma;
+		pthread_mutexattr_init(&ma);
+		pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
+		pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST);
+		pthread_mutex_init(&FS->mu, &ma);
+		pthread_mutexattr_destroy(&ma);
+	}
 	rk_log_setup(RK_LOG_ERROR, RK_LOG_JSON);
 }
 
@@ -597,6 +694,12 @@ fx_open(struct fx *f, const struct rk_provider_ops *ops)
 	env.doc = f->ctx.cfg->doc;
 	ck_assert_msg(rk_provider_open(&f->ctx.providers[0], ops, &env,
 				       f->ctx.cfg->providers[0].cfg, &err) == 0, "%s", err.msg);
+	/* A second instance of the fake, "slow", for the tests of the worker pool. */
+	ck_assert_str_eq(f->ctx.cfg->providers[1].name, "slow");
+	f->ctx.cfg->providers[1].ops = ops;
+	env.name = "slow";
+	ck_assert_msg(rk_provider_open(&f->ctx.providers[1], ops, &env,
+				       f->ctx.cfg->providers[1].cfg, &err) == 0, "%s", err.msg);
 	ck_assert_uint_eq(rk_provider_caps(f->ctx.providers[0]), ops->caps);
 	f->open = 1;
 }
@@ -1672,6 +1775,258 @@ START_TEST(test_engine_unknown_secret_changes_nothing)
 }
 END_TEST
 
+/* ---- the worker pool ---- */
+
+/* A secret on provider "local" or "slow", with a tier. */
+static void
+add_secret_on(struct fx *f, const char *name, const char *provider, int tier)
+{
+	char path[64];
+	json_t *spec;
+	struct rk_error err = { 0 };
+
+	snprintf(path, sizeof(path), "p/%s", name);
+	spec = json_pack("{s:s, s:s, s:{s:s}, s:s, s:s, s:s, s:i, s:I, s:[]}", "name", name,
+			 "provider", provider, "locator", "path", path, "policy", "default",
+			 "environment", "test", "owner", "", "tier", tier, "last_rotated",
+			 (json_int_t)0, "dependents");
+	ck_assert_ptr_nonnull(spec);
+	ck_assert_msg(rk_store_secret_put(f->ctx.store, spec, NOW, &err) == 0, "%s", err.msg);
+	json_decref(spec);
+}
+
+/* Rotates names (a JSON array, consumed) with --parallel `parallel`. */
+static json_t *
+rotate_parallel(struct fx *f, json_t *names, int parallel)
+{
+	struct rk_rotate_opts o = { .kind = "rotate", .reason = "unit test", .parallel = parallel };
+	struct rk_error err = { 0 };
+	json_t *rep = NULL;
+
+	ck_assert_msg(rk_engine_rotate(&f->ctx, names, &o, &rep, &err) == 0, "%s", err.msg);
+	json_decref(names);
+	return rep;
+}
+
+/* n secrets "<prefix>0".. on provider, appended to names. */
+static void
+add_many(struct fx *f, json_t *names, const char *prefix, const char *provider, int tier, int n)
+{
+	for (int i = 0; i < n; i++) {
+		char name[32];
+		snprintf(name, sizeof(name), "%s%d", prefix, i);
+		add_secret_on(f, name, provider, tier);
+		json_array_append_new(names, json_string(name));
+	}
+}
+
+static int64_t
+duration_of(const json_t *rep, const char *name)
+{
+	return json_integer_value(json_object_get(rep_secret(rep, name), "duration_ms"));
+}
+
+START_TEST(test_pool_never_exceeds_a_providers_cap_and_uses_it)
+{
+	struct fx f;
+	json_t *names = json_array(), *rep;
+
+	fx_files(&f);
+	fx_open(&f, &fake_staging);
+	FS->stage_delay_ms = 100;
+	add_many(&f, names, "l", "local", 0, 6);	/* cap 2 */
+	add_many(&f, names, "s", "slow", 0, 6);	/* cap 3 */
+	rep = rotate_parallel(&f, names, 16);
+	ck_assert_str_eq(rep_str(rep, "status"), "done");
+	ck_assert_int_eq(FS->stage_max_inflight[0], 2);
+	ck_assert_int_eq(FS->stage_max_inflight[1], 3);
+	ck_assert_int_eq(FS->calls[OP_STAGE], 12);
+	json_decref(rep);
+	fx_done(&f);
+}
+END_TEST
+
+START_TEST(test_pool_parallel_is_a_global_cap_and_defaults_to_the_sum_of_caps)
+{
+	struct fx f;
+	json_t *names = json_array(), *rep;
+
+	fx_files(&f);
+	fx_open(&f, &fake_staging);
+	FS->stage_delay_ms = 100;
+	add_many(&f, names, "l", "local", 0, 6);
+	add_many(&f, names, "s", "slow", 0, 6);
+	rep = rotate_parallel(&f, json_deep_copy(names), 3);
+	ck_assert_str_eq(rep_str(rep, "status"), "done");
+	ck_assert_int_eq(FS->stage_max_all, 3);
+	json_decref(rep);
+	FS->stage_max_all = 0;
+	rep = rotate_parallel(&f, names, 0);	/* the default: 2 + 3 */
+	ck_assert_str_eq(rep_str(rep, "status"), "done");
+	ck_assert_int_eq(FS->stage_max_all, 5);
+	json_decref(rep);
+	fx_done(&f);
+}
+END_TEST
+
+START_TEST(test_pool_a_slow_provider_does_not_hold_up_the_others)
+{
+	struct fx f;
+	json_t *names = json_array(), *rep;
+
+	fx_files(&f);
+	fx_open(&f, &fake_staging);
+	FS->stage_delay_ms = 600;
+	FS->slow_only = 1;
+	/* Listed first and as urgent: a pool by order alone would give it every worker. */
+	add_many(&f, names, "s", "slow", 0, 3);
+	add_many(&f, names, "l", "local", 0, 6);
+	rep = rotate_parallel(&f, names, 3);
+	ck_assert_str_eq(rep_str(rep, "status"), "done");
+	for (int i = 0; i < 6; i++) {
+		char name[8];
+		snprintf(name, sizeof(name), "l%d", i);
+		ck_assert_msg(duration_of(rep, name) < 500, "%s took %lld ms behind the slow provider",
+			      name, (long long)duration_of(rep, name));
+	}
+	ck_assert_int_ge(duration_of(rep, "s2"), 600);
+	json_decref(rep);
+	fx_done(&f);
+}
+END_TEST
+
+START_TEST(test_pool_lower_tier_starts_first)
+{
+	struct fx f;
+	json_t *names = json_array(), *rep;
+
+	fx_files(&f);
+	fx_open(&f, &fake_staging);
+	add_secret_on(&f, "t2a", "local", 2);
+	add_secret_on(&f, "t0a", "local", 0);
+	add_secret_on(&f, "t1a", "local", 1);
+	add_secret_on(&f, "t0b", "local", 0);
+	json_array_append_new(names, json_string("t2a"));
+	json_array_append_new(names, json_string("t0a"));
+	json_array_append_new(names, json_string("t1a"));
+	json_array_append_new(names, json_string("t0b"));
+	rep = rotate_parallel(&f, names, 1);
+	ck_assert_str_eq(rep_str(rep, "status"), "done");
+	ck_assert_int_eq(FS->nstage_order, 4);
+	ck_assert_str_eq(FS->stage_order[0], "t0a");
+	ck_assert_str_eq(FS->stage_order[1], "t0b");
+	ck_assert_str_eq(FS->stage_order[2], "t1a");
+	ck_assert_str_eq(FS->stage_order[3], "t2a");
+	json_decref(rep);
+	fx_done(&f);
+}
+END_TEST
+
+START_TEST(test_pool_tier_is_a_priority_not_a_barrier)
+{
+	struct fx f;
+	json_t *names = json_array(), *rep;
+
+	fx_files(&f);
+	fx_open(&f, &fake_staging);
+	FS->stage_delay_ms = 400;
+	FS->slow_only = 1;
+	/* 6 urgent secrets on a provider of cap 3, slow; the tier-2 ones need not wait for them. */
+	add_many(&f, names, "s", "slow", 0, 6);
+	add_many(&f, names, "l", "local", 2, 4);
+	rep = rotate_parallel(&f, names, 4);
+	ck_assert_str_eq(rep_str(rep, "status"), "done");
+	for (int i = 0; i < 4; i++) {
+		char name[8];
+		snprintf(name, sizeof(name), "l%d", i);
+		ck_assert_msg(duration_of(rep, name) < 400, "%s (tier 2) waited %lld ms for tier 0",
+			      name, (long long)duration_of(rep, name));
+	}
+	ck_assert_int_ge(duration_of(rep, "s5"), 800);	/* two rounds of 3 */
+	json_decref(rep);
+	fx_done(&f);
+}
+END_TEST
+
+struct stopper {
+	struct rk_ctx *ctx;
+	int after_ms;
+};
+
+static void *
+stop_later(void *arg)
+{
+	struct stopper *st = arg;
+
+	rk_sleep_ms(st->after_ms);
+	atomic_store(&st->ctx->stop, 1);	/* as the SIGTERM handler does */
+	return NULL;
+}
+
+START_TEST(test_pool_stop_leaves_the_run_open_and_resume_finishes_each_once)
+{
+	struct fx f;
+	json_t *names = json_array(), *rep, *e, *run = NULL;
+	struct rk_error err = { 0 };
+	struct stopper st;
+	pthread_t th;
+	char run_id[64];
+	size_t i, interrupted = 0;
+
+	fx_files(&f);
+	fx_open(&f, &fake_staging);
+	FS->stage_delay_ms = 150;
+	add_many(&f, names, "l", "local", 0, 8);
+	st = (struct stopper){ .ctx = &f.ctx, .after_ms = 200 };
+	ck_assert_int_eq(pthread_create(&th, NULL, stop_later, &st), 0);
+	rep = rotate_parallel(&f, names, 2);
+	pthread_join(th, NULL);
+	ck_assert_str_eq(rep_str(rep, "status"), "interrupted");
+	snprintf(run_id, sizeof(run_id), "%s", rep_str(rep, "run_id"));
+	ck_assert_ptr_nonnull(strstr(rep_str(rep, "retry"), run_id));
+	json_array_foreach(json_object_get(rep, "secrets"), i, e)
+		interrupted += strcmp(rep_str(e, "result"), "interrupted") == 0;
+	ck_assert_uint_ge(interrupted, 4);	/* 2 workers, 8 x 150 ms, stopped at 200 ms */
+	json_decref(rep);
+	ck_assert_int_eq(rk_store_run_get(f.ctx.store, run_id, &run, &err), 0);
+	ck_assert_str_eq(rep_str(run, "status"), "running");
+	json_decref(run);
+	/* Every provider call of the run could be stopped. */
+	ck_assert_int_eq(FS->calls_unstoppable[OP_STAGE], 0);
+
+	atomic_store(&f.ctx.stop, 0);
+	ck_assert_msg(rk_engine_resume(&f.ctx, run_id, 4, &rep, &err) == 0, "%s", err.msg);
+	ck_assert_str_eq(rep_str(rep, "status"), "done");
+	json_decref(rep);
+	for (int k = 0; k < 8; k++) {
+		char path[16];
+		snprintf(path, sizeof(path), "p/l%d", k);
+		ck_assert_msg(fake_nversions(path) == 1, "%s has %d versions", path,
+			      fake_nversions(path));
+	}
+	fx_done(&f);
+}
+END_TEST
+
+START_TEST(test_pool_no_provider_is_opened_once_workers_run)
+{
+	struct fx f;
+	struct rk_provider *p = NULL;
+	struct rk_error err = { 0 };
+
+	fx_files(&f);
+	fx_open(&f, &fake_staging);
+	rk_provider_close(f.ctx.providers[1]);
+	f.ctx.providers[1] = NULL;
+	f.ctx.workers_running = 1;
+	ck_assert_int_eq(rk_ctx_provider(&f.ctx, "slow", &p, &err), RK_EINTERNAL);
+	ck_assert_ptr_nonnull(strstr(err.msg, "before the rotations started"));
+	f.ctx.workers_running = 0;
+	rk_error_clear(&err);
+	fx_done(&f);
+}
+END_TEST
+
 Suite *
 engine_suite(void)
 {
@@ -1680,6 +2035,7 @@ engine_suite(void)
 	TCase *tf = tcase_create("failures");
 	TCase *tr = tcase_create("resume");
 	TCase *td = tcase_create("dependents");
+	TCase *tp = tcase_create("pool");
 
 	tcase_add_unchecked_fixture(tc, rk_test_base_setup, rk_test_base_teardown);
 	tcase_add_test(tc, test_engine_rotation_journals_every_step_in_order);
@@ -1723,5 +2079,16 @@ engine_suite(void)
 	tcase_add_test(td, test_engine_no_restart_leaves_dependents_alone);
 	tcase_set_timeout(td, 60);
 	suite_add_tcase(s, td);
+
+	tcase_add_unchecked_fixture(tp, rk_test_base_setup, rk_test_base_teardown);
+	tcase_add_test(tp, test_pool_never_exceeds_a_providers_cap_and_uses_it);
+	tcase_add_test(tp, test_pool_parallel_is_a_global_cap_and_defaults_to_the_sum_of_caps);
+	tcase_add_test(tp, test_pool_a_slow_provider_does_not_hold_up_the_others);
+	tcase_add_test(tp, test_pool_lower_tier_starts_first);
+	tcase_add_test(tp, test_pool_tier_is_a_priority_not_a_barrier);
+	tcase_add_test(tp, test_pool_stop_leaves_the_run_open_and_resume_finishes_each_once);
+	tcase_add_test(tp, test_pool_no_provider_is_opened_once_workers_run);
+	tcase_set_timeout(tp, 60);
+	suite_add_tcase(s, tp);
 	return s;
 }
