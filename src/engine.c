@@ -659,6 +659,25 @@ pool_done(struct pool *p, struct queue *q)
 	pthread_mutex_unlock(&p->mu);
 }
 
+/*
+ * Out of the pipeline: drop what only the forward part needed, so memory
+ * follows the rotations in flight, not the size of the run. The sealed new
+ * value goes too once promoted (nothing reads it again; the next journal
+ * step drops it from the DB); failed jobs dropped it in fail_job.
+ */
+static void
+job_retire(struct job *j)
+{
+	rk_secret_free(j->value);
+	j->value = NULL;
+	rk_loc_free(&j->loc);
+	if (rk_step_is_promoted(state_of(j))) {
+		free(j->rot.sealed_new);
+		j->rot.sealed_new = NULL;
+		j->rot.sealed_new_len = 0;
+	}
+}
+
 static void *
 pool_worker(void *arg)
 {
@@ -670,6 +689,7 @@ pool_worker(void *arg)
 	while ((j = pool_take(p, &q)) != NULL) {
 		advance(p->ctx, j);
 		j->t1 = rk_mono_ms();
+		job_retire(j);
 		pool_done(p, q);
 	}
 	return NULL;
