@@ -864,8 +864,12 @@ attempt_once(struct rk_http *h, const struct call *call, CURL *c, struct outcome
 		return r;
 	o->cc = curl_easy_perform(c);
 	o->cancelled = o->cc == CURLE_ABORTED_BY_CALLBACK;
-	/* The timeout was clipped to the deadline: libcurl gives up no earlier. */
-	o->deadline_hit = o->cc == CURLE_OPERATION_TIMEDOUT && rk_call_expired(call->req->call);
+	/*
+	 * The timeout was clipped to the deadline: libcurl's own clock may end
+	 * it a hair before ours reaches the deadline, so the clip decides.
+	 */
+	o->deadline_hit = o->cc == CURLE_OPERATION_TIMEDOUT &&
+			  (timeout_ms < h->cfg.total_timeout_ms || rk_call_expired(call->req->call));
 	if (curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &o->status) != CURLE_OK)
 		o->status = 0;
 	if (o->cc == CURLE_FILESIZE_EXCEEDED)
