@@ -60,6 +60,8 @@ secrets:
   - {name: k8s/db, provider: vault-k8s, locator: {path: k8s/db, key: password}, policy: quick}
   - {name: exp/db, provider: vault-exp, locator: {path: exp/db, key: password}, policy: quick}
   - {name: race/db, provider: vault-slow, locator: {path: race/db, key: password}, policy: quick}
+  - {name: sg/a, provider: vault-slow, locator: {path: sg/a, key: v}, policy: quick}
+  - {name: sg/b, provider: vault-slow, locator: {path: sg/b, key: v}, policy: quick}
   - {name: h1, provider: vault, locator: {path: h/1, key: v}, policy: quick}
   - {name: h2, provider: vault, locator: {path: h/2, key: v}, policy: quick}
   - {name: h3, provider: vault, locator: {path: h/3, key: v}, policy: quick}
@@ -251,6 +253,30 @@ n=$(admin GET requests | jq_ "len([r for r in d['requests'] if r['path'].startsw
 check "  later secrets were not sent once it was open ($n requests)" [ "$n" -le 4 ]
 admin DELETE inject >/dev/null
 expect_rc "a new process starts closed and succeeds" 0 rk rotate h3
+
+# ---- SIGTERM while Vault hangs: the HTTP waits stop at once, --resume finishes ----
+admin DELETE inject >/dev/null
+admin POST kv '{"mount":"secret","path":"sg/a","data":{"v":"a0","other":"kept"}}' >/dev/null
+admin POST inject '{"path_regex":"^/v1/secret/data/sg/","method":"*","action":"hang","ms":20000,"count":-1}' >/dev/null
+"$REKEY_BIN" rotate --parallel 2 sg/a sg/b >"$T/sg.out" 2>"$T/sg.err" &
+pid=$!
+sleep 0.7
+t0=$(date +%s%N)
+kill -TERM "$pid"
+wait "$pid"
+rc=$?
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+check "SIGTERM during a hanging Vault call: exit 3 (got $rc)" [ "$rc" = 3 ]
+# vault-slow's own timeout is 5 s: only the cancellation explains an earlier end.
+check "  within 2 s of the signal ($ms ms), not at the 5 s timeout" [ "$ms" -lt 2000 ]
+check "  prints the command that finishes the run" contains "$T/sg.out" "finish with: rekey rotate --resume"
+check "  nothing written to Vault meanwhile" [ "$(kvstate sg/a "['current_version']")" = 1 ]
+admin DELETE inject >/dev/null
+expect_rc "  --resume finishes the run" 0 rk rotate --resume all
+check "  one new version of sg/a" [ "$(kvstate sg/a "['current_version']")" = 2 ]
+check "  sg/a: the recorded value is in Vault" [ "$(printf %s "$(kvstate sg/a "['versions']['2']['data']['v']")" | "$RK_FP" "$T/var")" = "$(rk status sg/a --output json | jq_ "d['current_fp']")" ]
+check "  sg/a: its other key kept" [ "$(kvstate sg/a "['versions']['2']['data']['other']")" = kept ]
+check "  sg/b created once" [ "$(kvstate sg/b "['current_version']")" = 1 ]
 
 # ---- in one process: the circuit opens, fails fast, then closes after the cool-down ----
 # (one rotation at a time: the sequence, not the concurrency, is under test)
