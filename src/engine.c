@@ -41,7 +41,8 @@
 struct job {
 	json_t *row;			/* the secret's DB row (owned) */
 	const json_t *spec;		/* row["spec"] */
-	const char *name;
+	const char *name;		/* in row, or in rot.secret once retired */
+	json_t *deps;			/* the spec's dependents, kept when row is dropped */
 	const struct rk_policy *pol;
 	struct rk_provider *prov;
 	struct rk_loc loc;		/* spec["locator"] parsed for prov */
@@ -55,7 +56,6 @@ struct job {
 	int dep_failed;			/* a dependent of this secret failed to restart */
 	int dep_pending;		/* a dependent of it waits for a secret still in flight */
 	int conflicts;			/* stages lost to another writer in this process */
-	struct rk_error err;
 };
 
 static void
@@ -65,6 +65,7 @@ job_free(struct job *j)
 	rk_rotation_clear(&j->rot);
 	rk_loc_free(&j->loc);
 	json_decref(j->row);
+	json_decref(j->deps);
 }
 
 static void
@@ -371,7 +372,6 @@ fail_job(struct rk_ctx *ctx, struct job *j, const struct rk_error *cause)
 	int staged = rk_step_is_staged(state_of(j));
 	enum rk_step final = RK_STEP_FAILED;
 
-	j->err = *cause;
 	snprintf(j->rot.error, sizeof(j->rot.error), "%s", cause->msg);
 	if (staged) {
 		if (undo_stage(ctx, j, &e2) == 0) {
@@ -660,6 +660,43 @@ pool_done(struct pool *p, struct queue *q)
 }
 
 /*
+ * Keeps of a checked job only what waiting, restarting and reporting need
+ * (name, tier, policy, provider, dependents): a run of any size then holds
+ * the inventory rows of the rotations in flight only. job_unpark loads the
+ * row again when a worker takes the job.
+ */
+static void
+job_park(struct job *j)
+{
+	rk_loc_free(&j->loc);
+	if (j->row == NULL)
+		return;
+	if (j->name != j->rot.secret) {
+		snprintf(j->rot.secret, sizeof(j->rot.secret), "%s", j->name);
+		j->name = j->rot.secret;
+	}
+	if (j->deps == NULL)
+		j->deps = json_incref(json_object_get(j->spec, "dependents"));
+	json_decref(j->row);
+	j->row = NULL;
+	j->spec = NULL;
+}
+
+static int
+job_unpark(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
+{
+	int r;
+
+	if (j->row != NULL)
+		return 0;
+	if ((r = rk_store_secret_get(ctx->store, j->rot.secret, &j->row, err)) < 0)
+		return r;
+	j->spec = json_object_get(j->row, "spec");
+	j->name = json_string_value(json_object_get(j->row, "name"));
+	return rk_loc_parse(&j->loc, j->prov, json_object_get(j->spec, "locator"), err);
+}
+
+/*
  * Out of the pipeline: drop what only the forward part needed, so memory
  * follows the rotations in flight, not the size of the run. The sealed new
  * value goes too once promoted (nothing reads it again; the next journal
@@ -671,6 +708,7 @@ job_retire(struct job *j)
 	rk_secret_free(j->value);
 	j->value = NULL;
 	rk_loc_free(&j->loc);
+	job_park(j);
 	if (rk_step_is_promoted(state_of(j))) {
 		free(j->rot.sealed_new);
 		j->rot.sealed_new = NULL;
@@ -687,7 +725,15 @@ pool_worker(void *arg)
 
 	rk_log_set_run(p->run_id);
 	while ((j = pool_take(p, &q)) != NULL) {
-		advance(p->ctx, j);
+		struct rk_error err = { 0 };
+		if (job_unpark(p->ctx, j, &err) < 0) {
+			/* Its row cannot be read now: left to --resume, like a stop. */
+			snprintf(j->rot.error, sizeof(j->rot.error), "%s", err.msg);
+			rk_log_err(&err, "cannot load '%s'", j->rot.secret);
+			j->result = RK_RESULT_INTERRUPTED;
+		} else {
+			advance(p->ctx, j);
+		}
 		j->t1 = rk_mono_ms();
 		job_retire(j);
 		pool_done(p, q);
@@ -916,7 +962,8 @@ restart_dependents(struct rk_ctx *ctx, const char *run_id, struct job *jobs, siz
 	for (size_t i = 0; i < n && index; i++) {
 		const json_t *dep;
 		size_t k;
-		json_array_foreach(json_object_get(jobs[i].spec, "dependents"), k, dep) {
+		json_array_foreach(jobs[i].deps ? jobs[i].deps
+						: json_object_get(jobs[i].spec, "dependents"), k, dep) {
 			const char *key = json_string_value(json_object_get(dep, "key"));
 			json_t *pos = json_object_get(index, key);
 			struct dep_entry *e;
@@ -1051,7 +1098,7 @@ job_report(const struct job *j)
 			 j->prov ? j->prov->name : "", "result",
 			 rk_result_name(j->result != RK_RESULT_NONE ? j->result : RK_RESULT_FAILED),
 			 "old_version", j->rot.old_version, "new_version", j->rot.new_version,
-			 "error", j->rot.error[0] ? j->rot.error : j->err.msg, "duration_ms",
+			 "error", j->rot.error, "duration_ms",
 			 (json_int_t)((j->t1 ? j->t1 : rk_mono_ms()) - j->t0));
 }
 
@@ -1189,7 +1236,8 @@ start_run(struct rk_ctx *ctx, const char *run_id, const char *kind, const char *
 	for (size_t i = 0; i < n; i++) {
 		struct job *j = &jobs[i];
 		snprintf(j->rot.run_id, sizeof(j->rot.run_id), "%s", run_id);
-		snprintf(j->rot.secret, sizeof(j->rot.secret), "%s", j->name);
+		if (j->name != j->rot.secret)
+			snprintf(j->rot.secret, sizeof(j->rot.secret), "%s", j->name);
 		snprintf(j->rot.state, sizeof(j->rot.state), "planned");
 		rk_keys_uuid(ctx->keys, run_id, j->name, j->rot.idem_key);
 		if ((manual && (r = rk_store_secret_clear_attention(ctx->store, j->name, err)) < 0) ||
@@ -1267,6 +1315,7 @@ rk_engine_rotate(struct rk_ctx *ctx, const json_t *names_in, const struct rk_rot
 		if ((r = load_job(ctx, &jobs[n++], name, err)) < 0 ||
 		    (r = check_not_in_flight(ctx, name, err)) < 0)
 			goto out;
+		job_park(&jobs[n - 1]);	/* checked: its row is loaded again when its turn comes */
 	}
 	rk_new_run_id(run_id, sizeof(run_id), rk_now(ctx));
 	if ((r = start_run(ctx, run_id, kind, opts->reason, names, jobs, n, opts->manual, err)) < 0)
@@ -1323,7 +1372,6 @@ resume_run(struct rk_ctx *ctx, const json_t *run, int parallel, json_t **report,
 			j->rot = rots[i];
 			memset(&rots[i], 0, sizeof(rots[i]));
 			j->name = j->rot.secret;
-			j->err = e2;
 			j->result = RK_RESULT_FAILED;
 			snprintf(j->rot.error, sizeof(j->rot.error), "%s", e2.msg);
 			continue;
@@ -1342,16 +1390,12 @@ resume_run(struct rk_ctx *ctx, const json_t *run, int parallel, json_t **report,
 		} else if (st == RK_STEP_DONE) {
 			j->result = RK_RESULT_ROTATED;
 		}
+		job_park(j);
 	}
 	r = finish_run(ctx, run_id, kind, jobs, n, 0, parallel, report, err);
 out:
-	for (i = 0; jobs && i < n; i++) {
-		if (jobs[i].row == NULL) {
-			rk_rotation_clear(&jobs[i].rot);
-			continue;
-		}
+	for (i = 0; jobs && i < n; i++)
 		job_free(&jobs[i]);
-	}
 	free(jobs);
 	rk_store_rot_free(rots, n_all);
 	return r;
