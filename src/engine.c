@@ -1449,18 +1449,17 @@ rk_engine_plan(struct rk_ctx *ctx, int64_t at, json_t **out, struct rk_error *er
 	size_t i;
 	int r;
 
-	if ((r = rk_store_secret_list(ctx->store, &rows, err)) < 0)
+	if ((r = rk_store_secret_schedule(ctx->store, &rows, err)) < 0)
 		return r;
 	if ((plan = json_array()) == NULL) {
 		json_decref(rows);
 		return rk_error_set(err, RK_ENOMEM, "out of memory");
 	}
 	json_array_foreach(rows, i, row) {
-		const json_t *spec = json_object_get(row, "spec");
-		const char *pname = json_string_value(json_object_get(spec, "policy"));
+		const char *pname = json_string_value(json_object_get(row, "policy"));
 		const struct rk_policy *pol = rk_policy_find(ctx->policies, pname);
 		int64_t last = json_integer_value(json_object_get(row, "last_rotated"));
-		int64_t spec_last = json_integer_value(json_object_get(spec, "last_rotated"));
+		int64_t spec_last = json_integer_value(json_object_get(row, "spec_last_rotated"));
 		int attention = (int)json_integer_value(json_object_get(row, "needs_attention"));
 		int64_t next_due = 0, next_window = 0;
 		int due, overdue = 0, expired = 0, window_open = 1;

@@ -800,6 +800,16 @@ rk_store_secret_list(struct rk_store *s, json_t **out, struct rk_error *err)
 }
 
 int
+rk_store_secret_schedule(struct rk_store *s, json_t **out, struct rk_error *err)
+{
+	return query(s, out, err,
+		     "SELECT name, provider, policy, environment, owner, tier, last_rotated,"
+		     " current_version, failures, needs_attention, last_result, last_error,"
+		     " COALESCE(json_extract(spec, '$.last_rotated'), 0) AS spec_last_rotated"
+		     " FROM secrets ORDER BY name", "");
+}
+
+int
 rk_store_secret_names(struct rk_store *s, json_t **out, struct rk_error *err)
 {
 	json_t *rows = NULL, *set, *row;

@@ -64,6 +64,12 @@ int rk_store_secret_put(struct rk_store *s, const json_t *spec, int64_t now,
 int rk_store_secret_delete(struct rk_store *s, const char *name, struct rk_error *err) RK_WARN_UNUSED;
 /* All secrets, ordered by name; each object has a parsed "spec". */
 int rk_store_secret_list(struct rk_store *s, json_t **out, struct rk_error *err) RK_WARN_UNUSED;
+/*
+ * What a schedule needs of every secret, ordered by name: the secret row's
+ * columns without the spec (so a large inventory costs little memory), plus
+ * spec_last_rotated (the inventory's own last_rotated, 0 when none).
+ */
+int rk_store_secret_schedule(struct rk_store *s, json_t **out, struct rk_error *err) RK_WARN_UNUSED;
 /* The inventory's names as a JSON object used as a set (name -> true). */
 int rk_store_secret_names(struct rk_store *s, json_t **out, struct rk_error *err) RK_WARN_UNUSED;
 int rk_store_secret_get(struct rk_store *s, const char *name, json_t **out,
