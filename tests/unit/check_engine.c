@@ -1826,6 +1826,18 @@ duration_of(const json_t *rep, const char *name)
 	return json_integer_value(json_object_get(rep_secret(rep, name), "duration_ms"));
 }
 
+/* Secrets "<prefix>0".."<prefix>(n-1)" each left the pipeline within ms. */
+static void
+assert_all_done_within(const json_t *rep, const char *prefix, int n, int64_t ms, const char *why)
+{
+	for (int i = 0; i < n; i++) {
+		char name[32];
+		snprintf(name, sizeof(name), "%s%d", prefix, i);
+		ck_assert_msg(duration_of(rep, name) < ms, "%s took %lld ms: %s", name,
+			      (long long)duration_of(rep, name), why);
+	}
+}
+
 START_TEST(test_pool_never_exceeds_a_providers_cap_and_uses_it)
 {
 	struct fx f;
@@ -1883,12 +1895,7 @@ START_TEST(test_pool_a_slow_provider_does_not_hold_up_the_others)
 	add_many(&f, names, "l", "local", 0, 6);
 	rep = rotate_parallel(&f, names, 3);
 	ck_assert_str_eq(rep_str(rep, "status"), "done");
-	for (int i = 0; i < 6; i++) {
-		char name[8];
-		snprintf(name, sizeof(name), "l%d", i);
-		ck_assert_msg(duration_of(rep, name) < 500, "%s took %lld ms behind the slow provider",
-			      name, (long long)duration_of(rep, name));
-	}
+	assert_all_done_within(rep, "l", 6, 500, "held up behind the slow provider");
 	ck_assert_int_ge(duration_of(rep, "s2"), 600);
 	json_decref(rep);
 	fx_done(&f);
@@ -1936,12 +1943,7 @@ START_TEST(test_pool_tier_is_a_priority_not_a_barrier)
 	add_many(&f, names, "l", "local", 2, 4);
 	rep = rotate_parallel(&f, names, 4);
 	ck_assert_str_eq(rep_str(rep, "status"), "done");
-	for (int i = 0; i < 4; i++) {
-		char name[8];
-		snprintf(name, sizeof(name), "l%d", i);
-		ck_assert_msg(duration_of(rep, name) < 400, "%s (tier 2) waited %lld ms for tier 0",
-			      name, (long long)duration_of(rep, name));
-	}
+	assert_all_done_within(rep, "l", 4, 400, "tier 2 waited for tier 0");
 	ck_assert_int_ge(duration_of(rep, "s5"), 800);	/* two rounds of 3 */
 	json_decref(rep);
 	fx_done(&f);

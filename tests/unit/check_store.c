@@ -34,15 +34,7 @@ struct fx {
 static void
 fx_init(struct fx *f)
 {
-	struct rk_error err = { 0 };
-
-	snprintf(f->dir, sizeof(f->dir), "%s/t-XXXXXX", rk_test_base_dir);
-	ck_assert_ptr_nonnull(mkdtemp(f->dir));
-	ck_assert_msg(rk_keys_create(f->dir, &err) == 0, "%s", err.msg);
-	rk_ctx_init(&f->ctx);
-	ck_assert_msg(rk_keys_load(&f->ctx.keys, f->dir, &err) == 0, "%s", err.msg);
-	ck_assert_msg(rk_store_open(&f->ctx.store, f->dir, 1, &err) == 0, "%s", err.msg);
-	f->ctx.fixed_now = 1767312000;
+	rk_test_state_ctx(f->dir, &f->ctx);
 	(void)rk_ctx_actor(&f->ctx);	/* as rk_ctx_open_state does, before any thread */
 }
 

@@ -4,12 +4,16 @@
  * nothing behind in /tmp.
  */
 #define _XOPEN_SOURCE 700
+#include <check.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "rekey/crypto.h"
+#include "rekey/ctx.h"
 #include "rekey/error.h"
+#include "rekey/store.h"
 #include "unit.h"
 
 char rk_test_base_dir[64];
@@ -67,4 +71,18 @@ rk_test_assert_at(const struct rk_error *err, const char *name, int line, int co
 	ck_assert_msg(l == line, "line %d, expected %d: %s", l, line, err->msg);
 	if (col != 0)
 		ck_assert_msg(c == col, "column %d, expected %d: %s", c, col, err->msg);
+}
+
+void
+rk_test_state_ctx(char *dir, struct rk_ctx *ctx)
+{
+	struct rk_error err = { 0 };
+
+	snprintf(dir, 64, "%s/t-XXXXXX", rk_test_base_dir);
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	ck_assert_msg(rk_keys_create(dir, &err) == 0, "%s", err.msg);
+	rk_ctx_init(ctx);
+	ck_assert_msg(rk_keys_load(&ctx->keys, dir, &err) == 0, "%s", err.msg);
+	ck_assert_msg(rk_store_open(&ctx->store, dir, 1, &err) == 0, "%s", err.msg);
+	ctx->fixed_now = 1767312000;
 }

@@ -21,6 +21,14 @@ void rk_test_rm_rf(const char *dir);
 /* Writes text to path (the test fails if it cannot). */
 void rk_test_write(const char *path, const char *text);
 
+struct rk_ctx;
+/*
+ * A fresh state directory under the base dir (its path in dir, 64 bytes)
+ * with keys and a state DB opened into ctx, the clock fixed at
+ * 2026-01-02T00:00:00Z. Undo with rk_ctx_cleanup and rk_test_rm_rf.
+ */
+void rk_test_state_ctx(char *dir, struct rk_ctx *ctx);
+
 struct rk_error;
 /* err->msg starts with "name:line:col: " (col 0: any column). */
 void rk_test_assert_at(const struct rk_error *err, const char *name, int line, int col);
