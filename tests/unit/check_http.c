@@ -1351,8 +1351,8 @@ kv_reply(char *buf, size_t n, long version, const char *value)
 
 START_TEST(test_vault_operation_with_a_stopped_call_sends_nothing)
 {
-	char reply[512];
-	struct step script[1] = { { S_REPLY, NULL, 0 } };
+	static char reply[512];	/* the server thread may outlive this frame */
+	static struct step script[1] = { { S_REPLY, NULL, 0 } };
 	struct vault_fx f;
 	json_t *json;
 	struct rk_loc loc;
@@ -1423,8 +1423,8 @@ START_TEST(test_vault_requests_carry_the_priority_of_their_call)
 {
 	static const char *const paths[] = { "hold", "p2", "p1", "p0" };
 	static const int prio[] = { 0, 2, 1, 0 };
-	char reply[512];
-	struct step script[2] = { { S_REPLY, NULL, 600 }, { S_REPLY, NULL, 0 } };
+	static char reply[512];	/* the server thread may outlive this frame */
+	static struct step script[2] = { { S_REPLY, NULL, 600 }, { S_REPLY, NULL, 0 } };
 	struct vault_reader rd[4];
 	struct vault_fx f;
 	pthread_t t[4];
@@ -1497,8 +1497,8 @@ END_TEST
  */
 START_TEST(test_vault_lookup_that_cannot_read_a_version_is_not_a_conflict)
 {
-	char reply[512];
-	struct step script[2] = { { S_REPLY, NULL, 0 }, { S_REPLY, E503, 0 } };
+	static char reply[512];	/* the server thread may outlive this frame */
+	static struct step script[2] = { { S_REPLY, NULL, 0 }, { S_REPLY, E503, 0 } };
 	struct vault_fx f;
 	json_t *json;
 	struct rk_loc loc;
