@@ -58,6 +58,28 @@ START_TEST(test_step_groups)
 }
 END_TEST
 
+/* Results are codes; their words (the JSON report's "result") are fixed and distinct. */
+START_TEST(test_step_result_words_are_distinct_and_changed_means_a_new_value)
+{
+	static const char *const want[RK_RESULT_COUNT] = {
+		"", "rotated", "restored", "failed", "rolled_back", "interrupted",
+	};
+	static const char *const dep_want[RK_DEP_RESULT_COUNT] = {
+		"restarted", "skipped", "not_restarted", "failed", "pending",
+	};
+
+	for (int r = 0; r < RK_RESULT_COUNT; r++) {
+		ck_assert_str_eq(rk_result_name((enum rk_result)r), want[r]);
+		ck_assert_int_eq(rk_result_changed((enum rk_result)r),
+				 r == RK_RESULT_ROTATED || r == RK_RESULT_RESTORED);
+	}
+	for (int r = 0; r < RK_DEP_RESULT_COUNT; r++)
+		ck_assert_str_eq(rk_dep_result_name((enum rk_dep_result)r), dep_want[r]);
+	ck_assert_str_eq(rk_result_name(RK_RESULT_COUNT), "unknown");
+	ck_assert_str_eq(rk_dep_result_name(RK_DEP_RESULT_COUNT), "unknown");
+}
+END_TEST
+
 Suite *
 step_suite(void)
 {
@@ -67,6 +89,7 @@ step_suite(void)
 	tcase_add_test(tc, test_step_words_round_trip_and_are_distinct);
 	tcase_add_test(tc, test_step_unknown_words_and_codes);
 	tcase_add_test(tc, test_step_groups);
+	tcase_add_test(tc, test_step_result_words_are_distinct_and_changed_means_a_new_value);
 	suite_add_tcase(s, tc);
 	return s;
 }
