@@ -83,7 +83,12 @@ check "plan explains a never-rotated secret" contains "$T/out" "never rotated by
 check "plan explains an overdue one" contains "$T/out" "past grace"
 expect_rc "rotate --due --dry-run" 0 rk rotate --due --dry-run
 check "dry run lists what would rotate" contains "$T/out" "would rotate old"
-expect_rc "rotate one" 0 rk rotate one
+for bad in 0 257 -1 abc 4x; do
+	expect_rc "rotate --parallel $bad is a usage error" 2 rk rotate --parallel "$bad" one
+	check "  ... saying the range" contains "$T/err" "--parallel takes a number from 1 to 256"
+done
+check "  ... and nothing was rotated" sh -c "! '$REKEY_BIN' get one >/dev/null 2>&1"
+expect_rc "rotate one" 0 rk rotate --parallel 1 one
 v1=$(rk get one)
 check "value has the policy's length" [ ${#v1} = 24 ]
 expect_rc "rotate one again" 0 rk rotate one
