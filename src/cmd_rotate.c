@@ -203,7 +203,7 @@ cmd_rotate(struct rk_ctx *ctx, int argc, char **argv)
 	long long par;
 	const char *resume = NULL;
 	int due = 0, dry = 0, ignore_window = 0, c, rc = 1;
-	json_t *names = NULL, *plan = NULL, *rep = NULL, *p;
+	json_t *names = NULL, *plan = NULL, *known = NULL, *rep = NULL, *p;
 	size_t i;
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -243,13 +243,13 @@ cmd_rotate(struct rk_ctx *ctx, int argc, char **argv)
 		json_decref(plan);	/* not needed while the rotations run */
 		plan = NULL;
 	} else {
-		/* plan holds the inventory's names as a set here: one pass, any number of names. */
-		if (rk_store_secret_names(ctx->store, &plan, &err) < 0) {
+		/* The inventory's names as a set: one pass, any number of names. */
+		if (rk_store_secret_names(ctx->store, &known, &err) < 0) {
 			rc = rk_cli_fail(&err, "nothing was rotated");
 			goto out;
 		}
 		for (int k = optind; k < argc; k++) {
-			if (json_object_get(plan, argv[k]) == NULL) {
+			if (json_object_get(known, argv[k]) == NULL) {
 				rk_error_set(&err, RK_EINVAL,
 					     "no secret named '%s' in the inventory (see `rekey list`)",
 					     argv[k]);
@@ -258,8 +258,6 @@ cmd_rotate(struct rk_ctx *ctx, int argc, char **argv)
 			}
 			json_array_append_new(names, json_string(argv[k]));
 		}
-		json_decref(plan);
-		plan = NULL;
 	}
 	/* A secret with a rotation still in flight must be finished first, not raced. */
 	if (rk_engine_check_idle(ctx, names, &err) < 0) {
@@ -295,6 +293,7 @@ out:
 	json_decref(rep);
 	json_decref(names);
 	json_decref(plan);
+	json_decref(known);
 	return rc;
 }
 

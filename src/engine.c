@@ -68,6 +68,15 @@ job_free(struct job *j)
 	json_decref(j->deps);
 }
 
+/* The journal's sealed copy of the new value, no longer needed in memory. */
+static void
+drop_sealed_new(struct job *j)
+{
+	free(j->rot.sealed_new);
+	j->rot.sealed_new = NULL;
+	j->rot.sealed_new_len = 0;
+}
+
 static void
 seal_ad(char *ad, size_t n, const struct rk_rotation *rot, const char *which)
 {
@@ -129,9 +138,7 @@ do_generate(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 	}
 	rk_secret_free(j->value);
 	j->value = NULL;
-	free(j->rot.sealed_new);
-	j->rot.sealed_new = NULL;
-	j->rot.sealed_new_len = 0;
+	drop_sealed_new(j);
 	j->rot.new_fp[0] = '\0';
 	if (j->rot.restore_version[0] != '\0') {
 		/* A rollback: the "new" value is the one an earlier version holds. */
@@ -387,9 +394,7 @@ fail_job(struct rk_ctx *ctx, struct job *j, const struct rk_error *cause)
 	 * The new value is dropped: this run will not write it again. The sealed
 	 * previous value stays: without provider versions it is the only copy.
 	 */
-	free(j->rot.sealed_new);
-	j->rot.sealed_new = NULL;
-	j->rot.sealed_new_len = 0;
+	drop_sealed_new(j);
 	if (step(ctx, j, final, j->rot.error, &e2) < 0)
 		rk_log_err(&e2, "cannot journal the failure of '%s'", j->name);
 	rk_error_clear(&e2);
@@ -707,13 +712,9 @@ job_retire(struct job *j)
 {
 	rk_secret_free(j->value);
 	j->value = NULL;
-	rk_loc_free(&j->loc);
-	job_park(j);
-	if (rk_step_is_promoted(state_of(j))) {
-		free(j->rot.sealed_new);
-		j->rot.sealed_new = NULL;
-		j->rot.sealed_new_len = 0;
-	}
+	job_park(j);	/* frees the typed locator too */
+	if (rk_step_is_promoted(state_of(j)))
+		drop_sealed_new(j);
 }
 
 static void *
@@ -802,7 +803,9 @@ run_jobs(struct rk_ctx *ctx, const char *run_id, struct job *jobs, size_t n, int
 	if (nth == 0) {
 		r = rk_error_set(err, RK_EINTERNAL, "cannot start a worker thread");
 	} else {
-		rk_log(RK_LOG_DEBUG, "run.workers", "run_id", run_id, NULL);
+		char nw[24];
+		snprintf(nw, sizeof(nw), "%zu", nth);
+		rk_log(RK_LOG_DEBUG, "run.workers", "run_id", run_id, "workers", nw, NULL);
 		for (size_t t = 0; t < nth; t++)
 			pthread_join(th[t], NULL);
 	}
@@ -1135,9 +1138,7 @@ close_jobs(struct rk_ctx *ctx, struct job *jobs, size_t n)
 			 &e2) == 0)
 			RK_FAULT("restarted");
 		/* Done: the sealed value is no longer needed by anyone. */
-		free(j->rot.sealed_new);
-		j->rot.sealed_new = NULL;
-		j->rot.sealed_new_len = 0;
+		drop_sealed_new(j);
 		if (e2.code == 0 && state_of(j) == RK_STEP_RESTARTED)
 			(void)step(ctx, j, RK_STEP_DONE, NULL, &e2);
 		if (e2.code != 0)
