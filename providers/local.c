@@ -169,27 +169,23 @@ local_parse_locator(const struct rk_provider *p, const json_t *loc, void **out,
 
 /*
  * Held for every change of one secret; rotations of one secret never
- * overlap. A stopping rekey does not start to wait for it.
+ * overlap. A stopping rekey does not start to wait for it. The lock is on
+ * the secret's directory itself: a lock file would cost an inode per
+ * secret (older rekeys left a `.lock` there; it is ignored).
  */
 static int
 lock_dir(const struct local_loc *loc, const struct rk_call *call, int *fd_out,
 	 struct rk_error *err)
 {
 	const char *dir = loc->dir;
-	char *path;
 	int fd, r;
 
 	if (rk_call_cancelled(call))
 		return rk_error_set(err, RK_ECANCELED, "stopped before locking local secret '%s': "
 				    "rekey is shutting down", loc->path);
-	if ((path = rk_path_join(dir, ".lock")) == NULL)
-		return rk_error_set(err, RK_ENOMEM, "out of memory");
-	if ((r = rk_mkdir_p(dir, 0700, err)) < 0) {
-		free(path);
+	if ((r = rk_mkdir_p(dir, 0700, err)) < 0)
 		return r;
-	}
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	free(path);
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0 || flock(fd, LOCK_EX) < 0) {
 		if (fd >= 0)
 			close(fd);

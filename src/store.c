@@ -55,13 +55,26 @@ struct batch {
 	char msg[256];
 };
 
-struct reader {
+/*
+ * Prepared statements kept per connection: compiling SQL was a quarter of
+ * a rotation's CPU. Keyed by the SQL text (its pointer first: every
+ * statement is a literal), reset after each use so that no statement holds
+ * a read transaction open.
+ */
+#define STMT_CACHE 64
+struct conn {
 	sqlite3 *db;
-	struct reader *next;
+	struct conn *next;	/* the reader pool */
+	unsigned n;
+	struct {
+		const char *sql;
+		sqlite3_stmt *st;
+	} cache[STMT_CACHE];
 };
 
 struct rk_store {
 	sqlite3 *db;		/* the write connection; only the holder of wmu uses it */
+	struct conn w;		/* its statements (w.db == db) */
 	char *path;
 	pthread_mutex_t wmu;
 	pthread_cond_t changed;	/* a unit ended or a batch finished (with wmu) */
@@ -71,7 +84,7 @@ struct rk_store {
 	int failed;		/* an inner level of that unit rolled back */
 	unsigned returning;	/* units of the last commit whose threads have not written since */
 	pthread_mutex_t rmu;	/* the reader pool */
-	struct reader *readers;
+	struct conn *readers;
 	uint64_t units, commits;	/* with wmu */
 	void (*commit_hook)(void *arg, unsigned units);
 	void *commit_hook_arg;
@@ -180,51 +193,115 @@ open_conn(struct rk_store *s, sqlite3 **db, int flags, struct rk_error *err)
 	return 0;
 }
 
-/* The connection for a read: the write one inside this thread's unit, else a pooled reader. */
+/*
+ * A statement for sql on c: the cached one (reset) or a new one, cached
+ * while there is room. Give it back with stmt_done.
+ */
 static int
-conn_get(struct rk_store *s, sqlite3 **db, struct rk_error *err)
+stmt_get(struct rk_store *s, struct conn *c, const char *sql, sqlite3_stmt **st,
+	 struct rk_error *err)
 {
-	struct reader *rd;
-	int r;
+	for (unsigned i = 0; i < c->n; i++)
+		if (c->cache[i].sql == sql && strcmp(sqlite3_sql(c->cache[i].st), sql) == 0) {
+			*st = c->cache[i].st;
+			return 0;
+		}
+	if (sqlite3_prepare_v3(c->db, sql, -1, c->n < STMT_CACHE ? SQLITE_PREPARE_PERSISTENT : 0,
+			       st, NULL) != SQLITE_OK) {
+		*st = NULL;
+		return db_err(s, c->db, err, "prepare");
+	}
+	if (c->n < STMT_CACHE) {
+		c->cache[c->n].sql = sql;
+		c->cache[c->n].st = *st;
+		c->n++;
+	}
+	return 0;
+}
 
-	if (tl_unit == s) {
-		*db = s->db;
-		return 0;
-	}
-	pthread_mutex_lock(&s->rmu);
-	if ((rd = s->readers) != NULL)
-		s->readers = rd->next;
-	pthread_mutex_unlock(&s->rmu);
-	if (rd != NULL) {
-		*db = rd->db;
-		free(rd);
-		return 0;
-	}
-	if ((r = open_conn(s, db, SQLITE_OPEN_READWRITE, err)) < 0)
+/* Ends a use of st: a cached statement is reset and unbound, another finalized. */
+static void
+stmt_done(struct conn *c, sqlite3_stmt *st)
+{
+	if (st == NULL)
+		return;
+	for (unsigned i = 0; i < c->n; i++)
+		if (c->cache[i].st == st) {
+			sqlite3_reset(st);
+			sqlite3_clear_bindings(st);
+			return;
+		}
+	sqlite3_finalize(st);
+}
+
+/* Runs a statement without arguments or rows (BEGIN, SAVEPOINT, ...) from the cache. */
+static int
+exec_cached(struct rk_store *s, struct conn *c, const char *sql, struct rk_error *err)
+{
+	sqlite3_stmt *st;
+	int r, rc;
+
+	if ((r = stmt_get(s, c, sql, &st, err)) < 0)
 		return r;
-	/* A reader never writes: a bug that tries fails instead of racing the writer. */
-	if ((r = exec_sql(s, *db, "PRAGMA query_only=ON; PRAGMA cache_size=-1024;", err)) < 0) {
-		sqlite3_close_v2(*db);
-		*db = NULL;
-	}
+	rc = sqlite3_step(st);
+	r = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : db_err(s, c->db, err, sql);
+	stmt_done(c, st);
 	return r;
 }
 
 static void
-conn_put(struct rk_store *s, sqlite3 *db)
+conn_close(struct conn *c)
 {
-	struct reader *rd;
+	for (unsigned i = 0; i < c->n; i++)
+		sqlite3_finalize(c->cache[i].st);
+	c->n = 0;
+	sqlite3_close_v2(c->db);
+	c->db = NULL;
+}
 
-	if (db == NULL || db == s->db)
-		return;
-	if ((rd = malloc(sizeof(*rd))) == NULL) {
-		sqlite3_close_v2(db);
-		return;
+/* The connection for a read: the write one inside this thread's unit, else a pooled reader. */
+static int
+conn_get(struct rk_store *s, struct conn **out, struct rk_error *err)
+{
+	struct conn *c;
+	int r;
+
+	if (tl_unit == s) {
+		*out = &s->w;
+		return 0;
 	}
-	rd->db = db;
 	pthread_mutex_lock(&s->rmu);
-	rd->next = s->readers;
-	s->readers = rd;
+	if ((c = s->readers) != NULL)
+		s->readers = c->next;
+	pthread_mutex_unlock(&s->rmu);
+	if (c != NULL) {
+		*out = c;
+		return 0;
+	}
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	if ((r = open_conn(s, &c->db, SQLITE_OPEN_READWRITE, err)) < 0) {
+		free(c);
+		return r;
+	}
+	/* A reader never writes: a bug that tries fails instead of racing the writer. */
+	if ((r = exec_sql(s, c->db, "PRAGMA query_only=ON; PRAGMA cache_size=-1024;", err)) < 0) {
+		conn_close(c);
+		free(c);
+		return r;
+	}
+	*out = c;
+	return 0;
+}
+
+static void
+conn_put(struct rk_store *s, struct conn *c)
+{
+	if (c == NULL || c == &s->w)
+		return;
+	pthread_mutex_lock(&s->rmu);
+	c->next = s->readers;
+	s->readers = c;
 	pthread_mutex_unlock(&s->rmu);
 }
 
@@ -258,6 +335,7 @@ batch_end(struct rk_store *s, int rc, const char *msg)
 static void
 batch_commit(struct rk_store *s)
 {
+	struct rk_error e = { 0 };
 	char msg[256];
 	unsigned units = s->open->units;
 
@@ -268,7 +346,7 @@ batch_commit(struct rk_store *s)
 	}
 	if (s->commit_hook != NULL)
 		s->commit_hook(s->commit_hook_arg, units);
-	if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+	if (exec_cached(s, &s->w, "COMMIT", &e) < 0) {
 		snprintf(msg, sizeof(msg), "commit: %s", sqlite3_errmsg(s->db));
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 		batch_end(s, RK_EIO, msg);
@@ -348,14 +426,14 @@ unit_enter(struct rk_store *s, struct rk_error *err)
 			unit_unlock(s);
 			return rk_error_set(err, RK_ENOMEM, "out of memory");
 		}
-		if ((r = exec_sql(s, s->db, "BEGIN IMMEDIATE", err)) < 0) {
+		if ((r = exec_cached(s, &s->w, "BEGIN IMMEDIATE", err)) < 0) {
 			free(s->open);
 			s->open = NULL;
 			unit_unlock(s);
 			return r;
 		}
 	}
-	if ((r = exec_sql(s, s->db, "SAVEPOINT unit", err)) < 0) {
+	if ((r = exec_cached(s, &s->w, "SAVEPOINT unit", err)) < 0) {
 		unit_unlock(s);
 		return r;
 	}
@@ -381,11 +459,12 @@ unit_leave(struct rk_store *s, int ok, struct rk_error *err)
 	if (ok && s->failed)
 		r = rk_error_set(err, RK_EIO, "state DB %s: a part of the transaction failed; "
 				 "nothing was written", s->path);
-	if (ok && r == 0 && sqlite3_exec(s->db, "RELEASE unit", NULL, NULL, NULL) != SQLITE_OK)
-		r = db_err(s, s->db, err, "release");
+	if (ok && r == 0)
+		r = exec_cached(s, &s->w, "RELEASE unit", err);
 	if (!ok || r < 0) {
-		sqlite3_exec(s->db, "ROLLBACK TO unit", NULL, NULL, NULL);
-		sqlite3_exec(s->db, "RELEASE unit", NULL, NULL, NULL);
+		struct rk_error ignore = { 0 };
+		(void)exec_cached(s, &s->w, "ROLLBACK TO unit", &ignore);
+		(void)exec_cached(s, &s->w, "RELEASE unit", &ignore);
 		unit_unlock(s);
 		return r;
 	}
@@ -451,11 +530,13 @@ rk_store_set_commit_hook(struct rk_store *s, void (*fn)(void *arg, unsigned unit
  * ok), 'i' int64, 'b' blob (pointer, size_t length).
  */
 static int
-prepare(struct rk_store *s, sqlite3 *db, sqlite3_stmt **st, struct rk_error *err,
+prepare(struct rk_store *s, struct conn *c, sqlite3_stmt **st, struct rk_error *err,
 	const char *sql, const char *types, va_list ap)
 {
-	if (sqlite3_prepare_v2(db, sql, -1, st, NULL) != SQLITE_OK)
-		return db_err(s, db, err, "prepare");
+	int r;
+
+	if ((r = stmt_get(s, c, sql, st, err)) < 0)
+		return r;
 	for (int i = 0; types[i]; i++) {
 		int rc = SQLITE_OK;
 		switch (types[i]) {
@@ -477,9 +558,10 @@ prepare(struct rk_store *s, sqlite3 *db, sqlite3_stmt **st, struct rk_error *err
 		}
 		}
 		if (rc != SQLITE_OK) {
-			sqlite3_finalize(*st);
+			r = db_err(s, c->db, err, "bind");
+			stmt_done(c, *st);
 			*st = NULL;
-			return db_err(s, db, err, "bind");
+			return r;
 		}
 	}
 	return 0;
@@ -499,14 +581,14 @@ run(struct rk_store *s, struct rk_error *err, int *changes, const char *sql, con
 	if ((r = unit_enter(s, err)) < 0)
 		return r;
 	va_start(ap, types);
-	r = prepare(s, s->db, &st, err, sql, types, ap);
+	r = prepare(s, &s->w, &st, err, sql, types, ap);
 	va_end(ap);
 	if (r == 0) {
 		rc = sqlite3_step(st);
 		r = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : db_err(s, s->db, err, "write");
 		if (changes)
 			*changes = sqlite3_changes(s->db);
-		sqlite3_finalize(st);
+		stmt_done(&s->w, st);
 	}
 	rc = unit_leave(s, r == 0, err);
 	return r < 0 ? r : rc;
@@ -529,15 +611,15 @@ static int
 query(struct rk_store *s, json_t **out, struct rk_error *err, const char *sql, const char *types, ...)
 {
 	sqlite3_stmt *st = NULL;
-	sqlite3 *db = NULL;
+	struct conn *c = NULL;
 	json_t *rows = NULL;
 	va_list ap;
 	int r, rc;
 
-	if ((r = conn_get(s, &db, err)) < 0)
+	if ((r = conn_get(s, &c, err)) < 0)
 		return r;
 	va_start(ap, types);
-	r = prepare(s, db, &st, err, sql, types, ap);
+	r = prepare(s, c, &st, err, sql, types, ap);
 	va_end(ap);
 	if (r < 0)
 		goto out;
@@ -555,7 +637,7 @@ query(struct rk_store *s, json_t **out, struct rk_error *err, const char *sql, c
 			json_object_set_new(row, sqlite3_column_name(st, i), column_json(st, i));
 	}
 	if (rc != SQLITE_DONE) {
-		r = db_err(s, db, err, "read");
+		r = db_err(s, c->db, err, "read");
 		goto out;
 	}
 	*out = rows;
@@ -563,8 +645,9 @@ query(struct rk_store *s, json_t **out, struct rk_error *err, const char *sql, c
 	r = 0;
 out:
 	json_decref(rows);
-	sqlite3_finalize(st);
-	conn_put(s, db);
+	if (c != NULL)
+		stmt_done(c, st);
+	conn_put(s, c);
 	return r;
 }
 
@@ -605,12 +688,12 @@ rk_store_close(struct rk_store *s)
 		return;
 	assert(s->open == NULL && tl_unit != s);	/* every unit has ended */
 	while (s->readers != NULL) {
-		struct reader *rd = s->readers;
-		s->readers = rd->next;
-		sqlite3_close_v2(rd->db);
-		free(rd);
+		struct conn *c = s->readers;
+		s->readers = c->next;
+		conn_close(c);
+		free(c);
 	}
-	sqlite3_close_v2(s->db);
+	conn_close(&s->w);
 	pthread_mutex_destroy(&s->wmu);
 	pthread_mutex_destroy(&s->rmu);
 	pthread_cond_destroy(&s->changed);
@@ -662,6 +745,7 @@ rk_store_open(struct rk_store **out, const char *state_dir, int create, struct r
 	old_umask = umask(077);
 	r = open_conn(s, &s->db, SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0), err);
 	umask(old_umask);
+	s->w.db = s->db;
 	if (r < 0)
 		goto out;
 	if ((r = exec_sql(s, s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
@@ -1089,18 +1173,17 @@ rk_store_rot_list(struct rk_store *s, const char *run_id, struct rk_rotation **o
 	sqlite3_stmt *st = NULL;
 	struct rk_rotation *rots = NULL;
 	size_t count = 0, cap = 0;
-	sqlite3 *db = NULL;
+	struct conn *c = NULL;
 	int r = 0, rc;
 
-	if ((r = conn_get(s, &db, err)) < 0)
+	if ((r = conn_get(s, &c, err)) < 0)
 		return r;
-	if (sqlite3_prepare_v2(db,
-			       "SELECT run_id, secret, state, idem_key, old_version, new_version,"
-			       " old_fp, new_fp, sealed_new, sealed_old, error, updated_at,"
-			       " restore_version FROM rotations WHERE run_id = ? ORDER BY seq", -1, &st,
-			       NULL) != SQLITE_OK) {
-		r = db_err(s, db, err, "prepare");
-		conn_put(s, db);
+	if ((r = stmt_get(s, c,
+			  "SELECT run_id, secret, state, idem_key, old_version, new_version,"
+			  " old_fp, new_fp, sealed_new, sealed_old, error, updated_at,"
+			  " restore_version FROM rotations WHERE run_id = ? ORDER BY seq",
+			  &st, err)) < 0) {
+		conn_put(s, c);
 		return r;
 	}
 	sqlite3_bind_text(st, 1, run_id, -1, SQLITE_TRANSIENT);
@@ -1137,10 +1220,10 @@ rk_store_rot_list(struct rk_store *s, const char *run_id, struct rk_rotation **o
 		copy_col(rot->restore_version, sizeof(rot->restore_version), st, 12);
 	}
 	if (rc != SQLITE_DONE)
-		r = db_err(s, db, err, "read");
+		r = db_err(s, c->db, err, "read");
 out:
-	sqlite3_finalize(st);
-	conn_put(s, db);
+	stmt_done(c, st);
+	conn_put(s, c);
 	if (r < 0) {
 		rk_store_rot_free(rots, count);
 		return r;

@@ -284,6 +284,9 @@ rk_mkdir_p(const char *path, mode_t mode, struct rk_error *err)
 
 	if (n == 0 || n >= sizeof(buf))
 		return rk_error_set(err, RK_EINVAL, "bad directory path '%s'", path);
+	/* Usually the parents exist: one call instead of one per component. */
+	if (mkdir(path, mode) == 0 || errno == EEXIST)
+		return 0;
 	memcpy(buf, path, n + 1);
 	for (char *p = buf + 1; *p; p++) {
 		if (*p != '/')

@@ -786,8 +786,8 @@ START_TEST(test_local_cancelled_change_does_not_wait_for_the_lock)
 	fx_init(&f);
 	secret_dir(&f, "a/b", dir, sizeof(dir));
 	ck_assert_int_eq(mkdir(dir, 0700), 0);
-	snprintf(lock, sizeof(lock), "%s/.lock", dir);
-	ck_assert_int_ge(fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600), 0);
+	snprintf(lock, sizeof(lock), "%s", dir);	/* the provider locks the directory */
+	ck_assert_int_ge(fd = open(lock, O_RDONLY | O_DIRECTORY | O_CLOEXEC), 0);
 	ck_assert_int_eq(flock(fd, LOCK_EX), 0);
 	/* The operations themselves, not the wrappers (those refuse before the provider). */
 	ck_assert_int_eq(f.p->ops->stage(f.p, &c, f.loc->typed, &req, &nv, &err), RK_ECANCELED);
