@@ -187,9 +187,11 @@ sb_uri(struct sbuf *b, const char *s, size_t n, int decode, int slash)
 		int raw = 1;
 		char e[3];
 
-		if (decode && c == '%' && i + 2 < n && hexval((unsigned char)s[i + 1]) >= 0 && hexval((unsigned char)s[i + 2]) >= 0) {
-			c = (unsigned char)(hexval((unsigned char)s[i + 1]) * 16 +
-					    hexval((unsigned char)s[i + 2]));
+		int hi = i + 2 < n ? hexval((unsigned char)s[i + 1]) : -1;
+		int lo = i + 2 < n ? hexval((unsigned char)s[i + 2]) : -1;
+
+		if (decode && c == '%' && hi >= 0 && lo >= 0) {
+			c = (unsigned char)(hi * 16 + lo);
 			i += 2;
 			raw = 0;
 		}
@@ -469,8 +471,9 @@ parse_headers(const char *const *lines, const char *amz_date, struct hdr *hs, si
 		hosts += hdr_is(h, "host");
 		if (hdr_is(h, "x-amz-date")) {
 			if (!trimmed_eq(h->val, h->vlen, amz_date))
-				return rk_error_set(err, RK_EINVAL, "sigv4: the request's X-Amz-Date "
-						    "is not the signing time %s", amz_date);
+				return rk_error_set(err, RK_EINVAL, "sigv4: the request's "
+						    "X-Amz-Date is not the signing time %s",
+						    amz_date);
 			dates++;
 		}
 	}
@@ -562,7 +565,8 @@ check_inputs(const struct rk_sigv4_req *req, const struct rk_sigv4_key *key,
 		return rk_error_set(err, RK_EINVAL, "sigv4: the HTTP method is empty");
 	for (const char *p = req->method; *p != '\0'; p++)
 		if (!tchar((unsigned char)*p))
-			return rk_error_set(err, RK_EINVAL, "sigv4: the HTTP method is not a token");
+			return rk_error_set(err, RK_EINVAL, "sigv4: the HTTP method is not a "
+					    "token");
 	if (req->target == NULL || req->target[0] != '/')
 		return rk_error_set(err, RK_EINVAL, "sigv4: the request target does not start "
 				    "with '/'");
@@ -655,6 +659,7 @@ rk_sigv4_sign(const struct rk_sigv4_req *req, const struct rk_sigv4_key *key,
 	struct sbuf cr = { 0 }, sh = { 0 }, scope = { 0 }, sts = { 0 }, auth = { 0 };
 	char payload[65], crhash[65], date8[9];
 	const char *token, *q;
+	char **add;
 	size_t nhs = 0, nadd = 0;
 	int r, date_given = 0;
 
@@ -730,11 +735,12 @@ rk_sigv4_sign(const struct rk_sigv4_req *req, const struct rk_sigv4_key *key,
 	sb_str(&auth, out->signature);
 	if (auth.oom || (out->add_headers = calloc(5, sizeof(char *))) == NULL)
 		goto nomem;
-	if ((!date_given && push_line(out->add_headers, &nadd, "X-Amz-Date", out->amz_date) < 0) ||
+	add = out->add_headers;
+	if ((!date_given && push_line(add, &nadd, "X-Amz-Date", out->amz_date) < 0) ||
 	    ((req->flags & RK_SIGV4_SIGN_BODY) &&
-	     push_line(out->add_headers, &nadd, "X-Amz-Content-Sha256", payload) < 0) ||
-	    (token != NULL && push_line(out->add_headers, &nadd, "X-Amz-Security-Token", token) < 0) ||
-	    push_line(out->add_headers, &nadd, "Authorization", auth.p) < 0)
+	     push_line(add, &nadd, "X-Amz-Content-Sha256", payload) < 0) ||
+	    (token != NULL && push_line(add, &nadd, "X-Amz-Security-Token", token) < 0) ||
+	    push_line(add, &nadd, "Authorization", auth.p) < 0)
 		goto nomem;
 	if (req->flags & RK_SIGV4_KEEP_DEBUG) {
 		if ((out->canonical_request = sb_take(&cr)) == NULL ||

@@ -37,7 +37,8 @@
 #define RK_SIGV4_MAX_LINE 8192		/* bytes in the target or in one header line */
 #define RK_SIGV4_MAX_SECRET 256		/* bytes in a secret access key (AWS's are 40) */
 
-struct rk_sigv4_key {		/* borrowed; the signer copies nothing secret to the heap unwiped */
+/* Borrowed; the signer copies nothing secret to the heap unwiped. */
+struct rk_sigv4_key {
 	const char *access_key_id;
 	const char *secret_access_key;
 	const char *session_token;	/* NULL or "" for long-term keys */
