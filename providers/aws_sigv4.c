@@ -15,7 +15,6 @@
  * canonical request carries the token); the caller's request is not changed;
  * no message names a key or a token.
  */
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,18 +137,34 @@ hmac(unsigned char out[crypto_auth_hmacsha256_BYTES], const unsigned char *key, 
 	sodium_memzero(&st, sizeof(st));
 }
 
+/*
+ * ASCII only, whatever the locale: <ctype.h> would let a Latin-1 locale
+ * call 0xE1 a letter and leave it unencoded.
+ */
+static int
+alnum(unsigned char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+}
+
+static char
+lower(unsigned char c)
+{
+	return (char)(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+}
+
 /* RFC 3986 unreserved: never percent-encoded. */
 static int
 unreserved(unsigned char c)
 {
-	return isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~';
+	return alnum(c) || c == '-' || c == '.' || c == '_' || c == '~';
 }
 
 /* RFC 7230 tchar: what a method or a header name may be made of. */
 static int
 tchar(unsigned char c)
 {
-	return c < 0x80 && (isalnum(c) || strchr("!#$%&'*+-.^_`|~", c) != NULL) && c != '\0';
+	return alnum(c) || (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
 }
 
 /* Letters, digits, '-', '_', '.': what goes into the scope and Credential= unescaped. */
@@ -157,7 +172,7 @@ static int
 scope_word(const char *s)
 {
 	for (; *s != '\0'; s++)
-		if (!(isalnum((unsigned char)*s) || *s == '-' || *s == '_' || *s == '.'))
+		if (!(alnum((unsigned char)*s) || *s == '-' || *s == '_' || *s == '.'))
 			return 0;
 	return 1;
 }
@@ -167,7 +182,7 @@ hexval(unsigned char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
-	c = (unsigned char)tolower(c);
+	c = (unsigned char)lower(c);
 	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
@@ -356,7 +371,7 @@ hdr_cmp(const void *a, const void *b)
 	size_t n = x->nlen < y->nlen ? x->nlen : y->nlen;
 
 	for (size_t i = 0; i < n; i++) {
-		int c = tolower((unsigned char)x->name[i]) - tolower((unsigned char)y->name[i]);
+		int c = lower((unsigned char)x->name[i]) - lower((unsigned char)y->name[i]);
 
 		if (c != 0)
 			return c;
@@ -515,7 +530,7 @@ canonical_headers(struct sbuf *cr, struct sbuf *sh, struct hdr *hs, size_t n)
 				sb_chr(sh, ';');
 			}
 			for (size_t k = 0; k < hs[i].nlen; k++) {
-				char c = (char)tolower((unsigned char)hs[i].name[k]);
+				char c = lower((unsigned char)hs[i].name[k]);
 
 				sb_chr(cr, c);
 				sb_chr(sh, c);
@@ -529,17 +544,27 @@ canonical_headers(struct sbuf *cr, struct sbuf *sh, struct hdr *hs, size_t n)
 
 /* ---- inputs ---- */
 
+/* A non-empty scope_word, or RK_EINVAL naming `what` (never its value). */
+static int
+check_word(const char *s, const char *what, struct rk_error *err)
+{
+	if (s == NULL || s[0] == '\0')
+		return rk_error_set(err, RK_EINVAL, "sigv4: the %s is empty", what);
+	if (!scope_word(s))
+		return rk_error_set(err, RK_EINVAL, "sigv4: the %s has a character other than "
+				    "letters, digits, '-', '_' and '.'", what);
+	return 0;
+}
+
 static int
 check_inputs(const struct rk_sigv4_req *req, const struct rk_sigv4_key *key,
 	     struct rk_error *err)
 {
 	const char *tok = key->session_token;
+	int r;
 
-	if (key->access_key_id == NULL || key->access_key_id[0] == '\0')
-		return rk_error_set(err, RK_EINVAL, "sigv4: the access key id is empty");
-	if (!scope_word(key->access_key_id))
-		return rk_error_set(err, RK_EINVAL, "sigv4: the access key id has a character "
-				    "other than letters, digits, '-', '_' and '.'");
+	if ((r = check_word(key->access_key_id, "access key id", err)) < 0)
+		return r;
 	if (key->secret_access_key == NULL || key->secret_access_key[0] == '\0')
 		return rk_error_set(err, RK_EINVAL, "sigv4: the secret access key is empty");
 	if (strnlen(key->secret_access_key, RK_SIGV4_MAX_SECRET + 1) > RK_SIGV4_MAX_SECRET)
@@ -551,16 +576,9 @@ check_inputs(const struct rk_sigv4_req *req, const struct rk_sigv4_key *key,
 				return rk_error_set(err, RK_EINVAL, "sigv4: the session token "
 						    "holds a space or a control character");
 	}
-	if (req->region == NULL || req->region[0] == '\0')
-		return rk_error_set(err, RK_EINVAL, "sigv4: the region is empty");
-	if (!scope_word(req->region))
-		return rk_error_set(err, RK_EINVAL, "sigv4: the region has a character other "
-				    "than letters, digits, '-', '_' and '.'");
-	if (req->service == NULL || req->service[0] == '\0')
-		return rk_error_set(err, RK_EINVAL, "sigv4: the service is empty");
-	if (!scope_word(req->service))
-		return rk_error_set(err, RK_EINVAL, "sigv4: the service name has a character "
-				    "other than letters, digits, '-', '_' and '.'");
+	if ((r = check_word(req->region, "region", err)) < 0 ||
+	    (r = check_word(req->service, "service", err)) < 0)
+		return r;
 	if (req->method == NULL || req->method[0] == '\0')
 		return rk_error_set(err, RK_EINVAL, "sigv4: the HTTP method is empty");
 	for (const char *p = req->method; *p != '\0'; p++)
