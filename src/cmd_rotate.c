@@ -203,7 +203,7 @@ cmd_rotate(struct rk_ctx *ctx, int argc, char **argv)
 	long long par;
 	const char *resume = NULL;
 	int due = 0, dry = 0, ignore_window = 0, c, rc = 1;
-	json_t *names = NULL, *plan = NULL, *known = NULL, *rep = NULL, *p;
+	json_t *names = NULL, *known = NULL, *rep = NULL, *p;
 	size_t i;
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -230,18 +230,15 @@ cmd_rotate(struct rk_ctx *ctx, int argc, char **argv)
 		return c;
 	if (resume != NULL)
 		return do_resume(ctx, resume, ro.parallel);
-	names = json_array();
 	if (due) {
-		if (rk_engine_plan(ctx, rk_now(ctx), &plan, &err) < 0) {
+		if (rk_engine_due(ctx, rk_now(ctx), ignore_window, &names, &err) < 0) {
 			rc = rk_cli_fail(&err, "cannot compute the schedule");
 			goto out;
 		}
-		json_array_foreach(plan, i, p) {
-			if (rk_engine_picks(p, ignore_window))
-				json_array_append(names, json_object_get(p, "name"));
-		}
-		json_decref(plan);	/* not needed while the rotations run */
-		plan = NULL;
+	} else if ((names = json_array()) == NULL) {
+		rk_error_set(&err, RK_ENOMEM, "out of memory");
+		rc = rk_cli_fail(&err, "nothing was rotated");
+		goto out;
 	} else {
 		/* The inventory's names as a set: one pass, any number of names. */
 		if (rk_store_secret_names(ctx->store, &known, &err) < 0) {
@@ -292,7 +289,6 @@ cmd_rotate(struct rk_ctx *ctx, int argc, char **argv)
 out:
 	json_decref(rep);
 	json_decref(names);
-	json_decref(plan);
 	json_decref(known);
 	return rc;
 }

@@ -38,15 +38,25 @@
 /* How long one step's provider calls may take before they give up. */
 #define RK_STEP_DEADLINE_MS (5 * 60 * 1000)
 
+/*
+ * A job is small while it waits or after it has run (name, tier, policy,
+ * provider, dependents, outcome): its inventory row and journal row are in
+ * memory only while a worker has it, so a run of any size holds the
+ * rotations in flight, not the batch.
+ */
 struct job {
-	json_t *row;			/* the secret's DB row (owned) */
+	json_t *row;			/* the secret's DB row (owned), while loaded */
 	const json_t *spec;		/* row["spec"] */
-	const char *name;		/* in row, or in rot.secret once retired */
+	char *name;			/* owned */
 	json_t *deps;			/* the spec's dependents, kept when row is dropped */
 	const struct rk_policy *pol;
 	struct rk_provider *prov;
 	struct rk_loc loc;		/* spec["locator"] parsed for prov */
-	struct rk_rotation rot;
+	struct rk_rotation *rot;	/* the journal row (owned), while loaded */
+	/* Of the journal row, what is kept when it is dropped (owned strings). */
+	enum rk_step state;
+	char *old_version, *new_version, *error;
+	int restoring;			/* a rollback: rot->restore_version was set */
 	struct rk_secret *value;	/* the new value while in flight */
 	int resumed;			/* the journal came from an earlier process */
 	int64_t t0, t1;			/* loaded; left the pipeline (0: not yet) */
@@ -62,19 +72,33 @@ static void
 job_free(struct job *j)
 {
 	rk_secret_free(j->value);
-	rk_rotation_clear(&j->rot);
+	if (j->rot != NULL)
+		rk_store_rot_free(j->rot, 1);
 	rk_loc_free(&j->loc);
 	json_decref(j->row);
 	json_decref(j->deps);
+	free(j->name);
+	free(j->old_version);
+	free(j->new_version);
+	free(j->error);
+}
+
+/* A new, empty journal row for j (RK_ENOMEM). */
+static int
+job_new_rot(struct job *j, struct rk_error *err)
+{
+	if (j->rot == NULL && (j->rot = calloc(1, sizeof(*j->rot))) == NULL)
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	return 0;
 }
 
 /* The journal's sealed copy of the new value, no longer needed in memory. */
 static void
 drop_sealed_new(struct job *j)
 {
-	free(j->rot.sealed_new);
-	j->rot.sealed_new = NULL;
-	j->rot.sealed_new_len = 0;
+	free(j->rot->sealed_new);
+	j->rot->sealed_new = NULL;
+	j->rot->sealed_new_len = 0;
 }
 
 static void
@@ -90,9 +114,9 @@ step(struct rk_ctx *ctx, struct job *j, enum rk_step code, const char *detail,
 	const char *name = rk_step_name(code);
 	int r;
 
-	if ((r = rk_store_rot_step(ctx->store, &j->rot, name, detail, rk_now(ctx), err)) < 0)
+	if ((r = rk_store_rot_step(ctx->store, j->rot, name, detail, rk_now(ctx), err)) < 0)
 		return r;
-	rk_log(RK_LOG_INFO, "rotation.step", "run_id", j->rot.run_id, "secret", j->name,
+	rk_log(RK_LOG_INFO, "rotation.step", "run_id", j->rot->run_id, "secret", j->name,
 	       "provider", j->prov ? j->prov->name : NULL, "step", name, NULL);
 	return 0;
 }
@@ -100,7 +124,7 @@ step(struct rk_ctx *ctx, struct job *j, enum rk_step code, const char *detail,
 static enum rk_step
 state_of(const struct job *j)
 {
-	return rk_step_parse(j->rot.state);
+	return j->rot != NULL ? rk_step_parse(j->rot->state) : j->state;
 }
 
 /* ---- the steps ---- */
@@ -121,17 +145,17 @@ do_generate(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 	} else if (r < 0) {
 		goto out;
 	}
-	snprintf(j->rot.old_version, sizeof(j->rot.old_version), "%s", ver.id);
-	j->rot.old_fp[0] = '\0';
-	free(j->rot.sealed_old);
-	j->rot.sealed_old = NULL;
-	j->rot.sealed_old_len = 0;
+	snprintf(j->rot->old_version, sizeof(j->rot->old_version), "%s", ver.id);
+	j->rot->old_fp[0] = '\0';
+	free(j->rot->sealed_old);
+	j->rot->sealed_old = NULL;
+	j->rot->sealed_old_len = 0;
 	if (old != NULL) {
-		rk_fingerprint(ctx->keys, old, j->rot.old_fp);
+		rk_fingerprint(ctx->keys, old, j->rot->old_fp);
 		/* Without provider versions, the previous value survives only here (sealed). */
 		if (!(rk_provider_caps(j->prov) & RK_CAP_VERSIONS)) {
-			seal_ad(ad, sizeof(ad), &j->rot, "old");
-			if ((r = rk_seal(ctx->keys, ad, old, &j->rot.sealed_old, &j->rot.sealed_old_len,
+			seal_ad(ad, sizeof(ad), j->rot, "old");
+			if ((r = rk_seal(ctx->keys, ad, old, &j->rot->sealed_old, &j->rot->sealed_old_len,
 					 err)) < 0)
 				goto out;
 		}
@@ -139,11 +163,11 @@ do_generate(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 	rk_secret_free(j->value);
 	j->value = NULL;
 	drop_sealed_new(j);
-	j->rot.new_fp[0] = '\0';
-	if (j->rot.restore_version[0] != '\0') {
+	j->rot->new_fp[0] = '\0';
+	if (j->rot->restore_version[0] != '\0') {
 		/* A rollback: the "new" value is the one an earlier version holds. */
 		struct rk_version to;
-		snprintf(to.id, sizeof(to.id), "%s", j->rot.restore_version);
+		snprintf(to.id, sizeof(to.id), "%s", j->rot->restore_version);
 		if ((r = rk_provider_read_version(j->prov, &j->call, &j->loc, &to, &j->value, err)) < 0)
 			goto out;
 	} else if (rk_provider_generates(j->prov, &j->loc)) {
@@ -153,12 +177,12 @@ do_generate(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 	} else if ((r = rk_gen_generate(j->pol->gen, &j->value, err)) < 0) {
 		goto out;
 	}
-	rk_fingerprint(ctx->keys, j->value, j->rot.new_fp);
-	seal_ad(ad, sizeof(ad), &j->rot, "new");
-	if ((r = rk_seal(ctx->keys, ad, j->value, &j->rot.sealed_new, &j->rot.sealed_new_len,
+	rk_fingerprint(ctx->keys, j->value, j->rot->new_fp);
+	seal_ad(ad, sizeof(ad), j->rot, "new");
+	if ((r = rk_seal(ctx->keys, ad, j->value, &j->rot->sealed_new, &j->rot->sealed_new_len,
 			 err)) < 0)
 		goto out;
-	r = step(ctx, j, RK_STEP_GENERATED, j->rot.old_version[0] ? j->rot.old_version : "(new)", err);
+	r = step(ctx, j, RK_STEP_GENERATED, j->rot->old_version[0] ? j->rot->old_version : "(new)", err);
 out:
 	rk_secret_free(old);
 	return r;
@@ -171,18 +195,18 @@ ensure_value(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 
 	if (j->value != NULL || rk_provider_generates(j->prov, &j->loc))
 		return 0;
-	if (j->rot.sealed_new == NULL)
+	if (j->rot->sealed_new == NULL)
 		return rk_error_set(err, RK_EINTERNAL, "journal of '%s' has no sealed value", j->name);
-	seal_ad(ad, sizeof(ad), &j->rot, "new");
-	return rk_unseal(ctx->keys, ad, j->rot.sealed_new, j->rot.sealed_new_len, &j->value, err);
+	seal_ad(ad, sizeof(ad), j->rot, "new");
+	return rk_unseal(ctx->keys, ad, j->rot->sealed_new, j->rot->sealed_new_len, &j->value, err);
 }
 
 static void
 stage_req(const struct job *j, struct rk_stage_req *req, const struct rk_version *expected)
 {
 	req->secret_name = j->name;
-	req->run_id = j->rot.run_id;
-	req->idem_key = j->rot.idem_key;
+	req->run_id = j->rot->run_id;
+	req->idem_key = j->rot->idem_key;
 	req->value = j->value;
 	req->expected = expected;
 }
@@ -196,7 +220,7 @@ do_stage(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 
 	if ((r = ensure_value(ctx, j, err)) < 0)
 		return r;
-	snprintf(expected.id, sizeof(expected.id), "%s", j->rot.old_version);
+	snprintf(expected.id, sizeof(expected.id), "%s", j->rot->old_version);
 	stage_req(j, &req, &expected);
 	if (j->resumed) {
 		/* An earlier process may have written before it died: look first. */
@@ -220,7 +244,7 @@ do_stage(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 	if (r < 0)
 		return r;
 staged:
-	snprintf(j->rot.new_version, sizeof(j->rot.new_version), "%s", nv.id);
+	snprintf(j->rot->new_version, sizeof(j->rot->new_version), "%s", nv.id);
 	return step(ctx, j, RK_STEP_STAGED, nv.id, err);
 }
 
@@ -233,7 +257,7 @@ run_hook(struct rk_ctx *ctx, struct job *j, const struct rk_hook *h, const char 
 	struct rk_exec_opts o;
 
 	(void)ctx;
-	snprintf(run_env, sizeof(run_env), "REKEY_RUN_ID=%s", j->rot.run_id);
+	snprintf(run_env, sizeof(run_env), "REKEY_RUN_ID=%s", j->rot->run_id);
 	snprintf(name_env, sizeof(name_env), "REKEY_SECRET=%s", j->name);
 	snprintf(envir_env, sizeof(envir_env), "REKEY_ENVIRONMENT=%s",
 		 json_string_value(json_object_get(j->spec, "environment")));
@@ -258,19 +282,19 @@ do_verify(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 
 	if ((r = ensure_value(ctx, j, err)) < 0)
 		return r;
-	snprintf(nv.id, sizeof(nv.id), "%s", j->rot.new_version);
+	snprintf(nv.id, sizeof(nv.id), "%s", j->rot->new_version);
 	if ((r = rk_provider_read_version(j->prov, &j->call, &j->loc, &nv, &back, err)) < 0)
 		return r;
 	rk_fingerprint(ctx->keys, back, fp);
 	if (rk_provider_generates(j->prov, &j->loc)) {
 		/* Nothing to compare with: record what the provider made. */
-		snprintf(j->rot.new_fp, sizeof(j->rot.new_fp), "%s", fp);
+		snprintf(j->rot->new_fp, sizeof(j->rot->new_fp), "%s", fp);
 		rk_secret_free(j->value);
 		j->value = back;	/* hooks get the descriptor, not a secret */
 		back = NULL;
 	}
 	rk_secret_free(back);
-	if (strcmp(fp, j->rot.new_fp) != 0)
+	if (strcmp(fp, j->rot->new_fp) != 0)
 		return rk_error_set(err, RK_ECONFLICT,
 				    "verify: version %s read back from provider '%s' is not the "
 				    "value rekey wrote", nv.id, j->prov->name);
@@ -298,8 +322,8 @@ do_promote(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 	struct rk_version nv, ov;
 	int r;
 
-	snprintf(nv.id, sizeof(nv.id), "%s", j->rot.new_version);
-	snprintf(ov.id, sizeof(ov.id), "%s", j->rot.old_version);
+	snprintf(nv.id, sizeof(nv.id), "%s", j->rot->new_version);
+	snprintf(ov.id, sizeof(ov.id), "%s", j->rot->old_version);
 	if ((r = rk_provider_promote(j->prov, &j->call, &j->loc, &nv, &ov, err)) < 0)
 		return r;
 	RK_FAULT("promote-call");
@@ -310,9 +334,9 @@ do_promote(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 		 */
 		rk_log_err(err, "'%s' is promoted in provider '%s' but the journal could not "
 			   "record it; run `rekey rotate --resume %s` later", j->name, j->prov->name,
-			   j->rot.run_id);
+			   j->rot->run_id);
 		rk_error_clear(err);
-		snprintf(j->rot.state, sizeof(j->rot.state), "promoted");
+		snprintf(j->rot->state, sizeof(j->rot->state), "promoted");
 	}
 	RK_FAULT("promoted");
 	return 0;
@@ -325,15 +349,15 @@ record_promoted(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 	json_t *detail;
 	int r;
 
-	if ((r = rk_store_secret_promoted(ctx->store, j->name, j->rot.run_id, j->rot.new_version,
-					  j->rot.new_fp, rk_now(ctx), err)) < 0)
+	if ((r = rk_store_secret_promoted(ctx->store, j->name, j->rot->run_id, j->rot->new_version,
+					  j->rot->new_fp, rk_now(ctx), err)) < 0)
 		return r;
-	detail = json_pack("{s:s, s:s, s:s, s:s}", "run_id", j->rot.run_id, "provider",
-			   j->prov->name, "old_version", j->rot.old_version, "new_version",
-			   j->rot.new_version);
-	if (j->rot.restore_version[0] != '\0')
-		json_object_set_new(detail, "restored_version", json_string(j->rot.restore_version));
-	r = rk_audit(ctx, j->rot.restore_version[0] ? "secret.rolled_back" : "secret.rotated",
+	detail = json_pack("{s:s, s:s, s:s, s:s}", "run_id", j->rot->run_id, "provider",
+			   j->prov->name, "old_version", j->rot->old_version, "new_version",
+			   j->rot->new_version);
+	if (j->rot->restore_version[0] != '\0')
+		json_object_set_new(detail, "restored_version", json_string(j->rot->restore_version));
+	r = rk_audit(ctx, j->rot->restore_version[0] ? "secret.rolled_back" : "secret.rotated",
 		     j->name, detail, err);
 	json_decref(detail);
 	return r;
@@ -352,19 +376,19 @@ undo_stage(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 
 	if (caps & RK_CAP_STAGING)
 		return 0;	/* never became current: nothing to undo */
-	if (j->rot.old_version[0] == '\0' && j->rot.sealed_old == NULL)
+	if (j->rot->old_version[0] == '\0' && j->rot->sealed_old == NULL)
 		return rk_error_set(err, RK_EUNSUPPORTED,
 				    "the secret did not exist before; the new value was left in place");
 	/* Derived from the stage key, so no secret name can collide with it. */
-	rk_keys_uuid(ctx->keys, j->rot.idem_key, "rollback", idem);
-	snprintf(to.id, sizeof(to.id), "%s", j->rot.old_version);
-	snprintf(expected.id, sizeof(expected.id), "%s", j->rot.new_version);
+	rk_keys_uuid(ctx->keys, j->rot->idem_key, "rollback", idem);
+	snprintf(to.id, sizeof(to.id), "%s", j->rot->old_version);
+	snprintf(expected.id, sizeof(expected.id), "%s", j->rot->new_version);
 	stage_req(j, &req, &expected);
 	req.idem_key = idem;
 	if (caps & RK_CAP_VERSIONS)
 		return rk_provider_rollback(j->prov, &j->call, &j->loc, &to, &req, &nv, err);
-	seal_ad(ad, sizeof(ad), &j->rot, "old");
-	if ((r = rk_unseal(ctx->keys, ad, j->rot.sealed_old, j->rot.sealed_old_len, &old, err)) < 0)
+	seal_ad(ad, sizeof(ad), j->rot, "old");
+	if ((r = rk_unseal(ctx->keys, ad, j->rot->sealed_old, j->rot->sealed_old_len, &old, err)) < 0)
 		return r;
 	req.value = old;
 	r = rk_provider_stage(j->prov, &j->call, &j->loc, &req, &nv, err);
@@ -379,13 +403,13 @@ fail_job(struct rk_ctx *ctx, struct job *j, const struct rk_error *cause)
 	int staged = rk_step_is_staged(state_of(j));
 	enum rk_step final = RK_STEP_FAILED;
 
-	snprintf(j->rot.error, sizeof(j->rot.error), "%s", cause->msg);
+	snprintf(j->rot->error, sizeof(j->rot->error), "%s", cause->msg);
 	if (staged) {
 		if (undo_stage(ctx, j, &e2) == 0) {
 			final = RK_STEP_ROLLED_BACK;
 		} else {
-			size_t used = strlen(j->rot.error);
-			snprintf(j->rot.error + used, sizeof(j->rot.error) - used,
+			size_t used = strlen(j->rot->error);
+			snprintf(j->rot->error + used, sizeof(j->rot->error) - used,
 				 "; rolling back failed too: %s", e2.msg);
 			rk_error_clear(&e2);
 		}
@@ -395,24 +419,24 @@ fail_job(struct rk_ctx *ctx, struct job *j, const struct rk_error *cause)
 	 * previous value stays: without provider versions it is the only copy.
 	 */
 	drop_sealed_new(j);
-	if (step(ctx, j, final, j->rot.error, &e2) < 0)
+	if (step(ctx, j, final, j->rot->error, &e2) < 0)
 		rk_log_err(&e2, "cannot journal the failure of '%s'", j->name);
 	rk_error_clear(&e2);
-	if (rk_store_secret_failed(ctx->store, j->name, j->rot.run_id, j->rot.error,
+	if (rk_store_secret_failed(ctx->store, j->name, j->rot->run_id, j->rot->error,
 				   j->pol->max_attempts, &e2) < 0)
 		rk_log_err(&e2, "cannot record the failure of '%s'", j->name);
 	rk_error_clear(&e2);
 	{
-		json_t *d = json_pack("{s:s, s:s, s:s}", "run_id", j->rot.run_id, "result",
-				      rk_step_name(final), "error", j->rot.error);
+		json_t *d = json_pack("{s:s, s:s, s:s}", "run_id", j->rot->run_id, "result",
+				      rk_step_name(final), "error", j->rot->error);
 		if (rk_audit(ctx, "secret.rotation_failed", j->name, d, &e2) < 0)
 			rk_log_err(&e2, "cannot audit the failure of '%s'", j->name);
 		json_decref(d);
 	}
 	j->result = final == RK_STEP_FAILED ? RK_RESULT_FAILED : RK_RESULT_ROLLED_BACK;
-	rk_log(RK_LOG_ERROR, "rotation.failed", "run_id", j->rot.run_id, "secret", j->name,
+	rk_log(RK_LOG_ERROR, "rotation.failed", "run_id", j->rot->run_id, "secret", j->name,
 	       "provider", j->prov ? j->prov->name : NULL, "step", cause->step[0] ? cause->step : NULL,
-	       "result", rk_step_name(final), "error", j->rot.error, NULL);
+	       "result", rk_step_name(final), "error", j->rot->error, NULL);
 }
 
 /* How many times a rotation starts again after another writer got in first. */
@@ -441,7 +465,7 @@ on_conflict(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 	}
 	snprintf(detail, sizeof(detail), "conflict %d of %d, generating again: %s", j->conflicts,
 		 CONFLICT_ATTEMPTS, err->msg);
-	rk_log(RK_LOG_WARN, "rotation.conflict", "run_id", j->rot.run_id, "secret", j->name,
+	rk_log(RK_LOG_WARN, "rotation.conflict", "run_id", j->rot->run_id, "secret", j->name,
 	       "provider", j->prov->name, "error", err->msg, NULL);
 	rk_error_clear(err);
 	if ((r = step(ctx, j, RK_STEP_PLANNED, detail, &e2)) < 0)
@@ -524,8 +548,8 @@ static void
 interrupt_job(struct job *j)
 {
 	j->result = RK_RESULT_INTERRUPTED;
-	rk_log(RK_LOG_WARN, "rotation.interrupted", "run_id", j->rot.run_id, "secret", j->name,
-	       "provider", j->prov ? j->prov->name : NULL, "step", j->rot.state, NULL);
+	rk_log(RK_LOG_WARN, "rotation.interrupted", "run_id", j->rot->run_id, "secret", j->name,
+	       "provider", j->prov ? j->prov->name : NULL, "step", j->rot->state, NULL);
 }
 
 /*
@@ -670,16 +694,38 @@ pool_done(struct pool *p, struct queue *q)
  * the inventory rows of the rotations in flight only. job_unpark loads the
  * row again when a worker takes the job.
  */
+/* Replaces *dst with a copy of src ("" when NULL); keeps *dst when out of memory. */
+static void
+keep_str(char **dst, const char *src)
+{
+	char *c = strdup(src ? src : "");
+
+	if (c != NULL) {
+		free(*dst);
+		*dst = c;
+	}
+}
+
+/*
+ * Keeps of a job only what waiting, restarting and reporting need (name,
+ * tier, policy, provider, dependents, the journal's state, versions and
+ * error): job_unpark loads the rows again when a worker takes the job.
+ */
 static void
 job_park(struct job *j)
 {
 	rk_loc_free(&j->loc);
+	if (j->rot != NULL) {
+		j->state = rk_step_parse(j->rot->state);
+		j->restoring = j->rot->restore_version[0] != '\0';
+		keep_str(&j->old_version, j->rot->old_version);
+		keep_str(&j->new_version, j->rot->new_version);
+		keep_str(&j->error, j->rot->error);
+		rk_store_rot_free(j->rot, 1);
+		j->rot = NULL;
+	}
 	if (j->row == NULL)
 		return;
-	if (j->name != j->rot.secret) {
-		snprintf(j->rot.secret, sizeof(j->rot.secret), "%s", j->name);
-		j->name = j->rot.secret;
-	}
 	if (j->deps == NULL)
 		j->deps = json_incref(json_object_get(j->spec, "dependents"));
 	json_decref(j->row);
@@ -688,33 +734,32 @@ job_park(struct job *j)
 }
 
 static int
-job_unpark(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
+job_unpark(struct rk_ctx *ctx, const char *run_id, struct job *j, struct rk_error *err)
 {
 	int r;
 
+	if (j->rot == NULL && (r = rk_store_rot_get(ctx->store, run_id, j->name, &j->rot, err)) < 0)
+		return r;
 	if (j->row != NULL)
 		return 0;
-	if ((r = rk_store_secret_get(ctx->store, j->rot.secret, &j->row, err)) < 0)
+	if ((r = rk_store_secret_get(ctx->store, j->name, &j->row, err)) < 0)
 		return r;
 	j->spec = json_object_get(j->row, "spec");
-	j->name = json_string_value(json_object_get(j->row, "name"));
 	return rk_loc_parse(&j->loc, j->prov, json_object_get(j->spec, "locator"), err);
 }
 
 /*
  * Out of the pipeline: drop what only the forward part needed, so memory
- * follows the rotations in flight, not the size of the run. The sealed new
- * value goes too once promoted (nothing reads it again; the next journal
- * step drops it from the DB); failed jobs dropped it in fail_job.
+ * follows the rotations in flight, not the size of the run; the sealed new
+ * value goes with the journal row (the next journal step drops it from the
+ * DB too).
  */
 static void
 job_retire(struct job *j)
 {
 	rk_secret_free(j->value);
 	j->value = NULL;
-	job_park(j);	/* frees the typed locator too */
-	if (rk_step_is_promoted(state_of(j)))
-		drop_sealed_new(j);
+	job_park(j);	/* frees the typed locator and the journal row */
 }
 
 static void *
@@ -727,10 +772,10 @@ pool_worker(void *arg)
 	rk_log_set_run(p->run_id);
 	while ((j = pool_take(p, &q)) != NULL) {
 		struct rk_error err = { 0 };
-		if (job_unpark(p->ctx, j, &err) < 0) {
+		if (job_unpark(p->ctx, p->run_id, j, &err) < 0) {
 			/* Its row cannot be read now: left to --resume, like a stop. */
-			snprintf(j->rot.error, sizeof(j->rot.error), "%s", err.msg);
-			rk_log_err(&err, "cannot load '%s'", j->rot.secret);
+			keep_str(&j->error, err.msg);
+			rk_log_err(&err, "cannot load '%s'", j->name);
 			j->result = RK_RESULT_INTERRUPTED;
 		} else {
 			advance(p->ctx, j);
@@ -1081,7 +1126,8 @@ load_job(struct rk_ctx *ctx, struct job *j, const char *name, struct rk_error *e
 	if ((r = rk_store_secret_get(ctx->store, name, &j->row, err)) < 0)
 		return r;
 	j->spec = json_object_get(j->row, "spec");
-	j->name = json_string_value(json_object_get(j->row, "name"));
+	if ((j->name = strdup(name)) == NULL)
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
 	j->tier = (int)json_integer_value(json_object_get(j->row, "tier"));
 	if ((j->pol = rk_policy_find(ctx->policies,
 				     json_string_value(json_object_get(j->spec, "policy")))) == NULL)
@@ -1094,14 +1140,17 @@ load_job(struct rk_ctx *ctx, struct job *j, const char *name, struct rk_error *e
 	return rk_loc_parse(&j->loc, j->prov, json_object_get(j->spec, "locator"), err);
 }
 
+/* A field of the journal row, loaded or kept. */
+#define JOB_OUT(j, f) ((j)->rot ? (j)->rot->f : (j)->f ? (j)->f : "")
+
 static json_t *
 job_report(const struct job *j)
 {
 	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "name", j->name, "provider",
 			 j->prov ? j->prov->name : "", "result",
 			 rk_result_name(j->result != RK_RESULT_NONE ? j->result : RK_RESULT_FAILED),
-			 "old_version", j->rot.old_version, "new_version", j->rot.new_version,
-			 "error", j->rot.error, "duration_ms",
+			 "old_version", JOB_OUT(j, old_version), "new_version",
+			 JOB_OUT(j, new_version), "error", JOB_OUT(j, error), "duration_ms",
 			 (json_int_t)((j->t1 ? j->t1 : rk_mono_ms()) - j->t0));
 }
 
@@ -1110,8 +1159,28 @@ job_report(const struct job *j)
  * all in one unit: one commit for the whole run instead of two per secret.
  * Returns how many jobs changed a value.
  */
+/*
+ * A journal step after the job left the pipeline (its journal row is no
+ * longer in memory): only the state changes; the sealed new value, no longer
+ * needed by anyone, is dropped from the DB.
+ */
+static int
+step_end(struct rk_ctx *ctx, const char *run_id, struct job *j, enum rk_step code,
+	 struct rk_error *err)
+{
+	const char *name = rk_step_name(code);
+	int r;
+
+	if ((r = rk_store_rot_advance(ctx->store, run_id, j->name, name, rk_now(ctx), err)) < 0)
+		return r;
+	j->state = code;
+	rk_log(RK_LOG_INFO, "rotation.step", "run_id", run_id, "secret", j->name, "provider",
+	       j->prov ? j->prov->name : NULL, "step", name, NULL);
+	return 0;
+}
+
 static size_t
-close_jobs(struct rk_ctx *ctx, struct job *jobs, size_t n)
+close_jobs(struct rk_ctx *ctx, const char *run_id, struct job *jobs, size_t n)
 {
 	struct rk_error err = { 0 };
 	size_t ok = 0;
@@ -1125,7 +1194,7 @@ close_jobs(struct rk_ctx *ctx, struct job *jobs, size_t n)
 		if (j->result != RK_RESULT_ROTATED)
 			continue;
 		ok++;
-		if (j->rot.restore_version[0] != '\0')
+		if (j->restoring)
 			j->result = RK_RESULT_RESTORED;
 		if (!in_unit || j->dep_pending)
 			continue;	/* stays promoted: --resume restarts its dependents */
@@ -1134,13 +1203,11 @@ close_jobs(struct rk_ctx *ctx, struct job *jobs, size_t n)
 		 * stands: the new value is live); the run is then partial.
 		 */
 		if (state_of(j) == RK_STEP_PROMOTED &&
-		    step(ctx, j, j->dep_failed ? RK_STEP_RESTART_FAILED : RK_STEP_RESTARTED, NULL,
-			 &e2) == 0)
+		    step_end(ctx, run_id, j,
+			     j->dep_failed ? RK_STEP_RESTART_FAILED : RK_STEP_RESTARTED, &e2) == 0)
 			RK_FAULT("restarted");
-		/* Done: the sealed value is no longer needed by anyone. */
-		drop_sealed_new(j);
 		if (e2.code == 0 && state_of(j) == RK_STEP_RESTARTED)
-			(void)step(ctx, j, RK_STEP_DONE, NULL, &e2);
+			(void)step_end(ctx, run_id, j, RK_STEP_DONE, &e2);
 		if (e2.code != 0)
 			rk_log_err(&e2, "cannot journal the end of '%s'", j->name);
 	}
@@ -1174,7 +1241,7 @@ finish_run(struct rk_ctx *ctx, const char *run_id, const char *kind, struct job 
 	if (rep == NULL)
 		return rk_error_set(err, RK_ENOMEM, "out of memory");
 	dep_bad = restart_dependents(ctx, run_id, jobs, n, deps, no_restart);
-	ok = close_jobs(ctx, jobs, n);
+	ok = close_jobs(ctx, run_id, jobs, n);
 	for (size_t i = 0; i < n; i++) {
 		stopped += jobs[i].result == RK_RESULT_INTERRUPTED;
 		bad += !rk_result_changed(jobs[i].result) && jobs[i].result != RK_RESULT_INTERRUPTED;
@@ -1216,7 +1283,7 @@ out:
 /*
  * Records a new run and its rotations in one transaction, so a failure
  * before the first external call leaves nothing behind (no run that blocks
- * its secrets). jobs[i].rot.restore_version may be set by the caller.
+ * its secrets). jobs[i].rot->restore_version may be set by the caller.
  */
 static int
 start_run(struct rk_ctx *ctx, const char *run_id, const char *kind, const char *reason,
@@ -1236,14 +1303,17 @@ start_run(struct rk_ctx *ctx, const char *run_id, const char *kind, const char *
 		goto out;
 	for (size_t i = 0; i < n; i++) {
 		struct job *j = &jobs[i];
-		snprintf(j->rot.run_id, sizeof(j->rot.run_id), "%s", run_id);
-		if (j->name != j->rot.secret)
-			snprintf(j->rot.secret, sizeof(j->rot.secret), "%s", j->name);
-		snprintf(j->rot.state, sizeof(j->rot.state), "planned");
-		rk_keys_uuid(ctx->keys, run_id, j->name, j->rot.idem_key);
+		/* A parked job gets its row back from the DB when its turn comes. */
+		struct rk_rotation tmp = { .state = "" }, *rot = j->rot ? j->rot : &tmp;
+		snprintf(rot->run_id, sizeof(rot->run_id), "%s", run_id);
+		snprintf(rot->secret, sizeof(rot->secret), "%s", j->name);
+		snprintf(rot->state, sizeof(rot->state), "planned");
+		rk_keys_uuid(ctx->keys, run_id, j->name, rot->idem_key);
 		if ((manual && (r = rk_store_secret_clear_attention(ctx->store, j->name, err)) < 0) ||
-		    (r = rk_store_rot_insert(ctx->store, &j->rot, rk_now(ctx), err)) < 0)
+		    (r = rk_store_rot_insert(ctx->store, rot, rk_now(ctx), err)) < 0)
 			goto out;
+		if (rot == &tmp)
+			j->state = RK_STEP_PLANNED;
 	}
 out:
 	if (r < 0) {
@@ -1364,20 +1434,28 @@ resume_run(struct rk_ctx *ctx, const json_t *run, int parallel, json_t **report,
 				*err = e2;
 				rk_error_prefix(err, "cannot resume %s now (the run is kept): ", run_id);
 				r = e2.code;
-				json_decref(j->row);
-				j->row = NULL;
-				n = i;	/* only the jobs before this one were loaded */
+				n = i + 1;	/* this one is freed too */
 				goto out;
 			}
 			/* Removed from the inventory or unusable: that rotation cannot go on. */
-			j->rot = rots[i];
+			if ((j->name == NULL && (j->name = strdup(rots[i].secret)) == NULL) ||
+			    job_new_rot(j, &e2) < 0) {
+				r = rk_error_set(err, RK_ENOMEM, "out of memory");
+				n = i + 1;
+				goto out;
+			}
+			*j->rot = rots[i];
 			memset(&rots[i], 0, sizeof(rots[i]));
-			j->name = j->rot.secret;
 			j->result = RK_RESULT_FAILED;
-			snprintf(j->rot.error, sizeof(j->rot.error), "%s", e2.msg);
+			snprintf(j->rot->error, sizeof(j->rot->error), "%s", e2.msg);
+			job_park(j);
 			continue;
 		}
-		j->rot = rots[i];
+		if ((r = job_new_rot(j, err)) < 0) {
+			n = i + 1;
+			goto out;
+		}
+		*j->rot = rots[i];
 		memset(&rots[i], 0, sizeof(rots[i]));	/* blobs now owned by the job */
 		j->resumed = 1;
 		enum rk_step st = state_of(j);
@@ -1443,101 +1521,142 @@ rk_engine_resume(struct rk_ctx *ctx, const char *run_id, int parallel, json_t **
 
 /* ---- plan ---- */
 
+struct plan_walk {
+	struct rk_ctx *ctx;
+	int64_t at;
+	json_t *out;		/* the plan, or the names picked */
+	int picks_only, ignore_window;
+};
+
+/* One secret's plan entry at time `at`, from its schedule row (NULL: no memory). */
+static json_t *
+plan_entry(struct rk_ctx *ctx, const json_t *row, int64_t at)
+{
+	const char *pname = json_string_value(json_object_get(row, "policy"));
+	const struct rk_policy *pol = rk_policy_find(ctx->policies, pname);
+	int64_t last = json_integer_value(json_object_get(row, "last_rotated"));
+	int64_t spec_last = json_integer_value(json_object_get(row, "spec_last_rotated"));
+	int attention = (int)json_integer_value(json_object_get(row, "needs_attention"));
+	int64_t next_due = 0, next_window = 0;
+	int due, overdue = 0, expired = 0, window_open = 1;
+	char reason[200], when[32], age[32];
+
+	if (spec_last > last)
+		last = spec_last;
+	if (pol == NULL) {
+		snprintf(reason, sizeof(reason), "policy '%s' no longer exists", pname);
+		due = 0;
+	} else if (last == 0) {
+		due = 1;
+		overdue = 1;
+		expired = 1;
+		snprintf(reason, sizeof(reason), "never rotated by rekey");
+	} else if (at < last) {
+		/* plan --at a time before the last rotation: no negative age. */
+		char t1[32], t2[32];
+		next_due = last + pol->rotate_every;
+		due = 0;
+		rk_format_time(last, t1, sizeof(t1));
+		rk_format_time(next_due, t2, sizeof(t2));
+		snprintf(reason, sizeof(reason), "rotated after this time (on %s); next due %s",
+			 t1, t2);
+	} else {
+		next_due = last + pol->rotate_every;
+		due = at >= next_due;
+		overdue = at > next_due;
+		expired = at > next_due + pol->grace;
+		rk_format_duration(at - last, age, sizeof(age));
+		if (due) {
+			rk_format_duration(at - next_due, when, sizeof(when));
+			snprintf(reason, sizeof(reason), "age %s; due %s ago%s", age, when,
+				 expired ? ", past grace" : "");
+		} else {
+			rk_format_duration(next_due - at, when, sizeof(when));
+			snprintf(reason, sizeof(reason), "age %s; due in %s", age, when);
+		}
+	}
+	if (pol != NULL && pol->window.set) {
+		window_open = rk_window_contains(&pol->window, at);
+		next_window = rk_window_next_open(&pol->window, at);
+		if (due && !window_open) {
+			char wtext[80], t[32];
+			rk_window_format(&pol->window, wtext, sizeof(wtext));
+			rk_format_time(next_window, t, sizeof(t));
+			size_t used = strlen(reason);
+			snprintf(reason + used, sizeof(reason) - used,
+				 "; waits for window %s (opens %s)", wtext, t);
+		}
+	}
+	if (attention) {
+		size_t used = strlen(reason);
+		snprintf(reason + used, sizeof(reason) - used,
+			 "; needs attention after %lld failures: run `rekey rotate %s`",
+			 (long long)json_integer_value(json_object_get(row, "failures")),
+			 json_string_value(json_object_get(row, "name")));
+	}
+	return json_pack("{s:O, s:O, s:O, s:O, s:O, s:O, s:I, s:I, s:b, s:b, s:b, s:b, s:I, s:b,"
+			  " s:s, s:O, s:O, s:O}",
+			  "name", json_object_get(row, "name"), "provider",
+			  json_object_get(row, "provider"), "policy", json_object_get(row, "policy"),
+			  "environment", json_object_get(row, "environment"), "owner",
+			  json_object_get(row, "owner"), "tier", json_object_get(row, "tier"),
+			  "last_rotated", (json_int_t)last, "next_due", (json_int_t)next_due,
+			  "due", due, "overdue", overdue, "expired", expired, "window_open",
+			  window_open, "next_window", (json_int_t)next_window, "needs_attention",
+			  attention, "reason", reason, "last_result",
+			  json_object_get(row, "last_result"), "last_error",
+			  json_object_get(row, "last_error"), "current_version",
+			  json_object_get(row, "current_version"));
+}
+
+static int
+plan_row(void *arg, json_t *row, struct rk_error *err)
+{
+	struct plan_walk *w = arg;
+	json_t *e = plan_entry(w->ctx, row, w->at);
+	int r = 0;
+
+	if (e == NULL)
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	if (!w->picks_only)
+		r = json_array_append(w->out, e);
+	else if (rk_engine_picks(e, w->ignore_window))
+		r = json_array_append(w->out, json_object_get(e, "name"));
+	json_decref(e);
+	return r < 0 ? rk_error_set(err, RK_ENOMEM, "out of memory") : 0;
+}
+
+static int
+walk_plan(struct rk_ctx *ctx, struct plan_walk *w, json_t **out, struct rk_error *err)
+{
+	int r;
+
+	w->ctx = ctx;
+	if ((w->out = json_array()) == NULL)
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	if ((r = rk_store_secret_schedule(ctx->store, plan_row, w, err)) < 0) {
+		json_decref(w->out);
+		return r;
+	}
+	*out = w->out;
+	return 0;
+}
+
 int
 rk_engine_plan(struct rk_ctx *ctx, int64_t at, json_t **out, struct rk_error *err)
 {
-	json_t *rows = NULL, *row, *plan = NULL;
-	size_t i;
-	int r;
+	struct plan_walk w = { .at = at };
 
-	if ((r = rk_store_secret_schedule(ctx->store, &rows, err)) < 0)
-		return r;
-	if ((plan = json_array()) == NULL) {
-		json_decref(rows);
-		return rk_error_set(err, RK_ENOMEM, "out of memory");
-	}
-	json_array_foreach(rows, i, row) {
-		const char *pname = json_string_value(json_object_get(row, "policy"));
-		const struct rk_policy *pol = rk_policy_find(ctx->policies, pname);
-		int64_t last = json_integer_value(json_object_get(row, "last_rotated"));
-		int64_t spec_last = json_integer_value(json_object_get(row, "spec_last_rotated"));
-		int attention = (int)json_integer_value(json_object_get(row, "needs_attention"));
-		int64_t next_due = 0, next_window = 0;
-		int due, overdue = 0, expired = 0, window_open = 1;
-		char reason[200], when[32], age[32];
+	return walk_plan(ctx, &w, out, err);
+}
 
-		if (spec_last > last)
-			last = spec_last;
-		if (pol == NULL) {
-			snprintf(reason, sizeof(reason), "policy '%s' no longer exists", pname);
-			due = 0;
-		} else if (last == 0) {
-			due = 1;
-			overdue = 1;
-			expired = 1;
-			snprintf(reason, sizeof(reason), "never rotated by rekey");
-		} else if (at < last) {
-			/* plan --at a time before the last rotation: no negative age. */
-			char t1[32], t2[32];
-			next_due = last + pol->rotate_every;
-			due = 0;
-			rk_format_time(last, t1, sizeof(t1));
-			rk_format_time(next_due, t2, sizeof(t2));
-			snprintf(reason, sizeof(reason), "rotated after this time (on %s); next due %s",
-				 t1, t2);
-		} else {
-			next_due = last + pol->rotate_every;
-			due = at >= next_due;
-			overdue = at > next_due;
-			expired = at > next_due + pol->grace;
-			rk_format_duration(at - last, age, sizeof(age));
-			if (due) {
-				rk_format_duration(at - next_due, when, sizeof(when));
-				snprintf(reason, sizeof(reason), "age %s; due %s ago%s", age, when,
-					 expired ? ", past grace" : "");
-			} else {
-				rk_format_duration(next_due - at, when, sizeof(when));
-				snprintf(reason, sizeof(reason), "age %s; due in %s", age, when);
-			}
-		}
-		if (pol != NULL && pol->window.set) {
-			window_open = rk_window_contains(&pol->window, at);
-			next_window = rk_window_next_open(&pol->window, at);
-			if (due && !window_open) {
-				char wtext[80], t[32];
-				rk_window_format(&pol->window, wtext, sizeof(wtext));
-				rk_format_time(next_window, t, sizeof(t));
-				size_t used = strlen(reason);
-				snprintf(reason + used, sizeof(reason) - used,
-					 "; waits for window %s (opens %s)", wtext, t);
-			}
-		}
-		if (attention) {
-			size_t used = strlen(reason);
-			snprintf(reason + used, sizeof(reason) - used,
-				 "; needs attention after %lld failures: run `rekey rotate %s`",
-				 (long long)json_integer_value(json_object_get(row, "failures")),
-				 json_string_value(json_object_get(row, "name")));
-		}
-		json_array_append_new(
-			plan,
-			json_pack("{s:O, s:O, s:O, s:O, s:O, s:O, s:I, s:I, s:b, s:b, s:b, s:b, s:I, s:b,"
-				  " s:s, s:O, s:O, s:O}",
-				  "name", json_object_get(row, "name"), "provider",
-				  json_object_get(row, "provider"), "policy", json_object_get(row, "policy"),
-				  "environment", json_object_get(row, "environment"), "owner",
-				  json_object_get(row, "owner"), "tier", json_object_get(row, "tier"),
-				  "last_rotated", (json_int_t)last, "next_due", (json_int_t)next_due,
-				  "due", due, "overdue", overdue, "expired", expired, "window_open",
-				  window_open, "next_window", (json_int_t)next_window, "needs_attention",
-				  attention, "reason", reason, "last_result",
-				  json_object_get(row, "last_result"), "last_error",
-				  json_object_get(row, "last_error"), "current_version",
-				  json_object_get(row, "current_version")));
-	}
-	json_decref(rows);
-	*out = plan;
-	return 0;
+int
+rk_engine_due(struct rk_ctx *ctx, int64_t at, int ignore_window, json_t **names,
+	      struct rk_error *err)
+{
+	struct plan_walk w = { .at = at, .picks_only = 1, .ignore_window = ignore_window };
+
+	return walk_plan(ctx, &w, names, err);
 }
 
 /* ---- rollback ---- */
@@ -1559,7 +1678,7 @@ rk_engine_rollback(struct rk_ctx *ctx, const char *name, const char *to,
 	char run_id[64], reason[200];
 	int r;
 
-	if ((r = load_job(ctx, &j, name, err)) < 0)
+	if ((r = load_job(ctx, &j, name, err)) < 0 || (r = job_new_rot(&j, err)) < 0)
 		goto out;
 	if (!(rk_provider_caps(j.prov) & RK_CAP_VERSIONS) || rk_provider_generates(j.prov, &j.loc)) {
 		r = rk_error_set(err, RK_EUNSUPPORTED,
@@ -1599,7 +1718,7 @@ rk_engine_rollback(struct rk_ctx *ctx, const char *name, const char *to,
 	/* The value must exist before anything is recorded. */
 	if ((r = rk_provider_read_version(j.prov, &j.call, &j.loc, &target, &val, err)) < 0)
 		goto out;
-	snprintf(j.rot.restore_version, sizeof(j.rot.restore_version), "%s", target.id);
+	snprintf(j.rot->restore_version, sizeof(j.rot->restore_version), "%s", target.id);
 	snprintf(reason, sizeof(reason), "restore version %s", target.id);
 	if ((names = json_pack("[s]", name)) == NULL) {
 		r = rk_error_set(err, RK_ENOMEM, "out of memory");

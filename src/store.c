@@ -39,7 +39,7 @@
 #include "rekey/store.h"
 #include "rekey/util.h"
 
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 #define BUSY_TIMEOUT_MS 10000
 /* A batch commits at this size even while more writers queue (bounds the wait). */
 #define BATCH_MAX_UNITS 256
@@ -153,6 +153,12 @@ static const char *const migrations[SCHEMA_VERSION] = {
 	"CREATE UNIQUE INDEX runs_seq ON runs(seq);"
 	/* A rollback is a rotation whose new value is an earlier version's. */
 	"ALTER TABLE rotations ADD COLUMN restore_version TEXT NOT NULL DEFAULT '';",
+	/*
+	 * 3: "is this secret in flight", its history and its latest change look
+	 * rotations up by secret: without an index each was a scan of every
+	 * rotation ever journaled, once per secret of a run.
+	 */
+	"CREATE INDEX rotations_secret ON rotations(secret);",
 };
 
 static int
@@ -606,48 +612,81 @@ column_json(sqlite3_stmt *st, int i)
 	}
 }
 
-/* Runs a query and returns its rows as an array of objects. */
+/*
+ * Runs a query and hands each row, as an object, to fn (which may keep a
+ * reference); a negative return from fn stops the query with it.
+ */
 static int
-query(struct rk_store *s, json_t **out, struct rk_error *err, const char *sql, const char *types, ...)
+query_each_v(struct rk_store *s, int (*fn)(void *arg, json_t *row, struct rk_error *err),
+	     void *arg, struct rk_error *err, const char *sql, const char *types, va_list ap)
 {
 	sqlite3_stmt *st = NULL;
 	struct conn *c = NULL;
-	json_t *rows = NULL;
-	va_list ap;
 	int r, rc;
 
 	if ((r = conn_get(s, &c, err)) < 0)
 		return r;
-	va_start(ap, types);
-	r = prepare(s, c, &st, err, sql, types, ap);
-	va_end(ap);
-	if (r < 0)
+	if ((r = prepare(s, c, &st, err, sql, types, ap)) < 0)
 		goto out;
-	if ((rows = json_array()) == NULL) {
-		r = rk_error_set(err, RK_ENOMEM, "out of memory");
-		goto out;
-	}
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		json_t *row = json_object();
-		if (row == NULL || json_array_append_new(rows, row) < 0) {
+		if (row == NULL) {
 			r = rk_error_set(err, RK_ENOMEM, "out of memory");
 			goto out;
 		}
 		for (int i = 0; i < sqlite3_column_count(st); i++)
 			json_object_set_new(row, sqlite3_column_name(st, i), column_json(st, i));
+		r = fn(arg, row, err);
+		json_decref(row);
+		if (r < 0)
+			goto out;
 	}
-	if (rc != SQLITE_DONE) {
-		r = db_err(s, c->db, err, "read");
-		goto out;
+	r = rc == SQLITE_DONE ? 0 : db_err(s, c->db, err, "read");
+out:
+	stmt_done(c, st);
+	conn_put(s, c);
+	return r;
+}
+
+static int
+append_row(void *arg, json_t *row, struct rk_error *err)
+{
+	if (json_array_append(arg, row) < 0)
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	return 0;
+}
+
+/* Runs a query and returns its rows as an array of objects. */
+static int
+query(struct rk_store *s, json_t **out, struct rk_error *err, const char *sql, const char *types, ...)
+{
+	json_t *rows = json_array();
+	va_list ap;
+	int r;
+
+	if (rows == NULL)
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	va_start(ap, types);
+	r = query_each_v(s, append_row, rows, err, sql, types, ap);
+	va_end(ap);
+	if (r < 0) {
+		json_decref(rows);
+		return r;
 	}
 	*out = rows;
-	rows = NULL;
-	r = 0;
-out:
-	json_decref(rows);
-	if (c != NULL)
-		stmt_done(c, st);
-	conn_put(s, c);
+	return 0;
+}
+
+static int
+query_each(struct rk_store *s, int (*fn)(void *arg, json_t *row, struct rk_error *err), void *arg,
+	   struct rk_error *err, const char *sql, const char *types, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, types);
+	r = query_each_v(s, fn, arg, err, sql, types, ap);
+	va_end(ap);
 	return r;
 }
 
@@ -884,9 +923,11 @@ rk_store_secret_list(struct rk_store *s, json_t **out, struct rk_error *err)
 }
 
 int
-rk_store_secret_schedule(struct rk_store *s, json_t **out, struct rk_error *err)
+rk_store_secret_schedule(struct rk_store *s,
+			 int (*fn)(void *arg, json_t *row, struct rk_error *err), void *arg,
+			 struct rk_error *err)
 {
-	return query(s, out, err,
+	return query_each(s, fn, arg, err,
 		     "SELECT name, provider, policy, environment, owner, tier, last_rotated,"
 		     " current_version, failures, needs_attention, last_result, last_error,"
 		     " COALESCE(json_extract(spec, '$.last_rotated'), 0) AS spec_last_rotated"
@@ -1166,9 +1207,10 @@ rk_store_rot_free(struct rk_rotation *rots, size_t n)
 	free(rots);
 }
 
-int
-rk_store_rot_list(struct rk_store *s, const char *run_id, struct rk_rotation **out, size_t *n,
-		  struct rk_error *err)
+/* The rotations of run_id (one secret's when secret is not NULL), in insertion order. */
+static int
+rot_read(struct rk_store *s, const char *run_id, const char *secret, struct rk_rotation **out,
+	 size_t *n, struct rk_error *err)
 {
 	sqlite3_stmt *st = NULL;
 	struct rk_rotation *rots = NULL;
@@ -1178,19 +1220,24 @@ rk_store_rot_list(struct rk_store *s, const char *run_id, struct rk_rotation **o
 
 	if ((r = conn_get(s, &c, err)) < 0)
 		return r;
-	if ((r = stmt_get(s, c,
-			  "SELECT run_id, secret, state, idem_key, old_version, new_version,"
-			  " old_fp, new_fp, sealed_new, sealed_old, error, updated_at,"
-			  " restore_version FROM rotations WHERE run_id = ? ORDER BY seq",
-			  &st, err)) < 0) {
+	/* Two statements: an OR in one would make the one-secret read scan the run. */
+#define ROT_COLUMNS "SELECT run_id, secret, state, idem_key, old_version, new_version," \
+		    " old_fp, new_fp, sealed_new, sealed_old, error, updated_at," \
+		    " restore_version FROM rotations WHERE run_id = ?1"
+	static const char *const by_run = ROT_COLUMNS " ORDER BY seq",
+			  *const by_secret = ROT_COLUMNS " AND secret = ?2";
+#undef ROT_COLUMNS
+	if ((r = stmt_get(s, c, secret ? by_secret : by_run, &st, err)) < 0) {
 		conn_put(s, c);
 		return r;
 	}
 	sqlite3_bind_text(st, 1, run_id, -1, SQLITE_TRANSIENT);
+	if (secret != NULL)
+		sqlite3_bind_text(st, 2, secret, -1, SQLITE_TRANSIENT);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		struct rk_rotation *rot;
 		if (count == cap) {
-			size_t ncap = cap ? cap * 2 : 16;
+			size_t ncap = cap ? cap * 2 : secret ? 1 : 16;
 			struct rk_rotation *nr = realloc(rots, ncap * sizeof(*nr));
 			if (nr == NULL) {
 				r = rk_error_set(err, RK_ENOMEM, "out of memory");
@@ -1231,6 +1278,56 @@ out:
 	*out = rots;
 	*n = count;
 	return 0;
+}
+
+int
+rk_store_rot_list(struct rk_store *s, const char *run_id, struct rk_rotation **out, size_t *n,
+		  struct rk_error *err)
+{
+	return rot_read(s, run_id, NULL, out, n, err);
+}
+
+int
+rk_store_rot_get(struct rk_store *s, const char *run_id, const char *secret,
+		 struct rk_rotation **out, struct rk_error *err)
+{
+	size_t n = 0;
+	int r;
+
+	if ((r = rot_read(s, run_id, secret, out, &n, err)) < 0)
+		return r;
+	if (n == 0) {
+		free(*out);
+		*out = NULL;
+		return rk_error_set(err, RK_ENOTFOUND, "run %s has no rotation of '%s'", run_id,
+				    secret);
+	}
+	return 0;
+}
+
+int
+rk_store_rot_advance(struct rk_store *s, const char *run_id, const char *secret,
+		     const char *step, int64_t now, struct rk_error *err)
+{
+	int r, changes = 0;
+
+	if ((r = rk_store_begin(s, err)) < 0)
+		return r;
+	r = run(s, err, &changes,
+		"UPDATE rotations SET state = ?, sealed_new = NULL, updated_at = ?"
+		" WHERE run_id = ? AND secret = ?", "siss", step, now, run_id, secret);
+	if (r == 0 && changes != 1)
+		r = rk_error_set(err, RK_EINTERNAL, "journal row of '%s' in run %s is missing",
+				 secret, run_id);
+	if (r == 0)
+		r = run(s, err, NULL,
+			"INSERT INTO steps (run_id, secret, step, detail, ts) VALUES (?,?,?,'',?)",
+			"sssi", run_id, secret, step, now);
+	if (r < 0) {
+		rk_store_rollback(s);
+		return r;
+	}
+	return rk_store_commit(s, err);
 }
 
 int

@@ -44,6 +44,13 @@ int rk_engine_plan(struct rk_ctx *ctx, int64_t at, json_t **out, struct rk_error
 int rk_engine_picks(const json_t *entry, int ignore_window);
 
 /*
+ * The names (a JSON array of strings, by name) that rk_engine_picks takes
+ * from the plan at `at`, without holding the plan: one entry at a time.
+ */
+int rk_engine_due(struct rk_ctx *ctx, int64_t at, int ignore_window, json_t **names,
+		  struct rk_error *err) RK_WARN_UNUSED;
+
+/*
  * Refuses (RK_EINVAL, naming the run and the command that finishes it) when
  * any of names (a JSON array of strings) has a rotation in flight in a run
  * that has not finished: it must be resumed, not raced.

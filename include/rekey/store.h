@@ -67,9 +67,13 @@ int rk_store_secret_list(struct rk_store *s, json_t **out, struct rk_error *err)
 /*
  * What a schedule needs of every secret, ordered by name: the secret row's
  * columns without the spec (so a large inventory costs little memory), plus
- * spec_last_rotated (the inventory's own last_rotated, 0 when none).
+ * spec_last_rotated (the inventory's own last_rotated, 0 when none),
+ * handed to fn one row at a time: a schedule of any size holds one row
+ * (fn may keep a reference; a negative return stops it with that code).
  */
-int rk_store_secret_schedule(struct rk_store *s, json_t **out, struct rk_error *err) RK_WARN_UNUSED;
+int rk_store_secret_schedule(struct rk_store *s,
+			     int (*fn)(void *arg, json_t *row, struct rk_error *err), void *arg,
+			     struct rk_error *err) RK_WARN_UNUSED;
 /* The inventory's names as a JSON object used as a set (name -> true). */
 int rk_store_secret_names(struct rk_store *s, json_t **out, struct rk_error *err) RK_WARN_UNUSED;
 int rk_store_secret_get(struct rk_store *s, const char *name, json_t **out,
@@ -141,6 +145,15 @@ int rk_store_rot_step(struct rk_store *s, struct rk_rotation *rot, const char *s
 int rk_store_rot_list(struct rk_store *s, const char *run_id, struct rk_rotation **out,
 		      size_t *n, struct rk_error *err) RK_WARN_UNUSED;
 void rk_store_rot_free(struct rk_rotation *rots, size_t n);
+/* One rotation of a run (*out: one element, rk_store_rot_free(*out, 1)); RK_ENOTFOUND. */
+int rk_store_rot_get(struct rk_store *s, const char *run_id, const char *secret,
+		     struct rk_rotation **out, struct rk_error *err) RK_WARN_UNUSED;
+/*
+ * The steps after promote (restarted, restart_failed, done): only the
+ * state changes, and the sealed new value is dropped; a step row is added.
+ */
+int rk_store_rot_advance(struct rk_store *s, const char *run_id, const char *secret,
+			 const char *step, int64_t now, struct rk_error *err) RK_WARN_UNUSED;
 /* The unfinished run holding a rotation of this secret in flight ("" when none). */
 int rk_store_secret_in_flight(struct rk_store *s, const char *name, char *run_id, size_t n,
 			      struct rk_error *err) RK_WARN_UNUSED;

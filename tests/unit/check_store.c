@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -355,6 +356,142 @@ START_TEST(test_store_failed_unit_in_a_shared_batch_undoes_only_its_own_writes)
 	pthread_cond_destroy(&p.cv);
 }
 END_TEST
+/* One value of a one-row query on the DB file itself, behind the store's back. */
+static int64_t
+db_int(const char *dir, const char *sql)
+{
+	char path[128];
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	int64_t v = -1;
+
+	snprintf(path, sizeof(path), "%s/rekey.db", dir);
+	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return v;
+}
+
+static void
+db_exec(const char *dir, const char *sql)
+{
+	char path[128];
+	sqlite3 *db = NULL;
+
+	snprintf(path, sizeof(path), "%s/rekey.db", dir);
+	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+}
+
+/*
+ * A state DB of schema 2 (before the rotations(secret) index) is upgraded
+ * in place when opened: the index is made, its rows are kept and found by
+ * secret; a DB newer than this rekey is refused and left as it is.
+ */
+START_TEST(test_store_schema_2_is_upgraded_with_the_rotations_index)
+{
+	struct fx f;
+	struct rk_error err = { 0 };
+	struct rk_rotation *rot = NULL;
+	char run[64];
+
+	fx_init(&f);
+	make_run(&f);
+	rk_store_close(f.ctx.store);
+	f.ctx.store = NULL;
+	db_exec(f.dir, "DROP INDEX rotations_secret; PRAGMA user_version = 2;");
+	ck_assert_int_eq(db_int(f.dir, "SELECT COUNT(*) FROM sqlite_master WHERE name = "
+				       "'rotations_secret'"), 0);
+	ck_assert_msg(rk_store_open(&f.ctx.store, f.dir, 0, &err) == 0, "%s", err.msg);
+	ck_assert_int_eq(db_int(f.dir, "PRAGMA user_version"), 3);
+	ck_assert_int_eq(db_int(f.dir, "SELECT COUNT(*) FROM sqlite_master WHERE name = "
+				       "'rotations_secret'"), 1);
+	ck_assert_int_eq(db_int(f.dir, "SELECT COUNT(*) FROM rotations"), THREADS);
+	ck_assert_msg(rk_store_secret_in_flight(f.ctx.store, "s3", run, sizeof(run), &err) == 0,
+		      "%s", err.msg);
+	ck_assert_str_eq(run, "run1");
+	ck_assert_msg(rk_store_rot_get(f.ctx.store, "run1", "s5", &rot, &err) == 0, "%s", err.msg);
+	ck_assert_str_eq(rot->idem_key, "k5");
+	rk_store_rot_free(rot, 1);
+	rk_store_close(f.ctx.store);
+	f.ctx.store = NULL;
+	db_exec(f.dir, "PRAGMA user_version = 4;");
+	ck_assert_int_eq(rk_store_open(&f.ctx.store, f.dir, 0, &err), RK_EINVAL);
+	ck_assert_msg(strstr(err.msg, "schema version 4, newer than this rekey") != NULL, "%s",
+		      err.msg);
+	ck_assert_int_eq(db_int(f.dir, "PRAGMA user_version"), 4);
+	fx_done(&f);
+}
+END_TEST
+
+/*
+ * Statements are kept prepared and used again: each use gets its own
+ * arguments (nothing left bound from the last), a read after a miss still
+ * finds rows, and the after-promote step changes only the state, drops the
+ * sealed value and adds a step row.
+ */
+START_TEST(test_store_reused_statements_take_their_own_arguments)
+{
+	struct fx f;
+	struct rk_error err = { 0 };
+	struct rk_rotation *rot = NULL;
+	json_t *steps = NULL;
+
+	fx_init(&f);
+	make_run(&f);
+	for (int round = 0; round < 3; round++) {
+		for (int t = 0; t < THREADS; t++) {
+			char name[8], key[8];
+			snprintf(name, sizeof(name), "s%d", t);
+			snprintf(key, sizeof(key), "k%d", t);
+			ck_assert_msg(rk_store_rot_get(f.ctx.store, "run1", name, &rot, &err) == 0,
+				      "%s", err.msg);
+			ck_assert_str_eq(rot->secret, name);
+			ck_assert_str_eq(rot->idem_key, key);
+			rk_store_rot_free(rot, 1);
+			rot = NULL;
+		}
+		ck_assert_int_eq(rk_store_rot_get(f.ctx.store, "run1", "nope", &rot, &err),
+				 RK_ENOTFOUND);
+		ck_assert_ptr_null(rot);
+		rk_error_clear(&err);
+		ck_assert_int_eq(rk_store_rot_get(f.ctx.store, "run2", "s1", &rot, &err),
+				 RK_ENOTFOUND);
+		rk_error_clear(&err);
+	}
+	/* A sealed value in the journal row, then the after-promote step. */
+	ck_assert_msg(rk_store_rot_get(f.ctx.store, "run1", "s2", &rot, &err) == 0, "%s", err.msg);
+	rot->sealed_new = (unsigned char *)strdup("sealed");
+	rot->sealed_new_len = 6;
+	snprintf(rot->new_version, sizeof(rot->new_version), "7");
+	ck_assert_msg(rk_store_rot_step(f.ctx.store, rot, "promoted", NULL, 2, &err) == 0, "%s",
+		      err.msg);
+	rk_store_rot_free(rot, 1);
+	ck_assert_int_eq(db_int(f.dir, "SELECT COUNT(*) FROM rotations WHERE secret = 's2'"
+				       " AND sealed_new IS NOT NULL"), 1);
+	ck_assert_msg(rk_store_rot_advance(f.ctx.store, "run1", "s2", "restarted", 3, &err) == 0,
+		      "%s", err.msg);
+	ck_assert_int_eq(rk_store_rot_advance(f.ctx.store, "run1", "gone", "done", 3, &err),
+			 RK_EINTERNAL);
+	rk_error_clear(&err);
+	ck_assert_msg(rk_store_rot_get(f.ctx.store, "run1", "s2", &rot, &err) == 0, "%s", err.msg);
+	ck_assert_str_eq(rot->state, "restarted");
+	ck_assert_str_eq(rot->new_version, "7");
+	ck_assert_ptr_null(rot->sealed_new);
+	ck_assert_int_eq(rot->updated_at, 3);
+	rk_store_rot_free(rot, 1);
+	ck_assert_msg(rk_store_steps(f.ctx.store, "run1", "s2", &steps, &err) == 0, "%s", err.msg);
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(steps,
+		json_array_size(steps) - 1), "step")), "restarted");
+	json_decref(steps);
+	fx_done(&f);
+}
+END_TEST
+
 
 Suite *
 store_suite(void)
@@ -367,6 +504,8 @@ store_suite(void)
 	tcase_add_test(tc, test_store_threads_share_commits_and_lose_nothing);
 	tcase_add_test(tc, test_store_crash_between_writes_and_commit_keeps_every_acknowledged_step);
 	tcase_add_test(tc, test_store_failed_unit_in_a_shared_batch_undoes_only_its_own_writes);
+	tcase_add_test(tc, test_store_schema_2_is_upgraded_with_the_rotations_index);
+	tcase_add_test(tc, test_store_reused_statements_take_their_own_arguments);
 	suite_add_tcase(s, tc);
 	return s;
 }
