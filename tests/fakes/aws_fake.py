@@ -1433,7 +1433,15 @@ class Handler(BaseHTTPRequestHandler):
             if rst:
                 self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             else:
-                self.connection.shutdown(socket.SHUT_RDWR)
+                # FIN first, then drain what the client still sends, so that
+                # close() does not turn into a RST (unread data).
+                self.connection.shutdown(socket.SHUT_WR)
+                self.connection.settimeout(0.2)
+                try:
+                    while self.connection.recv(65536):
+                        pass
+                except OSError:
+                    pass
         except OSError:
             pass
         for f in (self.rfile, self.wfile):
@@ -1792,7 +1800,7 @@ class Server(ThreadingHTTPServer):
 
     def handle_error(self, request, client_address):
         exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionError, TimeoutError, OSError)):
+        if isinstance(exc, (ConnectionError, TimeoutError, OSError, ValueError)):
             return
         super().handle_error(request, client_address)
 
