@@ -825,7 +825,7 @@ if [ "$node_status" = ok ]; then
     admin POST /__fake/config '{"web_identity_tokens":["sdk-web-token"],"role_arns":["arn:aws:iam::123456789012:role/rekey"],"container_auth_token":"sdk-ctr-token","rotation_create_delay_ms":50,"rotation_finish_delay_ms":200}'
     printf 'sdk-web-token' >"$tmp/web-token"
     sed -n '/^\/\/ BEGIN SDK SCRIPT$/,/^\/\/ END SDK SCRIPT$/p' "$0" >"$tmp/sdk.js"
-    AWS_SDK_PREFIX="$prefix" FAKE_BASE="$BASE" WEB_TOKEN_FILE="$tmp/web-token" timeout 120 node "$tmp/sdk.js" >"$tmp/node.out" 2>&1
+    NODE_NO_WARNINGS=1 AWS_SDK_PREFIX="$prefix" FAKE_BASE="$BASE" WEB_TOKEN_FILE="$tmp/web-token" timeout 120 node "$tmp/sdk.js" >"$tmp/node.out" 2>&1
     cat "$tmp/node.out"
     count_output "$tmp/node.out"
     grep -q '^# sdk: ' "$tmp/node.out" || check "SDK script finished" yes no
@@ -852,10 +852,12 @@ if [ "$cli_status" = ok ]; then
     start_fake
     cli_ver="$("$AWSCLI" --version 2>&1 | head -1)"
     echo "# AWS CLI $AWSCLI: $cli_ver"
+    # Each CLI run gets a fresh HOME: the CLI caches web identity credentials
+    # under ~/.aws/cli/cache, which would hide the second (rejected-token) flow.
     cli() { # args...: stdout in $tmp/body, stderr in $tmp/cli.err; sets RC
         env -u AWS_PROFILE -u AWS_SESSION_TOKEN AWS_ACCESS_KEY_ID=AKIDEXAMPLE AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY \
             AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1 AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null \
-            AWS_PAGER= AWS_EC2_METADATA_DISABLED=true \
+            HOME="$tmp/cli-home-$RANDOM" AWS_PAGER= AWS_EC2_METADATA_DISABLED=true \
             timeout 60 "$AWSCLI" --endpoint-url "$BASE" --output json "$@" >"$tmp/body" 2>"$tmp/cli.err"
         RC=$?
     }
@@ -889,7 +891,7 @@ if [ "$cli_status" = ok ]; then
     check "cli: missing secret → ResourceNotFoundException, exit 254" "254 True" "$RC $(grep -q 'ResourceNotFoundException' "$tmp/cli.err" && echo True)"
     # Web identity via a profile.  AWS_ENDPOINT_URL_STS needs CLI v2 ≥ 2.13 or v1 ≥ 1.29.
     wi_cli=""
-    for c in "$AWSCLI" $(command -v -a aws 2>/dev/null); do
+    for c in "$AWSCLI" $(type -ap aws 2>/dev/null); do
         v="$("$c" --version 2>&1 | sed -n 's#^aws-cli/\([0-9]*\)\.\([0-9]*\)\..*#\1 \2#p')"
         set -- $v
         if [ -n "$v" ] && { { [ "$1" = 2 ] && [ "$2" -ge 13 ]; } || { [ "$1" = 1 ] && [ "$2" -ge 29 ]; }; }; then wi_cli="$c"; break; fi
@@ -909,7 +911,7 @@ web_identity_token_file = $tmp/cli-token
 EOF
         admin DELETE /__fake/requests
         env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN AWS_CONFIG_FILE="$tmp/cli-config" \
-            AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_PROFILE=ci AWS_ENDPOINT_URL_STS="$BASE" AWS_PAGER= AWS_EC2_METADATA_DISABLED=true \
+            AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_PROFILE=ci AWS_ENDPOINT_URL_STS="$BASE" HOME="$tmp/cli-home-$RANDOM" AWS_PAGER= AWS_EC2_METADATA_DISABLED=true \
             timeout 60 "$wi_cli" --endpoint-url "$BASE" --output json secretsmanager get-secret-value --secret-id cli/db >"$tmp/body" 2>"$tmp/cli.err"
         RC=$?
         check "cli web identity profile → get-secret-value" '0 "{\"password\":\"cli-2\"}"' "$RC $(j 'd["SecretString"]')"
@@ -919,10 +921,11 @@ EOF
             "$(adminj 'any(e["target"]=="AssumeRoleWithWebIdentity" and e["status"]==200 for e in d["requests"])') $(adminj 'any(e["target"]=="GetSecretValue" and e.get("credential_source")=="sts" and e["status"]==200 for e in d["requests"])')"
         printf 'cli-bad-token' >"$tmp/cli-token"
         env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY AWS_CONFIG_FILE="$tmp/cli-config" AWS_SHARED_CREDENTIALS_FILE=/dev/null \
-            AWS_PROFILE=ci AWS_ENDPOINT_URL_STS="$BASE" AWS_PAGER= AWS_EC2_METADATA_DISABLED=true \
+            AWS_PROFILE=ci AWS_ENDPOINT_URL_STS="$BASE" HOME="$tmp/cli-home-$RANDOM" AWS_PAGER= AWS_EC2_METADATA_DISABLED=true \
             timeout 60 "$wi_cli" --endpoint-url "$BASE" secretsmanager get-secret-value --secret-id cli/db >"$tmp/body" 2>"$tmp/cli.err"
         RC=$?
         check "cli: rejected web identity token → InvalidIdentityToken" "True" "$([ "$RC" != 0 ] && grep -q 'InvalidIdentityToken' "$tmp/cli.err" && echo True)"
+        [ "$RC" != 0 ] || sed 's/^/# cli: /' "$tmp/cli.err" | tail -5
     fi
     stop_fake
 else
@@ -1073,7 +1076,9 @@ const mk = (extra) => new SM.SecretsManagerClient({ endpoint, region, credential
     let webErr;
     try { await CP.fromWebToken({ webIdentityToken: 'not-accepted', roleArn: 'arn:aws:iam::123456789012:role/rekey', clientConfig: stsCfg })(); }
     catch (e) { webErr = e; }
-    check('fromWebToken with a rejected token → InvalidIdentityToken', webErr && webErr.name === 'InvalidIdentityToken', webErr && webErr.name);
+    // The SDK maps the wire code InvalidIdentityToken to its modelled exception class.
+    check('fromWebToken with a rejected token → InvalidIdentityTokenException (wire code InvalidIdentityToken)',
+          webErr && webErr.name === 'InvalidIdentityTokenException' && webErr.$metadata.httpStatusCode === 400, webErr && [webErr.name, webErr.message]);
 
     process.env.AWS_EC2_METADATA_SERVICE_ENDPOINT = endpoint;
     delete process.env.AWS_EC2_METADATA_DISABLED;
