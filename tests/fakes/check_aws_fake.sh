@@ -824,127 +824,7 @@ if [ "$node_status" = ok ]; then
     echo "# AWS SDK for JavaScript v3 ($(cd "$prefix" && node -p 'require("@aws-sdk/client-secrets-manager/package.json").version' 2>/dev/null)) against $BASE"
     admin POST /__fake/config '{"web_identity_tokens":["sdk-web-token"],"role_arns":["arn:aws:iam::123456789012:role/rekey"],"container_auth_token":"sdk-ctr-token","rotation_create_delay_ms":50,"rotation_finish_delay_ms":200}'
     printf 'sdk-web-token' >"$tmp/web-token"
-    sed -n '/^\/\/ BEGIN SDK SCRIPT$/,/^\/\/ END SDK SCRIPT$/p' "$0" >"$tmp/sdk.js"
-    NODE_NO_WARNINGS=1 AWS_SDK_PREFIX="$prefix" FAKE_BASE="$BASE" WEB_TOKEN_FILE="$tmp/web-token" timeout 120 node "$tmp/sdk.js" >"$tmp/node.out" 2>&1
-    cat "$tmp/node.out"
-    count_output "$tmp/node.out"
-    grep -q '^# sdk: ' "$tmp/node.out" || check "SDK script finished" yes no
-    stop_fake
-fi
-echo "# part (b) took $(( $(date +%s) - t_b0 )) s"
-
-# ---------------------------------------------------------------- (c) AWS CLI
-t_c0=$(date +%s)
-cli_status=ok
-AWSCLI=""
-if [ "${AWS_FAKE_SKIP_CLI:-}" = 1 ]; then
-    cli_status=skip
-else
-    if [ ! -x /usr/bin/aws ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "# apt-get install -y awscli"
-        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq awscli) >"$tmp/apt.log" 2>&1 \
-            || sed 's/^/# apt: /' "$tmp/apt.log" | tail -3
-    fi
-    if [ -x /usr/bin/aws ]; then AWSCLI=/usr/bin/aws; elif command -v aws >/dev/null 2>&1; then AWSCLI="$(command -v aws)"; fi
-    [ -n "$AWSCLI" ] && "$AWSCLI" --version >/dev/null 2>&1 || cli_status=skip
-fi
-if [ "$cli_status" = ok ]; then
-    start_fake
-    cli_ver="$("$AWSCLI" --version 2>&1 | head -1)"
-    echo "# AWS CLI $AWSCLI: $cli_ver"
-    # Each CLI run gets a fresh HOME: the CLI caches web identity credentials
-    # under ~/.aws/cli/cache, which would hide the second (rejected-token) flow.
-    cli() { # args...: stdout in $tmp/body, stderr in $tmp/cli.err; sets RC
-        env -u AWS_PROFILE -u AWS_SESSION_TOKEN AWS_ACCESS_KEY_ID=AKIDEXAMPLE AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY \
-            AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1 AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null \
-            HOME="$tmp/cli-home-$RANDOM" AWS_PAGER= AWS_EC2_METADATA_DISABLED=true \
-            timeout 60 "$AWSCLI" --endpoint-url "$BASE" --output json "$@" >"$tmp/body" 2>"$tmp/cli.err"
-        RC=$?
-    }
-    cli secretsmanager create-secret --name cli/db --secret-string '{"password":"cli-1"}'
-    check "cli create-secret" "0 cli/db" "$RC $(jr 'd["Name"]')"
-    cli secretsmanager get-secret-value --secret-id cli/db
-    check "cli get-secret-value" '0 "{\"password\":\"cli-1\"}" ["AWSCURRENT"]' "$RC $(j 'd["SecretString"]') $(j 'd["VersionStages"]')"
-    V1="$(jr 'd["VersionId"]')"
-    cli secretsmanager put-secret-value --secret-id cli/db --secret-string '{"password":"cli-2"}' --version-stages AWSPENDING \
-        --client-request-token "$T2"
-    check "cli put-secret-value staged with a token" "0 $T2 [\"AWSPENDING\"]" "$RC $(jr 'd["VersionId"]') $(j 'd["VersionStages"]')"
-    cli secretsmanager put-secret-value --secret-id cli/db --secret-string '{"password":"other"}' --version-stages AWSPENDING \
-        --client-request-token "$T2"
-    check "cli: same token, other value → ResourceExistsException" "254 True" "$RC $(grep -q 'ResourceExistsException' "$tmp/cli.err" && echo True)"
-    cli secretsmanager update-secret-version-stage --secret-id cli/db --version-stage AWSCURRENT --move-to-version-id "$T2" \
-        --remove-from-version-id "$V1"
-    check "cli update-secret-version-stage" 0 "$RC"
-    cli secretsmanager describe-secret --secret-id cli/db
-    check "cli: AWSPREVIOUS followed AWSCURRENT" "[\"AWSCURRENT\", \"AWSPENDING\"] [\"AWSPREVIOUS\"]" \
-        "$(j 'sorted(d["VersionIdsToStages"]["'$T2'"])') $(j 'd["VersionIdsToStages"]["'$V1'"]')"
-    cli secretsmanager update-secret-version-stage --secret-id cli/db --version-stage AWSCURRENT --move-to-version-id "$V1"
-    check "cli: missing RemoveFromVersionId → InvalidParameterException" "254 True" "$RC $(grep -q 'InvalidParameterException' "$tmp/cli.err" && echo True)"
-    for i in 1 2 3 4 5; do cli secretsmanager create-secret --name "cli/list-$i" --secret-string "l$i"; done
-    cli secretsmanager list-secrets --filters Key=name,Values=cli/list- --page-size 2
-    check "cli list-secrets follows NextToken (page size 2)" 5 "$(j 'len(d["SecretList"])')"
-    admin GET /__fake/requests
-    check "…in 3 ListSecrets calls" 3 "$(adminj 'sum(1 for e in d["requests"] if e["target"]=="ListSecrets")')"
-    cli secretsmanager get-secret-value --secret-id cli/db --version-stage AWSPENDING
-    check "cli get-secret-value --version-stage" '0 "{\"password\":\"cli-2\"}"' "$RC $(j 'd["SecretString"]')"
-    AWS_SECRET_ACCESS_KEY_SAVE=1 cli secretsmanager get-secret-value --secret-id nope/x
-    check "cli: missing secret → ResourceNotFoundException, exit 254" "254 True" "$RC $(grep -q 'ResourceNotFoundException' "$tmp/cli.err" && echo True)"
-    # Web identity via a profile.  AWS_ENDPOINT_URL_STS needs CLI v2 ≥ 2.13 or v1 ≥ 1.29.
-    wi_cli=""
-    for c in "$AWSCLI" $(type -ap aws 2>/dev/null); do
-        v="$("$c" --version 2>&1 | sed -n 's#^aws-cli/\([0-9]*\)\.\([0-9]*\)\..*#\1 \2#p')"
-        set -- $v
-        if [ -n "$v" ] && { { [ "$1" = 2 ] && [ "$2" -ge 13 ]; } || { [ "$1" = 1 ] && [ "$2" -ge 29 ]; }; }; then wi_cli="$c"; break; fi
-    done
-    if [ -z "$wi_cli" ]; then
-        echo "SKIP cli web identity: no aws CLI here reads AWS_ENDPOINT_URL_STS (needs v2 >= 2.13 or v1 >= 1.29; $cli_ver)"
-    else
-        [ "$wi_cli" != "$AWSCLI" ] && echo "# web identity flow with $wi_cli ($("$wi_cli" --version 2>&1 | head -1)): $cli_ver predates AWS_ENDPOINT_URL_STS"
-        admin POST /__fake/config '{"web_identity_tokens":["cli-web-token"],"role_arns":["arn:aws:iam::123456789012:role/rekey"]}'
-        printf 'cli-web-token' >"$tmp/cli-token"
-        cat >"$tmp/cli-config" <<EOF
-[profile ci]
-region = us-east-1
-role_arn = arn:aws:iam::123456789012:role/rekey
-role_session_name = rekey-cli
-web_identity_token_file = $tmp/cli-token
-EOF
-        admin DELETE /__fake/requests
-        env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN AWS_CONFIG_FILE="$tmp/cli-config" \
-            AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_PROFILE=ci AWS_ENDPOINT_URL_STS="$BASE" HOME="$tmp/cli-home-$RANDOM" AWS_PAGER= AWS_EC2_METADATA_DISABLED=true \
-            timeout 60 "$wi_cli" --endpoint-url "$BASE" --output json secretsmanager get-secret-value --secret-id cli/db >"$tmp/body" 2>"$tmp/cli.err"
-        RC=$?
-        check "cli web identity profile → get-secret-value" '0 "{\"password\":\"cli-2\"}"' "$RC $(j 'd["SecretString"]')"
-        [ "$RC" = 0 ] || sed 's/^/# cli: /' "$tmp/cli.err" | tail -5
-        admin GET /__fake/requests
-        check "…signed with STS-issued credentials" "True True" \
-            "$(adminj 'any(e["target"]=="AssumeRoleWithWebIdentity" and e["status"]==200 for e in d["requests"])') $(adminj 'any(e["target"]=="GetSecretValue" and e.get("credential_source")=="sts" and e["status"]==200 for e in d["requests"])')"
-        printf 'cli-bad-token' >"$tmp/cli-token"
-        env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY AWS_CONFIG_FILE="$tmp/cli-config" AWS_SHARED_CREDENTIALS_FILE=/dev/null \
-            AWS_PROFILE=ci AWS_ENDPOINT_URL_STS="$BASE" HOME="$tmp/cli-home-$RANDOM" AWS_PAGER= AWS_EC2_METADATA_DISABLED=true \
-            timeout 60 "$wi_cli" --endpoint-url "$BASE" secretsmanager get-secret-value --secret-id cli/db >"$tmp/body" 2>"$tmp/cli.err"
-        RC=$?
-        check "cli: rejected web identity token → InvalidIdentityToken" "True" "$([ "$RC" != 0 ] && grep -q 'InvalidIdentityToken' "$tmp/cli.err" && echo True)"
-        [ "$RC" != 0 ] || sed 's/^/# cli: /' "$tmp/cli.err" | tail -5
-    fi
-    stop_fake
-else
-    echo "SKIP AWS CLI checks: AWS_FAKE_SKIP_CLI=1, or no aws CLI (and apt-get could not install awscli)"
-fi
-echo "# part (c) took $(( $(date +%s) - t_c0 )) s; total $(( $(date +%s) - t_start )) s"
-
-echo "aws_fake: $pass passed, $fail failed"
-if [ "$fail" -ne 0 ]; then
-    exit 1
-fi
-if [ "$node_status" = skip ]; then
-    echo "SKIP AWS SDK checks: AWS_FAKE_SKIP_NODE=1, or node/npm or the npm registry is unavailable"
-    exit 77
-fi
-exit 0
-
-# The SDK script (part b) is kept below the exit, extracted with sed.
-// BEGIN SDK SCRIPT
+    cat >"$tmp/sdk.js" <<'SDKJS'
 'use strict';
 const path = require('path');
 const fs = require('fs');
@@ -1107,4 +987,121 @@ const mk = (extra) => new SM.SecretsManagerClient({ endpoint, region, credential
     console.log(`# sdk: ${pass} passed, ${fail} failed`);
     process.exit(fail ? 1 : 0);
 })().catch((e) => { console.log(`FAIL sdk: unexpected error: ${e && e.stack ? e.stack : e}`); process.exit(1); });
-// END SDK SCRIPT
+SDKJS
+    NODE_NO_WARNINGS=1 AWS_SDK_PREFIX="$prefix" FAKE_BASE="$BASE" WEB_TOKEN_FILE="$tmp/web-token" timeout 120 node "$tmp/sdk.js" >"$tmp/node.out" 2>&1
+    cat "$tmp/node.out"
+    count_output "$tmp/node.out"
+    grep -q '^# sdk: ' "$tmp/node.out" || check "SDK script finished" yes no
+    stop_fake
+fi
+echo "# part (b) took $(( $(date +%s) - t_b0 )) s"
+
+# ---------------------------------------------------------------- (c) AWS CLI
+t_c0=$(date +%s)
+cli_status=ok
+AWSCLI=""
+if [ "${AWS_FAKE_SKIP_CLI:-}" = 1 ]; then
+    cli_status=skip
+else
+    if [ ! -x /usr/bin/aws ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "# apt-get install -y awscli"
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq awscli) >"$tmp/apt.log" 2>&1 \
+            || sed 's/^/# apt: /' "$tmp/apt.log" | tail -3
+    fi
+    if [ -x /usr/bin/aws ]; then AWSCLI=/usr/bin/aws; elif command -v aws >/dev/null 2>&1; then AWSCLI="$(command -v aws)"; fi
+    [ -n "$AWSCLI" ] && "$AWSCLI" --version >/dev/null 2>&1 || cli_status=skip
+fi
+if [ "$cli_status" = ok ]; then
+    start_fake
+    cli_ver="$("$AWSCLI" --version 2>&1 | head -1)"
+    echo "# AWS CLI $AWSCLI: $cli_ver"
+    # Each CLI run gets a fresh HOME: the CLI caches web identity credentials
+    # under ~/.aws/cli/cache, which would hide the second (rejected-token) flow.
+    cli() { # args...: stdout in $tmp/body, stderr in $tmp/cli.err; sets RC
+        env -u AWS_PROFILE -u AWS_SESSION_TOKEN AWS_ACCESS_KEY_ID=AKIDEXAMPLE AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY \
+            AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1 AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null \
+            HOME="$tmp/cli-home-$RANDOM" AWS_PAGER= AWS_EC2_METADATA_DISABLED=true \
+            timeout 60 "$AWSCLI" --endpoint-url "$BASE" --output json "$@" >"$tmp/body" 2>"$tmp/cli.err"
+        RC=$?
+    }
+    cli secretsmanager create-secret --name cli/db --secret-string '{"password":"cli-1"}'
+    check "cli create-secret" "0 cli/db" "$RC $(jr 'd["Name"]')"
+    cli secretsmanager get-secret-value --secret-id cli/db
+    check "cli get-secret-value" '0 "{\"password\":\"cli-1\"}" ["AWSCURRENT"]' "$RC $(j 'd["SecretString"]') $(j 'd["VersionStages"]')"
+    V1="$(jr 'd["VersionId"]')"
+    cli secretsmanager put-secret-value --secret-id cli/db --secret-string '{"password":"cli-2"}' --version-stages AWSPENDING \
+        --client-request-token "$T2"
+    check "cli put-secret-value staged with a token" "0 $T2 [\"AWSPENDING\"]" "$RC $(jr 'd["VersionId"]') $(j 'd["VersionStages"]')"
+    cli secretsmanager put-secret-value --secret-id cli/db --secret-string '{"password":"other"}' --version-stages AWSPENDING \
+        --client-request-token "$T2"
+    check "cli: same token, other value → ResourceExistsException" "254 True" "$RC $(grep -q 'ResourceExistsException' "$tmp/cli.err" && echo True)"
+    cli secretsmanager update-secret-version-stage --secret-id cli/db --version-stage AWSCURRENT --move-to-version-id "$T2" \
+        --remove-from-version-id "$V1"
+    check "cli update-secret-version-stage" 0 "$RC"
+    cli secretsmanager describe-secret --secret-id cli/db
+    check "cli: AWSPREVIOUS followed AWSCURRENT" "[\"AWSCURRENT\", \"AWSPENDING\"] [\"AWSPREVIOUS\"]" \
+        "$(j 'sorted(d["VersionIdsToStages"]["'$T2'"])') $(j 'd["VersionIdsToStages"]["'$V1'"]')"
+    cli secretsmanager update-secret-version-stage --secret-id cli/db --version-stage AWSCURRENT --move-to-version-id "$V1"
+    check "cli: missing RemoveFromVersionId → InvalidParameterException" "254 True" "$RC $(grep -q 'InvalidParameterException' "$tmp/cli.err" && echo True)"
+    for i in 1 2 3 4 5; do cli secretsmanager create-secret --name "cli/list-$i" --secret-string "l$i"; done
+    cli secretsmanager list-secrets --filters Key=name,Values=cli/list- --page-size 2
+    check "cli list-secrets follows NextToken (page size 2)" 5 "$(j 'len(d["SecretList"])')"
+    admin GET /__fake/requests
+    check "…in 3 ListSecrets calls" 3 "$(adminj 'sum(1 for e in d["requests"] if e["target"]=="ListSecrets")')"
+    cli secretsmanager get-secret-value --secret-id cli/db --version-stage AWSPENDING
+    check "cli get-secret-value --version-stage" '0 "{\"password\":\"cli-2\"}"' "$RC $(j 'd["SecretString"]')"
+    cli secretsmanager get-secret-value --secret-id nope/x
+    check "cli: missing secret → ResourceNotFoundException, exit 254" "254 True" "$RC $(grep -q 'ResourceNotFoundException' "$tmp/cli.err" && echo True)"
+    # Web identity via a profile.  AWS_ENDPOINT_URL_STS needs CLI v2 ≥ 2.13 or v1 ≥ 1.29.
+    wi_cli=""
+    for c in "$AWSCLI" $(type -ap aws 2>/dev/null); do
+        v="$("$c" --version 2>&1 | sed -n 's#^aws-cli/\([0-9]*\)\.\([0-9]*\)\..*#\1 \2#p')"
+        set -- $v
+        if [ -n "$v" ] && { { [ "$1" = 2 ] && [ "$2" -ge 13 ]; } || { [ "$1" = 1 ] && [ "$2" -ge 29 ]; }; }; then wi_cli="$c"; break; fi
+    done
+    if [ -z "$wi_cli" ]; then
+        echo "SKIP cli web identity: no aws CLI here reads AWS_ENDPOINT_URL_STS (needs v2 >= 2.13 or v1 >= 1.29; $cli_ver)"
+    else
+        [ "$wi_cli" != "$AWSCLI" ] && echo "# web identity flow with $wi_cli ($("$wi_cli" --version 2>&1 | head -1)): $cli_ver predates AWS_ENDPOINT_URL_STS"
+        admin POST /__fake/config '{"web_identity_tokens":["cli-web-token"],"role_arns":["arn:aws:iam::123456789012:role/rekey"]}'
+        printf 'cli-web-token' >"$tmp/cli-token"
+        cat >"$tmp/cli-config" <<EOF
+[profile ci]
+region = us-east-1
+role_arn = arn:aws:iam::123456789012:role/rekey
+role_session_name = rekey-cli
+web_identity_token_file = $tmp/cli-token
+EOF
+        admin DELETE /__fake/requests
+        env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN AWS_CONFIG_FILE="$tmp/cli-config" \
+            AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_PROFILE=ci AWS_ENDPOINT_URL_STS="$BASE" HOME="$tmp/cli-home-$RANDOM" AWS_PAGER= AWS_EC2_METADATA_DISABLED=true \
+            timeout 60 "$wi_cli" --endpoint-url "$BASE" --output json secretsmanager get-secret-value --secret-id cli/db >"$tmp/body" 2>"$tmp/cli.err"
+        RC=$?
+        check "cli web identity profile → get-secret-value" '0 "{\"password\":\"cli-2\"}"' "$RC $(j 'd["SecretString"]')"
+        [ "$RC" = 0 ] || sed 's/^/# cli: /' "$tmp/cli.err" | tail -5
+        admin GET /__fake/requests
+        check "…signed with STS-issued credentials" "True True" \
+            "$(adminj 'any(e["target"]=="AssumeRoleWithWebIdentity" and e["status"]==200 for e in d["requests"])') $(adminj 'any(e["target"]=="GetSecretValue" and e.get("credential_source")=="sts" and e["status"]==200 for e in d["requests"])')"
+        printf 'cli-bad-token' >"$tmp/cli-token"
+        env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY AWS_CONFIG_FILE="$tmp/cli-config" AWS_SHARED_CREDENTIALS_FILE=/dev/null \
+            AWS_PROFILE=ci AWS_ENDPOINT_URL_STS="$BASE" HOME="$tmp/cli-home-$RANDOM" AWS_PAGER= AWS_EC2_METADATA_DISABLED=true \
+            timeout 60 "$wi_cli" --endpoint-url "$BASE" secretsmanager get-secret-value --secret-id cli/db >"$tmp/body" 2>"$tmp/cli.err"
+        RC=$?
+        check "cli: rejected web identity token → InvalidIdentityToken" "True" "$([ "$RC" != 0 ] && grep -q 'InvalidIdentityToken' "$tmp/cli.err" && echo True)"
+        [ "$RC" != 0 ] || sed 's/^/# cli: /' "$tmp/cli.err" | tail -5
+    fi
+    stop_fake
+else
+    echo "SKIP AWS CLI checks: AWS_FAKE_SKIP_CLI=1, or no aws CLI (and apt-get could not install awscli)"
+fi
+echo "# part (c) took $(( $(date +%s) - t_c0 )) s; total $(( $(date +%s) - t_start )) s"
+
+echo "aws_fake: $pass passed, $fail failed"
+if [ "$fail" -ne 0 ]; then
+    exit 1
+fi
+if [ "$node_status" = skip ]; then
+    echo "SKIP AWS SDK checks: AWS_FAKE_SKIP_NODE=1, or node/npm or the npm registry is unavailable"
+    exit 77
+fi
+exit 0
