@@ -386,6 +386,13 @@ sm PutSecretValue "{\"SecretId\":\"quota/v\",\"ClientRequestToken\":\"$T4\",\"Se
 sm ListSecretVersionIds '{"SecretId":"quota/v","IncludeDeprecated":true}'
 check "old deprecated versions purged when allowed" "200 [\"$T2\", \"$T3\", \"$T4\"]" "$STATUS $(j 'sorted(v["VersionId"] for v in d["Versions"])')"
 admin POST /__fake/config '{"version_quota":100,"deprecated_version_min_age":86400}'
+# The default quota: 100 versions (98 seeded by "another writer" + the first + one Put).
+sm CreateSecret "{\"Name\":\"quota/100\",\"ClientRequestToken\":\"$T1\",\"SecretString\":\"0\"}"
+for i in $(seq 98); do admin POST /__fake/seed "{\"Name\":\"quota/100\",\"SecretString\":\"seed-$i\"}"; done
+sm PutSecretValue "{\"SecretId\":\"quota/100\",\"ClientRequestToken\":\"$T2\",\"SecretString\":\"100th\"}"
+s100=$STATUS
+sm PutSecretValue "{\"SecretId\":\"quota/100\",\"ClientRequestToken\":\"$T3\",\"SecretString\":\"101st\"}"
+check "default version quota: the 100th version is accepted, the 101st is LimitExceededException" "200 400 LimitExceededException" "$s100 $STATUS $(jr 'd["__type"]')"
 
 # ---------------------------------------------------------------- RotateSecret
 sm CreateSecret "{\"Name\":\"rot/json\",\"ClientRequestToken\":\"$T1\",\"SecretString\":\"{\\\"username\\\":\\\"app\\\",\\\"password\\\":\\\"r1\\\"}\"}"
@@ -431,6 +438,16 @@ sleep 0.3
 check "fail_finish: filled but not promoted" '{"11": ["AWSCURRENT"], "22": ["AWSPENDING"]}' "$(stages rot/plain)"
 sm GetSecretValue '{"SecretId":"rot/plain","VersionStage":"AWSPENDING"}'
 check "non-JSON secret gets a fresh random string" "True" "$(j 'd["SecretString"] != "plain-text" and len(d["SecretString"]) == 32')"
+admin POST /__fake/config '{"rotation_mode":"stall","rotation_create_delay_ms":10,"rotation_finish_delay_ms":10}'
+sm CreateSecret "{\"Name\":\"rot/stall\",\"ClientRequestToken\":\"$T1\",\"SecretString\":\"st\"}"
+sm RotateSecret "{\"SecretId\":\"rot/stall\",\"ClientRequestToken\":\"$T2\",\"RotationLambdaARN\":\"arn:aws:lambda:us-east-1:123456789012:function:rot\"}"
+sleep 0.3
+check "stall: the Lambda never finishes" '{"11": ["AWSCURRENT"], "22": ["AWSPENDING"]}' "$(stages rot/stall)"
+sm RotateSecret "{\"SecretId\":\"rot/plain\",\"ClientRequestToken\":\"$T4\",\"RotateImmediately\":false}"
+check "RotateImmediately false with a rotation pending elsewhere → InvalidRequestException" "400 InvalidRequestException" "$STATUS $(jr 'd["__type"]')"
+sm CreateSecret "{\"Name\":\"rot/later\",\"ClientRequestToken\":\"$T1\",\"SecretString\":\"l\"}"
+sm RotateSecret "{\"SecretId\":\"rot/later\",\"ClientRequestToken\":\"$T2\",\"RotationLambdaARN\":\"arn:aws:lambda:us-east-1:123456789012:function:rot\",\"RotateImmediately\":false}"
+check "RotateImmediately false: rotation configured, no new version" '200 {"11": ["AWSCURRENT"]} True' "$STATUS $(stages rot/later) $(j 'd["RotationEnabled"]')"
 admin POST /__fake/config '{"rotation_mode":"ok","rotation_create_delay_ms":50,"rotation_finish_delay_ms":300}'
 
 # ---------------------------------------------------------------- Delete / Restore
@@ -554,6 +571,12 @@ sts "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn=$ROLE&RoleSessi
 check "DurationSeconds 899 → ValidationError" "400 ValidationError" "$(stserr)"
 sts "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn=$ROLE&RoleSessionName=rekey&WebIdentityToken=good-jwt-token&DurationSeconds=7200"
 check "DurationSeconds over the role's MaxSessionDuration → ValidationError" "400 ValidationError" "$(stserr)"
+admin POST /__fake/config '{"sts_max_session_duration":43200}'
+sts "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn=$ROLE&RoleSessionName=rekey&WebIdentityToken=good-jwt-token&DurationSeconds=7200"
+check "…allowed once the role's maximum is raised" 200 "$STATUS"
+sts "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn=$ROLE&RoleSessionName=rekey&WebIdentityToken=good-jwt-token&DurationSeconds=43201"
+check "DurationSeconds 43201 → ValidationError" "400 ValidationError" "$(stserr)"
+admin POST /__fake/config '{"sts_max_session_duration":3600}'
 sts "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn=$ROLE&RoleSessionName=rekey&WebIdentityToken=forged-token"
 check "unknown token → InvalidIdentityToken" "400 InvalidIdentityToken" "$(stserr)"
 sts "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn=$ROLE&RoleSessionName=rekey&WebIdentityToken=old-jwt-token"
