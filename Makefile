@@ -187,6 +187,10 @@ fakes-check:
 	grep -E '^(FAIL|# )' build/fakes-check.log; tail -1 build/fakes-check.log; \
 	if [ $$rc = 77 ]; then echo "fakes-check: the node client part was skipped (npm registry unreachable)"; \
 	elif [ $$rc != 0 ]; then exit $$rc; fi
+	@bash tests/fakes/check_aws_fake.sh > build/fakes-check-aws.log 2>&1; rc=$$?; \
+	grep -E '^(FAIL|SKIP|# )' build/fakes-check-aws.log; grep -E '^aws_fake: ' build/fakes-check-aws.log; \
+	if [ $$rc = 77 ]; then echo "fakes-check: the AWS SDK for JavaScript part was skipped (npm registry unreachable)"; \
+	elif [ $$rc != 0 ]; then exit $$rc; fi
 
 clean:
 	rm -rf build rekey rekey-guard
