@@ -452,7 +452,7 @@ settings_cb(void *argp, const char *section, const char *key, const char *sub, c
 	(void)path;
 	(void)line;
 	if (a->services != NULL) {
-		const char *s = section + 8;
+		const char *s = section + 9;
 		if (key == NULL || sub == NULL || strncmp(section, "services ", 9) != 0)
 			return 0;
 		while (*s == ' ')
