@@ -1691,6 +1691,15 @@ rk_aws_chain_get(struct rk_aws_chain *ch, const struct rk_call *call, struct rk_
 			}
 			if ((r = wait_fetch(ch, call, err)) < 0)
 				goto out_unlock;
+			/*
+			 * What that fetch got is the freshest the source has, even
+			 * inside the mandatory window: fetching again at once would
+			 * only ask the same question once per waiting thread.
+			 */
+			if (ch->last_rc == 0 && ch->have) {
+				r = copy_out(ch, out, err);
+				goto out_unlock;
+			}
 			/* That fetch failed, and nothing usable is left: its error is ours too. */
 			if (ch->last_rc < 0 && !(ch->have && (ch->cur.expires_at == 0 ||
 							      time(NULL) < ch->cur.expires_at - MANDATORY_S))) {
