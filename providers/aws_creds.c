@@ -110,28 +110,19 @@ static const struct rk_http_cfg sts_defaults = {
 
 /* ---- small helpers ---- */
 
+/* Names the chain's instance and step in err (rk_error_set's first error wins); returns code. */
 static int
-cerr(const struct rk_aws_chain *ch, struct rk_error *err, int code, const char *fmt, ...)
-	RK_PRINTF(4, 5);
-
-/* Sets err (first error wins) with the chain's provider name and step. */
-static int
-cerr(const struct rk_aws_chain *ch, struct rk_error *err, int code, const char *fmt, ...)
+named(const struct rk_aws_chain *ch, struct rk_error *err, int code)
 {
-	char msg[sizeof(err->msg)];
-	va_list ap;
-
-	if (err == NULL || err->code != 0)
-		return code;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	rk_error_set(err, code, "%s", msg);
-	snprintf(err->provider, sizeof(err->provider), "%s", ch->name);
-	if (err->step[0] == '\0')
+	if (err != NULL && err->provider[0] == '\0')
+		snprintf(err->provider, sizeof(err->provider), "%s", ch->name);
+	if (err != NULL && err->step[0] == '\0')
 		snprintf(err->step, sizeof(err->step), "credentials");
 	return code;
 }
+
+/* rk_error_set, plus the chain's name: for `return cerr(ch, err, RK_EINVAL, "...", ...)`. */
+#define cerr(ch, err, code, ...) named((ch), (err), rk_error_set((err), (code), __VA_ARGS__))
 
 /* A sodium_malloc'd copy of s[0..n), trimmed of surrounding blanks; NULL for want of memory. */
 static char *
@@ -640,11 +631,12 @@ rk_aws_chain_free(struct rk_aws_chain *ch)
 		return;
 	rk_aws_creds_clear(&ch->cur);
 	profile_free(&ch->prof);
-	free(ch->profile);
-	free(ch->cred_path);
-	free(ch->conf_path);
-	free(ch->ep_sm);
-	free(ch->ep_sts);
+	{
+		char **owned[] = { &ch->profile, &ch->cred_path, &ch->conf_path, &ch->ep_sm,
+				   &ch->ep_sts };
+		for (size_t i = 0; i < RK_ARRAY_SIZE(owned); i++)
+			free(*owned[i]);
+	}
 	rk_http_cfg_free(&ch->sts_cfg);
 	if (ch->envbuf != NULL)
 		sodium_free(ch->envbuf);
@@ -741,23 +733,17 @@ http_one(struct rk_aws_chain *ch, const char *base, const struct rk_http_cfg *hc
 	 const char *const *hdrs, const void *body, size_t blen, struct rk_http_resp *resp,
 	 struct rk_error *err)
 {
+	const struct rk_http_req req = {
+		.method = method, .path = path, .headers = hdrs, .body = body, .body_len = blen,
+		.idempotent = RK_HTTP_IDEMPOTENT,	/* every request here only reads */
+		.sensitive = 1, .call = call, .priority = call ? call->priority : 0,
+	};
 	struct rk_http *h = NULL;
-	struct rk_http_req req;
 	int r;
 
 	memset(resp, 0, sizeof(*resp));
 	if ((r = rk_http_new(&h, ch->name, base, hc, err)) < 0)
 		return r;
-	memset(&req, 0, sizeof(req));
-	req.method = method;
-	req.path = path;
-	req.headers = hdrs;
-	req.body = body;
-	req.body_len = blen;
-	req.idempotent = RK_HTTP_IDEMPOTENT;	/* every request here only reads */
-	req.sensitive = 1;
-	req.call = call;
-	req.priority = call ? call->priority : 0;
 	r = rk_http_do(h, &req, resp, err);
 	rk_http_free(h);
 	return r;
