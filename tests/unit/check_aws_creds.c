@@ -1023,6 +1023,11 @@ START_TEST(test_imds_400_gives_up_and_disabled_sends_nothing)
 	ck_assert_int_eq(reqs(), 1);
 	rk_aws_chain_free(ch);
 
+	env_add(&e, "AWS_METADATA_SERVICE_TIMEOUT=0");
+	ch = chain(&e, NULL);
+	get_fails(ch, RK_EINVAL, "AWS_METADATA_SERVICE_TIMEOUT must be seconds");
+	rk_aws_chain_free(ch);
+
 	env_add(&e, "AWS_EC2_METADATA_DISABLED=true");
 	ch = chain(&e, NULL);
 	get_fails(ch, RK_EAUTH, "AWS_EC2_METADATA_DISABLED=true");
@@ -1080,6 +1085,11 @@ START_TEST(test_container_full_uri_host_rules)
 		get_fails(ch, RK_EINVAL, "AWS_CONTAINER_CREDENTIALS_FULL_URI");
 		rk_aws_chain_free(ch);
 	}
+	/* The relative URI wins over the full one (and must be a path). */
+	env_add(&e, "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI=v2/credentials/x");
+	ch = chain(&e, NULL);
+	get_fails(ch, RK_EINVAL, "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI must be a path");
+	rk_aws_chain_free(ch);
 	ck_assert_int_eq(reqs(), 1);
 }
 END_TEST
