@@ -111,9 +111,10 @@ const char *rk_aws_chain_endpoint(const struct rk_aws_chain *ch, const char *ser
  * next advisory try 30 s later); from 10 min before (mandatory) a refresh
  * must succeed. Thread-safe: only one thread fetches at a time; the others
  * wait for its result, bounded by their own call's deadline (RK_ETRANSIENT)
- * and cancel flag (RK_ECANCELED). call may be NULL. A failed fetch's error is
- * handed to every caller that waited for it, so a dead endpoint is asked
- * once, not once per thread.
+ * and cancel flag (RK_ECANCELED). call may be NULL. The waiters take what
+ * that one fetch got: its keys (even ones already inside the mandatory
+ * window: they are the freshest the source has) or its error, so a slow or
+ * dead endpoint is asked once, not once per thread.
  */
 int rk_aws_chain_get(struct rk_aws_chain *ch, const struct rk_call *call, struct rk_aws_creds *out,
 		     struct rk_error *err) RK_WARN_UNUSED;
