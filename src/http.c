@@ -99,6 +99,7 @@ struct outcome {
 	int deadline_hit;		/* timed out because the call's deadline came */
 	const struct rk_call *call;	/* the request's, for the progress callback */
 	double retry_after;		/* from this attempt's headers */
+	int64_t date;			/* its Date header (Unix s), 0 when none */
 	char *buf;			/* body, NUL-terminated when non-NULL */
 	size_t len, cap, max;
 	char errbuf[CURL_ERROR_SIZE];
@@ -448,25 +449,17 @@ on_body(char *data, size_t size, size_t nmemb, void *userp)
 	return n;
 }
 
-static size_t
-on_header(char *data, size_t size, size_t nmemb, void *userp)
+/* The value of header `name` ("retry-after:") in one header line, trimmed, into val. */
+static int
+header_value(const char *data, size_t n, const char *name, char *val, size_t vn)
 {
-	static const char name[] = "retry-after:";
-	struct outcome *o = userp;
-	size_t n = size * nmemb, k;
+	size_t nl = strlen(name), k;
 	const char *v;
-	char val[64];
-	double secs;
 
-	/* A status line starts a new response (after a 1xx): forget the old one's. */
-	if (n >= 5 && memcmp(data, "HTTP/", 5) == 0) {
-		o->retry_after = 0;
-		return n;
-	}
-	if (n <= sizeof(name) - 1 || strncasecmp(data, name, sizeof(name) - 1) != 0)
-		return n;
-	v = data + sizeof(name) - 1;
-	k = n - (sizeof(name) - 1);
+	if (n <= nl || strncasecmp(data, name, nl) != 0)
+		return 0;
+	v = data + nl;
+	k = n - nl;
 	while (k > 0 && (*v == ' ' || *v == '\t')) {
 		v++;
 		k--;
@@ -474,12 +467,36 @@ on_header(char *data, size_t size, size_t nmemb, void *userp)
 	while (k > 0 && (v[k - 1] == '\r' || v[k - 1] == '\n' || v[k - 1] == ' ' ||
 			 v[k - 1] == '\t'))
 		k--;
-	if (k == 0 || k >= sizeof(val))
-		return n;	/* absent or absurd: no minimum from the server */
+	if (k == 0 || k >= vn)
+		return 0;	/* absent or absurd */
 	memcpy(val, v, k);
 	val[k] = '\0';
-	if (rk_parse_retry_after(val, (int64_t)time(NULL), &secs) == 0)
-		o->retry_after = secs;
+	return 1;
+}
+
+static size_t
+on_header(char *data, size_t size, size_t nmemb, void *userp)
+{
+	struct outcome *o = userp;
+	size_t n = size * nmemb;
+	char val[64];
+	double secs;
+	int64_t when;
+
+	/* A status line starts a new response (after a 1xx): forget the old one's. */
+	if (n >= 5 && memcmp(data, "HTTP/", 5) == 0) {
+		o->retry_after = 0;
+		o->date = 0;
+		return n;
+	}
+	if (header_value(data, n, "retry-after:", val, sizeof(val))) {
+		/* An unparsable value is no minimum from the server. */
+		if (rk_parse_retry_after(val, (int64_t)time(NULL), &secs) == 0)
+			o->retry_after = secs;
+	} else if (header_value(data, n, "date:", val, sizeof(val))) {
+		if (rk_parse_http_date(val, (int64_t)time(NULL), &when) == 0)
+			o->date = when;
+	}
 	return n;
 }
 
@@ -1202,6 +1219,7 @@ rk_http_do(struct rk_http *h, const struct rk_http_req *req, struct rk_http_resp
 	resp->attempts = attempts;
 	resp->status = o.status;
 	resp->retry_after = o.status > 0 ? o.retry_after : 0;
+	resp->date = o.status > 0 ? o.date : 0;
 	if (r < 0)
 		goto out;	/* err is set; what the last attempt got is in resp */
 	if (o.oom) {

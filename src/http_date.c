@@ -148,6 +148,21 @@ parse_http_date(const char *s, size_t n, int64_t now, int64_t *out)
 }
 
 int
+rk_parse_http_date(const char *value, int64_t now, int64_t *out)
+{
+	const char *s = value, *e;
+
+	if (value == NULL)
+		return RK_EINVAL;
+	while (*s == ' ' || *s == '\t')
+		s++;
+	e = s + strlen(s);
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' || e[-1] == '\n'))
+		e--;
+	return parse_http_date(s, (size_t)(e - s), now, out);
+}
+
+int
 rk_parse_retry_after(const char *value, int64_t now, double *seconds)
 {
 	const char *s = value, *e;

@@ -77,6 +77,7 @@ struct rk_http_resp {
 	char *body;			/* NUL-terminated (malloc'd), may be empty */
 	size_t len;
 	double retry_after;		/* seconds from Retry-After of the last attempt, 0 if none */
+	int64_t date;			/* its Date header as Unix seconds, 0 if none (clock skew) */
 	int attempts;			/* how many attempts were made */
 	int sensitive;			/* wipe on free */
 };

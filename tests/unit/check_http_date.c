@@ -71,6 +71,28 @@ START_TEST(test_retry_after_rejects_garbage_and_negatives)
 END_TEST
 
 
+/* A server's Date header as an absolute time, for correcting a skewed clock. */
+START_TEST(test_http_date_absolute)
+{
+	int64_t t = 0;
+
+	ck_assert_int_eq(rk_parse_http_date("Wed, 02 Dec 2026 12:00:00 GMT", 0, &t), 0);
+	ck_assert_int_eq(t, 1796212800);
+	ck_assert_int_eq(rk_parse_http_date("  Sun, 06 Nov 1994 08:49:37 GMT\r\n", 0, &t), 0);
+	ck_assert_int_eq(t, 784111777);
+	ck_assert_int_eq(rk_parse_http_date("Sun Nov  6 08:49:37 1994", 0, &t), 0);
+	ck_assert_int_eq(t, 784111777);
+	ck_assert_int_eq(rk_parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT", 784111777, &t), 0);
+	ck_assert_int_eq(t, 784111777);
+	t = 5;
+	ck_assert_int_eq(rk_parse_http_date("yesterday", 0, &t), RK_EINVAL);
+	ck_assert_int_eq(rk_parse_http_date("Wed, 31 Feb 2026 12:00:00 GMT", 0, &t), RK_EINVAL);
+	ck_assert_int_eq(rk_parse_http_date("", 0, &t), RK_EINVAL);
+	ck_assert_int_eq(rk_parse_http_date(NULL, 0, &t), RK_EINVAL);
+	ck_assert_int_eq(t, 5);
+}
+END_TEST
+
 Suite *
 http_date_suite(void)
 {
@@ -80,6 +102,7 @@ http_date_suite(void)
 	tcase_add_test(tc, test_retry_after_delta_seconds);
 	tcase_add_test(tc, test_retry_after_http_dates);
 	tcase_add_test(tc, test_retry_after_rejects_garbage_and_negatives);
+	tcase_add_test(tc, test_http_date_absolute);
 	suite_add_tcase(s, tc);
 	return s;
 }
