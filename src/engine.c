@@ -202,26 +202,32 @@ ensure_value(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 }
 
 static void
-stage_req(const struct job *j, struct rk_stage_req *req, const struct rk_version *expected)
+stage_req(const struct job *j, struct rk_stage_req *req, const struct rk_version *expected,
+	  struct rk_version *restore)
 {
 	req->secret_name = j->name;
 	req->run_id = j->rot->run_id;
 	req->idem_key = j->rot->idem_key;
 	req->value = j->value;
 	req->expected = expected;
+	req->restore = NULL;
+	if (restore != NULL && j->rot->restore_version[0] != '\0') {
+		snprintf(restore->id, sizeof(restore->id), "%s", j->rot->restore_version);
+		req->restore = restore;
+	}
 }
 
 static int
 do_stage(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 {
-	struct rk_version expected, nv = { "" };
+	struct rk_version expected, restore, nv = { "" };
 	struct rk_stage_req req;
 	int r;
 
 	if ((r = ensure_value(ctx, j, err)) < 0)
 		return r;
 	snprintf(expected.id, sizeof(expected.id), "%s", j->rot->old_version);
-	stage_req(j, &req, &expected);
+	stage_req(j, &req, &expected, &restore);
 	if (j->resumed) {
 		/* An earlier process may have written before it died: look first. */
 		r = rk_provider_find_staged(j->prov, &j->call, &j->loc, &req, &nv, err);
@@ -383,7 +389,7 @@ undo_stage(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 	rk_keys_uuid(ctx->keys, j->rot->idem_key, "rollback", idem);
 	snprintf(to.id, sizeof(to.id), "%s", j->rot->old_version);
 	snprintf(expected.id, sizeof(expected.id), "%s", j->rot->new_version);
-	stage_req(j, &req, &expected);
+	stage_req(j, &req, &expected, NULL);
 	req.idem_key = idem;
 	if (caps & RK_CAP_VERSIONS)
 		return rk_provider_rollback(j->prov, &j->call, &j->loc, &to, &req, &nv, err);

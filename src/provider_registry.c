@@ -10,10 +10,12 @@
 
 extern const struct rk_provider_ops rk_provider_local;
 extern const struct rk_provider_ops rk_provider_vault;
+extern const struct rk_provider_ops rk_provider_aws;
 
 static const struct rk_provider_ops *const providers[] = {
 	&rk_provider_local,
 	&rk_provider_vault,
+	&rk_provider_aws,
 	NULL,
 };
 

@@ -50,6 +50,13 @@ struct rk_stage_req {
 	const struct rk_secret *value;
 	const struct rk_version *expected;	/* current version seen before generating:
 						 * the write's precondition (cas / resourceVersion) */
+	/*
+	 * A rollback: the version whose value req->value is (NULL otherwise). A
+	 * provider with RK_CAP_STAGING may answer with that version itself
+	 * (promote then makes it current again, as AWS moves AWSCURRENT back);
+	 * the others write the value as a new version.
+	 */
+	const struct rk_version *restore;
 };
 
 struct rk_provider;
