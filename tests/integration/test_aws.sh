@@ -50,6 +50,7 @@ providers:
   aws: {type: aws, endpoint: "$A", $conn}
   aws-slow: {type: aws, endpoint: "$A", timeout: {connect: 1s, total: 3s}, insecure_http: true, rate_limit: {rps: 1000, burst: 100}, concurrency: 4, retry: {max_attempts: 20, base_delay: 100ms, max_delay: 1s}}
   aws-del: {type: aws, endpoint: "$A", $conn, delegate_timeout: 10s}
+  aws-strict: {type: aws, endpoint: "https://127.0.0.1:9", timeout: {connect: 1s, total: 2s}, retry: {max_attempts: 1}}
 EOC
 mkdir -p "$T/policy"
 printf 'name: quick\nrotate_every: 1d\ngenerator: {type: password, length: 24}\n' >"$T/policy/quick.yaml"
@@ -196,6 +197,28 @@ check "  STS got the token file's token" [ "$(admin GET 'requests?values=1' | jq
  cred_case "EC2 instance metadata (IMDSv2)" imds
  first=$(reqs_since "$seqi" | jq_ "[(r['method'], r['path']) for r in d['requests'] if r['service']=='imds'][0]")
  check "  the token PUT came first" [ "$first" = "('PUT', '/latest/api/token')" ]
+ echo "$PASSED $FAILED" >"$T/counts")
+read -r PASSED FAILED <"$T/counts"
+admin POST config '{"container_auth_token": "ctr-token-1"}' >/dev/null
+(unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+ AWS_CONTAINER_CREDENTIALS_FULL_URI="$A/ecs/credentials" AWS_CONTAINER_AUTHORIZATION_TOKEN=ctr-token-1
+ export AWS_CONTAINER_CREDENTIALS_FULL_URI AWS_CONTAINER_AUTHORIZATION_TOKEN
+ cred_case "container credentials (ECS)" container; echo "$PASSED $FAILED" >"$T/counts")
+read -r PASSED FAILED <"$T/counts"
+# Plain HTTP: instance metadata and container credentials only; STS needs https
+# unless the provider allows http (aws-strict does not).
+(unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_EC2_METADATA_DISABLED
+ AWS_EC2_METADATA_SERVICE_ENDPOINT="$A"; export AWS_EC2_METADATA_SERVICE_ENDPOINT
+ rk doctor >"$T/doc1" 2>&1
+ check "a strict provider still gets IMDS credentials over http" contains "$T/doc1" "aws aws-strict: credentials found (instance metadata"
+ echo "$PASSED $FAILED" >"$T/counts")
+read -r PASSED FAILED <"$T/counts"
+(unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+ AWS_WEB_IDENTITY_TOKEN_FILE="$T/wi-token" AWS_ROLE_ARN=arn:aws:iam::123456789012:role/rekey AWS_ENDPOINT_URL_STS="$A"
+ export AWS_WEB_IDENTITY_TOKEN_FILE AWS_ROLE_ARN AWS_ENDPOINT_URL_STS
+ rk doctor >"$T/doc2" 2>&1
+ check "but refuses an http:// STS endpoint" sh -c "grep 'aws aws-strict: credentials' '$T/doc2' | grep -q 'http://'"
+ check "  (the other providers allow it: insecure_http)" contains "$T/doc2" "aws aws: credentials found (web identity"
  echo "$PASSED $FAILED" >"$T/counts")
 read -r PASSED FAILED <"$T/counts"
 admin POST config "{\"credentials\": [{\"access_key_id\": \"ASIAEXPIRED\", \"secret_access_key\": \"expired-secret\", \"session_token\": \"tok-1\", \"expires_at\": $(($(date +%s) - 60))}]}" >/dev/null
