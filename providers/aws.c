@@ -680,10 +680,11 @@ has_label(const json_t *labels, const char *vid, const char *label)
 }
 
 /*
- * The ClientRequestToken of a write: from the journal's key and the version
- * it replaces, as a UUID. A retry sends the same one (AWS then ignores it);
- * a new attempt after someone else's change replaces another version and
- * gets another token.
+ * The ClientRequestToken of a write, as a UUID: a BLAKE2b of the version it
+ * replaces and the value, keyed with the journal's idempotency key (which
+ * AWS never sees, so the token says nothing of the value). A retry of the
+ * same write sends the same token (AWS then ignores it); a new value, or the
+ * same rotation replacing another version after a conflict, gets another.
  */
 static void
 request_token(const struct rk_stage_req *req, char out[37])
@@ -694,13 +695,13 @@ request_token(const struct rk_stage_req *req, char out[37])
 	const char *exp = req->expected ? req->expected->id : "";
 	int o = 0;
 
-	crypto_generichash_init(&st, NULL, 0, sizeof(h));
-	crypto_generichash_update(&st, (const unsigned char *)"rekey-aws-token\n", 16);
-	crypto_generichash_update(&st, (const unsigned char *)req->idem_key, strlen(req->idem_key));
-	crypto_generichash_update(&st, (const unsigned char *)"\n", 1);
-	crypto_generichash_update(&st, (const unsigned char *)exp, strlen(exp));
+	crypto_generichash_init(&st, (const unsigned char *)req->idem_key, strlen(req->idem_key),
+				sizeof(h));
+	crypto_generichash_update(&st, (const unsigned char *)exp, strlen(exp) + 1);
+	if (req->value != NULL)
+		crypto_generichash_update(&st, rk_secret_cdata(req->value), rk_secret_len(req->value));
 	crypto_generichash_final(&st, h, sizeof(h));
-	h[6] = (unsigned char)((h[6] & 0x0f) | 0x40);	/* version 4 layout */
+	h[6] = (unsigned char)((h[6] & 0x0f) | 0x40);	/* the version 4 layout */
 	h[8] = (unsigned char)((h[8] & 0x3f) | 0x80);
 	for (int i = 0; i < 16; i++) {
 		if (i == 4 || i == 6 || i == 8 || i == 10)
@@ -709,6 +710,7 @@ request_token(const struct rk_stage_req *req, char out[37])
 		out[o++] = hex[h[i] & 15];
 	}
 	out[o] = '\0';
+	sodium_memzero(h, sizeof(h));
 }
 
 /* ---- ops ---- */
@@ -738,13 +740,35 @@ aws_read(struct rk_provider *p, const struct rk_call *call, const void *loc,
 	return read_at(p, call, loc, NULL, out, ver, err);
 }
 
+/*
+ * A staged version is read as AWSPENDING and by its VersionId together (AWS
+ * answers only when both name it); another (a version being restored, or one
+ * whose AWSPENDING moved on) by its VersionId alone.
+ */
 static int
-aws_read_version(struct rk_provider *p, const struct rk_call *call, const void *loc,
+aws_read_version(struct rk_provider *p, const struct rk_call *call, const void *loc_,
 		 const struct rk_version *ver, struct rk_secret **out, struct rk_error *err)
 {
+	struct aws *a = (struct aws *)p;
+	const struct aws_loc *loc = loc_;
+	json_t *body, *ans = NULL;
+	int r;
+
 	if (ver->id[0] == '\0')
 		return rk_error_set(err, RK_ENOTFOUND, "no version given");
-	return read_at(p, call, loc, ver->id, out, NULL, err);
+	if ((body = json_pack("{s:s, s:s, s:s}", "SecretId", loc->secret_id, "VersionId", ver->id,
+			      "VersionStage", "AWSPENDING")) == NULL)
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	r = aws_call(a, call, "GetSecretValue", loc, body, RK_HTTP_IDEMPOTENT, 1, &ans, err);
+	json_decref(body);
+	if (r == RK_ENOTFOUND || r == RK_EINVAL) {
+		rk_error_clear(err);
+		return read_at(p, call, loc, ver->id, out, NULL, err);
+	}
+	if (r == 0)
+		r = value_of(a, loc, ans, out, err);
+	json_decref(ans);
+	return r;
 }
 
 /*
@@ -969,25 +993,28 @@ aws_promote(struct rk_provider *p, const struct rk_call *call, const void *loc_,
 
 	if ((r = describe(a, call, loc, cur, sizeof(cur), NULL, err)) < 0)
 		return r;
-	if (strcmp(cur, new_ver->id) != 0) {
-		if (strcmp(cur, old_ver->id) != 0)
-			return rk_error_set(err, RK_ECONFLICT, "aws %s: AWSCURRENT of %s is on %s, "
-					    "which is neither the version rekey replaced (%s) nor "
-					    "its new one (%s); someone else changed it, so it was "
-					    "not moved", a->base.name, loc->secret_id, cur,
-					    old_ver->id[0] ? old_ver->id : "none", new_ver->id);
+	if (strcmp(cur, new_ver->id) != 0 && strcmp(cur, old_ver->id) == 0) {
 		r = move_label(a, call, loc, "AWSCURRENT", new_ver->id, cur, err);
-		if (r < 0 && r != RK_ECANCELED) {
+		if (r == RK_ECANCELED)
+			return r;
+		if (r < 0) {
 			/* Unknown outcome or a refused precondition: what does AWS say now? */
 			struct rk_error e2 = { 0 };
-			if (describe(a, call, loc, cur, sizeof(cur), NULL, &e2) < 0 ||
-			    strcmp(cur, new_ver->id) != 0)
+			if (describe(a, call, loc, cur, sizeof(cur), NULL, &e2) < 0)
 				return r;
-			rk_error_clear(err);
-		} else if (r < 0) {
-			return r;
+			if (strcmp(cur, old_ver->id) == 0)
+				return r;	/* not moved, and nobody else's: the error stands */
+		} else {
+			snprintf(cur, sizeof(cur), "%s", new_ver->id);
 		}
+		rk_error_clear(err);
 	}
+	if (strcmp(cur, new_ver->id) != 0)
+		return rk_error_set(err, RK_ECONFLICT, "aws %s: AWSCURRENT of %s is on %s, which "
+				    "is neither the version rekey replaced (%s) nor its new one "
+				    "(%s); someone else changed it, so it was not moved",
+				    a->base.name, loc->secret_id, cur[0] ? cur : "no version",
+				    old_ver->id[0] ? old_ver->id : "none", new_ver->id);
 	/* Tidy: AWSPENDING off the new current, so no rotation looks in progress. */
 	if (describe(a, call, loc, cur, sizeof(cur), &labels, err) == 0 &&
 	    has_label(labels, new_ver->id, "AWSPENDING") &&

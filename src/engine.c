@@ -479,10 +479,20 @@ on_conflict(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 	return r;
 }
 
+static int on_conflict(struct rk_ctx *ctx, struct job *j, struct rk_error *err);
+
+/*
+ * A promote refused because someone else's version became current (a
+ * provider that stages: ours never became current) starts again from
+ * generate, as a lost stage does.
+ */
 static int
 h_promote(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 {
 	int r = do_promote(ctx, j, err);
+
+	if (r == RK_ECONFLICT && (rk_provider_caps(j->prov) & RK_CAP_STAGING))
+		return on_conflict(ctx, j, err);
 
 	if (r == 0 && record_promoted(ctx, j, err) < 0) {
 		/* Live already; resume records it again (it is idempotent). */

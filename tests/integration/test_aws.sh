@@ -75,10 +75,15 @@ secrets:
   - {name: del/db, provider: aws-del, locator: {secret_id: del/db, delegate: true}, policy: quick}
   - {name: bad/db, provider: aws, locator: {secret_id: bad/db}, policy: quick}
   - {name: new/db, provider: aws, locator: {secret_id: new/db}, policy: quick}
+  - {name: cf/db, provider: aws, locator: {secret_id: cf/db, json_key: password}, policy: quick}
+  - {name: re/db, provider: aws, locator: {secret_id: re/db}, policy: quick}
+  - {name: hook/db, provider: aws, locator: {secret_id: hook/db}, policy: hooked}
+  - {name: hang/db, provider: aws, locator: {secret_id: hang/db}, policy: quick}
 EOI
+printf 'name: hooked\nrotate_every: 1d\ngenerator: {type: password, length: 24}\nverify: {exec: [sh, -c, "cat > %s/hook.val"]}\n' "$T" >"$T/policy/hooked.yaml"
 rk init >/dev/null
 expect_rc "apply an inventory with aws secrets" 0 rk apply -f "$T/inv.yaml"
-for s in prod/db reset/db crash/a crash/b rb/db st/1 st/2 st/3 st/4 st/5 st/6 w/db cred/db bad/db; do
+for s in prod/db reset/db crash/a crash/b rb/db st/1 st/2 st/3 st/4 st/5 st/6 w/db cred/db bad/db re/db hook/db hang/db; do
 	seed "{\"Name\": \"$s\", \"SecretString\": \"initial-$s\"}"
 done
 
@@ -99,6 +104,7 @@ check "with a ClientRequestToken that is the new VersionId" sh -c "echo \"\$1\" 
 fp=$(printf %s "$new" | "$RK_FP" "$T/var")
 check "the recorded fingerprint is AWS's value" [ "$fp" = "$(rk status prod/db --output json | jq_ "d['current_fp']")" ]
 check "rekey records AWS's VersionId" [ "$(rk status prod/db --output json | jq_ "d['current_version']")" = "$(sm prod/db "cur['id']")" ]
+check "verified as AWSPENDING by its VersionId" [ "$(reqs_since "$seq0" | jq_ "[(r['body'].get('VersionStage'), r['body'].get('VersionId')) for r in d['requests'] if r['target']=='GetSecretValue' and r['body'].get('VersionId')][0]")" = "('AWSPENDING', '$(sm prod/db "cur['id']")')" ]
 check "every request was signed and accepted" [ "$(reqs_since "$seq0" | jq_ "len([r for r in d['requests'] if r['error_type']])")" = 0 ]
 
 # ---- json_key: only that key changes; the others keep value and type ----
@@ -124,6 +130,33 @@ admin POST inject '{"target": "PutSecretValue", "action": "reset_after_apply", "
 expect_rc "rotate through a connection reset after the write landed" 0 rk rotate reset/db
 check "exactly one new version" [ "$(sm reset/db "len(s['versions'])")" = 2 ]
 check "no ResourceExistsException surfaced" sh -c "! grep -q ResourceExists '$T/err' '$T/out'"
+admin DELETE inject >/dev/null
+
+# ---- ResourceExistsException for our token: a conflict, resolved by generating again ----
+admin POST inject '{"target": "PutSecretValue", "action": "status", "status": 400, "body": {"__type": "ResourceExistsException", "Message": "You cannot use ClientRequestToken"}, "count": 1}' >/dev/null
+expect_rc "a ResourceExistsException is a conflict, not a failure" 0 rk rotate re/db
+check "  generated again (logged as a conflict)" contains "$T/err" "rotation.conflict"
+check "  one new version" [ "$(sm re/db "len(s['versions'])")" = 2 ]
+admin DELETE inject >/dev/null
+
+# ---- someone else writes between our stage and our promote: never moved away ----
+seed '{"Name": "cf/db", "SecretString": "{\"username\":\"app\",\"password\":\"p0\"}"}'
+admin POST inject '{"target": "UpdateSecretVersionStage", "action": "write_before", "seed": {"Name": "cf/db", "SecretString": "{\"username\":\"theirs\",\"password\":\"p1\"}"}, "count": 1}' >/dev/null
+expect_rc "a concurrent writer before promote: rekey starts again from their version" 0 rk rotate cf/db
+check "  logged as a conflict" contains "$T/err" "rotation.conflict"
+check "  their version is AWSPREVIOUS" [ "$(sm cf/db "[v['value'] for v in s['versions'].values() if 'AWSPREVIOUS' in v['stages']][0]")" = '{"username":"theirs","password":"p1"}' ]
+check "  their other key is kept" [ "$(sm cf/db "cur['value']" | jq_ "d['username']")" = theirs ]
+check "  and ours is current" [ "$(sm cf/db "cur['value']" | jq_ "len(d['password'])")" = 24 ]
+admin DELETE inject >/dev/null
+
+# ---- the policy's hooks get the value ----
+expect_rc "rotate with a verify hook" 0 rk rotate hook/db
+check "  the hook read the new value on stdin" [ "$(cat "$T/hook.val")" = "$(sm hook/db "cur['value']")" ]
+
+# ---- a write whose connection hangs: timed out, sent again under the same token ----
+admin POST inject '{"target": "PutSecretValue", "action": "hang", "ms": 6000, "count": 1}' >/dev/null
+expect_rc "PutSecretValue that hangs past the timeout" 0 rk rotate hang/db
+check "  one new version" [ "$(sm hang/db "len(s['versions'])")" = 2 ]
 admin DELETE inject >/dev/null
 
 # ---- a crash after stage and after promote, finished by --resume ----
@@ -228,6 +261,21 @@ check "  with AWS's reason" contains "$T/err" "ExpiredTokenException"
 check "  and what to check" contains "$T/err" "rekey doctor"
 check "  never printing the secret key" sh -c "! grep -q expired-secret '$T/err' '$T/out'"
 
+AWS_SECRET_ACCESS_KEY=not-the-right-key expect_rc "a wrong secret key: an invalid signature is final" 1 rk rotate cred/db
+check "  with AWS's reason" contains "$T/err" "InvalidSignatureException"
+check "  never printing the key" sh -c "! grep -q not-the-right-key '$T/err' '$T/out'"
+admin POST config '{"sts_credential_lifetime": 700}' >/dev/null
+(unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+ AWS_WEB_IDENTITY_TOKEN_FILE="$T/wi-token" AWS_ROLE_ARN=arn:aws:iam::123456789012:role/rekey AWS_ENDPOINT_URL_STS="$A"
+ export AWS_WEB_IDENTITY_TOKEN_FILE AWS_ROLE_ARN AWS_ENDPOINT_URL_STS
+ seqs=$(last_seq)
+ expect_rc "credentials that expire within 15 minutes" 0 rk rotate cred/db
+ n=$(reqs_since "$seqs" | jq_ "len([r for r in d['requests'] if r['service']=='sts'])")
+ check "  are refreshed before they expire ($n STS calls in one rotation)" [ "$n" -gt 1 ]
+ echo "$PASSED $FAILED" >"$T/counts")
+read -r PASSED FAILED <"$T/counts"
+admin POST config '{"sts_credential_lifetime": null}' >/dev/null
+
 # ---- a skewed clock: corrected from the Date header, as the SDKs do ----
 admin POST clock '{"offset": 900}' >/dev/null
 expect_rc "rotate while the server's clock is 15 min ahead" 0 rk rotate cred/db
@@ -260,6 +308,9 @@ check "  with the IAM advice" contains "$T/err" "IAM permissions"
 admin POST inject '{"target": "PutSecretValue", "action": "status", "status": 400, "body": {"__type": "LimitExceededException", "Message": "too many versions"}, "count": 1}' >/dev/null
 expect_rc "LimitExceeded is final" 1 rk rotate bad/db
 check "  with the fix" contains "$T/err" "rotate it less often"
+admin POST inject '{"target": "GetSecretValue", "action": "status", "status": 400, "body": {"__type": "InvalidRequestException", "Message": "You can'"'"'t perform this operation on the secret because it was marked for deletion."}, "count": 1}' >/dev/null
+expect_rc "a secret marked for deletion is a final error" 1 rk rotate bad/db
+check "  with AWS's words" contains "$T/err" "marked for deletion"
 check "nothing was written by any of them" [ "$(sm bad/db "len(s['versions'])")" = "$before" ]
 check "  nor marked rotated" [ "$(rk status bad/db --output json | jq_ "d['last_rotated']")" = 0 ]
 admin DELETE inject >/dev/null
