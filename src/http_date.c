@@ -147,36 +147,42 @@ parse_http_date(const char *s, size_t n, int64_t now, int64_t *out)
 	return 0;
 }
 
+/* A header value without the blanks and line end around it: *s, and its length. */
+static size_t
+trimmed(const char **s)
+{
+	const char *e;
+
+	while (**s == ' ' || **s == '\t')
+		(*s)++;
+	e = *s + strlen(*s);
+	while (e > *s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' || e[-1] == '\n'))
+		e--;
+	return (size_t)(e - *s);
+}
+
 int
 rk_parse_http_date(const char *value, int64_t now, int64_t *out)
 {
-	const char *s = value, *e;
+	const char *s = value;
+	size_t n;
 
 	if (value == NULL)
 		return RK_EINVAL;
-	while (*s == ' ' || *s == '\t')
-		s++;
-	e = s + strlen(s);
-	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' || e[-1] == '\n'))
-		e--;
-	return parse_http_date(s, (size_t)(e - s), now, out);
+	n = trimmed(&s);
+	return parse_http_date(s, n, now, out);
 }
 
 int
 rk_parse_retry_after(const char *value, int64_t now, double *seconds)
 {
-	const char *s = value, *e;
+	const char *s = value;
 	size_t n;
 	int64_t when;
 
 	if (value == NULL)
 		return RK_EINVAL;
-	while (*s == ' ' || *s == '\t')
-		s++;
-	e = s + strlen(s);
-	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' || e[-1] == '\n'))
-		e--;
-	n = (size_t)(e - s);
+	n = trimmed(&s);
 	if (n == 0)
 		return RK_EINVAL;
 	if (strspn(s, "0123456789") >= n) {

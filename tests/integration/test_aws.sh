@@ -79,11 +79,23 @@ secrets:
   - {name: re/db, provider: aws, locator: {secret_id: re/db}, policy: quick}
   - {name: hook/db, provider: aws, locator: {secret_id: hook/db}, policy: hooked}
   - {name: hang/db, provider: aws, locator: {secret_id: hang/db}, policy: quick}
+  - {name: q/01, provider: aws, locator: {secret_id: q/01}, policy: quick}
+  - {name: q/02, provider: aws, locator: {secret_id: q/02}, policy: quick}
+  - {name: q/03, provider: aws, locator: {secret_id: q/03}, policy: quick}
+  - {name: q/04, provider: aws, locator: {secret_id: q/04}, policy: quick}
+  - {name: q/05, provider: aws, locator: {secret_id: q/05}, policy: quick}
+  - {name: q/06, provider: aws, locator: {secret_id: q/06}, policy: quick}
+  - {name: q/07, provider: aws, locator: {secret_id: q/07}, policy: quick}
+  - {name: q/08, provider: aws, locator: {secret_id: q/08}, policy: quick}
+  - {name: q/09, provider: aws, locator: {secret_id: q/09}, policy: quick}
+  - {name: q/10, provider: aws, locator: {secret_id: q/10}, policy: quick}
+  - {name: q/11, provider: aws, locator: {secret_id: q/11}, policy: quick}
+  - {name: q/12, provider: aws, locator: {secret_id: q/12}, policy: quick}
 EOI
 printf 'name: hooked\nrotate_every: 1d\ngenerator: {type: password, length: 24}\nverify: {exec: [sh, -c, "cat > %s/hook.val"]}\n' "$T" >"$T/policy/hooked.yaml"
 rk init >/dev/null
 expect_rc "apply an inventory with aws secrets" 0 rk apply -f "$T/inv.yaml"
-for s in prod/db reset/db crash/a crash/b rb/db st/1 st/2 st/3 st/4 st/5 st/6 w/db cred/db bad/db re/db hook/db hang/db; do
+for s in prod/db reset/db crash/a crash/b rb/db st/1 st/2 st/3 st/4 st/5 st/6 w/db cred/db bad/db re/db hook/db hang/db q/01 q/02 q/03 q/04 q/05 q/06 q/07 q/08 q/09 q/10 q/11 q/12; do
 	seed "{\"Name\": \"$s\", \"SecretString\": \"initial-$s\"}"
 done
 
@@ -193,6 +205,13 @@ thr=$(admin GET requests | jq_ "len([r for r in d['requests'] if r['error_type']
 check "the fake throttled some writes ($thr)" [ "$thr" -gt 0 ]
 check "each secret got exactly one new version" [ "$(for s in 1 2 3 4 5 6; do sm st/$s "len(s['versions'])"; done | sort -u)" = 2 ]
 admin DELETE quota >/dev/null
+
+# ---- the defaults stay under Secrets Manager's own quota (50 writes/s) ----
+seqq=$(last_seq)
+expect_rc "twelve rotations at once with the default rate limit" 0 rk rotate --parallel 12 q/01 q/02 q/03 q/04 q/05 q/06 q/07 q/08 q/09 q/10 q/11 q/12
+peak=$(reqs_since "$seqq" | jq_ "(lambda t: max(sum(1 for u in t if x <= u < x + 1) for x in t))(sorted(r['time'] for r in d['requests'] if r['service']=='secretsmanager'))")
+check "  at most 30 requests in any second (rate_limit 20/s, burst 10; AWS allows 50 writes/s): $peak" [ "$peak" -le 30 ]
+check "  each written once" [ "$(reqs_since "$seqq" | jq_ "len([r for r in d['requests'] if r['target'] == 'PutSecretValue'])")" = 12 ]
 
 # ---- writes with an unknown outcome: settled by reading back ----
 admin POST inject '{"target": "UpdateSecretVersionStage", "action": "status_after_apply", "status": 502, "count": 1}' >/dev/null
