@@ -184,6 +184,19 @@ expect_rc "  --resume records it" 0 rk rotate --resume all
 check "  still two versions" [ "$(sm crash/b "len(s['versions'])")" = 2 ]
 check "  rekey knows the new version" [ "$(rk status crash/b --output json | jq_ "d['current_version']")" = "$(sm crash/b "cur['id']")" ]
 
+# ---- a crash at every compiled-in point: --resume ends with exactly one new version, current ----
+for pt in planned generated stage-call staged verified promote-call promoted restarted; do
+	seed "{\"Name\": \"kp/$pt\", \"SecretString\": \"initial-$pt\"}"
+	printf 'secrets:\n  - {name: kp/%s, provider: aws, locator: {secret_id: kp/%s}, policy: quick}\n' "$pt" "$pt" >"$T/kp.yaml"
+	rk apply -f "$T/kp.yaml" >/dev/null 2>&1
+	REKEY_FAULT=$pt "$REKEY_FAULT_BIN" rotate "kp/$pt" >/dev/null 2>&1
+	rk rotate --resume all >/dev/null 2>&1
+	rk rotate --resume all >/dev/null 2>&1   # nothing left: a no-op
+	got="$(sm "kp/$pt" "(len(s['versions']), cur['value'] != 'initial-$pt', cur['id'])")"
+	want="(2, True, '$(rk status "kp/$pt" --output json | jq_ "d['current_version']")')"
+	check "killed at $pt, resumed: one new version, current, known to rekey" [ "$got" = "$want" ]
+done
+
 # ---- rollback: AWSCURRENT back where it was; rotate, rollback, rotate, rollback ----
 r0=$(sm rb/db "cur['id']")
 expect_rc "rotate" 0 rk rotate rb/db
