@@ -92,7 +92,7 @@ secrets:
   - {name: q/11, provider: aws, locator: {secret_id: q/11}, policy: quick}
   - {name: q/12, provider: aws, locator: {secret_id: q/12}, policy: quick}
 EOI
-printf 'name: hooked\nrotate_every: 1d\ngenerator: {type: password, length: 24}\nverify: {exec: [sh, -c, "cat > %s/hook.val"]}\n' "$T" >"$T/policy/hooked.yaml"
+printf 'name: hooked\nrotate_every: 1d\ngenerator: {type: password, length: 24}\nverify: {exec: [sh, -c, "cat > %s/hook.val"]}\nset: {exec: [sh, -c, "cat > %s/set.val"]}\n' "$T" "$T" >"$T/policy/hooked.yaml"
 rk init >/dev/null
 expect_rc "apply an inventory with aws secrets" 0 rk apply -f "$T/inv.yaml"
 for s in prod/db reset/db crash/a crash/b rb/db st/1 st/2 st/3 st/4 st/5 st/6 w/db cred/db bad/db re/db hook/db hang/db q/01 q/02 q/03 q/04 q/05 q/06 q/07 q/08 q/09 q/10 q/11 q/12; do
@@ -163,7 +163,8 @@ admin DELETE inject >/dev/null
 
 # ---- the policy's hooks get the value ----
 expect_rc "rotate with a verify hook" 0 rk rotate hook/db
-check "  the hook read the new value on stdin" [ "$(cat "$T/hook.val")" = "$(sm hook/db "cur['value']")" ]
+check "  the verify hook read the new value on stdin" [ "$(cat "$T/hook.val")" = "$(sm hook/db "cur['value']")" ]
+check "  and so did the set hook" [ "$(cat "$T/set.val")" = "$(sm hook/db "cur['value']")" ]
 
 # ---- a write whose connection hangs: timed out, sent again under the same token ----
 admin POST inject '{"target": "PutSecretValue", "action": "hang", "ms": 6000, "count": 1}' >/dev/null
@@ -210,6 +211,9 @@ expect_rc "rotate again" 0 rk rotate rb/db
 expect_rc "rollback again" 0 rk rollback rb/db
 check "rotate, rollback, rotate, rollback ends on the value after the first rollback" [ "$(sm rb/db "cur['value']")" = initial-rb/db ]
 check "  on that version" [ "$(sm rb/db "cur['id']")" = "$r0" ]
+expect_rc "rollback to a version AWS does not have" 1 rk rollback rb/db --to 00000000-0000-4000-8000-000000000000
+check "  is AWS's ResourceNotFoundException, final" contains "$T/err" "ResourceNotFoundException"
+check "  and changes nothing" [ "$(sm rb/db "cur['id']")" = "$r0" ]
 
 # ---- a throttling storm: waited out and sent again, every rotation lands ----
 admin POST quota '{"rps": {"PutSecretValue+UpdateSecretVersionStage": 3}, "burst": 1}' >/dev/null
