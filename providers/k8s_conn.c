@@ -174,6 +174,17 @@ wipe_json_str(const json_t *v)
 		sodium_memzero((char *)(uintptr_t)json_string_value(v), json_string_length(v));
 }
 
+/* How many c end s. */
+static size_t
+strspn_rev(const char *s, char ch)
+{
+	size_t n = strlen(s), k = 0;
+
+	while (k < n && s[n - 1 - k] == ch)
+		k++;
+	return k;
+}
+
 /* path as kubectl resolves a kubeconfig's file reference: relative to dir. */
 static char *
 resolve(const char *dir, const char *path)
@@ -223,6 +234,7 @@ open_in_cluster(struct rk_k8s_conn *c, const struct rk_k8s_conn_cfg *cfg, struct
 	const char *port = env_get(cfg, "KUBERNETES_SERVICE_PORT");
 	const char *dir = cfg->sa_dir ? cfg->sa_dir : RK_K8S_SA_DIR;
 	char *path = NULL, *ns = NULL;
+	struct rk_error e = { 0 };
 	size_t n;
 	long long pn;
 	int r, v6;
@@ -258,16 +270,20 @@ open_in_cluster(struct rk_k8s_conn *c, const struct rk_k8s_conn_cfg *cfg, struct
 
 	if ((path = rk_path_join(dir, "namespace")) == NULL)
 		return nomem(err);
-	r = rk_read_file(path, NS_MAX + 2, &ns, &n, NULL);
+	r = rk_read_file(path, NS_MAX + 2, &ns, &n, &e);
 	if (r == 0) {
 		while (n > 0 && (ns[n - 1] == '\n' || ns[n - 1] == '\r' || ns[n - 1] == ' '))
 			ns[--n] = '\0';
-		if (!namespace_ok(ns))
+		if (!namespace_ok(ns)) {
 			r = rk_error_set(err, RK_EINVAL, "%s does not hold a namespace name", path);
-		else
-			c->namespace_ = ns, ns = NULL;
-	} else {
+		} else {
+			c->namespace_ = ns;
+			ns = NULL;
+		}
+	} else if (r == RK_ENOTFOUND) {
 		r = 0;	/* no namespace file: "default", as client-go */
+	} else {
+		r = rk_error_set(err, r, "%s", e.msg);
 	}
 	free(ns);
 	free(path);
@@ -557,7 +573,8 @@ kc_cluster(struct rk_k8s_conn *c, const struct kc *k, const json_t *cl,
 		return rk_doc_error_key(err, k->doc, cl, "server", RK_EINVAL,
 					"'server' must be an https:// address (a token must not "
 					"travel in clear)");
-	if ((c->server = strdup(server)) == NULL)
+	/* Paths are appended to it: no trailing slash, as rk_k8s_conn_server promises. */
+	if ((c->server = strndup(server, strlen(server) - strspn_rev(server, '/'))) == NULL)
 		return nomem(err);
 	if ((r = kc_either(k, cl, "certificate-authority", &ca_file, &ca_inline, err)) < 0)
 		return r;

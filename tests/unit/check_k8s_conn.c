@@ -38,6 +38,8 @@
 #define TOKEN "tok-Sekr3t-inline-0123456789"
 
 static const char *const no_env[] = { NULL };
+static const char *const pod_env[] = { "KUBERNETES_SERVICE_HOST=10.0.0.1",
+				       "KUBERNETES_SERVICE_PORT=443", NULL };
 
 /* A fresh directory of this test under the test case's base directory. */
 static void
@@ -60,6 +62,18 @@ write_in(const char *dir, const char *name, const char *text)
 
 	join(p, sizeof(p), dir, name);
 	rk_test_write(p, text);
+}
+
+/* Replaces dir/name as kubelet does: a new file renamed over it (a new inode). */
+static void
+rotate(const char *dir, const char *name, const char *text)
+{
+	char tmp[256], p[256];
+
+	join(p, sizeof(p), dir, name);
+	snprintf(tmp, sizeof(tmp), "%s.new", p);
+	rk_test_write(tmp, text);
+	ck_assert_int_eq(rename(tmp, p), 0);
 }
 
 /* A kubeconfig with one cluster (its extra lines), one user (its lines). */
@@ -105,6 +119,17 @@ open_ok(const struct rk_k8s_conn_cfg *cfg)
 
 	ck_assert_msg(rk_k8s_conn_new(&c, cfg, NULL, &err) == 0, "%s", err.msg);
 	ck_assert_ptr_nonnull(c);
+	return c;
+}
+
+/* open_ok, then the connection's TLS settings into h. */
+static struct rk_k8s_conn *
+open_tls(const struct rk_k8s_conn_cfg *cfg, struct rk_http_cfg *h)
+{
+	struct rk_k8s_conn *c = open_ok(cfg);
+	struct rk_error err = { 0 };
+
+	ck_assert_msg(rk_k8s_conn_tls(c, h, &err) == 0, "%s", err.msg);
 	return c;
 }
 
@@ -170,18 +195,25 @@ sa_dir(char dir[128], const char *token, const char *ns)
 		write_in(dir, "namespace", ns);
 }
 
+static struct rk_k8s_conn_cfg
+pod_cfg(const char *const *env, const char *dir)
+{
+	struct rk_k8s_conn_cfg c = { .in_cluster = 1, .env = env, .sa_dir = dir };
+	return c;
+}
+
 START_TEST(test_in_cluster_url_token_ca_namespace)
 {
 	const char *env[] = { "KUBERNETES_SERVICE_HOST=10.96.0.1", "KUBERNETES_SERVICE_PORT=443",
 			      NULL };
-	struct rk_k8s_conn_cfg cfg = { .in_cluster = 1, .env = env };
 	struct rk_http_cfg h = { 0 };
 	struct rk_error err = { 0 };
+	struct rk_k8s_conn_cfg cfg;
 	struct rk_k8s_conn *c;
 	char dir[128];
 
 	sa_dir(dir, "sa-token-1\n", "payments\n");
-	cfg.sa_dir = dir;
+	cfg = pod_cfg(env, dir);
 	c = open_ok(&cfg);
 	ck_assert_str_eq(rk_k8s_conn_server(c), "https://10.96.0.1:443");
 	ck_assert_str_eq(rk_k8s_conn_namespace(c), "payments");
@@ -202,12 +234,12 @@ START_TEST(test_in_cluster_ipv6_host_gets_brackets)
 {
 	const char *env[] = { "KUBERNETES_SERVICE_PORT=6443", "KUBERNETES_SERVICE_HOST=fd00:10:96::1",
 			      NULL };
-	struct rk_k8s_conn_cfg cfg = { .in_cluster = 1, .env = env };
+	struct rk_k8s_conn_cfg cfg;
 	struct rk_k8s_conn *c;
 	char dir[128];
 
 	sa_dir(dir, "t", NULL);
-	cfg.sa_dir = dir;
+	cfg = pod_cfg(env, dir);
 	c = open_ok(&cfg);
 	ck_assert_str_eq(rk_k8s_conn_server(c), "https://[fd00:10:96::1]:6443");
 	/* No namespace file: "default", as client-go. */
@@ -218,23 +250,19 @@ END_TEST
 
 START_TEST(test_in_cluster_token_reread_after_rotation)
 {
-	const char *env[] = { "KUBERNETES_SERVICE_HOST=10.0.0.1", "KUBERNETES_SERVICE_PORT=443",
-			      NULL };
-	struct rk_k8s_conn_cfg cfg = { .in_cluster = 1, .env = env };
 	struct rk_error err = { 0 };
+	struct rk_k8s_conn_cfg cfg;
 	struct rk_k8s_conn *c;
-	char dir[128], tmp[256], tok[256];
+	char dir[128], tok[256];
 	struct timespec ts[2];
 
 	sa_dir(dir, "token-AAAA", NULL);
-	cfg.sa_dir = dir;
+	cfg = pod_cfg(pod_env, dir);
 	c = open_ok(&cfg);
 	assert_header(c, "Authorization: Bearer token-AAAA");
 	/* kubelet swaps the file (a new inode): the next header has the new token. */
-	join(tmp, sizeof(tmp), dir, "token.new");
+	rotate(dir, "token", "token-BBBB-longer");
 	join(tok, sizeof(tok), dir, "token");
-	rk_test_write(tmp, "token-BBBB-longer");
-	ck_assert_int_eq(rename(tmp, tok), 0);
 	assert_header(c, "Authorization: Bearer token-BBBB-longer");
 	/* Rewritten in place, same size: the mtime tells. */
 	rk_test_write(tok, "token-CCCC-longer");
@@ -254,18 +282,16 @@ END_TEST
 
 START_TEST(test_in_cluster_missing_env_and_files)
 {
-	const char *env[] = { "KUBERNETES_SERVICE_HOST=10.0.0.1", "KUBERNETES_SERVICE_PORT=443",
-			      NULL };
 	const char *half[] = { "KUBERNETES_SERVICE_HOST=10.0.0.1", NULL };
 	const char *badport[] = { "KUBERNETES_SERVICE_HOST=10.0.0.1",
 				  "KUBERNETES_SERVICE_PORT=443/x", NULL };
-	struct rk_k8s_conn_cfg cfg = { .in_cluster = 1, .env = half };
 	struct rk_k8s_conn *c = NULL;
 	struct rk_error err = { 0 };
+	struct rk_k8s_conn_cfg cfg;
 	char dir[128], p[256];
 
 	sa_dir(dir, "t", NULL);
-	cfg.sa_dir = dir;
+	cfg = pod_cfg(half, dir);
 	ck_assert_int_eq(rk_k8s_conn_new(&c, &cfg, NULL, &err), RK_EINVAL);
 	ck_assert_ptr_null(c);
 	ck_assert_msg(strstr(err.msg, "KUBERNETES_SERVICE_PORT") != NULL, "%s", err.msg);
@@ -275,7 +301,7 @@ START_TEST(test_in_cluster_missing_env_and_files)
 	ck_assert_int_eq(rk_k8s_conn_new(&c, &cfg, NULL, &err), RK_EINVAL);
 
 	rk_error_clear(&err);
-	cfg.env = env;
+	cfg.env = pod_env;
 	join(p, sizeof(p), dir, "ca.crt");
 	ck_assert_int_eq(unlink(p), 0);
 	ck_assert_int_eq(rk_k8s_conn_new(&c, &cfg, NULL, &err), RK_ENOTFOUND);
@@ -321,7 +347,7 @@ START_TEST(test_kubeconfig_sources_in_order)
 	ck_assert_int_eq(mkdir(homecfg, 0700), 0);
 	join(homecfg, sizeof(homecfg), dir, "home/.kube/config");
 	write_kc_server(a, "https://a.example:6443");
-	write_kc_server(b, "https://b.example:6443");
+	write_kc_server(b, "https://b.example:6443/");	/* the slash is dropped */
 	write_kc_server(homecfg, "https://home.example:6443");
 	cfg.home = home;
 
@@ -405,8 +431,6 @@ END_TEST
 
 START_TEST(test_namespace_precedence)
 {
-	const char *env[] = { "KUBERNETES_SERVICE_HOST=10.0.0.1", "KUBERNETES_SERVICE_PORT=443",
-			      NULL };
 	struct rk_k8s_conn_cfg cfg;
 	struct rk_k8s_conn *c = NULL;
 	struct rk_error err = { 0 };
@@ -422,7 +446,7 @@ START_TEST(test_namespace_precedence)
 	rk_k8s_conn_free(c);
 
 	sa_dir(sa, "t", "from-file");
-	cfg = (struct rk_k8s_conn_cfg){ .in_cluster = 1, .env = env, .sa_dir = sa };
+	cfg = pod_cfg(pod_env, sa);
 	c = open_ok(&cfg);
 	ck_assert_str_eq(rk_k8s_conn_namespace(c), "from-file");
 	rk_k8s_conn_free(c);
@@ -435,6 +459,14 @@ START_TEST(test_namespace_precedence)
 	c = NULL;
 	ck_assert_int_eq(rk_k8s_conn_new(&c, &cfg, NULL, &err), RK_EINVAL);
 	ck_assert_ptr_null(c);
+
+	/* A namespace file that is not a name is an error, not "default". */
+	rk_error_clear(&err);
+	cfg.namespace_ = NULL;
+	write_in(sa, "namespace", "../kube-system\n");
+	ck_assert_int_eq(rk_k8s_conn_new(&c, &cfg, NULL, &err), RK_EINVAL);
+	ck_assert_msg(strstr(err.msg, "/namespace does not hold a namespace name") != NULL, "%s",
+		      err.msg);
 }
 END_TEST
 
@@ -445,7 +477,6 @@ START_TEST(test_ca_path_relative_to_kubeconfig_dir_or_data)
 	char dir[128], sub[256], kc[300], cwd[512];
 	struct rk_k8s_conn_cfg cfg;
 	struct rk_http_cfg h = { 0 };
-	struct rk_error err = { 0 };
 	struct rk_k8s_conn *c;
 
 	tdir(dir);
@@ -459,14 +490,12 @@ START_TEST(test_ca_path_relative_to_kubeconfig_dir_or_data)
 	ck_assert_ptr_nonnull(getcwd(cwd, sizeof(cwd)));
 	ck_assert_int_eq(chdir(dir), 0);
 	cfg = kc_cfg(kc);
-	c = open_ok(&cfg);
-	ck_assert_int_eq(rk_k8s_conn_tls(c, &h, &err), 0);
+	c = open_tls(&cfg, &h);
 	ck_assert_str_eq(h.ca_pem, "-----BEGIN CERTIFICATE-----\nFROMFILE\n");
 	rk_k8s_conn_free(c);
 
 	write_kc(kc, "    certificate-authority-data: " CA_B64 "\n", "    token: " TOKEN "\n");
-	c = open_ok(&cfg);
-	ck_assert_int_eq(rk_k8s_conn_tls(c, &h, &err), 0);
+	c = open_tls(&cfg, &h);
 	ck_assert_str_eq(h.ca_pem, CA_PEM);
 	ck_assert_ptr_null(h.ca_file);
 	rk_k8s_conn_free(c);
@@ -477,7 +506,7 @@ END_TEST
 
 START_TEST(test_users_token_tokenfile_and_client_cert)
 {
-	char dir[128], kc[256], tf[256], p[256];
+	char dir[128], kc[256], p[256];
 	struct rk_k8s_conn_cfg cfg;
 	struct rk_http_cfg h = { 0 };
 	struct rk_error err = { 0 };
@@ -498,10 +527,7 @@ START_TEST(test_users_token_tokenfile_and_client_cert)
 	write_kc(kc, "", "    tokenFile: tok\n");
 	c = open_ok(&cfg);
 	assert_header(c, "Authorization: Bearer file-token-1");
-	join(tf, sizeof(tf), dir, "tok.new");
-	join(p, sizeof(p), dir, "tok");
-	rk_test_write(tf, "file-token-2-rotated\n");
-	ck_assert_int_eq(rename(tf, p), 0);
+	rotate(dir, "tok", "file-token-2-rotated\n");
 	assert_header(c, "Authorization: Bearer file-token-2-rotated");
 	rk_k8s_conn_free(c);
 
@@ -522,8 +548,7 @@ START_TEST(test_users_token_tokenfile_and_client_cert)
 	write_in(dir, "c.crt", CA_PEM);
 	write_in(dir, "c.key", "-----BEGIN PRIVATE KEY-----\n");
 	write_kc(kc, "", "    client-certificate: c.crt\n    client-key: c.key\n");
-	c = open_ok(&cfg);
-	ck_assert_int_eq(rk_k8s_conn_tls(c, &h, &err), 0);
+	c = open_tls(&cfg, &h);
 	join(p, sizeof(p), dir, "c.crt");
 	ck_assert_str_eq(h.client_cert_file, p);
 	join(p, sizeof(p), dir, "c.key");
@@ -574,13 +599,32 @@ START_TEST(test_insecure_refused_or_allowed_with_warning)
 	/* Written false: verified as usual, no warning needed. */
 	write_kc(kc, "    insecure-skip-tls-verify: false\n", "    token: " TOKEN "\n");
 	cfg.allow_insecure_tls = 0;
-	c = open_ok(&cfg);
-	ck_assert_int_eq(rk_k8s_conn_tls(c, &h, &err), 0);
+	c = open_tls(&cfg, &h);
 	ck_assert_int_eq(h.insecure_tls, 0);
 	rk_http_cfg_free(&h);
 	rk_k8s_conn_free(c);
 }
 END_TEST
+
+/*
+ * Opening kc is refused (RK_EINVAL, nothing handed back) at kc:line with
+ * needle in the message, and no token in it; i numbers the case.
+ */
+static void
+assert_refused(const char *kc, int line, const char *needle, size_t i)
+{
+	struct rk_k8s_conn_cfg cfg = kc_cfg(kc);
+	struct rk_k8s_conn *c = NULL;
+	struct rk_error err = { 0 };
+
+	ck_assert_msg(rk_k8s_conn_new(&c, &cfg, NULL, &err) == RK_EINVAL, "case %zu: %d %s", i,
+		      err.code, err.msg);
+	ck_assert_ptr_null(c);
+	rk_test_assert_at(&err, kc, line, 0);
+	ck_assert_msg(strstr(err.msg, needle) != NULL, "case %zu: '%s' not in %s", i, needle,
+		      err.msg);
+	ck_assert_msg(strstr(err.msg, "Sekr3t") == NULL, "case %zu: token in %s", i, err.msg);
+}
 
 START_TEST(test_unsupported_users_and_clusters_refused)
 {
@@ -605,15 +649,8 @@ START_TEST(test_unsupported_users_and_clusters_refused)
 	tdir(dir);
 	join(kc, sizeof(kc), dir, "config");
 	for (size_t i = 0; i < RK_ARRAY_SIZE(cases); i++) {
-		struct rk_k8s_conn_cfg cfg = kc_cfg(kc);
-		struct rk_k8s_conn *c = NULL;
-		struct rk_error err = { 0 };
 		write_kc(kc, cases[i].cluster, cases[i].user);
-		ck_assert_int_eq(rk_k8s_conn_new(&c, &cfg, NULL, &err), RK_EINVAL);
-		ck_assert_ptr_null(c);
-		rk_test_assert_at(&err, kc, cases[i].line, 0);
-		ck_assert_msg(strstr(err.msg, cases[i].needle) != NULL, "case %zu: %s", i, err.msg);
-		ck_assert_msg(strstr(err.msg, TOKEN) == NULL, "token in message: %s", err.msg);
+		assert_refused(kc, cases[i].line, cases[i].needle, i);
 	}
 }
 END_TEST
@@ -692,16 +729,8 @@ START_TEST(test_malformed_kubeconfig_at_file_line)
 	tdir(dir);
 	join(kc, sizeof(kc), dir, "config");
 	for (size_t i = 0; i < RK_ARRAY_SIZE(cases); i++) {
-		struct rk_k8s_conn_cfg cfg = kc_cfg(kc);
-		struct rk_k8s_conn *c = NULL;
-		struct rk_error err = { 0 };
 		rk_test_write(kc, cases[i].text);
-		ck_assert_msg(rk_k8s_conn_new(&c, &cfg, NULL, &err) == RK_EINVAL, "case %zu: %d %s",
-			      i, err.code, err.msg);
-		ck_assert_ptr_null(c);
-		rk_test_assert_at(&err, kc, cases[i].line, 0);
-		ck_assert_msg(strstr(err.msg, cases[i].needle) != NULL, "case %zu: '%s' not in %s",
-			      i, cases[i].needle, err.msg);
+		assert_refused(kc, cases[i].line, cases[i].needle, i);
 	}
 }
 END_TEST
