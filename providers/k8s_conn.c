@@ -492,7 +492,7 @@ kc_b64_public(const struct kc *k, const json_t *m, const char *key, char **out,
 
 /*
  * One credential given as a file (key) or inline (key-data), not both.
- * *path is the file resolved against the kubeconfig's directory.
+ * *file is the path as written (NULL when absent); *inline_ says key-data is set.
  */
 static int
 kc_either(const struct kc *k, const json_t *m, const char *key, const char **file,
