@@ -59,6 +59,7 @@
 #include "rekey/http_date.h"
 #include "rekey/log.h"
 #include "rekey/resilience.h"
+#include "rekey/secret.h"
 #include "rekey/util.h"
 
 /*
@@ -278,6 +279,16 @@ rk_http_check(const char *provider, const char *url, const struct rk_http_cfg *c
 	if (!cfg_sane(cfg))
 		return rk_error_set(err, RK_EINVAL, "invalid HTTP settings for provider '%s'",
 				    provider);
+	if ((cfg->ca_file && cfg->ca_pem) || (cfg->client_cert_file && cfg->client_cert_pem) ||
+	    (cfg->client_key_file && cfg->client_key_pem))
+		return rk_error_set(err, RK_EINVAL, "provider '%s': a CA, client certificate or "
+				    "client key is given both as a file and in memory; give one",
+				    provider);
+	if ((cfg->ca_pem && cfg->ca_pem[0] == '\0') ||
+	    (cfg->client_cert_pem && cfg->client_cert_pem[0] == '\0') ||
+	    (cfg->client_key_pem && rk_secret_len(cfg->client_key_pem) == 0))
+		return rk_error_set(err, RK_EINVAL, "provider '%s': an empty CA, client "
+				    "certificate or client key", provider);
 	if (strncasecmp(url, "https://", 8) == 0) {
 		scheme = 8;
 	} else if (strncasecmp(url, "http://", 7) == 0) {
@@ -610,6 +621,44 @@ struct call {
 	char path[LOG_PATH_MAX];	/* without the query, for logs and errors */
 };
 
+/*
+ * In-memory TLS material (libcurl >= 7.77 for the CA blob). The blobs are
+ * not copied by setopt (CURL_BLOB_NOCOPY): h->cfg owns them and outlives
+ * every handle. libcurl still copies them into each connection's settings,
+ * on its heap, which curl_wipe_free wipes.
+ */
+static int
+set_tls_blobs(CURL *c, const struct rk_http_cfg *cfg)
+{
+	struct curl_blob b = { .flags = CURL_BLOB_NOCOPY };
+	int bad = 0;
+
+	if (cfg->ca_pem) {
+		b.data = cfg->ca_pem;
+		b.len = strlen(cfg->ca_pem);
+		bad |= curl_easy_setopt(c, CURLOPT_CAINFO_BLOB, &b) != CURLE_OK;
+		/*
+		 * The blob replaces the CA bundle, but libcurl would still trust
+		 * its built-in CA directory (Debian's /etc/ssl/certs): the PEM
+		 * given is meant to be the only trust anchor.
+		 */
+		if (cfg->ca_path == NULL)
+			bad |= curl_easy_setopt(c, CURLOPT_CAPATH, (char *)NULL) != CURLE_OK;
+	}
+	if (cfg->client_cert_pem) {
+		b.data = cfg->client_cert_pem;
+		b.len = strlen(cfg->client_cert_pem);
+		bad |= curl_easy_setopt(c, CURLOPT_SSLCERT_BLOB, &b) != CURLE_OK;
+	}
+	if (cfg->client_key_pem) {
+		/* libcurl does not write through it; the blob type is not const. */
+		b.data = (void *)(uintptr_t)rk_secret_cdata(cfg->client_key_pem);
+		b.len = rk_secret_len(cfg->client_key_pem);
+		bad |= curl_easy_setopt(c, CURLOPT_SSLKEY_BLOB, &b) != CURLE_OK;
+	}
+	return bad;
+}
+
 static int
 setup_handle(struct rk_http *h, CURL *c, const struct call *call, struct outcome *o,
 	     int64_t timeout_ms)
@@ -625,8 +674,8 @@ setup_handle(struct rk_http *h, CURL *c, const struct call *call, struct outcome
 				cfg->insecure_http ? "http,https" : "https") != CURLE_OK;
 	/* A redirect could carry a token to another host; providers handle 3xx. */
 	bad |= curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK;
-	bad |= curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK;
-	bad |= curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK;
+	bad |= curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, cfg->insecure_tls ? 0L : 1L) != CURLE_OK;
+	bad |= curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, cfg->insecure_tls ? 0L : 2L) != CURLE_OK;
 	if (cfg->ca_file)
 		bad |= curl_easy_setopt(c, CURLOPT_CAINFO, cfg->ca_file) != CURLE_OK;
 	if (cfg->ca_path)
@@ -635,6 +684,7 @@ setup_handle(struct rk_http *h, CURL *c, const struct call *call, struct outcome
 		bad |= curl_easy_setopt(c, CURLOPT_SSLCERT, cfg->client_cert_file) != CURLE_OK;
 	if (cfg->client_key_file)
 		bad |= curl_easy_setopt(c, CURLOPT_SSLKEY, cfg->client_key_file) != CURLE_OK;
+	bad |= set_tls_blobs(c, cfg);
 	bad |= curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)cfg->connect_timeout_ms) !=
 	       CURLE_OK;
 	/* timeout_ms >= 1: libcurl reads 0 as no timeout at all. */
@@ -871,6 +921,20 @@ account(struct rk_http *h, const struct call *call, const struct outcome *o, int
 	}
 }
 
+/*
+ * Every connection opened without verifying the server is logged, not only
+ * the first: the user allowed it, and should keep seeing that it happens.
+ */
+static void
+warn_insecure_connect(const struct rk_http *h, CURL *c)
+{
+	long n = 0;
+
+	if (curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &n) == CURLE_OK && n > 0)
+		rk_log(RK_LOG_WARN, "http.insecure_tls", "provider", h->provider, "msg",
+		       "connected without verifying the server's TLS certificate or name", NULL);
+}
+
 static int
 attempt_once(struct rk_http *h, const struct call *call, CURL *c, struct outcome *o,
 	     int64_t timeout_ms)
@@ -889,6 +953,8 @@ attempt_once(struct rk_http *h, const struct call *call, CURL *c, struct outcome
 			  (timeout_ms < h->cfg.total_timeout_ms || rk_call_expired(call->req->call));
 	if (curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &o->status) != CURLE_OK)
 		o->status = 0;
+	if (h->cfg.insecure_tls)
+		warn_insecure_connect(h, c);
 	if (o->cc == CURLE_FILESIZE_EXCEEDED)
 		o->too_big = 1;
 	/* A transfer cut in the middle leaves a status but no whole response. */

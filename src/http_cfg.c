@@ -15,6 +15,7 @@
 
 #include "rekey/doc.h"
 #include "rekey/http_cfg.h"
+#include "rekey/secret.h"
 #include "rekey/util.h"
 
 static const struct rk_field timeout_fields[] = {
@@ -100,10 +101,26 @@ static const struct {
 	{ "client_key_file", offsetof(struct rk_http_cfg, client_key_file) },
 };
 
+/* Strings a provider fills (never from rekey.yaml): PEM text, public. */
+static const size_t mem_strings[] = {
+	offsetof(struct rk_http_cfg, ca_pem),
+	offsetof(struct rk_http_cfg, client_cert_pem),
+};
+
 static char **
 str_at(struct rk_http_cfg *c, size_t off)
 {
 	return (char **)(void *)((char *)c + off);
+}
+
+static int
+dup_at(struct rk_http_cfg *dst, const struct rk_http_cfg *src, size_t off)
+{
+	const char *s = *str_at((struct rk_http_cfg *)src, off);
+
+	if (s != NULL && (*str_at(dst, off) = strdup(s)) == NULL)
+		return RK_ENOMEM;
+	return 0;
 }
 
 int
@@ -112,14 +129,23 @@ rk_http_cfg_copy(struct rk_http_cfg *dst, const struct rk_http_cfg *src)
 	*dst = *src;
 	for (size_t i = 0; i < RK_ARRAY_SIZE(strings); i++)
 		*str_at(dst, strings[i].off) = NULL;
-	for (size_t i = 0; i < RK_ARRAY_SIZE(strings); i++) {
-		const char *s = *str_at((struct rk_http_cfg *)src, strings[i].off);
-		if (s != NULL && (*str_at(dst, strings[i].off) = strdup(s)) == NULL) {
-			rk_http_cfg_free(dst);
-			return RK_ENOMEM;
-		}
-	}
+	for (size_t i = 0; i < RK_ARRAY_SIZE(mem_strings); i++)
+		*str_at(dst, mem_strings[i]) = NULL;
+	dst->client_key_pem = NULL;
+	for (size_t i = 0; i < RK_ARRAY_SIZE(strings); i++)
+		if (dup_at(dst, src, strings[i].off) < 0)
+			goto nomem;
+	for (size_t i = 0; i < RK_ARRAY_SIZE(mem_strings); i++)
+		if (dup_at(dst, src, mem_strings[i]) < 0)
+			goto nomem;
+	if (src->client_key_pem != NULL &&
+	    rk_secret_from(&dst->client_key_pem, rk_secret_cdata(src->client_key_pem),
+			   rk_secret_len(src->client_key_pem), NULL) < 0)
+		goto nomem;
 	return 0;
+ nomem:
+	rk_http_cfg_free(dst);
+	return RK_ENOMEM;
 }
 
 void
@@ -132,6 +158,13 @@ rk_http_cfg_free(struct rk_http_cfg *c)
 		free(*s);
 		*s = NULL;
 	}
+	for (size_t i = 0; i < RK_ARRAY_SIZE(mem_strings); i++) {
+		char **s = str_at(c, mem_strings[i]);
+		free(*s);
+		*s = NULL;
+	}
+	rk_secret_free(c->client_key_pem);	/* wipes */
+	c->client_key_pem = NULL;
 }
 
 static int

@@ -13,6 +13,8 @@
 #include "rekey/doc.h"
 #include "rekey/error.h"
 
+struct rk_secret;
+
 /* Connection settings of a remote provider (rekey.yaml, per provider). */
 struct rk_http_cfg {
 	int64_t connect_timeout_ms;	/* timeout.connect */
@@ -28,6 +30,26 @@ struct rk_http_cfg {
 	size_t max_response;		/* bytes; a larger body is an error, not a truncation */
 	char *ca_file, *ca_path, *client_cert_file, *client_key_file;
 	int insecure_http;		/* allow http:// (tests against fakes only) */
+	/*
+	 * TLS material held in memory (PEM text), for credentials that come
+	 * inline rather than as files (a kubeconfig's *-data). Not read from
+	 * rekey.yaml: a provider fills them. Each takes the place of the file of
+	 * the same role, and setting both is refused by rk_http_check. With
+	 * ca_pem the system CA directory is not consulted either (unless
+	 * ca_path names one): ca_pem is the whole trust store.
+	 * client_key_pem is secret: a struct rk_secret (sodium memory), copied
+	 * as one by rk_http_cfg_copy and wiped by rk_http_cfg_free; libcurl's
+	 * own copies are wiped by the HTTP client's allocator.
+	 */
+	char *ca_pem, *client_cert_pem;
+	struct rk_secret *client_key_pem;
+	/*
+	 * Neither the server's certificate nor its name is verified. Not read
+	 * from rekey.yaml: a provider sets it only when the user allowed it
+	 * explicitly, and the HTTP client logs a warning for every connection
+	 * it opens this way.
+	 */
+	int insecure_tls;
 };
 
 /*
@@ -49,7 +71,7 @@ struct rk_http_cfg {
  */
 int rk_http_cfg_parse(struct rk_http_cfg *c, const struct rk_doc *doc, const json_t *provider_cfg,
 		      const struct rk_http_cfg *defaults, struct rk_error *err) RK_WARN_UNUSED;
-void rk_http_cfg_free(struct rk_http_cfg *c);	/* frees the strings */
+void rk_http_cfg_free(struct rk_http_cfg *c);	/* frees the strings, wipes the key */
 /* A deep copy (strings included) into dst; RK_ENOMEM leaves dst with no strings. */
 int rk_http_cfg_copy(struct rk_http_cfg *dst, const struct rk_http_cfg *src) RK_WARN_UNUSED;
 

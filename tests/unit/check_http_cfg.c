@@ -1,12 +1,16 @@
 /*
  * The connection settings of a remote provider (src/http_cfg.c): defaults
- * copied, overrides, unknown nested keys at their position, ranges.
+ * copied, overrides, unknown nested keys at their position, ranges; the
+ * in-memory PEM fields and insecure_tls (copied deep, the key as a secret;
+ * a role given both as a file and in memory refused by rk_http_check).
  */
 #include <check.h>
 #include <string.h>
 
 #include "rekey/doc.h"
+#include "rekey/http.h"
 #include "rekey/http_cfg.h"
+#include "rekey/secret.h"
 #include "rekey/util.h"
 #include "unit.h"
 
@@ -171,6 +175,73 @@ START_TEST(test_cfg_rejects_out_of_range_values)
 }
 END_TEST
 
+/* ---- in-memory TLS material ---------------------------------------------- */
+
+START_TEST(test_cfg_copy_deep_copies_pem_and_key)
+{
+	struct rk_http_cfg src = defaults(), dst;
+	struct rk_error err = { 0 };
+
+	src.ca_file = NULL;
+	src.ca_pem = (char *)"-----BEGIN CERTIFICATE-----\nCA\n";
+	src.client_cert_pem = (char *)"-----BEGIN CERTIFICATE-----\nCERT\n";
+	src.insecure_tls = 1;
+	ck_assert_int_eq(rk_secret_from(&src.client_key_pem, "KEYBYTES", 8, &err), 0);
+	ck_assert_int_eq(rk_http_cfg_copy(&dst, &src), 0);
+	ck_assert_ptr_ne(dst.ca_pem, src.ca_pem);
+	ck_assert_str_eq(dst.ca_pem, src.ca_pem);
+	ck_assert_ptr_ne(dst.client_cert_pem, src.client_cert_pem);
+	ck_assert_str_eq(dst.client_cert_pem, src.client_cert_pem);
+	ck_assert_ptr_nonnull(dst.client_key_pem);
+	ck_assert_ptr_ne(dst.client_key_pem, src.client_key_pem);
+	ck_assert(rk_secret_equal(dst.client_key_pem, src.client_key_pem));
+	ck_assert_int_eq(dst.insecure_tls, 1);
+	rk_http_cfg_free(&dst);
+	ck_assert_ptr_null(dst.ca_pem);
+	ck_assert_ptr_null(dst.client_cert_pem);
+	ck_assert_ptr_null(dst.client_key_pem);
+	/* The source is untouched by the copy's free. */
+	ck_assert_str_eq(rk_secret_str(src.client_key_pem), "KEYBYTES");
+	rk_secret_free(src.client_key_pem);
+}
+END_TEST
+
+START_TEST(test_check_refuses_file_and_memory_for_one_role)
+{
+	struct rk_http_cfg c = defaults();
+	struct rk_error err = { 0 };
+
+	c.ca_file = NULL;
+	ck_assert_int_eq(rk_http_check("k", "https://h:1", &c, &err), 0);
+	c.ca_pem = (char *)"PEM";
+	ck_assert_int_eq(rk_http_check("k", "https://h:1", &c, &err), 0);
+	c.ca_file = (char *)"/ca.pem";
+	ck_assert_int_eq(rk_http_check("k", "https://h:1", &c, &err), RK_EINVAL);
+	ck_assert_msg(strstr(err.msg, "both as a file and in memory") != NULL, "%s", err.msg);
+
+	rk_error_clear(&err);
+	c = defaults();
+	c.ca_file = NULL;
+	c.client_cert_file = (char *)"/c.pem";
+	c.client_cert_pem = (char *)"PEM";
+	ck_assert_int_eq(rk_http_check("k", "https://h:1", &c, &err), RK_EINVAL);
+
+	rk_error_clear(&err);
+	c = defaults();
+	c.ca_file = NULL;
+	c.client_key_file = (char *)"/k.pem";
+	ck_assert_int_eq(rk_secret_from(&c.client_key_pem, "K", 1, &err), 0);
+	ck_assert_int_eq(rk_http_check("k", "https://h:1", &c, &err), RK_EINVAL);
+	rk_secret_free(c.client_key_pem);
+
+	rk_error_clear(&err);
+	c = defaults();
+	c.ca_file = NULL;
+	c.ca_pem = (char *)"";
+	ck_assert_int_eq(rk_http_check("k", "https://h:1", &c, &err), RK_EINVAL);
+	ck_assert_msg(strstr(err.msg, "empty") != NULL, "%s", err.msg);
+}
+END_TEST
 
 Suite *
 http_cfg_suite(void)
@@ -182,6 +253,8 @@ http_cfg_suite(void)
 	tcase_add_test(tc, test_cfg_overrides);
 	tcase_add_test(tc, test_cfg_unknown_nested_key_names_position);
 	tcase_add_test(tc, test_cfg_rejects_out_of_range_values);
+	tcase_add_test(tc, test_cfg_copy_deep_copies_pem_and_key);
+	tcase_add_test(tc, test_check_refuses_file_and_memory_for_one_role);
 	suite_add_tcase(s, tc);
 	return s;
 }
