@@ -16,11 +16,13 @@ check() { # check NAME COMMAND...: passes when the command succeeds
 	name=$1; shift
 	if "$@"; then pass "$name"; else fail "$name"; fi
 }
-# expect_rc NAME RC COMMAND...: the command exits with RC (output in $T/out, $T/err)
+# expect_rc NAME RC COMMAND...: the command exits with RC (output in $T/out, $T/err;
+# all of it, every command's, also in $T/all.out)
 expect_rc() {
 	name=$1; want=$2; shift 2
 	"$@" >"$T/out" 2>"$T/err"
 	got=$?
+	cat "$T/out" "$T/err" >>"$T/all.out"	# every command's output, for leak checks
 	if [ "$got" = "$want" ]; then pass "$name"; else
 		fail "$name (exit $got, wanted $want)"; sed 's/^/      | /' "$T/err" | tail -5
 	fi
