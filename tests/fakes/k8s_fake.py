@@ -182,8 +182,7 @@ def forbidden(res, name, user, verb, ns, group=None):
 
 
 UNAUTHORIZED = ApiError(401, "Unauthorized", "Unauthorized")
-NOT_FOUND_PATH = ApiError(404, "NotFound", "the server could not find the requested resource",
-                          {"causes": [{"reason": "UnexpectedServerResponse", "message": "404 page not found"}]})
+NOT_FOUND_PATH = ApiError(404, "NotFound", "the server could not find the requested resource")
 
 
 def method_not_allowed(method):
@@ -1641,10 +1640,6 @@ def _redact(v):
     return v
 
 
-def _redact_secret_values(entry):
-    return entry
-
-
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
@@ -1767,7 +1762,6 @@ class Handler(BaseHTTPRequestHandler):
             "headers": {k: ("<redacted>" if k.lower() == "authorization" else v) for k, v in self.headers.items()},
             "content_type": self.headers.get("Content-Type"),
             "body": _redact_body(body, self.headers.get("Content-Type")),
-            "_raw_body": _redact_body(body, self.headers.get("Content-Type")) if False else None,
             "user": None, "status": None})
         entry["_values_body"] = body
         rule = fake.take_injection(method, path)
