@@ -191,6 +191,10 @@ fakes-check:
 	grep -E '^(FAIL|SKIP|# )' build/fakes-check-aws.log; grep -E '^aws_fake: ' build/fakes-check-aws.log; \
 	if [ $$rc = 77 ]; then echo "fakes-check: the AWS SDK for JavaScript part was skipped (npm registry unreachable)"; \
 	elif [ $$rc != 0 ]; then exit $$rc; fi
+	@bash tests/fakes/check_k8s_fake.sh > build/fakes-check-k8s.log 2>&1; rc=$$?; \
+	grep -E '^(FAIL|SKIP|# )' build/fakes-check-k8s.log; grep -E '^k8s_fake: ' build/fakes-check-k8s.log; \
+	if [ $$rc = 77 ]; then echo "fakes-check: the kubectl part was skipped (/usr/bin/kubectl not found)"; \
+	elif [ $$rc != 0 ]; then exit $$rc; fi
 
 clean:
 	rm -rf build rekey rekey-guard
