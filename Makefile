@@ -181,7 +181,9 @@ bench: deps
 	@$(MAKE) --no-print-directory rekey rekey-guard $(B)/bench-exec
 	sh tests/bench/run.sh ./rekey $(CURDIR)/$(B)/bench-exec ./rekey-guard build/gen/known_secrets.count
 
-# The test doubles against real clients (curl, and node-vault from npm).
+# The test doubles against real clients: curl; node-vault and the AWS SDK for
+# JavaScript v3 from npm; the AWS CLI (Debian's awscli, installed when missing
+# and running as root); /usr/bin/kubectl.
 fakes-check:
 	@bash tests/fakes/check_vault_fake.sh > build/fakes-check.log 2>&1; rc=$$?; \
 	grep -E '^(FAIL|# )' build/fakes-check.log; tail -1 build/fakes-check.log; \
