@@ -73,8 +73,8 @@ struct conn {
 };
 
 struct rk_store {
-	sqlite3 *db;		/* the write connection; only the holder of wmu uses it */
-	struct conn w;		/* its statements (w.db == db) */
+	struct conn w;		/* the write connection and its statements; only the
+				 * holder of wmu uses it */
 	char *path;
 	pthread_mutex_t wmu;
 	pthread_cond_t changed;	/* a unit ended or a batch finished (with wmu) */
@@ -345,7 +345,7 @@ batch_commit(struct rk_store *s)
 	char msg[256];
 	unsigned units = s->open->units;
 
-	if (sqlite3_get_autocommit(s->db)) {
+	if (sqlite3_get_autocommit(s->w.db)) {
 		/* SQLite ended the transaction itself (a disk full, an I/O error). */
 		batch_end(s, RK_EIO, "the transaction was aborted by the database");
 		return;
@@ -353,8 +353,8 @@ batch_commit(struct rk_store *s)
 	if (s->commit_hook != NULL)
 		s->commit_hook(s->commit_hook_arg, units);
 	if (exec_cached(s, &s->w, "COMMIT", &e) < 0) {
-		snprintf(msg, sizeof(msg), "commit: %s", sqlite3_errmsg(s->db));
-		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		snprintf(msg, sizeof(msg), "commit: %s", sqlite3_errmsg(s->w.db));
+		sqlite3_exec(s->w.db, "ROLLBACK", NULL, NULL, NULL);
 		batch_end(s, RK_EIO, msg);
 		return;
 	}
@@ -591,9 +591,9 @@ run(struct rk_store *s, struct rk_error *err, int *changes, const char *sql, con
 	va_end(ap);
 	if (r == 0) {
 		rc = sqlite3_step(st);
-		r = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : db_err(s, s->db, err, "write");
+		r = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : db_err(s, s->w.db, err, "write");
 		if (changes)
-			*changes = sqlite3_changes(s->db);
+			*changes = sqlite3_changes(s->w.db);
 		stmt_done(&s->w, st);
 	}
 	rc = unit_leave(s, r == 0, err);
@@ -696,8 +696,8 @@ migrate(struct rk_store *s, struct rk_error *err)
 	sqlite3_stmt *st = NULL;
 	int version = 0, r;
 
-	if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
-		return db_err(s, s->db, err, "read schema version");
+	if (sqlite3_prepare_v2(s->w.db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
+		return db_err(s, s->w.db, err, "read schema version");
 	if (sqlite3_step(st) == SQLITE_ROW)
 		version = sqlite3_column_int(st, 0);
 	sqlite3_finalize(st);
@@ -707,13 +707,13 @@ migrate(struct rk_store *s, struct rk_error *err)
 				    "(%d); upgrade rekey", s->path, version, SCHEMA_VERSION);
 	for (; version < SCHEMA_VERSION; version++) {
 		char pragma[64];
-		if ((r = exec_sql(s, s->db, "BEGIN IMMEDIATE", err)) < 0)
+		if ((r = exec_sql(s, s->w.db, "BEGIN IMMEDIATE", err)) < 0)
 			return r;
 		snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", version + 1);
-		if ((r = exec_sql(s, s->db, migrations[version], err)) < 0 ||
-		    (r = exec_sql(s, s->db, pragma, err)) < 0 ||
-		    (r = exec_sql(s, s->db, "COMMIT", err)) < 0) {
-			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		if ((r = exec_sql(s, s->w.db, migrations[version], err)) < 0 ||
+		    (r = exec_sql(s, s->w.db, pragma, err)) < 0 ||
+		    (r = exec_sql(s, s->w.db, "COMMIT", err)) < 0) {
+			sqlite3_exec(s->w.db, "ROLLBACK", NULL, NULL, NULL);
 			return r;
 		}
 	}
@@ -782,12 +782,11 @@ rk_store_open(struct rk_store **out, const char *state_dir, int create, struct r
 	 * is opened before any thread runs; readers find the files made.
 	 */
 	old_umask = umask(077);
-	r = open_conn(s, &s->db, SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0), err);
+	r = open_conn(s, &s->w.db, SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0), err);
 	umask(old_umask);
-	s->w.db = s->db;
 	if (r < 0)
 		goto out;
-	if ((r = exec_sql(s, s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+	if ((r = exec_sql(s, s->w.db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
 			  "PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON;", err)) < 0 ||
 	    (r = migrate(s, err)) < 0)
 		goto out;
@@ -1139,6 +1138,28 @@ rk_store_rot_insert(struct rk_store *s, const struct rk_rotation *rot, int64_t n
 	return rk_store_commit(s, err);
 }
 
+/*
+ * After the UPDATE of a rotation row (its result r and row count): the step
+ * row, then the unit (begun by the caller) committed, or undone on error.
+ */
+static int
+rot_step_end(struct rk_store *s, int r, int changes, const char *run_id, const char *secret,
+	     const char *step, const char *detail, int64_t now, struct rk_error *err)
+{
+	if (r == 0 && changes != 1)
+		r = rk_error_set(err, RK_EINTERNAL, "journal row of '%s' in run %s is missing",
+				 secret, run_id);
+	if (r == 0)
+		r = run(s, err, NULL,
+			"INSERT INTO steps (run_id, secret, step, detail, ts) VALUES (?,?,?,?,?)",
+			"ssssi", run_id, secret, step, detail ? detail : "", now);
+	if (r < 0) {
+		rk_store_rollback(s);
+		return r;
+	}
+	return rk_store_commit(s, err);
+}
+
 int
 rk_store_rot_step(struct rk_store *s, struct rk_rotation *rot, const char *step,
 		  const char *detail, int64_t now, struct rk_error *err)
@@ -1154,18 +1175,7 @@ rk_store_rot_step(struct rk_store *s, struct rk_rotation *rot, const char *step,
 		"sssssbbsiss", step, rot->old_version, rot->new_version, rot->old_fp, rot->new_fp,
 		(const void *)rot->sealed_new, rot->sealed_new_len, (const void *)rot->sealed_old,
 		rot->sealed_old_len, rot->error, now, rot->run_id, rot->secret);
-	if (r == 0 && changes != 1)
-		r = rk_error_set(err, RK_EINTERNAL, "journal row of '%s' in run %s is missing",
-				 rot->secret, rot->run_id);
-	if (r == 0)
-		r = run(s, err, NULL,
-			"INSERT INTO steps (run_id, secret, step, detail, ts) VALUES (?,?,?,?,?)",
-			"ssssi", rot->run_id, rot->secret, step, detail ? detail : "", now);
-	if (r < 0) {
-		rk_store_rollback(s);
-		return r;
-	}
-	if ((r = rk_store_commit(s, err)) < 0)
+	if ((r = rot_step_end(s, r, changes, rot->run_id, rot->secret, step, detail, now, err)) < 0)
 		return r;
 	snprintf(rot->state, sizeof(rot->state), "%s", step);
 	rot->updated_at = now;
@@ -1316,18 +1326,7 @@ rk_store_rot_advance(struct rk_store *s, const char *run_id, const char *secret,
 	r = run(s, err, &changes,
 		"UPDATE rotations SET state = ?, sealed_new = NULL, updated_at = ?"
 		" WHERE run_id = ? AND secret = ?", "siss", step, now, run_id, secret);
-	if (r == 0 && changes != 1)
-		r = rk_error_set(err, RK_EINTERNAL, "journal row of '%s' in run %s is missing",
-				 secret, run_id);
-	if (r == 0)
-		r = run(s, err, NULL,
-			"INSERT INTO steps (run_id, secret, step, detail, ts) VALUES (?,?,?,'',?)",
-			"sssi", run_id, secret, step, now);
-	if (r < 0) {
-		rk_store_rollback(s);
-		return r;
-	}
-	return rk_store_commit(s, err);
+	return rot_step_end(s, r, changes, run_id, secret, step, NULL, now, err);
 }
 
 int
