@@ -107,6 +107,13 @@ seal_ad(char *ad, size_t n, const struct rk_rotation *rot, const char *which)
 	snprintf(ad, n, "rekey-journal\n%s\n%s\n%s", rot->run_id, rot->secret, which);
 }
 
+static void
+log_step(const struct job *j, const char *run_id, const char *step_name)
+{
+	rk_log(RK_LOG_INFO, "rotation.step", "run_id", run_id, "secret", j->name, "provider",
+	       j->prov ? j->prov->name : NULL, "step", step_name, NULL);
+}
+
 static int
 step(struct rk_ctx *ctx, struct job *j, enum rk_step code, const char *detail,
      struct rk_error *err)
@@ -116,8 +123,7 @@ step(struct rk_ctx *ctx, struct job *j, enum rk_step code, const char *detail,
 
 	if ((r = rk_store_rot_step(ctx->store, j->rot, name, detail, rk_now(ctx), err)) < 0)
 		return r;
-	rk_log(RK_LOG_INFO, "rotation.step", "run_id", j->rot->run_id, "secret", j->name,
-	       "provider", j->prov ? j->prov->name : NULL, "step", name, NULL);
+	log_step(j, j->rot->run_id, name);
 	return 0;
 }
 
@@ -704,12 +710,6 @@ pool_done(struct pool *p, struct queue *q)
 	pthread_mutex_unlock(&p->mu);
 }
 
-/*
- * Keeps of a checked job only what waiting, restarting and reporting need
- * (name, tier, policy, provider, dependents): a run of any size then holds
- * the inventory rows of the rotations in flight only. job_unpark loads the
- * row again when a worker takes the job.
- */
 /* Replaces *dst with a copy of src ("" when NULL); keeps *dst when out of memory. */
 static void
 keep_str(char **dst, const char *src)
@@ -1190,8 +1190,7 @@ step_end(struct rk_ctx *ctx, const char *run_id, struct job *j, enum rk_step cod
 	if ((r = rk_store_rot_advance(ctx->store, run_id, j->name, name, rk_now(ctx), err)) < 0)
 		return r;
 	j->state = code;
-	rk_log(RK_LOG_INFO, "rotation.step", "run_id", run_id, "secret", j->name, "provider",
-	       j->prov ? j->prov->name : NULL, "step", name, NULL);
+	log_step(j, run_id, name);
 	return 0;
 }
 
