@@ -30,6 +30,7 @@
 #include "rekey/http.h"
 #include "rekey/log.h"
 #include "rekey/provider_kit.h"
+#include "rekey/resilience.h"
 #include "rekey/secret.h"
 #include "rekey/util.h"
 #include "aws_creds.h"
@@ -93,15 +94,6 @@ static const struct rk_field aws_locator_fields[] = {
 	{ "delegate", RK_T_BOOL, 0 },
 	{ NULL, 0, 0 },
 };
-
-static int
-dupstr(char **dst, const char *src, struct rk_error *err)
-{
-	*dst = NULL;
-	if (src != NULL && (*dst = strdup(src)) == NULL)
-		return rk_error_set(err, RK_ENOMEM, "out of memory");
-	return 0;
-}
 
 /* ---- config ---- */
 
@@ -208,7 +200,7 @@ aws_open(struct rk_provider **out, const struct rk_provider_env *env, const json
 	if ((r = rk_aws_chain_new(&a->chain, &cc, err)) < 0)
 		goto out;
 	ep = rk_aws_chain_endpoint(a->chain, "SECRETS_MANAGER");
-	if ((r = dupstr(&a->region, rk_aws_chain_region(a->chain), err)) < 0 ||
+	if ((r = rk_kit_dupstr(&a->region, rk_aws_chain_region(a->chain), err)) < 0 ||
 	    (r = host_of(ep, &a->host, err)) < 0 ||
 	    (r = rk_http_new(&a->http, env->name, ep, &a->hcfg, err)) < 0)
 		goto out;
@@ -270,8 +262,8 @@ aws_parse_locator(const struct rk_provider *p, const json_t *loc, void **out,
 		return rk_error_set(err, RK_EINVAL, "aws %s: a locator needs secret_id", p->name);
 	}
 	al->delegate = rk_doc_bool(loc, "delegate", 0);
-	if ((r = dupstr(&al->secret_id, id, err)) < 0 ||
-	    (r = dupstr(&al->json_key, rk_doc_str(loc, "json_key", NULL), err)) < 0) {
+	if ((r = rk_kit_dupstr(&al->secret_id, id, err)) < 0 ||
+	    (r = rk_kit_dupstr(&al->json_key, rk_doc_str(loc, "json_key", NULL), err)) < 0) {
 		aws_free_locator(al);
 		return r;
 	}
@@ -328,7 +320,36 @@ is_throttling(const char *type)
 	return 0;
 }
 
-/* The code and advice of a final error __type. */
+/* What a final error __type means for rekey: its code, and what to do about it. */
+static const char ADVICE_CREDS[] = "; check the credentials rekey found (`rekey doctor` names "
+				   "their source) and the machine's clock";
+static const struct {
+	const char *type;
+	int code;
+	const char *hint;
+} final_errors[] = {
+	{ "ResourceNotFoundException", RK_ENOTFOUND, "" },
+	{ "ResourceExistsException", RK_ECONFLICT, "" },
+	{ "AccessDeniedException", RK_EAUTH,
+	  "; grant the IAM permissions in the README (secretsmanager:GetSecretValue, "
+	  "PutSecretValue, UpdateSecretVersionStage, DescribeSecret)" },
+	{ "LimitExceededException", RK_EUNSUPPORTED,
+	  "; the secret has too many versions: AWS deletes unlabelled versions over time, so "
+	  "wait, and rotate it less often than every few minutes" },
+	{ "InvalidSignatureException", RK_EAUTH, ADVICE_CREDS },
+	{ "IncompleteSignature", RK_EAUTH, ADVICE_CREDS },
+	{ "UnrecognizedClientException", RK_EAUTH, ADVICE_CREDS },
+	{ "InvalidClientTokenId", RK_EAUTH, ADVICE_CREDS },
+	{ "ExpiredTokenException", RK_EAUTH, ADVICE_CREDS },
+	{ "MissingAuthenticationToken", RK_EAUTH, ADVICE_CREDS },
+	{ "InvalidRequestException", RK_EINVAL, "" },
+	{ "InvalidParameterException", RK_EINVAL, "" },
+	{ "ValidationException", RK_EINVAL, "" },
+	{ "DecryptionFailure", RK_EINVAL, "" },
+	{ "EncryptionFailure", RK_EINVAL, "" },
+};
+
+/* A final error: its code from the table (an unknown __type is a protocol surprise). */
 static int
 final_error(struct aws *a, const char *op, const struct aws_loc *loc, const char *type,
 	    const char *msg, struct rk_error *err)
@@ -337,33 +358,12 @@ final_error(struct aws *a, const char *op, const struct aws_loc *loc, const char
 	int code = RK_EPROTO;
 	const char *hint = "";
 
-	if (strcmp(type, "ResourceNotFoundException") == 0) {
-		code = RK_ENOTFOUND;
-	} else if (strcmp(type, "ResourceExistsException") == 0) {
-		code = RK_ECONFLICT;
-	} else if (strcmp(type, "AccessDeniedException") == 0) {
-		code = RK_EAUTH;
-		hint = "; grant the IAM permissions in the README (secretsmanager:GetSecretValue, "
-		       "PutSecretValue, UpdateSecretVersionStage, DescribeSecret)";
-	} else if (strcmp(type, "LimitExceededException") == 0) {
-		code = RK_EUNSUPPORTED;
-		hint = "; the secret has too many versions: AWS deletes unlabelled versions over "
-		       "time, so wait, and rotate it less often than every few minutes";
-	} else if (strcmp(type, "InvalidSignatureException") == 0 ||
-		   strcmp(type, "IncompleteSignature") == 0 ||
-		   strcmp(type, "UnrecognizedClientException") == 0 ||
-		   strcmp(type, "InvalidClientTokenId") == 0 ||
-		   strcmp(type, "ExpiredTokenException") == 0 ||
-		   strcmp(type, "MissingAuthenticationToken") == 0) {
-		code = RK_EAUTH;
-		hint = "; check the credentials rekey found (`rekey doctor` names their source) "
-		       "and the machine's clock";
-	} else if (strcmp(type, "InvalidRequestException") == 0 ||
-		   strcmp(type, "InvalidParameterException") == 0 ||
-		   strcmp(type, "ValidationException") == 0 ||
-		   strcmp(type, "DecryptionFailure") == 0 || strcmp(type, "EncryptionFailure") == 0) {
-		code = RK_EINVAL;
-	}
+	for (size_t i = 0; i < sizeof(final_errors) / sizeof(final_errors[0]); i++)
+		if (strcmp(type, final_errors[i].type) == 0) {
+			code = final_errors[i].code;
+			hint = final_errors[i].hint;
+			break;
+		}
 	return rk_error_set(err, code, "aws %s: %s%s%s: %s%s%s%s", a->base.name, op,
 			    id[0] ? " of " : "", id, type, msg[0] ? ": " : "", msg, hint);
 }
@@ -372,11 +372,9 @@ final_error(struct aws *a, const char *op, const struct aws_loc *loc, const char
 static int
 backoff(struct aws *a, const struct rk_call *call, int n, double retry_after)
 {
-	int64_t cap = a->hcfg.base_delay_ms << (n < 20 ? n : 20), ms;
+	int64_t ms = rk_backoff_ms(n, a->hcfg.base_delay_ms, a->hcfg.max_delay_ms,
+				   randombytes_random());
 
-	if (cap > a->hcfg.max_delay_ms || cap <= 0)
-		cap = a->hcfg.max_delay_ms;
-	ms = (int64_t)randombytes_uniform((uint32_t)(cap > 0 ? cap : 1));
 	if (retry_after * 1000 > (double)ms)
 		ms = (int64_t)(retry_after * 1000);
 	return rk_call_sleep(call, ms);
@@ -802,6 +800,16 @@ wait_current(struct aws *a, const struct rk_call *call, const struct aws_loc *lo
 	}
 }
 
+/* The stage's precondition failed: AWSCURRENT is on cur, not on the version read. */
+static int
+changed_since_read(struct aws *a, const struct aws_loc *loc, const char *cur,
+		   const struct rk_stage_req *req, struct rk_error *err)
+{
+	return rk_error_set(err, RK_ECONFLICT, "aws %s: %s changed since it was read (AWSCURRENT "
+			    "is on %s, not %s)", a->base.name, loc->secret_id,
+			    cur[0] ? cur : "no version", req->expected->id);
+}
+
 static int
 delegate_stage(struct aws *a, const struct rk_call *call, const struct aws_loc *loc,
 	       const struct rk_stage_req *req, struct rk_version *new_ver, struct rk_error *err)
@@ -813,9 +821,7 @@ delegate_stage(struct aws *a, const struct rk_call *call, const struct aws_loc *
 	if ((r = describe(a, call, loc, cur, sizeof(cur), NULL, err)) < 0)
 		return r;
 	if (strcmp(cur, req->expected->id) != 0)
-		return rk_error_set(err, RK_ECONFLICT, "aws %s: %s changed since it was read "
-				    "(AWSCURRENT is on %s, not %s)", a->base.name, loc->secret_id,
-				    cur, req->expected->id);
+		return changed_since_read(a, loc, cur, req, err);
 	request_token(req, token);
 	if ((body = json_pack("{s:s, s:s}", "SecretId", loc->secret_id, "ClientRequestToken",
 			      token)) == NULL)
@@ -854,9 +860,7 @@ aws_stage(struct rk_provider *p, const struct rk_call *call, const void *loc_,
 		cur_string = json_string_value(json_object_get(cur, "SecretString"));
 	}
 	if (strcmp(cur_vid, req->expected->id) != 0) {
-		r = rk_error_set(err, RK_ECONFLICT, "aws %s: %s changed since it was read "
-				 "(AWSCURRENT is on %s, not %s)", a->base.name, loc->secret_id,
-				 cur_vid[0] ? cur_vid : "no version", req->expected->id);
+		r = changed_since_read(a, loc, cur_vid, req, err);
 		goto out;
 	}
 	if (req->restore != NULL && cur != NULL) {
@@ -991,39 +995,47 @@ aws_promote(struct rk_provider *p, const struct rk_call *call, const void *loc_,
 	char cur[128];
 	int r;
 
-	if ((r = describe(a, call, loc, cur, sizeof(cur), NULL, err)) < 0)
+	if ((r = describe(a, call, loc, cur, sizeof(cur), &labels, err)) < 0)
 		return r;
 	if (strcmp(cur, new_ver->id) != 0 && strcmp(cur, old_ver->id) == 0) {
 		r = move_label(a, call, loc, "AWSCURRENT", new_ver->id, cur, err);
 		if (r == RK_ECANCELED)
-			return r;
+			goto out;
 		if (r < 0) {
 			/* Unknown outcome or a refused precondition: what does AWS say now? */
 			struct rk_error e2 = { 0 };
-			if (describe(a, call, loc, cur, sizeof(cur), NULL, &e2) < 0)
-				return r;
-			if (strcmp(cur, old_ver->id) == 0)
-				return r;	/* not moved, and nobody else's: the error stands */
+			json_decref(labels);
+			labels = NULL;
+			if (describe(a, call, loc, cur, sizeof(cur), &labels, &e2) < 0 ||
+			    strcmp(cur, old_ver->id) == 0)
+				goto out;	/* not moved, and nobody else's: the error stands */
 		} else {
 			snprintf(cur, sizeof(cur), "%s", new_ver->id);
 		}
 		rk_error_clear(err);
 	}
-	if (strcmp(cur, new_ver->id) != 0)
-		return rk_error_set(err, RK_ECONFLICT, "aws %s: AWSCURRENT of %s is on %s, which "
-				    "is neither the version rekey replaced (%s) nor its new one "
-				    "(%s); someone else changed it, so it was not moved",
-				    a->base.name, loc->secret_id, cur[0] ? cur : "no version",
-				    old_ver->id[0] ? old_ver->id : "none", new_ver->id);
-	/* Tidy: AWSPENDING off the new current, so no rotation looks in progress. */
-	if (describe(a, call, loc, cur, sizeof(cur), &labels, err) == 0 &&
-	    has_label(labels, new_ver->id, "AWSPENDING") &&
+	if (strcmp(cur, new_ver->id) != 0) {
+		r = rk_error_set(err, RK_ECONFLICT, "aws %s: AWSCURRENT of %s is on %s, which is "
+				 "neither the version rekey replaced (%s) nor its new one (%s); "
+				 "someone else changed it, so it was not moved", a->base.name,
+				 loc->secret_id, cur[0] ? cur : "no version",
+				 old_ver->id[0] ? old_ver->id : "none", new_ver->id);
+		goto out;
+	}
+	/*
+	 * Tidy: AWSPENDING off the new current, so no rotation looks in
+	 * progress. The labels read before the move still tell: moving
+	 * AWSCURRENT leaves AWSPENDING where it is (contract 2.6, rule 5).
+	 */
+	if (has_label(labels, new_ver->id, "AWSPENDING") &&
 	    move_label(a, call, loc, "AWSPENDING", NULL, new_ver->id, err) < 0)
 		rk_log(RK_LOG_WARN, "provider.tidy_failed", "provider", a->base.name, "secret",
 		       loc->secret_id, "error", err->msg, NULL);
-	json_decref(labels);
 	rk_error_clear(err);	/* the tidy is housekeeping: the promotion stands */
-	return 0;
+	r = 0;
+out:
+	json_decref(labels);
+	return r;
 }
 
 /* Versions are AWS's own: the version restored is made current by promote. */

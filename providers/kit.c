@@ -256,3 +256,15 @@ rk_version_set(struct rk_version *ver, long n)
 	else
 		snprintf(ver->id, sizeof(ver->id), "%ld", n);
 }
+
+int
+rk_kit_dupstr(char **dst, const char *src, struct rk_error *err)
+{
+	if (src == NULL) {
+		*dst = NULL;
+		return 0;
+	}
+	if ((*dst = strdup(src)) == NULL)
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	return 0;
+}

@@ -101,8 +101,8 @@ vault_parse_locator(const struct rk_provider *p, const json_t *loc, void **out,
 	if (tk != NULL) {
 		vl->engine = VAULT_TRANSIT;
 		vl->min_decryption_keep = (long)rk_doc_int(loc, "min_decryption_keep", 0);
-		if ((r = rk_vault_dupstr(&vl->mount, v->transit_mount, err)) < 0 ||
-		    (r = rk_vault_dupstr(&vl->transit_key, tk, err)) < 0)
+		if ((r = rk_kit_dupstr(&vl->mount, v->transit_mount, err)) < 0 ||
+		    (r = rk_kit_dupstr(&vl->transit_key, tk, err)) < 0)
 			goto out;
 	} else if (path == NULL || key == NULL) {
 		r = rk_error_set(err, RK_EINVAL, "vault %s: a locator needs path and key (KV v2, "
@@ -111,10 +111,10 @@ vault_parse_locator(const struct rk_provider *p, const json_t *loc, void **out,
 		goto out;
 	} else {
 		vl->engine = VAULT_KV;
-		if ((r = rk_vault_dupstr(&vl->mount, rk_doc_str(loc, "mount", v->kv_mount),
+		if ((r = rk_kit_dupstr(&vl->mount, rk_doc_str(loc, "mount", v->kv_mount),
 					 err)) < 0 ||
-		    (r = rk_vault_dupstr(&vl->path, path, err)) < 0 ||
-		    (r = rk_vault_dupstr(&vl->key, key, err)) < 0)
+		    (r = rk_kit_dupstr(&vl->path, path, err)) < 0 ||
+		    (r = rk_kit_dupstr(&vl->key, key, err)) < 0)
 			goto out;
 	}
 	*out = vl;

@@ -69,17 +69,6 @@ static const struct rk_http_cfg vault_http_defaults = {
 
 /* ---- helpers ---- */
 
-int
-rk_vault_dupstr(char **dst, const char *src, struct rk_error *err)
-{
-	if (src == NULL) {
-		*dst = NULL;
-		return 0;
-	}
-	if ((*dst = strdup(src)) == NULL)
-		return rk_error_set(err, RK_ENOMEM, "out of memory");
-	return 0;
-}
 
 void
 rk_vault_close(struct rk_provider *p)
@@ -196,20 +185,20 @@ rk_vault_open(struct rk_provider **out, const struct rk_provider_env *env, const
 	pthread_mutex_init(&v->lock, NULL);
 	if ((r = vault_parse_config(env, cfg, &v->method, &v->hcfg, err)) < 0)
 		goto out;
-	if ((r = rk_vault_dupstr(&v->token_file, rk_doc_str(auth, "token_file", NULL), err)) < 0 ||
-	    (r = rk_vault_dupstr(&v->role_id, rk_doc_str(auth, "role_id", NULL), err)) < 0 ||
-	    (r = rk_vault_dupstr(&v->secret_id_file, rk_doc_str(auth, "secret_id_file", NULL),
+	if ((r = rk_kit_dupstr(&v->token_file, rk_doc_str(auth, "token_file", NULL), err)) < 0 ||
+	    (r = rk_kit_dupstr(&v->role_id, rk_doc_str(auth, "role_id", NULL), err)) < 0 ||
+	    (r = rk_kit_dupstr(&v->secret_id_file, rk_doc_str(auth, "secret_id_file", NULL),
 				 err)) < 0 ||
-	    (r = rk_vault_dupstr(&v->role, rk_doc_str(auth, "role", NULL), err)) < 0 ||
-	    (r = rk_vault_dupstr(&v->jwt_file, rk_doc_str(auth, "jwt_file", VAULT_DEFAULT_K8S_JWT),
+	    (r = rk_kit_dupstr(&v->role, rk_doc_str(auth, "role", NULL), err)) < 0 ||
+	    (r = rk_kit_dupstr(&v->jwt_file, rk_doc_str(auth, "jwt_file", VAULT_DEFAULT_K8S_JWT),
 				 err)) < 0 ||
-	    (r = rk_vault_dupstr(&v->auth_mount,
+	    (r = rk_kit_dupstr(&v->auth_mount,
 				 rk_doc_str(auth, "mount",
 					    v->method == AUTH_APPROLE ? "approle" : "kubernetes"),
 				 err)) < 0 ||
-	    (r = rk_vault_dupstr(&v->namespace_, rk_doc_str(cfg, "namespace", NULL), err)) < 0 ||
-	    (r = rk_vault_dupstr(&v->kv_mount, rk_doc_str(cfg, "kv_mount", "secret"), err)) < 0 ||
-	    (r = rk_vault_dupstr(&v->transit_mount, rk_doc_str(cfg, "transit_mount", "transit"),
+	    (r = rk_kit_dupstr(&v->namespace_, rk_doc_str(cfg, "namespace", NULL), err)) < 0 ||
+	    (r = rk_kit_dupstr(&v->kv_mount, rk_doc_str(cfg, "kv_mount", "secret"), err)) < 0 ||
+	    (r = rk_kit_dupstr(&v->transit_mount, rk_doc_str(cfg, "transit_mount", "transit"),
 				 err)) < 0)
 		goto out;
 	/*

@@ -70,8 +70,6 @@ int rk_vault_check_config(const struct rk_provider_env *env, const json_t *cfg,
 int rk_vault_open(struct rk_provider **out, const struct rk_provider_env *env, const json_t *cfg,
 		  struct rk_error *err);
 void rk_vault_close(struct rk_provider *p);	/* accepts NULL */
-/* *dst = a copy of src (NULL stays NULL). */
-int rk_vault_dupstr(char **dst, const char *src, struct rk_error *err) RK_WARN_UNUSED;
 /* 1 when s is a path segment that cannot escape its place in a URL path. */
 int rk_vault_safe_path(const char *s);
 

@@ -73,6 +73,9 @@ int rk_kit_expect_json(const struct rk_provider *p, const char *what,
 
 /* ---- credential and token files ---- */
 
+/* *dst = a copy of src (NULL stays NULL); RK_ENOMEM. */
+int rk_kit_dupstr(char **dst, const char *src, struct rk_error *err) RK_WARN_UNUSED;
+
 #define RK_CRED_MAX 4096		/* a token, a secret_id, a service account JWT */
 
 #define RK_CRED_PRIVATE	0x01u	/* refuse a file readable by group or others */
