@@ -28,6 +28,7 @@
 #define RK_CAP_STAGING	0x02u	/* a staged version is not current until promote */
 #define RK_CAP_RESTART	0x04u	/* can restart dependents ("NAME/kind/ns/name") */
 #define RK_CAP_EXPORT	0x08u	/* `rekey get` may print values (the local store) */
+#define RK_CAP_LEASE	0x10u	/* can hold a leader lease (rekey.yaml `ha: {lease: ...}`) */
 
 /* A provider's version identifier: "3", a Vault version, an AWS VersionId. */
 struct rk_version {
@@ -57,6 +58,18 @@ struct rk_stage_req {
 	 * the others write the value as a new version.
 	 */
 	const struct rk_version *restore;
+};
+
+/*
+ * A leader lease (`ha: {lease: {provider, namespace, name, ...}}`): only its
+ * holder rotates. Held for a duration, renewed by the holder before it ends.
+ */
+struct rk_lease_spec {
+	const char *namespace_;		/* NULL: the provider's default namespace */
+	const char *name;		/* "rekey-leader" */
+	const char *identity;		/* holderIdentity this process writes: unique per process */
+	int64_t duration_ms;		/* leaseDurationSeconds (whole seconds, at least 1 s) */
+	int64_t skew_ms;		/* margin for clock skew when judging another holder's lease */
 };
 
 struct rk_provider;
@@ -146,6 +159,22 @@ struct rk_provider_ops {
 	 */
 	int (*wait_restarted)(struct rk_provider *p, const struct rk_call *call, const char *target,
 			      int64_t deadline_ms, struct rk_error *err);
+	/*
+	 * RK_CAP_LEASE. lease_acquire takes the lease (creating it, or taking
+	 * over an expired one under a precondition so that one taker wins) or
+	 * renews it when this identity holds it: 0 when held by us now;
+	 * RK_EBUSY when another identity holds an unexpired lease (its identity
+	 * copied to holder[0..n)). lease_renew keeps a lease held: RK_EBUSY when
+	 * it was lost. lease_release gives it up (idempotent). The instance keeps
+	 * what it last saw of the lease between calls.
+	 */
+	int (*lease_acquire)(struct rk_provider *p, const struct rk_call *call,
+			     const struct rk_lease_spec *spec, char *holder, size_t n,
+			     struct rk_error *err);
+	int (*lease_renew)(struct rk_provider *p, const struct rk_call *call,
+			   const struct rk_lease_spec *spec, struct rk_error *err);
+	int (*lease_release)(struct rk_provider *p, const struct rk_call *call,
+			     const struct rk_lease_spec *spec, struct rk_error *err);
 	/* Reachability, authentication and permission checks for `rekey doctor`;
 	 * calls report(line, ok, arg) once per check. Optional. */
 	int (*doctor)(struct rk_provider *p, const json_t *const *locs, size_t nlocs,
@@ -158,6 +187,11 @@ struct rk_provider_ops {
 	 * provider answers its client's cap). Default RK_PROVIDER_CONCURRENCY.
 	 */
 	unsigned (*concurrency)(const struct rk_provider *p);
+	/*
+	 * Optional, RK_CAP_RESTART: how many restarts (rollouts) of this
+	 * instance may be in flight at once. Default 1.
+	 */
+	unsigned (*restart_concurrency)(const struct rk_provider *p);
 };
 
 #define RK_PROVIDER_CONCURRENCY 4u
