@@ -135,6 +135,35 @@ state_of(const struct job *j)
 
 /* ---- the steps ---- */
 
+/*
+ * A rollback on a provider without versions names the rotation it undoes
+ * ("journal:RUN"): the value to restore is that rotation's sealed previous
+ * value, the only copy there is.
+ */
+#define JOURNAL_PREFIX "journal:"
+
+static int
+restore_from_journal(struct rk_ctx *ctx, const char *run_id, const char *name,
+		     struct rk_secret **out, struct rk_error *err)
+{
+	struct rk_rotation *src = NULL;
+	char ad[600];
+	int r;
+
+	*out = NULL;
+	if ((r = rk_store_rot_get(ctx->store, run_id, name, &src, err)) < 0)
+		return r;
+	if (src->sealed_old == NULL)
+		r = rk_error_set(err, RK_ENOTFOUND, "'%s' did not exist before run %s: there is no "
+				 "previous value to restore", name, run_id);
+	else {
+		seal_ad(ad, sizeof(ad), src, "old");
+		r = rk_unseal(ctx->keys, ad, src->sealed_old, src->sealed_old_len, out, err);
+	}
+	rk_store_rot_free(src, 1);
+	return r;
+}
+
 static int
 do_generate(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 {
@@ -170,7 +199,11 @@ do_generate(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 	j->value = NULL;
 	drop_sealed_new(j);
 	j->rot->new_fp[0] = '\0';
-	if (j->rot->restore_version[0] != '\0') {
+	if (strncmp(j->rot->restore_version, JOURNAL_PREFIX, strlen(JOURNAL_PREFIX)) == 0) {
+		if ((r = restore_from_journal(ctx, j->rot->restore_version + strlen(JOURNAL_PREFIX),
+					      j->name, &j->value, err)) < 0)
+			goto out;
+	} else if (j->rot->restore_version[0] != '\0') {
 		/* A rollback: the "new" value is the one an earlier version holds. */
 		struct rk_version to;
 		snprintf(to.id, sizeof(to.id), "%s", j->rot->restore_version);
@@ -1691,18 +1724,22 @@ rk_engine_rollback(struct rk_ctx *ctx, const char *name, const char *to,
 	struct rk_version target;
 	struct rk_secret *val = NULL;
 	char run_id[64], reason[200];
-	int r;
+	int versions, r;
 
 	if ((r = load_job(ctx, &j, name, err)) < 0 || (r = job_new_rot(&j, err)) < 0)
 		goto out;
-	if (!(rk_provider_caps(j.prov) & RK_CAP_VERSIONS) || rk_provider_generates(j.prov, &j.loc)) {
+	if (rk_provider_generates(j.prov, &j.loc)) {
 		r = rk_error_set(err, RK_EUNSUPPORTED,
-				 rk_provider_generates(j.prov, &j.loc)
-					 ? "provider '%s' makes the values of '%s' itself (a key "
-					   "with versions of its own): it cannot be rolled back"
-					 : "provider '%s' keeps no versions: rollback of '%s' is "
-					   "not supported there",
-				 j.prov->name, name);
+				 "provider '%s' makes the values of '%s' itself (a key with "
+				 "versions of its own): it cannot be rolled back", j.prov->name, name);
+		goto out;
+	}
+	versions = (rk_provider_caps(j.prov) & RK_CAP_VERSIONS) != 0;
+	if (!versions && to != NULL) {
+		r = rk_error_set(err, RK_EINVAL,
+				 "provider '%s' keeps one value per secret: --to is not supported "
+				 "there; `rekey rollback %s` restores the value before rekey's "
+				 "latest change", j.prov->name, name);
 		goto out;
 	}
 	if ((r = check_not_in_flight(ctx, name, err)) < 0)
@@ -1718,7 +1755,9 @@ rk_engine_rollback(struct rk_ctx *ctx, const char *name, const char *to,
 		const char *ov;
 		if ((r = rk_store_last_change(ctx->store, name, &last, err)) < 0)
 			goto out;
-		ov = last ? json_string_value(json_object_get(last, "old_version")) : NULL;
+		ov = last ? json_string_value(json_object_get(last, versions ? "old_version"
+									      : "run_id"))
+			  : NULL;
 		if (ov == NULL || ov[0] == '\0') {
 			r = rk_error_set(err, RK_ENOTFOUND,
 					 last ? "'%s' did not exist before rekey's latest change; "
@@ -1728,13 +1767,21 @@ rk_engine_rollback(struct rk_ctx *ctx, const char *name, const char *to,
 					 name);
 			goto out;
 		}
-		snprintf(target.id, sizeof(target.id), "%s", ov);
+		snprintf(target.id, sizeof(target.id), "%s%s", versions ? "" : JOURNAL_PREFIX, ov);
 	}
 	/* The value must exist before anything is recorded. */
-	if ((r = rk_provider_read_version(j.prov, &j.call, &j.loc, &target, &val, err)) < 0)
+	if (versions)
+		r = rk_provider_read_version(j.prov, &j.call, &j.loc, &target, &val, err);
+	else
+		r = restore_from_journal(ctx, target.id + strlen(JOURNAL_PREFIX), name, &val, err);
+	if (r < 0)
 		goto out;
 	snprintf(j.rot->restore_version, sizeof(j.rot->restore_version), "%s", target.id);
-	snprintf(reason, sizeof(reason), "restore version %s", target.id);
+	if (versions)
+		snprintf(reason, sizeof(reason), "restore version %s", target.id);
+	else
+		snprintf(reason, sizeof(reason), "restore the value from before run %s",
+			 target.id + strlen(JOURNAL_PREFIX));
 	if ((names = json_pack("[s]", name)) == NULL) {
 		r = rk_error_set(err, RK_ENOMEM, "out of memory");
 		goto out;
