@@ -72,7 +72,7 @@ static const struct rk_field k8s_config_fields[] = {
 	{ "type", RK_T_STRING, RK_F_REQUIRED },
 	RK_K8S_CONN_FIELDS
 	{ "rollouts", RK_T_INT, 0 },
-	{ "rollout_poll", RK_T_STRING, 0 },
+	{ "rollout_poll", RK_T_DURATION, 0 },
 	RK_HTTP_CFG_FIELDS,
 	{ NULL, 0, 0 },
 };

@@ -1439,7 +1439,7 @@ finish_run(struct rk_ctx *ctx, const char *run_id, const char *kind, struct job 
 	   int no_restart, int parallel, json_t **report, struct rk_error *err)
 {
 	json_t *rep = NULL, *secrets, *deps, *d, *rb = NULL;
-	size_t ok, bad = 0, dep_bad = 0, stopped = 0;
+	size_t ok, bad = 0, dep_bad = 0, stopped = 0, dep_stopped = 0;
 	const char *status;
 	char retry[128];
 	int r;
@@ -1461,10 +1461,12 @@ finish_run(struct rk_ctx *ctx, const char *run_id, const char *kind, struct job 
 	ok = close_jobs(ctx, run_id, jobs, n);
 	for (size_t i = 0; i < n; i++) {
 		stopped += jobs[i].result == RK_RESULT_INTERRUPTED;
+		/* Rotated, but a restart it feeds was stopped (SIGTERM): the run is not over. */
+		dep_stopped += jobs[i].dep_pending && jobs[i].result != RK_RESULT_INTERRUPTED;
 		bad += !rk_result_changed(jobs[i].result) && jobs[i].result != RK_RESULT_INTERRUPTED;
 		json_array_append_new(secrets, job_report(&jobs[i]));
 	}
-	if (stopped > 0) {
+	if (stopped > 0 || dep_stopped > 0) {
 		/* The run stays open: its journal is where --resume goes on. */
 		snprintf(retry, sizeof(retry), "rekey rotate --resume %s", run_id);
 		json_object_set_new(rep, "status", json_string("interrupted"));
