@@ -175,4 +175,25 @@ t1=$(date +%s%N)
 check "  the workload was patched" [ "$(patches $SLOW)" = 2 ]
 check "  without waiting for the 5 s rollout" [ $(( (t1 - t0) / 1000000 )) -lt 2500 ]
 
+# The client-side rate limit (client-go's 5 QPS, burst 10, by default): 8
+# rotations are 24 requests (GET, PATCH, GET), so at 5/s after a burst of 10
+# they take at least 14 / 5 = 2.8 s; with the limit raised, far less.
+for n in 1 2 3 4 5 6 7 8; do secret "rl-$n"; done
+{
+	echo "secrets:"
+	for n in 1 2 3 4 5 6 7 8; do
+		echo "  - {name: rl-$n, provider: cluster, locator: {namespace: apps, secret: rl-$n, key: v}, policy: nowait}"
+	done
+} >"$T/rl.yaml"
+expect_rc "apply 8 more" 0 rk apply -f "$T/rl.yaml"
+t0=$(date +%s%N)
+expect_rc "8 rotations at the default rate limit" 0 rk rotate rl-1 rl-2 rl-3 rl-4 rl-5 rl-6 rl-7 rl-8
+t1=$(date +%s%N)
+check "  take at least 2.8 s (5 requests a second after a burst of 10)" [ $(( (t1 - t0) / 1000000 )) -ge 2800 ]
+sed -i 's|rollout_poll: 50ms,|rollout_poll: 50ms, rate_limit: {rps: 1000, burst: 100},|' "$T/rekey.yaml"
+t0=$(date +%s%N)
+expect_rc "the same with rate_limit raised" 0 rk rotate rl-1 rl-2 rl-3 rl-4 rl-5 rl-6 rl-7 rl-8
+t1=$(date +%s%N)
+check "  takes well under that" [ $(( (t1 - t0) / 1000000 )) -lt 2000 ]
+
 finish
