@@ -203,9 +203,10 @@ import json, sys
 for r in json.load(sys.stdin): print(r["id"], r["status"], r["kind"])'
 }
 unfinished() { db "SELECT id FROM runs WHERE status NOT IN ('done', 'partial', 'failed')" | tr '\n' ' '; }
-# paused_by: scheduler_paused_by as `rekey status --output json` shows it ("" when absent).
+# paused_by: scheduler_paused_by as `rekey status NAME --output json` shows it ("" when
+# absent; `rekey status --output json` of every secret does not show it).
 paused_by() {
-	rk status --output json | $PY -c '
+	rk status e/s001 --output json | $PY -c '
 import json, sys
 d = json.load(sys.stdin)
 def find(x):
