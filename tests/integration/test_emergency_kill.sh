@@ -334,7 +334,10 @@ while read -r delay r1 r2 r3; do
 		fp_check "$tag" $(printf '%s\n' $sample | sort -u)
 	fi
 	if [ $((trial % 10)) = 0 ] || [ -z "$run" ]; then
-		check "$tag: the scheduler is not left paused" [ -z "$(paused_by)" ]
+		holder=$(paused_by)
+		known=
+		[ -n "$holder" ] && known=$(db "SELECT status FROM runs WHERE id = '$holder'")
+		check "$tag: the scheduler is not left paused${holder:+ (paused by $holder, ${known:-a run that does not exist})}" [ -z "$holder" ]
 	fi
 done <"$T/plan"
 expect_rc "audit verify" 0 rk audit verify
