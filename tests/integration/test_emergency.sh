@@ -541,6 +541,20 @@ fi
 collect
 
 # ---- Vault down for the whole run ----
+vadmin POST inject '{"path_regex": "^/v1/", "method": "*", "action": "hang", "ms": 20000, "count": -1}' >/dev/null
+# Only Vault's secrets in scope: nothing done, exit 1, failed; retried once Vault is back.
+expect_rc "Vault down, only its secrets in scope: exit 1 (nothing done)" 1 rk emergency --yes --reason "vault only" --scope provider=vault --output json
+cp "$T/out" "$T/vonly.out"
+vrun=$(rep "d.get('run_id', '')" vonly.out)
+check "  status failed, 3 failed, retry = emergency --resume" [ "$(rep "d.get('status', '') + ' ' + str((d.get('totals') or {}).get('failed')) + ' ' + (d.get('retry') or '')" vonly.out)" = "failed 3 rekey emergency --resume $vrun" ]
+check "  no exec dependent ran for it" [ "$(grep -c " $vrun " "$T/restarts")" = 0 ]
+vadmin DELETE inject >/dev/null
+expect_rc "  Vault back: emergency --resume of the failed run: exit 0" 0 rk emergency --resume "$vrun" --output json
+check "  the same run, done, the 3 rotated" [ "$(rep "d.get('run_id', '') + ' ' + d.get('status', '') + ' ' + str((d.get('totals') or {}).get('rotated'))")" = "$vrun done 3" ]
+check "  its report keeps the kind and the reason ($(rep "str(d.get('kind')) + '|' + str(d.get('reason'))"))" [ "$(rep "str(d.get('kind')) + '|' + str(d.get('reason'))")" = "emergency|vault only" ]
+check "  D3 (fed by v/c only) restarted once" [ "$(grep -c "^D3 $vrun " "$T/restarts")" = 1 ]
+collect
+
 snapshot "$T/snap2"
 logs_clear
 vadmin POST inject '{"path_regex": "^/v1/", "method": "*", "action": "hang", "ms": 20000, "count": -1}' >/dev/null
@@ -573,6 +587,8 @@ case $retry in
 esac
 cp "$T/out" "$T/retry.out"
 check "  the same run, done" [ "$(rep "d.get('run_id', '') + ' ' + d.get('status', '')" retry.out)" = "$orun done" ]
+check "  its report keeps the kind and the reason ($(rep "str(d.get('kind')) + '|' + str(d.get('reason'))" retry.out))" [ "$(rep "str(d.get('kind')) + '|' + str(d.get('reason'))" retry.out)" = "emergency|outage" ]
+check "  its totals are the run's: 9 secrets, 9 rotated ($(rep "d.get('totals')" retry.out))" [ "$(rep "(d.get('totals') or {}).get('secrets') == 9 and (d.get('totals') or {}).get('rotated') == 9" retry.out)" = True ]
 check "  the Vault secrets rotated, nothing else again ($(rep "sorted((s['name'], s['result']) for s in d['secrets'])" retry.out))" \
 	[ "$(rep "' '.join(sorted(s['name'] for s in d['secrets'] if s['result'] == 'rotated' and s['name'].startswith('v/')))" retry.out)" = "v/a v/b v/c" ]
 logs_get
@@ -606,6 +622,7 @@ sleep 1.6	# the slow writes in flight land
 expect_rc "--resume finishes it" 0 rk emergency --resume "$trun" --output json
 cp "$T/out" "$T/tresume.out"
 check "  the same run, done" [ "$(rep "d.get('run_id', '') + ' ' + d.get('status', '')" tresume.out)" = "$trun done" ]
+check "  its report keeps the kind and the reason ($(rep "str(d.get('kind')) + '|' + str(d.get('reason'))" tresume.out))" [ "$(rep "str(d.get('kind')) + '|' + str(d.get('reason'))" tresume.out)" = "emergency|sigterm" ]
 logs_get
 order "SIGTERM then --resume" "$trun" "api:1 web:1 D1:1 D2:1 D3:1 D4:1" "l/a:1 l/b:1 l/c:1 k/a:1 k/b:1 k/c:1 v/a:1 v/b:1 v/c:1"
 fpok=
