@@ -396,26 +396,34 @@ check "  the scheduler is not paused" [ -z "$(status_paused l/a)" ]
 # ---- a full emergency: writes once, restarts once and after, the pause, the report ----
 logs_clear
 collect
-: >"$T/poll"
+# Two pollers read the pause from other processes while the run goes on; the
+# rollouts are made to last 1.5 s so that they see it whatever the load.
+: >"$T/poll1"
+: >"$T/poll2"
 rm -f "$T/poll.stop"
-(
-	while [ ! -e "$T/poll.stop" ]; do
-		echo "$(status_paused l/a) $(status_paused)" >>"$T/poll"
-	done
-) &
-POLL=$!
-sleep 0.3
+( while [ ! -e "$T/poll.stop" ]; do echo "$(status_paused l/a)" >>"$T/poll1"; done ) &
+POLL1=$!
+( while [ ! -e "$T/poll.stop" ]; do echo "$(status_paused)" >>"$T/poll2"; done ) &
+POLL2=$!
+kadmin POST config '{"rollout_seconds": 1.5}' >/dev/null
+sleep 0.5
 "$REKEY_BIN" emergency --yes --reason "leak ticket 42" --output json >"$T/full.out" 2>"$T/full.err"
 rc=$?
-sleep 0.2
+kadmin POST config '{"rollout_seconds": 0.3}' >/dev/null
+sleep 0.3
 touch "$T/poll.stop"
-wait $POLL
+wait $POLL1 $POLL2
 cat "$T/full.out" "$T/full.err" >>"$T/all.out"
 check "full emergency: exit 0 (got $rc)" [ "$rc" = 0 ]
 run=$(rep "d.get('run_id', '')" full.out)
 check "  the report has a run id" [ -n "$run" ]
 logs_get
 order "full emergency" "$run" "api:1 web:1 D1:1 D2:1 D3:1 D4:1" "l/a:1 l/b:1 l/c:1 k/a:1 k/b:1 k/c:1 v/a:1 v/b:1 v/c:1"
+inflight=$($PY -c "
+import json, sys
+iv = sorted((r['time'], r['time'] + (r.get('duration_ms') or 0) / 1000.0) for r in json.load(sys.stdin)['requests'])
+print(max([0] + [1 + sum(1 for j, b in enumerate(iv) if j != i and b[0] < a[1] - 0.002 and b[1] > a[0] + 0.002) for i, a in enumerate(iv)]))" <"$T/vreq.json")
+check "  Vault (concurrency: 1) never had two requests in flight (at most $inflight, $(jq_ "len(d['requests'])" <"$T/vreq.json") requests)" [ "$inflight" = 1 ]
 check "  the exec dependents were told exactly their secrets" [ "$($PY -c "
 import sys; sys.path.insert(0, '$T'); from inv import FEEDS
 bad = []
@@ -423,11 +431,13 @@ for l in open('$T/restarts'):
     f = l.split()
     if len(f) >= 4 and f[1] == '$run' and set(f[3].split(',')) != FEEDS[f[0]]: bad.append(f[0])
 print(bad)")" = "[]" ]
-check "  the scheduler was paused by the run, seen by \`rekey status NAME --output json\` from another process" \
-	grep -q "^$run " "$T/poll"
-check "  ... and by \`rekey status --output json\` (every secret) (seen: $(cut -d' ' -f2 "$T/poll" | sort | uniq -c | tr -s ' \n' ' '))" \
-	sh -c "cut -d' ' -f2 '$T/poll' | grep -qx '$run'"
-check "  the pause was seen before the run too: not paused then ($(head -1 "$T/poll"))" [ "$(head -1 "$T/poll")" = " " ]
+seen() { sort "$1" | uniq -c | awk '{ printf "%s%d x %s", (NR > 1 ? ", " : ""), $1, (NF > 1 ? $2 : "(none)") }'; }
+check "  the scheduler was paused by the run, seen by \`rekey status NAME --output json\` from another process (seen: $(seen "$T/poll1"))" \
+	grep -qx "$run" "$T/poll1"
+check "  ... and by \`rekey status --output json\` (every secret) (seen: $(seen "$T/poll2"))" \
+	grep -qx "$run" "$T/poll2"
+check "  not paused before the run (the first reading)" [ -z "$(head -1 "$T/poll1")" ]
+check "  nothing else seen as the pause's holder" [ -z "$(grep -vx "$run" "$T/poll1" | grep .)" ]
 check "  not paused after the run (status NAME)" [ -z "$(status_paused l/a)" ]
 check "  not paused after the run (status)" [ -z "$(status_paused)" ]
 cat >"$T/report.py" <<'EOP'
@@ -639,7 +649,7 @@ collect
 sort -u "$T/values" | awk 'length($0) >= 20' >"$T/values.u"
 nvals=$(wc -l <"$T/values.u")
 check "collected generated values to look for ($nvals)" [ "$nvals" -ge 20 ]
-for f in "$T/all.out" "$T"/*.out "$T/restarts" "$T/poll" "$T/var/rekey.db" "$T/var/rekey.db-wal"; do
+for f in "$T/all.out" "$T"/*.out "$T/restarts" "$T/poll1" "$T/poll2" "$T/var/rekey.db" "$T/var/rekey.db-wal"; do
 	[ -e "$f" ] || continue
 	check "no value in $(basename "$f")" sh -c "! grep -aqF -f '$T/values.u' '$f'"
 done
