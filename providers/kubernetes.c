@@ -29,6 +29,7 @@
 #include "rekey/secret.h"
 #include "rekey/util.h"
 #include "k8s_conn.h"
+#include "k8s_int.h"
 
 #define ANN_ROTATED_AT "rekey.io/rotated-at"
 #define ANN_RUN "rekey.io/run"
@@ -71,7 +72,7 @@ static const struct rk_field k8s_config_fields[] = {
 	{ "type", RK_T_STRING, RK_F_REQUIRED },
 	RK_K8S_CONN_FIELDS
 	{ "rollouts", RK_T_INT, 0 },
-	{ "rollout_poll", RK_T_STRING, 0 },
+	{ "rollout_poll", RK_T_DURATION, 0 },
 	RK_HTTP_CFG_FIELDS,
 	{ NULL, 0, 0 },
 };
@@ -764,13 +765,6 @@ k8s_promote(struct rk_provider *p, const struct rk_call *call, const void *loc,
 
 /* ---- workloads ---- */
 
-struct target {
-	const char *kind;		/* "deployment" */
-	const char *plural;		/* "deployments" */
-	char ns[64], name[254];
-	char path[400];
-};
-
 static const struct {
 	const char *kind, *plural;
 } kinds[] = {
@@ -779,9 +773,8 @@ static const struct {
 	{ "daemonset", "daemonsets" },
 };
 
-/* "deployment/payments/api" into t. */
-static int
-parse_target(const char *s, struct target *t, struct rk_error *err)
+int
+rk_k8s_parse_target(const char *s, struct rk_k8s_target *t, struct rk_error *err)
 {
 	const char *a = strchr(s, '/'), *b = a ? strchr(a + 1, '/') : NULL;
 	size_t kl = a ? (size_t)(a - s) : strlen(s);
@@ -811,9 +804,9 @@ parse_target(const char *s, struct target *t, struct rk_error *err)
 static int
 k8s_check_target(const char *target, struct rk_error *err)
 {
-	struct target t;
+	struct rk_k8s_target t;
 
-	return parse_target(target, &t, err);
+	return rk_k8s_parse_target(target, &t, err);
 }
 
 static const char *
@@ -838,13 +831,13 @@ k8s_restart(struct rk_provider *p, const struct rk_call *call, const char *targe
 	    const char *run_id, struct rk_error *err)
 {
 	struct k8s *k = (struct k8s *)p;
-	struct target t;
+	struct rk_k8s_target t;
 	json_t *obj = NULL, *patch = NULL;
 	char what[400], path[500], now[32], *text = NULL;
 	const char *mine;
 	int r;
 
-	if ((r = parse_target(target_s, &t, err)) < 0)
+	if ((r = rk_k8s_parse_target(target_s, &t, err)) < 0)
 		return r;
 	snprintf(what, sizeof(what), "get %s %s/%s", t.kind, t.ns, t.name);
 	if ((r = get_json(k, call, what, t.path, 0, &obj, err)) < 0)
@@ -889,8 +882,6 @@ num(const json_t *o, const char *key)
 	return (long long)json_integer_value(json_object_get(o, key));	/* absent: 0 (omitempty) */
 }
 
-enum rollout { ROLLOUT_WAIT, ROLLOUT_DONE, ROLLOUT_FAILED };
-
 /*
  * `kubectl rollout status` (rollout_status.go, contract 3.4) for one read of
  * the workload; why[0..n) says what it waits for or why it failed. A
@@ -898,8 +889,8 @@ enum rollout { ROLLOUT_WAIT, ROLLOUT_DONE, ROLLOUT_FAILED };
  * controller reports revisions, to updateRevision == currentRevision, so a
  * new revision that crash-loops is not "done".
  */
-static enum rollout
-judge(const char *kind, const json_t *obj, char *why, size_t n)
+enum rk_k8s_rollout
+rk_k8s_judge(const char *kind, const json_t *obj, char *why, size_t n)
 {
 	const json_t *meta = json_object_get(obj, "metadata"), *spec = json_object_get(obj, "spec"),
 		     *st = json_object_get(obj, "status");
@@ -914,7 +905,7 @@ judge(const char *kind, const json_t *obj, char *why, size_t n)
 		size_t i;
 		if (gen > obs) {
 			snprintf(why, n, "waiting for the deployment spec update to be observed");
-			return ROLLOUT_WAIT;
+			return RK_K8S_ROLLOUT_WAIT;
 		}
 		json_array_foreach(json_object_get(st, "conditions"), i, c) {
 			const char *ty = json_string_value(json_object_get(c, "type"));
@@ -922,7 +913,7 @@ judge(const char *kind, const json_t *obj, char *why, size_t n)
 			if (ty && re && strcmp(ty, "Progressing") == 0 &&
 			    strcmp(re, "ProgressDeadlineExceeded") == 0) {
 				snprintf(why, n, "deployment exceeded its progress deadline");
-				return ROLLOUT_FAILED;
+				return RK_K8S_ROLLOUT_FAILED;
 			}
 		}
 		if (num(st, "updatedReplicas") < want)
@@ -935,13 +926,13 @@ judge(const char *kind, const json_t *obj, char *why, size_t n)
 			snprintf(why, n, "%lld of %lld updated replicas are available",
 				 num(st, "availableReplicas"), num(st, "updatedReplicas"));
 		else
-			return ROLLOUT_DONE;
-		return ROLLOUT_WAIT;
+			return RK_K8S_ROLLOUT_DONE;
+		return RK_K8S_ROLLOUT_WAIT;
 	}
 	if (strategy != NULL && strcmp(strategy, "RollingUpdate") != 0) {
 		snprintf(why, n, "updateStrategy %s: its pods do not restart on a template change "
 			 "(delete them to restart)", strategy);
-		return ROLLOUT_FAILED;
+		return RK_K8S_ROLLOUT_FAILED;
 	}
 	if (strcmp(kind, "statefulset") == 0) {
 		const char *cur = json_string_value(json_object_get(st, "currentRevision"));
@@ -958,8 +949,8 @@ judge(const char *kind, const json_t *obj, char *why, size_t n)
 		else if (part == 0 && cur && upd && strcmp(cur, upd) != 0)
 			snprintf(why, n, "waiting for revision %s to become current", upd);
 		else
-			return ROLLOUT_DONE;
-		return ROLLOUT_WAIT;
+			return RK_K8S_ROLLOUT_DONE;
+		return RK_K8S_ROLLOUT_WAIT;
 	}
 	/* daemonset */
 	if (gen > obs)
@@ -971,8 +962,8 @@ judge(const char *kind, const json_t *obj, char *why, size_t n)
 		snprintf(why, n, "%lld of %lld updated pods are available", num(st, "numberAvailable"),
 			 num(st, "desiredNumberScheduled"));
 	else
-		return ROLLOUT_DONE;
-	return ROLLOUT_WAIT;
+		return RK_K8S_ROLLOUT_DONE;
+	return RK_K8S_ROLLOUT_WAIT;
 }
 
 static int
@@ -982,23 +973,23 @@ k8s_wait_restarted(struct rk_provider *p, const struct rk_call *call, const char
 	struct k8s *k = (struct k8s *)p;
 	int64_t t0 = rk_mono_ms();
 	char what[400], why[300] = "";
-	struct target t;
+	struct rk_k8s_target t;
 	int r;
 
-	if ((r = parse_target(target_s, &t, err)) < 0)
+	if ((r = rk_k8s_parse_target(target_s, &t, err)) < 0)
 		return r;
 	snprintf(what, sizeof(what), "get %s %s/%s", t.kind, t.ns, t.name);
 	for (;;) {
 		json_t *obj = NULL;
-		enum rollout o;
+		enum rk_k8s_rollout o;
 		int64_t left;
 		if ((r = get_json(k, call, what, t.path, 0, &obj, err)) < 0)
 			return r;
-		o = judge(t.kind, obj, why, sizeof(why));
+		o = rk_k8s_judge(t.kind, obj, why, sizeof(why));
 		json_decref(obj);
-		if (o == ROLLOUT_DONE)
+		if (o == RK_K8S_ROLLOUT_DONE)
 			return 0;
-		if (o == ROLLOUT_FAILED)
+		if (o == RK_K8S_ROLLOUT_FAILED)
 			return rk_error_set(err, RK_ETRANSIENT, "kubernetes %s: rollout of %s %s/%s "
 					    "failed: %s", p->name, t.kind, t.ns, t.name, why);
 		left = deadline_ms - rk_mono_ms();
@@ -1115,8 +1106,8 @@ k8s_doctor_targets(struct rk_provider *p, const char *const *targets, size_t n,
 	(void)err;
 	for (size_t i = 0; i < n; i++) {
 		struct rk_error e = { 0 };
-		struct target t;
-		if (parse_target(targets[i], &t, &e) < 0) {
+		struct rk_k8s_target t;
+		if (rk_k8s_parse_target(targets[i], &t, &e) < 0) {
 			report(e.msg, 0, arg);
 			continue;
 		}
