@@ -3,9 +3,9 @@
 # local provider in three tiers, 20 exec dependents each fed by about 20 of
 # them (every secret feeds two), `rekey emergency --yes --parallel 8` of all
 # 200 killed with SIGKILL at a random moment within the measured length L of
-# one uninterrupted emergency, over up to 100 trials (as many as fit in a
-# 90 s budget, at least 30; see TRIALS below), each with a fresh run on the
-# same state. After each kill the run is looked up (the
+# one uninterrupted emergency (within its first quarter for the first 6),
+# over up to 100 trials (as many as fit in a budget of about 90 s, at least
+# 30; see TRIALS below), each with a fresh run on the same state. After each kill the run is looked up (the
 # killed process printed nothing) and `rekey emergency --resume RUN` is run
 # until the run is done. Then:
 #   - each secret changed exactly once in the trial (its run was recorded) or
@@ -47,7 +47,10 @@ NDEPS=20
 # in 90 s where one emergency of 200 takes 0.4 s, about 35 where it takes 1.2 s.
 TRIALS=${REKEY_EMKILL_TRIALS:-100}
 MIN_TRIALS=${REKEY_EMKILL_MIN_TRIALS:-30}
-BUDGET=${REKEY_EMKILL_BUDGET:-90}
+BUDGET=${REKEY_EMKILL_BUDGET:-80}
+# The first EARLY trials kill within the first quarter of L (start-up, the
+# plan, the scheduler's pause, the run's first steps), the others anywhere in L.
+EARLY=${REKEY_EMKILL_EARLY:-6}
 PAR="--parallel ${REKEY_EMKILL_PARALLEL:-8}"
 SEED=${REKEY_EMKILL_SEED:-$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')}
 t_start=$(date +%s%N)
@@ -282,10 +285,11 @@ check "the newest run is an emergency with its reason" \
 fp_check "baseline" $all_idx
 check "baseline: the scheduler is not left paused" [ -z "$(paused_by)" ]
 
-awk -v seed="$SEED" -v L="$L" -v n="$TRIALS" -v ns="$NSECRETS" 'BEGIN {
+awk -v seed="$SEED" -v L="$L" -v n="$TRIALS" -v ns="$NSECRETS" -v early="$EARLY" 'BEGIN {
 	srand(seed)
 	for (t = 1; t <= n; t++) {
-		d = int(rand() * (L + 1)); if (d > L) d = L
+		m = t <= early ? int(L / 4) : L
+		d = int(rand() * (m + 1)); if (d > m) d = m
 		printf "%d %03d %03d %03d\n", d, 1 + int(rand() * ns), 1 + int(rand() * ns), 1 + int(rand() * ns)
 	}
 }' >"$T/plan"
