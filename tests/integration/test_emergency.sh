@@ -543,7 +543,7 @@ if command -v script >/dev/null; then
 	cat "$T/tty2.out" >>"$T/all.out"
 	check "terminal, answer yes: exit 0" grep -q 'rc=0' "$T/tty2.out"
 	check "  l/c rotated once" [ "$(lstate l/c | cut -d' ' -f2)" = $((v0 + 1)) ]
-	check "  with a progress bar (redrawn with \\r)" sh -c "tr '\r' '\n' <'$T/tty2.out' | grep -qE '^\[[#.]+\] 1/1'"
+	check "  with a progress bar (redrawn after a carriage return)" sh -c "tr '\r' '\n' <'$T/tty2.out' | grep -qE '^\[[#.]+\] 1/1'"
 	check "  D2 restarted once for it" [ "$(grep -c "^D2 .* l/c$" "$T/restarts")" = 1 ]
 else
 	echo "  (no script(1): the terminal path is not tested)"

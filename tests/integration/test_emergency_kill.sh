@@ -5,9 +5,9 @@
 # 200 killed with SIGKILL at a random moment within the measured length L of
 # one uninterrupted emergency (within its first quarter for the first 6),
 # over up to 100 trials (as many as fit in a budget of about 90 s, at least
-# 30; see TRIALS below), each with a fresh run on the same state. After each kill the run is looked up (the
-# killed process printed nothing) and `rekey emergency --resume RUN` is run
-# until the run is done. Then:
+# 30; see TRIALS below), each with a fresh run on the same state. After
+# each kill the run is looked up (the killed process printed nothing) and
+# `rekey emergency --resume RUN` is run until the run is done. Then:
 #   - each secret changed exactly once in the trial (its run was recorded) or
 #     not at all (killed before): the local store's CURRENT is one past the
 #     version before, no version past CURRENT was staged, the state DB agrees,
