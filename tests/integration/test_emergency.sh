@@ -545,6 +545,13 @@ if command -v script >/dev/null; then
 	check "  l/c rotated once" [ "$(lstate l/c | cut -d' ' -f2)" = $((v0 + 1)) ]
 	check "  with a progress bar (redrawn after a carriage return)" sh -c "tr '\r' '\n' <'$T/tty2.out' | grep -qE '^\[[#.]+\] 1/1'"
 	check "  D2 restarted once for it" [ "$(grep -c "^D2 .* l/c$" "$T/restarts")" = 1 ]
+	# stdout to a file, stderr on the terminal: the bar is on stderr, the report on stdout.
+	printf 'yes\n' | script -qec "cd '$T' && REKEY_CONFIG='$T/rekey.yaml' '$REKEY_BIN' emergency --reason 'tty bar' --scope name=l/c >'$T/tty3.stdout'; echo \"rc=\$?\"" /dev/null >"$T/tty3.out" 2>&1
+	cat "$T/tty3.out" "$T/tty3.stdout" >>"$T/all.out"
+	check "terminal, stdout a file: exit 0" grep -q 'rc=0' "$T/tty3.out"
+	check "  the progress bar is on stderr (the terminal)" sh -c "tr '\r' '\n' <'$T/tty3.out' | grep -qE '^\[[#.]+\] 1/1'"
+	check "  and not in stdout" sh -c "! grep -q '\[[#.]*\] ' '$T/tty3.stdout'"
+	check "  stdout has the report (l/c rotated, the totals)" sh -c "grep -q 'l/c' '$T/tty3.stdout' && grep -q 'totals' '$T/tty3.stdout'"
 else
 	echo "  (no script(1): the terminal path is not tested)"
 fi
