@@ -480,7 +480,7 @@ if want_status != "done" and retry != "rekey emergency --resume " + str(d.get("r
     bad.append("retry %r" % retry)
 print("; ".join(bad[:5]))
 EOP
-why=$($PY "$T/report.py" "$T/full.out" done "leak ticket 42" "l/a:rotated l/b:rotated l/c:rotated k/a:rotated k/b:rotated k/c:rotated v/a:rotated v/b:rotated v/c:rotated" "api:restarted web:restarted D1:restarted D2:restarted D3:restarted D4:restarted" 2>&1)
+why=$($PY "$T/report.py" "$T/full.out" "done" "leak ticket 42" "l/a:rotated l/b:rotated l/c:rotated k/a:rotated k/b:rotated k/c:rotated v/a:rotated v/b:rotated v/c:rotated" "api:restarted web:restarted D1:restarted D2:restarted D3:restarted D4:restarted" 2>&1)
 check "  the report: kind, reason, status, each secret and dependent, totals, no retry${why:+ ($why)}" [ -z "$why" ]
 check "  the versions reported are the local store's" [ "$(rep "[s['new_version'] for s in d['secrets'] if s['name'] == 'l/a'][0]" full.out)" = "$(lstate l/a | cut -d' ' -f2)" ]
 check "  ... and Vault's" [ "$(rep "[s['new_version'] for s in d['secrets'] if s['name'] == 'v/a'][0]" full.out)" = "$(vadmin GET state | jq_ "d['namespaces']['']['mounts']['secret']['keys']['app/a']['current_version']")" ]
@@ -524,7 +524,7 @@ if fi and det(fi[-1]).get("status") != status: bad.append("run.finished status %
 if fi and det(fi[-1]).get("kind", "emergency") != "emergency": bad.append("run.finished kind %r" % det(fi[-1]).get("kind"))
 print("; ".join(bad))
 EOP
-why=$($PY "$T/audit.py" "$T/out" "$run" "leak ticket 42" done 2>&1)
+why=$($PY "$T/audit.py" "$T/out" "$run" "leak ticket 42" "done" 2>&1)
 check "  run.started (kind emergency, the reason) and run.finished (done) for it${why:+ ($why)}" [ -z "$why" ]
 expect_rc "audit verify" 0 rk audit verify
 collect
