@@ -1097,6 +1097,19 @@ aws_concurrency(const struct rk_provider *p)
 	return a->hcfg.concurrency > 0 ? (unsigned)a->hcfg.concurrency : 1;
 }
 
+/* GetSecretValue, PutSecretValue, GetSecretValue by VersionId, DescribeSecret, UpdateSecretVersionStage. */
+static void
+aws_plan_calls(const struct rk_provider *p, struct rk_plan_calls *out)
+{
+	const struct aws *a = (const struct aws *)p;
+
+	out->reads = 3;
+	out->writes = 2;
+	out->restart_calls = 0;
+	out->rps = a->hcfg.rps;
+	out->concurrency = (unsigned)a->hcfg.concurrency;
+}
+
 const struct rk_provider_ops rk_provider_aws = {
 	.type = "aws",
 	.caps = RK_CAP_VERSIONS | RK_CAP_STAGING,
@@ -1117,4 +1130,5 @@ const struct rk_provider_ops rk_provider_aws = {
 	.doctor = aws_doctor,
 	.close = aws_close,
 	.concurrency = aws_concurrency,
+	.plan_calls = aws_plan_calls,
 };

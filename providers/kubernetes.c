@@ -1131,6 +1131,19 @@ k8s_restart_concurrency(const struct rk_provider *p)
 	return ((const struct k8s *)p)->rollouts;
 }
 
+/* GET, PATCH, GET to verify; a restart is a GET and a PATCH. */
+static void
+k8s_plan_calls(const struct rk_provider *p, struct rk_plan_calls *out)
+{
+	const struct k8s *k = (const struct k8s *)p;
+
+	out->reads = 2;
+	out->writes = 1;
+	out->restart_calls = 2;
+	out->rps = k->hcfg.rps;
+	out->concurrency = (unsigned)k->hcfg.concurrency;
+}
+
 const struct rk_provider_ops rk_provider_kubernetes = {
 	.type = "kubernetes",
 	.caps = RK_CAP_RESTART,
@@ -1154,4 +1167,5 @@ const struct rk_provider_ops rk_provider_kubernetes = {
 	.close = k8s_close,
 	.concurrency = k8s_concurrency,
 	.restart_concurrency = k8s_restart_concurrency,
+	.plan_calls = k8s_plan_calls,
 };

@@ -352,3 +352,29 @@ cmd_rollback(struct rk_ctx *ctx, int argc, char **argv)
 	json_decref(rep);
 	return rc;
 }
+
+/* ---- shared with rekey emergency (cmd_emergency.c) ---- */
+
+void
+rk_cli_print_run(const json_t *rep)
+{
+	print_report(rep);
+}
+
+int
+rk_cli_run_exit(const json_t *rep)
+{
+	return status_exit(rep);
+}
+
+void
+rk_cli_catch_stop(struct rk_ctx *ctx)
+{
+	catch_stop_signals(ctx);
+}
+
+int
+rk_cli_resume(struct rk_ctx *ctx, const char *run, int parallel)
+{
+	return do_resume(ctx, run, parallel);
+}

@@ -21,6 +21,7 @@ int cmd_status(struct rk_ctx *ctx, int argc, char **argv);
 int cmd_plan(struct rk_ctx *ctx, int argc, char **argv);
 int cmd_rotate(struct rk_ctx *ctx, int argc, char **argv);
 int cmd_rollback(struct rk_ctx *ctx, int argc, char **argv);
+int cmd_emergency(struct rk_ctx *ctx, int argc, char **argv);
 int cmd_history(struct rk_ctx *ctx, int argc, char **argv);
 int cmd_runs(struct rk_ctx *ctx, int argc, char **argv);
 int cmd_run(struct rk_ctx *ctx, int argc, char **argv);
@@ -54,6 +55,15 @@ int rk_cli_wants_help(int argc, char **argv, const char *usage);
  * `lock`). 0, or the exit code after logging why not.
  */
 int rk_cli_open(struct rk_ctx *ctx, int lock);
+
+/* A run's report as `rekey rotate` prints it (tables, run line, rollback). */
+void rk_cli_print_run(const json_t *rep);
+/* A run's exit code: 0 done, 3 partial or interrupted, 1 failed. */
+int rk_cli_run_exit(const json_t *rep);
+/* From here on SIGTERM/SIGINT set ctx->stop: the run stops cleanly. */
+void rk_cli_catch_stop(struct rk_ctx *ctx);
+/* `--resume RUN|all`: finishes the run(s), prints, returns the exit code. */
+int rk_cli_resume(struct rk_ctx *ctx, const char *run, int parallel);
 
 /* Prints JSON (pretty, newline-terminated) on stdout. */
 void rk_print_json(const json_t *v);

@@ -72,6 +72,14 @@ struct rk_lease_spec {
 	int64_t skew_ms;		/* margin for clock skew when judging another holder's lease */
 };
 
+/* What one rotation costs a provider, for the emergency plan's estimate. */
+struct rk_plan_calls {
+	unsigned reads, writes;		/* API calls of one rotation */
+	unsigned restart_calls;		/* of one restart, polls while waiting not counted */
+	double rps;			/* the configured request rate; 0: not limited */
+	unsigned concurrency;		/* requests in flight at once */
+};
+
 struct rk_provider;
 
 struct rk_provider_ops {
@@ -196,6 +204,8 @@ struct rk_provider_ops {
 	 * instance may be in flight at once. Default 1.
 	 */
 	unsigned (*restart_concurrency)(const struct rk_provider *p);
+	/* Optional: the cost of a rotation here (none: a local store, no API calls). */
+	void (*plan_calls)(const struct rk_provider *p, struct rk_plan_calls *out);
 };
 
 #define RK_PROVIDER_CONCURRENCY 4u
