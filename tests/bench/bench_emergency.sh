@@ -57,7 +57,7 @@ NL=$((N - NA - NK - NV))
 [ "$KQPS" -ge 1 ] || { echo "bench_emergency: BENCH_EM_K8S_QPS must be 1 or more" >&2; exit 2; }
 
 T=$(mktemp -d /tmp/rekey-bench-em.XXXXXX)
-VF= AF= KF= CHILD=
+VF='' AF='' KF='' CHILD=''
 # shellcheck disable=SC2317 # called by the trap
 cleanup() {
 	if [ -n "$CHILD" ]; then kill -KILL "$CHILD" 2>/dev/null; wait "$CHILD" 2>/dev/null; fi
@@ -426,9 +426,10 @@ start_fake() { # start_fake NAME ARGS...: sets $FAKE_PID, waits for $T/NAME.port
 start_fake vault "$SRC/tests/fakes/vault_fake.py" --root-token root; VF=$FAKE_PID
 start_fake aws "$SRC/tests/fakes/aws_fake.py"; AF=$FAKE_PID
 start_fake k8s "$SRC/tests/fakes/k8s_fake.py" --cert-dir "$T/k8s"; KF=$FAKE_PID
-export EM_V="http://127.0.0.1:$(cat "$T/vault.port")"
-export EM_A="http://127.0.0.1:$(cat "$T/aws.port")"
-export EM_K="https://127.0.0.1:$(cat "$T/k8s.port")"
+EM_V="http://127.0.0.1:$(cat "$T/vault.port")"
+EM_A="http://127.0.0.1:$(cat "$T/aws.port")"
+EM_K="https://127.0.0.1:$(cat "$T/k8s.port")"
+export EM_V EM_A EM_K
 export EM_KCA="$T/k8s/ca.crt" EM_MS="$MS" EM_VRPS="$VRPS"
 printf 'root\n' >"$T/token"
 chmod 600 "$T/token"
@@ -516,7 +517,7 @@ if ! res=$("$PYTHON" "$T/em.py" check "$T/main/out.json" "$N" "$ND"); then
 	die "the run ($(em_args)) exited $rc: $res"
 fi
 wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1000 }')
-rss= usr= sys=
+rss='' usr='' sys=''
 [ -s "$T/main/time" ] && read -r _ rss usr sys <"$T/main/time"
 echo "  main run: $wall s, exit $rc ($res)"
 
@@ -537,7 +538,7 @@ if [ "$KN" -gt 0 ]; then
 	"$REKEY" -c "$T/kill/rekey.yaml" --output json $(em_args) >"$T/kill/out1.json" 2>"$T/kill/err1" &
 	CHILD=$!
 	sleep "$at"
-	if kill -KILL "$CHILD" 2>/dev/null; then killed=yes; else killed=no; fi
+	kill -KILL "$CHILD" 2>/dev/null
 	wait "$CHILD" 2>/dev/null; CHILD=
 	run=$("$REKEY" -c "$T/kill/rekey.yaml" --output json runs 2>/dev/null | "$PYTHON" -c '
 import json, sys
@@ -555,6 +556,7 @@ print(todo[0]["id"] if todo else (runs[0]["id"] + " " + runs[0]["status"] if run
 		rc2=$?
 		v=$("$PYTHON" "$T/em.py" verify kill "$knl" "$knv" "$kna" "$knk" "$knd" "$T/kill/var" "$REKEY" \
 			"$T/kill/rekey.yaml" "$RK_FP" 50 2>"$T/kill/verify.err")
+		# shellcheck disable=SC2086 # five numbers
 		set -- $v
 		checked=${1:-0} bad=${2:-1} once=${3:-0} twice=${4:-0} never=${5:-0}
 		ok=no
@@ -567,7 +569,7 @@ print(todo[0]["id"] if todo else (runs[0]["id"] + " " + runs[0]["status"] if run
 fi
 
 # ---- the runbook: a sample of each kind, sequential and 8 at once ----
-rb_seq= rb_par= rb_how=
+rb_seq='' rb_par='' rb_how=''
 if [ "$SAMPLE" -gt 0 ]; then
 	# the doubles as the kill run left them (or freshly seeded), same latency and quotas
 	if [ "$KN" -eq 0 ]; then
@@ -613,6 +615,7 @@ if [ "$SAMPLE" -gt 0 ]; then
 		echo "seq $kind $(awk -v a="$a0" -v b="$a1" 'BEGIN { print (b - a) / 1000 }')" >>"$T/rb.times"
 		echo "par $kind $(awk -v a="$a1b" -v b="$a2" 'BEGIN { print (b - a) / 1000 }')" >>"$T/rb.times"
 	done
+	# shellcheck disable=SC2046 # three words
 	set -- $("$PYTHON" "$T/em.py" extrapolate "$T/rb.times" "$NL" "$NV" "$NA" "$NK" "$ND" "$SAMPLE")
 	rb_seq=$1 rb_par=$2
 	rb_how="$SAMPLE items of each kind timed, per-item time x count; sequential/8-wide per item: $(echo "$3" | tr _ ' ')"

@@ -112,6 +112,6 @@ if [ "${BENCH_EM_SECRETS:-10000}" != 0 ]; then
 	echo
 	RK_FP=$(dirname "$BENCH")/rk-fp
 	[ -x "$RK_FP" ] || RK_FP=
-	sh "$HERE/bench_emergency.sh" "$REKEY" $RK_FP || exit 1
+	sh "$HERE/bench_emergency.sh" "$REKEY" "$RK_FP" || exit 1
 fi
 exit 0
