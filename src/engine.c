@@ -1455,6 +1455,36 @@ close_jobs(struct rk_ctx *ctx, const char *run_id, struct job *jobs, size_t n)
 static json_t *rollback_after_restart(struct rk_ctx *ctx, const char *run_id, const json_t *names,
 				      int parallel);
 
+/*
+ * Housekeeping of the providers that have some (AWS: AWSPENDING off the new
+ * current), once the run's rotations and restarts are done: it shares a
+ * quota with the urgent writes. Idempotent; a failure is only logged.
+ */
+static void
+tidy_jobs(struct rk_ctx *ctx, struct job *jobs, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct job *j = &jobs[i];
+		struct rk_error err = { 0 };
+		struct rk_version nv;
+		json_t *row = NULL;
+		struct rk_loc loc;
+		if (j->prov == NULL || j->prov->ops->tidy == NULL || !rk_result_changed(j->result) ||
+		    atomic_load(&ctx->stop))
+			continue;
+		snprintf(nv.id, sizeof(nv.id), "%s", JOB_OUT(j, new_version));
+		memset(&loc, 0, sizeof(loc));
+		if (rk_store_secret_get(ctx->store, j->name, &row, &err) < 0 ||
+		    rk_loc_parse(&loc, j->prov, json_object_get(json_object_get(row, "spec"),
+								"locator"), &err) < 0 ||
+		    rk_provider_tidy(j->prov, NULL, &loc, &nv, &err) < 0)
+			rk_log(RK_LOG_WARN, "provider.tidy_failed", "secret", j->name, "provider",
+			       j->prov->name, "error", err.msg, NULL);
+		rk_loc_free(&loc);
+		json_decref(row);
+	}
+}
+
 static int
 finish_run(struct rk_ctx *ctx, const char *run_id, const char *kind, struct job *jobs, size_t n,
 	   int no_restart, int parallel, json_t **report, struct rk_error *err)
@@ -1481,6 +1511,7 @@ finish_run(struct rk_ctx *ctx, const char *run_id, const char *kind, struct job 
 	}
 	dep_bad = restart_dependents(ctx, run_id, jobs, n, deps, no_restart, rb);
 	ok = close_jobs(ctx, run_id, jobs, n);
+	tidy_jobs(ctx, jobs, n);
 	for (size_t i = 0; i < n; i++) {
 		stopped += jobs[i].result == RK_RESULT_INTERRUPTED;
 		/* Rotated, but a restart it feeds was stopped (SIGTERM): the run is not over. */
