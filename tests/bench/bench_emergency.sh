@@ -224,6 +224,16 @@ def cmd_stats(out, t0_ms):
         thr = sum(1 for r in rs if r.get("status") == 429 or r.get("error_type") == "ThrottlingException")
         res[name] = {"requests": len(rs) + d.get("dropped", 0), "logged": len(rs), "ops": ops,
                      "throttled": thr, "last_s": last - t0}
+        if name == "aws":
+            # the AWSPENDING tidy: a label removal, no MoveToVersionId
+            def tidy(r):
+                b = r.get("body") if isinstance(r.get("body"), dict) else {}
+                return r.get("target") == "UpdateSecretVersionStage" and not b.get("MoveToVersionId")
+            td = [r for r in rs if tidy(r)]
+            ur = [r for r in rs if not tidy(r)]
+            res[name]["tidy"] = len(td)
+            res[name]["tidy_first_s"] = (min(r["time"] for r in td) - t0) if td else None
+            res[name]["urgent_last_s"] = max([r["time"] + (r.get("duration_ms") or 0) / 1000.0 for r in ur] or [t0]) - t0
     json.dump(res, open(out, "w"))
 
 def fp_key(state_dir):
@@ -356,6 +366,9 @@ def cmd_table(res_file, out_file):
         if not s: continue
         det.append("  %-6s %6d requests, %d throttled, last answer at %.1f s; its own bound %.1f s"
                    % (prov, s["requests"], s["throttled"], s["last_s"], t))
+        if s.get("tidy"):
+            det.append("         of which %d AWSPENDING tidy writes from %.1f s (after the rotations and restarts); the rotations' last answer at %.1f s"
+                       % (s["tidy"], s["tidy_first_s"], s["urgent_last_s"]))
     w = [max(len(r[i]) for r in rows + [("metric", "value", "ratio", "target")]) for i in range(4)]
     lines = ["emergency: one run, %d ms latency on every request of every double" % R["ms"]]
     fmt = "  %%-%ds | %%-%ds | %%-%ds | %%s" % (w[0], w[1], w[2])
