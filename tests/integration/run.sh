@@ -6,9 +6,11 @@ total_p=0
 total_f=0
 for t in "$dir"/test_*.sh; do
 	echo "== $(basename "$t")"
+	t0=$(date +%s)
 	out=$(sh "$t" 2>&1)
 	rc=$?
 	echo "$out"
+	echo "   ($(( $(date +%s) - t0 )) s)"
 	line=$(echo "$out" | grep -E ': [0-9]+ passed, [0-9]+ failed$' | tail -1)
 	p=$(echo "$line" | sed -E 's/.*: ([0-9]+) passed.*/\1/')
 	f=$(echo "$line" | sed -E 's/.* ([0-9]+) failed$/\1/')
