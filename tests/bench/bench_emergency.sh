@@ -76,6 +76,7 @@ now_ms() { date +%s%3N; }
 
 GTIME=/usr/bin/time
 "$GTIME" -f '%e %M %U %S' -o "$T/probe" true 2>/dev/null || GTIME=
+[ "${BENCH_EM_NO_GNU_TIME:-}" = 1 ] && GTIME=
 
 CMD=${BENCH_EM_COMMAND:-auto}
 if [ "$CMD" = auto ]; then
@@ -445,6 +446,15 @@ def cmd_proc_cpu(*pids):
             pass
     print("%.2f" % (t / os.sysconf("SC_CLK_TCK")))
 
+def cmd_rusage(out, *argv):
+    """Without GNU time: runs argv, writes 'WALL MAX_RSS_KB USER SYS' (getrusage of the child)."""
+    t = time.time()
+    p = subprocess.Popen(list(argv))
+    _, status, ru = os.wait4(p.pid, 0)
+    with open(out, "w") as f:
+        f.write("%.2f %d %.2f %.2f\n" % (time.time() - t, ru.ru_maxrss, ru.ru_utime, ru.ru_stime))
+    sys.exit(os.waitstatus_to_exitcode(status))
+
 if __name__ == "__main__":
     globals()["cmd_" + sys.argv[1]](*sys.argv[2:])
 EOP
@@ -543,8 +553,9 @@ t0=$(now_ms)
 if [ -n "$GTIME" ]; then
 	"$GTIME" -f '%e %M %U %S' -o "$T/main/time" "$REKEY" -c "$T/main/rekey.yaml" --output json \
 		$(em_args) >"$T/main/out.json" 2>"$T/main/err" &
-else
-	"$REKEY" -c "$T/main/rekey.yaml" --output json $(em_args) >"$T/main/out.json" 2>"$T/main/err" &
+else # getrusage through Python
+	"$PYTHON" "$T/em.py" rusage "$T/main/time" "$REKEY" -c "$T/main/rekey.yaml" --output json \
+		$(em_args) >"$T/main/out.json" 2>"$T/main/err" &
 fi
 CHILD=$!
 wait "$CHILD"; rc=$?; CHILD=
