@@ -19,7 +19,15 @@
 #   BENCH_EM_K8S_QPS   the Kubernetes client's rate limit (default 100, burst the same)
 #   BENCH_EM_PARALLEL  --parallel (default: rekey's, the sum of the providers' caps)
 #   BENCH_EM_KILL_SECRETS  size of the kill -9 + --resume run (default 2000,
-#                      same split, DEPS/5 workloads; 0 skips it)
+#                      the same split and share of workloads, fresh doubles and
+#                      state; 0 skips it). Killed at a random moment in the first
+#                      80 % of rekey's own estimate, then `emergency --resume RUN`;
+#                      every remote value is checked against the fingerprint
+#                      rekey records (hashlib's keyed BLAKE2b, which is
+#                      libsodium's crypto_generichash; RK_FP cross-checks one).
+#   BENCH_EM_AWS_RPS, BENCH_EM_AWS_BURST  rekey's AWS rate_limit (default 50, 50)
+#   BENCH_EM_AWS_CLIENT  the runbook's AWS client: cli (default, if installed) or sign
+#   BENCH_EM_KEEP=1    keep the temporary directory (logs, reports, state)
 #   BENCH_EM_SAMPLE    runbook items timed per kind (default 16; 0 skips it)
 #   BENCH_EM_VERIFY_SAMPLE  after the resume, local secrets read back through
 #                      `rekey get`, and secrets whose `rekey status` is compared
