@@ -178,7 +178,7 @@ $(B)/bench-exec: $(B)/tests/bench/bench_exec.o
 	@$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $^
 
 bench: deps
-	@$(MAKE) --no-print-directory rekey rekey-guard $(B)/bench-exec
+	@$(MAKE) --no-print-directory rekey rekey-guard $(B)/bench-exec $(B)/rk-fp
 	sh tests/bench/run.sh ./rekey $(CURDIR)/$(B)/bench-exec ./rekey-guard build/gen/known_secrets.count
 
 # The test doubles against real clients: curl; node-vault and the AWS SDK for

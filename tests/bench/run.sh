@@ -15,6 +15,13 @@
 #
 # rotate: then tests/bench/bench_rotate.sh, `rekey rotate` sequential against
 # --parallel 16 (local and Vault; see that file for its settings).
+#
+# emergency: then tests/bench/bench_emergency.sh, `rekey emergency` over
+# 10,000 secrets on the three test doubles and the local store with 1,000
+# dependent workloads, against the bound the quotas and latency imply and
+# against the same job done by a shell runbook (see that file; BENCH_EM_*
+# settings, BENCH_EM_SECRETS=0 skips it). rk-fp next to BENCH_EXEC, when
+# built, cross-checks its fingerprints.
 set -eu
 abs() { echo "$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"; }
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -101,4 +108,10 @@ fi
 [ -d "$T/var" ] && { echo "bench: guard created a state dir it was not asked to use" >&2; exit 1; }
 echo
 sh "$HERE/bench_rotate.sh" "$REKEY"
+if [ "${BENCH_EM_SECRETS:-10000}" != 0 ]; then
+	echo
+	RK_FP=$(dirname "$BENCH")/rk-fp
+	[ -x "$RK_FP" ] || RK_FP=
+	sh "$HERE/bench_emergency.sh" "$REKEY" "$RK_FP" || exit 1
+fi
 exit 0
