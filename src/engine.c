@@ -1029,7 +1029,7 @@ out:
 }
 
 static int
-restart_one(struct rk_ctx *ctx, const char *run_id, const json_t *dep,
+restart_one(struct rk_ctx *ctx, const char *run_id, const char *restart_id, const json_t *dep,
 	    const json_t *names, const struct rk_policy *pol, struct rk_provider *p,
 	    struct rk_error *err)
 {
@@ -1041,7 +1041,7 @@ restart_one(struct rk_ctx *ctx, const char *run_id, const json_t *dep,
 
 	if (p == NULL)
 		return run_exec_dependent(ctx, run_id, dep, names, timeout, err);
-	if ((r = rk_provider_restart(p, &call, target, run_id, err)) < 0)
+	if ((r = rk_provider_restart(p, &call, target, restart_id, err)) < 0)
 		return r;
 	if (pol->restart_wait)
 		r = rk_provider_wait_restarted(
@@ -1062,6 +1062,7 @@ struct dep_entry {
 	struct rk_provider *prov;	/* NULL: an exec dependent */
 	size_t slot;			/* its provider's place in restart_pool.slots */
 	int todo, taken;		/* to be restarted by a worker; picked up */
+	int round;			/* 0, or how many times a retry asked for it again */
 	enum rk_dep_result result;
 	struct rk_error err;
 	int64_t ms;
@@ -1114,6 +1115,7 @@ restart_entry(struct restart_pool *rp, struct dep_entry *e)
 	struct rk_ctx *ctx = rp->ctx;
 	const char *key = json_string_value(json_object_get(e->dep, "key"));
 	int64_t t0 = rk_mono_ms();
+	char rid[96];
 	struct rk_error e2 = { 0 };
 
 	if (atomic_load(&ctx->stop)) {
@@ -1126,7 +1128,12 @@ restart_entry(struct restart_pool *rp, struct dep_entry *e)
 		e->result = RK_DEP_FAILED;
 		return;
 	}
-	if (restart_one(ctx, rp->run_id, e->dep, e->names, e->pol, e->prov, &e->err) < 0) {
+	/* The provider tells restarts apart by this id: a new round is a new restart. */
+	if (e->round > 0)
+		snprintf(rid, sizeof(rid), "%s~%d", rp->run_id, e->round);
+	else
+		snprintf(rid, sizeof(rid), "%s", rp->run_id);
+	if (restart_one(ctx, rp->run_id, rid, e->dep, e->names, e->pol, e->prov, &e->err) < 0) {
 		if (e->err.code == RK_ECANCELED && atomic_load(&ctx->stop)) {
 			/* Not confirmed: --resume restarts it (a kubernetes restart is idempotent per run). */
 			rk_error_clear(&e->err);
@@ -1281,7 +1288,8 @@ restart_dependents(struct rk_ctx *ctx, const char *run_id, struct job *jobs, siz
 		const char *key = json_string_value(json_object_get(e->dep, "key"));
 		char state[32];
 
-		if (rk_store_dep_state(ctx->store, run_id, key, state, sizeof(state), &e->err) < 0) {
+		if (rk_store_dep_state(ctx->store, run_id, key, state, sizeof(state), &e->round,
+				       &e->err) < 0) {
 			rk_log_err(&e->err, "cannot read restart state of %s", key);
 			e->result = RK_DEP_PENDING;
 		} else if (strcmp(state, "done") == 0) {
@@ -1594,7 +1602,8 @@ start_run(struct rk_ctx *ctx, const char *run_id, const char *kind, const char *
 		return r;
 	if ((r = rk_store_run_create(ctx->store, run_id, kind, reason, rk_now(ctx), err)) < 0)
 		goto out;
-	d = json_pack("{s:s, s:O}", "reason", reason ? reason : "", "secrets", names);
+	d = json_pack("{s:s, s:s, s:O}", "kind", kind, "reason", reason ? reason : "", "secrets",
+		      names);
 	r = rk_audit(ctx, "run.started", run_id, d, err);
 	json_decref(d);
 	if (r < 0)
@@ -1773,6 +1782,8 @@ resume_run(struct rk_ctx *ctx, const json_t *run, int parallel, json_t **report,
 		job_park(j);
 	}
 	r = finish_run(ctx, run_id, kind, jobs, n, 0, parallel, report, err);
+	if (r == 0 && json_object_get(run, "reason") != NULL)
+		json_object_set(*report, "reason", json_object_get(run, "reason"));
 out:
 	for (i = 0; jobs && i < n; i++)
 		job_free(&jobs[i]);

@@ -164,7 +164,9 @@ static const char *const migrations[SCHEMA_VERSION] = {
 	 * state, not a file lock, so that other processes can read who holds it.
 	 */
 	"CREATE TABLE locks (name TEXT PRIMARY KEY, holder TEXT NOT NULL,"
-	"  since INTEGER NOT NULL);",
+	"  since INTEGER NOT NULL);"
+	/* A dependent restarted again in the same run (a retried emergency) gets a new round. */
+	"ALTER TABLE dep_restarts ADD COLUMN round INTEGER NOT NULL DEFAULT 0;",
 };
 
 static int
@@ -1075,6 +1077,21 @@ rk_store_run_retry(struct rk_store *s, const char *run_id, int64_t now, struct r
 
 	if ((r = rk_store_begin(s, err)) < 0)
 		return r;
+	/*
+	 * A dependent restarted before the retry has to restart again after the
+	 * retried secrets it reads change: a new round, so that the provider
+	 * does not take it for the restart it already did.
+	 */
+	if ((r = run(s, err, NULL,
+		     "UPDATE dep_restarts SET state = 'again', round = round + 1, updated_at = ?1"
+		     " WHERE run_id = ?2 AND state = 'done' AND dependent IN ("
+		     " SELECT json_extract(d.value, '$.key') FROM rotations r"
+		     " JOIN secrets s ON s.name = r.secret, json_each(s.spec, '$.dependents') d"
+		     " WHERE r.run_id = ?2 AND r.state IN ('failed', 'rolled_back'))",
+		     "is", now, run_id)) < 0) {
+		rk_store_rollback(s);
+		return r;
+	}
 	if ((r = run(s, err, NULL,
 		     "INSERT INTO steps (run_id, secret, step, detail, ts) SELECT run_id, secret,"
 		     " 'planned', 'retried in the same run', ? FROM rotations WHERE run_id = ?"
@@ -1119,7 +1136,10 @@ rk_store_lock_get(struct rk_store *s, const char *name, char *holder, size_t n,
 	json_t *rows = NULL;
 	int r;
 
-	if ((r = query(s, &rows, err, "SELECT holder FROM locks WHERE name = ?", "s", name)) < 0)
+	/* Held by a run that is still open: a process killed before or after its run leaves none. */
+	if ((r = query(s, &rows, err,
+		       "SELECT l.holder FROM locks l JOIN runs u ON u.id = l.holder"
+		       " WHERE l.name = ? AND u.status = 'running'", "s", name)) < 0)
 		return r;
 	snprintf(holder, n, "%s",
 		 json_array_size(rows)
@@ -1462,19 +1482,18 @@ rk_store_last_change(struct rk_store *s, const char *secret, json_t **out, struc
 
 int
 rk_store_dep_state(struct rk_store *s, const char *run_id, const char *dep, char *state,
-		   size_t n, struct rk_error *err)
+		   size_t n, int *round, struct rk_error *err)
 {
-	json_t *rows = NULL;
+	json_t *rows = NULL, *row;
 	int r;
 
 	if ((r = query(s, &rows, err,
-		       "SELECT state FROM dep_restarts WHERE run_id = ? AND dependent = ?", "ss",
-		       run_id, dep)) < 0)
+		       "SELECT state, round FROM dep_restarts WHERE run_id = ? AND dependent = ?",
+		       "ss", run_id, dep)) < 0)
 		return r;
-	snprintf(state, n, "%s",
-		 json_array_size(rows)
-			 ? json_string_value(json_object_get(json_array_get(rows, 0), "state"))
-			 : "");
+	row = json_array_get(rows, 0);
+	snprintf(state, n, "%s", row ? json_string_value(json_object_get(row, "state")) : "");
+	*round = row ? (int)json_integer_value(json_object_get(row, "round")) : 0;
 	json_decref(rows);
 	return 0;
 }

@@ -114,7 +114,8 @@ int rk_store_run_retry(struct rk_store *s, const char *run_id, int64_t now,
 /*
  * Named locks held by a run, readable by every process ("scheduler": paused
  * by an emergency). set replaces the holder; clear removes it only if
- * holder still holds it; get writes "" when nobody does.
+ * holder still holds it; get writes "" when nobody does, or when the holder
+ * (a run id) is not a running run (a process killed around its run).
  */
 int rk_store_lock_set(struct rk_store *s, const char *name, const char *holder, int64_t now,
 		      struct rk_error *err) RK_WARN_UNUSED;
@@ -190,9 +191,13 @@ int rk_store_history(struct rk_store *s, const char *secret, json_t **out,
 int rk_store_last_change(struct rk_store *s, const char *secret, json_t **out,
 			 struct rk_error *err) RK_WARN_UNUSED;
 
-/* ---- dependents restarted by a run (exactly once each) ---- */
+/*
+ * ---- dependents restarted by a run (once each, again in a new round when a
+ * retried emergency changed one of their secrets after the restart) ----
+ * state: "" (never), "restarting", "done", "failed", "again"; *round 0 first.
+ */
 int rk_store_dep_state(struct rk_store *s, const char *run_id, const char *dep,
-		       char *state, size_t n, struct rk_error *err) RK_WARN_UNUSED;
+		       char *state, size_t n, int *round, struct rk_error *err) RK_WARN_UNUSED;
 int rk_store_dep_set(struct rk_store *s, const char *run_id, const char *dep,
 		     const char *state, const char *error, int64_t now,
 		     struct rk_error *err) RK_WARN_UNUSED;
