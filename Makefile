@@ -11,7 +11,7 @@ CC      ?= cc
 PKGS     = libsodium libcurl jansson sqlite3 yaml-0.1 libmicrohttpd
 DEBS     = build-essential pkg-config libsodium-dev libcurl4-openssl-dev libjansson-dev \
            libsqlite3-dev check libyaml-dev libmicrohttpd-dev libzxcvbn-dev sqlite3 \
-           python3 curl
+           python3 python3-yaml curl
 WARN     = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wformat=2 -Wimplicit-fallthrough -Wvla \
            -Wno-format-truncation  # bounded snprintf truncation is deliberate; callers that care check the return

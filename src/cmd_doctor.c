@@ -60,6 +60,39 @@ reportf(struct report *rep, int ok, const char *fmt, ...)
 	report_line(line, ok, rep);
 }
 
+/* The dependents restarted through provider cp, each once. */
+static void
+doctor_targets(struct report *rep, const struct rk_config_provider *cp, struct rk_provider *p,
+	       const json_t *rows)
+{
+	json_t *seen = json_object();
+	const char **targets = NULL;
+	size_t n = 0, k, d;
+	const json_t *row, *dep;
+	struct rk_error err = { 0 };
+
+	json_array_foreach(rows, k, row) {
+		json_array_foreach(json_object_get(json_object_get(row, "spec"), "dependents"), d, dep) {
+			const char *prov = json_string_value(json_object_get(dep, "provider"));
+			const char *t = json_string_value(json_object_get(dep, "target"));
+			const char **nt;
+			if (prov == NULL || t == NULL || strcmp(prov, cp->name) != 0 ||
+			    json_object_get(seen, t) != NULL)
+				continue;
+			if ((nt = realloc(targets, (n + 1) * sizeof(*nt))) == NULL)
+				goto out;
+			targets = nt;
+			targets[n++] = t;
+			json_object_set_new(seen, t, json_true());
+		}
+	}
+	if (n > 0 && cp->ops->doctor_targets(p, targets, n, report_line, rep, &err) < 0)
+		reportf(rep, 0, "provider %s: %s", cp->name, err.msg);
+out:
+	free(targets);
+	json_decref(seen);
+}
+
 int
 cmd_doctor(struct rk_ctx *ctx, int argc, char **argv)
 {
@@ -132,6 +165,8 @@ cmd_doctor(struct rk_ctx *ctx, int argc, char **argv)
 		if (cp->ops->doctor(p, locs, nlocs, report_line, &rep, &err) < 0)
 			reportf(&rep, 0, "provider %s: %s", cp->name, err.msg);
 		free(locs);
+		if (cp->ops->doctor_targets != NULL)
+			doctor_targets(&rep, cp, p, rows);
 	}
 out:
 	if (rep.json) {

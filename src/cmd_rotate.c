@@ -154,7 +154,7 @@ print_report(const json_t *rep)
 	static const char *const hd[] = { "DEPENDENT", "RESULT", "ERROR", NULL };
 	struct rk_table *t = rk_table_new(h);
 	size_t i, ok = 0;
-	json_t *e;
+	json_t *e, *rb;
 
 	json_array_foreach(json_object_get(rep, "secrets"), i, e) {
 		char ver[300];
@@ -190,6 +190,19 @@ print_report(const json_t *rep)
 	    strcmp(json_string_value(json_object_get(rep, "status")), "interrupted") == 0)
 		printf("stopped before the end; finish with: %s\n",
 		       json_string_value(json_object_get(rep, "retry")));
+	if ((e = json_object_get(rep, "rollback")) != NULL) {
+		/* restart.on_failure: rollback ran a rollback run of its own. */
+		printf("\na restart failed and the policy says restart.on_failure: rollback:\n\n");
+		if (json_object_get(e, "run_id") != NULL)
+			print_report(e);
+		else
+			printf("rollback failed: %s\n",
+			       json_string_value(json_object_get(e, "error")));
+		json_array_foreach(json_object_get(e, "not_rolled_back"), i, rb)
+			printf("not rolled back: %s: %s\n",
+			       json_string_value(json_object_get(rb, "name")),
+			       json_string_value(json_object_get(rb, "error")));
+	}
 }
 
 static int

@@ -66,6 +66,7 @@ struct job {
 	int dep_failed;			/* a dependent of this secret failed to restart */
 	int dep_pending;		/* a dependent of it waits for a secret still in flight */
 	int conflicts;			/* stages lost to another writer in this process */
+	int rollback_queued;		/* restart.on_failure: rollback will restore it */
 };
 
 static void
@@ -135,6 +136,35 @@ state_of(const struct job *j)
 
 /* ---- the steps ---- */
 
+/*
+ * A rollback on a provider without versions names the rotation it undoes
+ * ("journal:RUN"): the value to restore is that rotation's sealed previous
+ * value, the only copy there is.
+ */
+#define JOURNAL_PREFIX "journal:"
+
+static int
+restore_from_journal(struct rk_ctx *ctx, const char *run_id, const char *name,
+		     struct rk_secret **out, struct rk_error *err)
+{
+	struct rk_rotation *src = NULL;
+	char ad[600];
+	int r;
+
+	*out = NULL;
+	if ((r = rk_store_rot_get(ctx->store, run_id, name, &src, err)) < 0)
+		return r;
+	if (src->sealed_old == NULL)
+		r = rk_error_set(err, RK_ENOTFOUND, "'%s' did not exist before run %s: there is no "
+				 "previous value to restore", name, run_id);
+	else {
+		seal_ad(ad, sizeof(ad), src, "old");
+		r = rk_unseal(ctx->keys, ad, src->sealed_old, src->sealed_old_len, out, err);
+	}
+	rk_store_rot_free(src, 1);
+	return r;
+}
+
 static int
 do_generate(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 {
@@ -170,7 +200,11 @@ do_generate(struct rk_ctx *ctx, struct job *j, struct rk_error *err)
 	j->value = NULL;
 	drop_sealed_new(j);
 	j->rot->new_fp[0] = '\0';
-	if (j->rot->restore_version[0] != '\0') {
+	if (strncmp(j->rot->restore_version, JOURNAL_PREFIX, strlen(JOURNAL_PREFIX)) == 0) {
+		if ((r = restore_from_journal(ctx, j->rot->restore_version + strlen(JOURNAL_PREFIX),
+					      j->name, &j->value, err)) < 0)
+			goto out;
+	} else if (j->rot->restore_version[0] != '\0') {
 		/* A rollback: the "new" value is the one an earlier version holds. */
 		struct rk_version to;
 		snprintf(to.id, sizeof(to.id), "%s", j->rot->restore_version);
@@ -974,26 +1008,23 @@ out:
 }
 
 static int
-restart_one(struct rk_ctx *ctx, const char *run_id, const json_t *dep, const json_t *names,
-	    const struct rk_policy *pol, struct rk_error *err)
+restart_one(struct rk_ctx *ctx, const char *run_id, const json_t *dep,
+	    const json_t *names, const struct rk_policy *pol, struct rk_provider *p,
+	    struct rk_error *err)
 {
-	const char *kind = json_string_value(json_object_get(dep, "kind"));
 	int64_t timeout = json_integer_value(json_object_get(dep, "timeout_ms"));
 	const char *target = json_string_value(json_object_get(dep, "target"));
-	struct rk_provider *p;
+	/* SIGTERM stops a restart's waits (rollout polls included) like a rotation's. */
+	struct rk_call call = { .cancel = &ctx->stop };
 	int r;
 
-	if (strcmp(kind, "exec") == 0)
+	if (p == NULL)
 		return run_exec_dependent(ctx, run_id, dep, names, timeout, err);
-	if ((r = rk_ctx_provider(ctx, json_string_value(json_object_get(dep, "provider")), &p,
-				 err)) < 0)
-		return r;
-	/* A dependent belongs to no job: no call of its own yet (NULL: never cancelled). */
-	if ((r = rk_provider_restart(p, NULL, target, run_id, err)) < 0)
+	if ((r = rk_provider_restart(p, &call, target, run_id, err)) < 0)
 		return r;
 	if (pol->restart_wait)
 		r = rk_provider_wait_restarted(
-			p, NULL, target,
+			p, &call, target,
 			rk_mono_ms() + (timeout > 0 ? timeout : pol->restart_timeout_ms), err);
 	return r;
 }
@@ -1006,23 +1037,180 @@ struct dep_entry {
 	size_t *jobs;			/* indexes of every job naming it */
 	size_t njobs;
 	int interrupted;		/* one of them is still in the pipeline: not yet */
+	int rollback;			/* a job feeding it says restart.on_failure: rollback */
+	struct rk_provider *prov;	/* NULL: an exec dependent */
+	size_t slot;			/* its provider's place in restart_pool.slots */
+	int todo, taken;		/* to be restarted by a worker; picked up */
+	enum rk_dep_result result;
+	struct rk_error err;
+	int64_t ms;
 };
+
+/*
+ * The restarts of a run, throttled: at most the provider's
+ * restart_concurrency rollouts of one provider at a time (exec dependents
+ * one at a time), on a few threads, so one slow rollout does not hold up
+ * the others.
+ */
+struct restart_pool {
+	struct rk_ctx *ctx;
+	const char *run_id;
+	struct dep_entry *ents;
+	size_t n;
+	struct {
+		const struct rk_provider *p;
+		unsigned cap, busy;
+	} slots[64];
+	size_t nslots;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+};
+
+static size_t
+pool_slot(struct restart_pool *rp, const struct rk_provider *p)
+{
+	size_t i;
+
+	for (i = 0; i < rp->nslots; i++)
+		if (rp->slots[i].p == p)
+			return i;
+	if (i == RK_ARRAY_SIZE(rp->slots))
+		return 0;	/* more providers than slots: share the first one's */
+	rp->slots[i].p = p;
+	rp->slots[i].cap = 1;
+	if (p != NULL && p->ops->restart_concurrency != NULL)
+		rp->slots[i].cap = p->ops->restart_concurrency(p);
+	if (rp->slots[i].cap == 0)
+		rp->slots[i].cap = 1;
+	rp->nslots++;
+	return i;
+}
+
+/* Journals, restarts and journals again one dependent (on a worker). */
+static void
+restart_entry(struct restart_pool *rp, struct dep_entry *e)
+{
+	struct rk_ctx *ctx = rp->ctx;
+	const char *key = json_string_value(json_object_get(e->dep, "key"));
+	int64_t t0 = rk_mono_ms();
+	struct rk_error e2 = { 0 };
+
+	if (atomic_load(&ctx->stop)) {
+		e->result = RK_DEP_PENDING;	/* stopped before its turn: for --resume */
+		return;
+	}
+	if (rk_store_dep_set(ctx->store, rp->run_id, key, "restarting", NULL, rk_now(ctx),
+			     &e->err) < 0) {
+		rk_log_err(&e->err, "cannot journal restart of %s", key);
+		e->result = RK_DEP_FAILED;
+		return;
+	}
+	if (restart_one(ctx, rp->run_id, e->dep, e->names, e->pol, e->prov, &e->err) < 0) {
+		if (e->err.code == RK_ECANCELED && atomic_load(&ctx->stop)) {
+			/* Not confirmed: --resume restarts it (a kubernetes restart is idempotent per run). */
+			rk_error_clear(&e->err);
+			e->result = RK_DEP_PENDING;
+			e->ms = rk_mono_ms() - t0;
+			return;
+		}
+		e->result = RK_DEP_FAILED;
+	} else {
+		RK_FAULT("restart-call");
+		e->result = RK_DEP_RESTARTED;
+	}
+	if (rk_store_dep_set(ctx->store, rp->run_id, key,
+			     e->result == RK_DEP_FAILED ? "failed" : "done", e->err.msg, rk_now(ctx),
+			     &e2) < 0)
+		rk_log_err(&e2, "cannot journal restart of %s", key);
+	e->ms = rk_mono_ms() - t0;
+}
+
+static void *
+restart_worker(void *arg)
+{
+	struct restart_pool *rp = arg;
+
+	pthread_mutex_lock(&rp->mu);
+	for (;;) {
+		struct dep_entry *pick = NULL;
+		int left = 0;
+		for (size_t i = 0; i < rp->n && pick == NULL; i++) {
+			struct dep_entry *e = &rp->ents[i];
+			if (!e->todo || e->taken)
+				continue;
+			left = 1;
+			if (rp->slots[e->slot].busy < rp->slots[e->slot].cap)
+				pick = e;
+		}
+		if (!left)
+			break;
+		if (pick == NULL) {
+			pthread_cond_wait(&rp->cv, &rp->mu);
+			continue;
+		}
+		pick->taken = 1;
+		rp->slots[pick->slot].busy++;
+		pthread_mutex_unlock(&rp->mu);
+		restart_entry(rp, pick);
+		pthread_mutex_lock(&rp->mu);
+		rp->slots[pick->slot].busy--;
+		pthread_cond_broadcast(&rp->cv);
+	}
+	pthread_mutex_unlock(&rp->mu);
+	return NULL;
+}
+
+#define RESTART_THREADS_MAX 32
+
+/* Runs every entry marked todo, throttled per provider. */
+static void
+run_restarts(struct restart_pool *rp, size_t ntodo)
+{
+	pthread_t th[RESTART_THREADS_MAX];
+	size_t want = 0, nth = 0;
+
+	for (size_t i = 0; i < rp->nslots; i++)
+		want += rp->slots[i].cap;
+	if (want > ntodo)
+		want = ntodo;
+	if (want > RESTART_THREADS_MAX)
+		want = RESTART_THREADS_MAX;
+	if (want <= 1) {
+		restart_worker(rp);
+		return;
+	}
+	pthread_mutex_init(&rp->mu, NULL);
+	pthread_cond_init(&rp->cv, NULL);
+	for (; nth < want; nth++)
+		if (pthread_create(&th[nth], NULL, restart_worker, rp) != 0)
+			break;
+	if (nth == 0)
+		restart_worker(rp);	/* no thread to be had: this one does it all */
+	for (size_t i = 0; i < nth; i++)
+		pthread_join(th[i], NULL);
+	pthread_mutex_destroy(&rp->mu);
+	pthread_cond_destroy(&rp->cv);
+}
 
 /*
  * Restarts each dependent of the run once: after every rotation that feeds it
  * has left the pipeline, and only if at least one of them changed a value.
  * The dependents are indexed by key first (one pass over the jobs), so the
  * cost is linear in the number of (secret, dependent) pairs. Marks the jobs
- * of a failed dependent and returns how many restarts failed.
+ * of a failed dependent, adds to *rollback (when not NULL) the changed
+ * secrets that feed a failed dependent under restart.on_failure: rollback,
+ * and returns how many restarts failed.
  */
 static size_t
 restart_dependents(struct rk_ctx *ctx, const char *run_id, struct job *jobs, size_t n,
-		   json_t *report_deps, int no_restart)
+		   json_t *report_deps, int no_restart, json_t *rollback)
 {
 	json_t *index = json_object();	/* key -> position in ents */
+	struct restart_pool rp;
 	struct dep_entry *ents = NULL;
-	size_t nents = 0, cap = 0, failed = 0;
+	size_t nents = 0, cap = 0, failed = 0, ntodo = 0;
 
+	memset(&rp, 0, sizeof(rp));
 	for (size_t i = 0; i < n && index; i++) {
 		const json_t *dep;
 		size_t k;
@@ -1061,63 +1249,69 @@ restart_dependents(struct rk_ctx *ctx, const char *run_id, struct job *jobs, siz
 					e->interrupted = 1;
 				if (rk_result_changed(jobs[i].result))
 					json_array_append_new(e->names, json_string(jobs[i].name));
+				if (jobs[i].pol->restart_rollback)
+					e->rollback = 1;
 			}
 		}
 	}
+	/* Decide each one; providers are opened here, before any worker starts. */
 	for (size_t d = 0; d < nents; d++) {
 		struct dep_entry *e = &ents[d];
 		const char *key = json_string_value(json_object_get(e->dep, "key"));
-		struct rk_error err = { 0 };
-		int64_t t0 = rk_mono_ms();
-		enum rk_dep_result result;
 		char state[32];
 
-		if (rk_store_dep_state(ctx->store, run_id, key, state, sizeof(state), &err) < 0) {
-			rk_log_err(&err, "cannot read restart state of %s", key);
-			continue;
-		}
-		if (strcmp(state, "done") == 0) {
-			result = RK_DEP_RESTARTED;	/* by the process that ran before a crash */
+		if (rk_store_dep_state(ctx->store, run_id, key, state, sizeof(state), &e->err) < 0) {
+			rk_log_err(&e->err, "cannot read restart state of %s", key);
+			e->result = RK_DEP_PENDING;
+		} else if (strcmp(state, "done") == 0) {
+			e->result = RK_DEP_RESTARTED;	/* by the process that ran before a crash */
 		} else if (e->interrupted) {
-			result = RK_DEP_PENDING;	/* a secret of it is still in the pipeline */
+			e->result = RK_DEP_PENDING;	/* a secret of it is still in the pipeline */
 		} else if (json_array_size(e->names) == 0) {
-			result = RK_DEP_SKIPPED;
+			e->result = RK_DEP_SKIPPED;
 		} else if (no_restart) {
-			result = RK_DEP_NOT_RESTARTED;
+			e->result = RK_DEP_NOT_RESTARTED;
+		} else if (strcmp(json_string_value(json_object_get(e->dep, "kind")), "exec") != 0 &&
+			   rk_ctx_provider(ctx, json_string_value(json_object_get(e->dep, "provider")),
+					   &e->prov, &e->err) < 0) {
+			e->result = RK_DEP_FAILED;
 		} else {
-			if (rk_store_dep_set(ctx->store, run_id, key, "restarting", NULL, rk_now(ctx),
-					     &err) < 0) {
-				rk_log_err(&err, "cannot journal restart of %s", key);
-				continue;
-			}
-			if (restart_one(ctx, run_id, e->dep, e->names, e->pol, &err) < 0) {
-				result = RK_DEP_FAILED;
-			} else {
-				RK_FAULT("restart-call");
-				result = RK_DEP_RESTARTED;
-			}
-			{
-				struct rk_error e2 = { 0 };
-				if (rk_store_dep_set(ctx->store, run_id, key,
-						     result == RK_DEP_FAILED ? "failed" : "done",
-						     err.msg, rk_now(ctx), &e2) < 0)
-					rk_log_err(&e2, "cannot journal restart of %s", key);
-			}
+			e->slot = pool_slot(&rp, e->prov);
+			e->todo = 1;
+			ntodo++;
 		}
-		rk_log(result == RK_DEP_FAILED ? RK_LOG_ERROR : RK_LOG_INFO, "dependent.restart",
-		       "run_id", run_id, "dependent", key, "result", rk_dep_result_name(result),
-		       "error", err.code ? err.msg : NULL, NULL);
+	}
+	rp.ctx = ctx;
+	rp.run_id = run_id;
+	rp.ents = ents;
+	rp.n = nents;
+	if (ntodo > 0)
+		run_restarts(&rp, ntodo);
+	for (size_t d = 0; d < nents; d++) {
+		struct dep_entry *e = &ents[d];
+		const char *key = json_string_value(json_object_get(e->dep, "key"));
+
+		rk_log(e->result == RK_DEP_FAILED ? RK_LOG_ERROR : RK_LOG_INFO, "dependent.restart",
+		       "run_id", run_id, "dependent", key, "result", rk_dep_result_name(e->result),
+		       "error", e->err.code ? e->err.msg : NULL, NULL);
 		json_array_append_new(report_deps,
 				      json_pack("{s:s, s:s, s:s, s:I}", "dependent", key, "result",
-						rk_dep_result_name(result), "error",
-						err.code ? err.msg : "", "duration_ms",
-						(json_int_t)(rk_mono_ms() - t0)));
-		for (size_t q = 0; result == RK_DEP_PENDING && q < e->njobs; q++)
+						rk_dep_result_name(e->result), "error",
+						e->err.code ? e->err.msg : "", "duration_ms",
+						(json_int_t)e->ms));
+		for (size_t q = 0; e->result == RK_DEP_PENDING && q < e->njobs; q++)
 			jobs[e->jobs[q]].dep_pending = 1;
-		if (result == RK_DEP_FAILED) {
-			failed++;
-			for (size_t q = 0; q < e->njobs; q++)
-				jobs[e->jobs[q]].dep_failed = 1;
+		if (e->result != RK_DEP_FAILED)
+			continue;
+		failed++;
+		for (size_t q = 0; q < e->njobs; q++) {
+			struct job *j = &jobs[e->jobs[q]];
+			j->dep_failed = 1;
+			if (rollback != NULL && e->rollback && rk_result_changed(j->result) &&
+			    !j->rollback_queued) {
+				j->rollback_queued = 1;
+				json_array_append_new(rollback, json_string(j->name));
+			}
 		}
 	}
 out:
@@ -1237,12 +1431,15 @@ close_jobs(struct rk_ctx *ctx, const char *run_id, struct job *jobs, size_t n)
  * dependents and closes the run; when rekey was stopped (SIGTERM) the run is
  * left open with status "interrupted" in the report, for --resume.
  */
+static json_t *rollback_after_restart(struct rk_ctx *ctx, const char *run_id, const json_t *names,
+				      int parallel);
+
 static int
 finish_run(struct rk_ctx *ctx, const char *run_id, const char *kind, struct job *jobs, size_t n,
 	   int no_restart, int parallel, json_t **report, struct rk_error *err)
 {
-	json_t *rep = NULL, *secrets, *deps, *d;
-	size_t ok, bad = 0, dep_bad = 0, stopped = 0;
+	json_t *rep = NULL, *secrets, *deps, *d, *rb = NULL;
+	size_t ok, bad = 0, dep_bad = 0, stopped = 0, dep_stopped = 0;
 	const char *status;
 	char retry[128];
 	int r;
@@ -1255,14 +1452,21 @@ finish_run(struct rk_ctx *ctx, const char *run_id, const char *kind, struct job 
 			"dependents", deps);
 	if (rep == NULL)
 		return rk_error_set(err, RK_ENOMEM, "out of memory");
-	dep_bad = restart_dependents(ctx, run_id, jobs, n, deps, no_restart);
+	/* A rollback run never rolls back again: its failed restarts are reported. */
+	if (strcmp(kind, "rollback") != 0 && (rb = json_array()) == NULL) {
+		json_decref(rep);
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	}
+	dep_bad = restart_dependents(ctx, run_id, jobs, n, deps, no_restart, rb);
 	ok = close_jobs(ctx, run_id, jobs, n);
 	for (size_t i = 0; i < n; i++) {
 		stopped += jobs[i].result == RK_RESULT_INTERRUPTED;
+		/* Rotated, but a restart it feeds was stopped (SIGTERM): the run is not over. */
+		dep_stopped += jobs[i].dep_pending && jobs[i].result != RK_RESULT_INTERRUPTED;
 		bad += !rk_result_changed(jobs[i].result) && jobs[i].result != RK_RESULT_INTERRUPTED;
 		json_array_append_new(secrets, job_report(&jobs[i]));
 	}
-	if (stopped > 0) {
+	if (stopped > 0 || dep_stopped > 0) {
 		/* The run stays open: its journal is where --resume goes on. */
 		snprintf(retry, sizeof(retry), "rekey rotate --resume %s", run_id);
 		json_object_set_new(rep, "status", json_string("interrupted"));
@@ -1285,7 +1489,10 @@ finish_run(struct rk_ctx *ctx, const char *run_id, const char *kind, struct job 
 	r = rk_audit(ctx, "run.finished", run_id, d, err);
 	json_decref(d);
 	rk_log(RK_LOG_INFO, "run.finished", "run_id", run_id, "result", status, NULL);
+	if (json_array_size(rb) > 0)
+		json_object_set_new(rep, "rollback", rollback_after_restart(ctx, run_id, rb, parallel));
 out:
+	json_decref(rb);
 	rk_log_set_run(NULL);
 	if (r < 0) {
 		json_decref(rep);
@@ -1682,27 +1889,36 @@ rk_engine_due(struct rk_ctx *ctx, int64_t at, int ignore_window, json_t **names,
  * random value), the same stage with its precondition (other keys of a Vault
  * entry are kept), verify, the policy's hooks, promote and restart.
  */
-int
-rk_engine_rollback(struct rk_ctx *ctx, const char *name, const char *to,
-		   const struct rk_rotate_opts *opts, json_t **report, struct rk_error *err)
+/*
+ * Loads j for a rollback of `name` to version `to` (NULL: the value that was
+ * current just before rekey's latest change, be it a rotation or a
+ * rollback: the journal's newest "promoted" row, never an order by
+ * wall-clock time) and checks that the value exists before anything is
+ * recorded. *why gets the run's reason.
+ */
+static int
+prepare_rollback(struct rk_ctx *ctx, struct job *j, const char *name, const char *to,
+		 char *why, size_t whyn, struct rk_error *err)
 {
-	struct job j;
-	json_t *last = NULL, *names = NULL;
+	json_t *last = NULL;
 	struct rk_version target;
 	struct rk_secret *val = NULL;
-	char run_id[64], reason[200];
-	int r;
+	int versions, r;
 
-	if ((r = load_job(ctx, &j, name, err)) < 0 || (r = job_new_rot(&j, err)) < 0)
+	if ((r = load_job(ctx, j, name, err)) < 0 || (r = job_new_rot(j, err)) < 0)
 		goto out;
-	if (!(rk_provider_caps(j.prov) & RK_CAP_VERSIONS) || rk_provider_generates(j.prov, &j.loc)) {
+	if (rk_provider_generates(j->prov, &j->loc)) {
 		r = rk_error_set(err, RK_EUNSUPPORTED,
-				 rk_provider_generates(j.prov, &j.loc)
-					 ? "provider '%s' makes the values of '%s' itself (a key "
-					   "with versions of its own): it cannot be rolled back"
-					 : "provider '%s' keeps no versions: rollback of '%s' is "
-					   "not supported there",
-				 j.prov->name, name);
+				 "provider '%s' makes the values of '%s' itself (a key with "
+				 "versions of its own): it cannot be rolled back", j->prov->name, name);
+		goto out;
+	}
+	versions = (rk_provider_caps(j->prov) & RK_CAP_VERSIONS) != 0;
+	if (!versions && to != NULL) {
+		r = rk_error_set(err, RK_EINVAL,
+				 "provider '%s' keeps one value per secret: --to is not supported "
+				 "there; `rekey rollback %s` restores the value before rekey's "
+				 "latest change", j->prov->name, name);
 		goto out;
 	}
 	if ((r = check_not_in_flight(ctx, name, err)) < 0)
@@ -1710,15 +1926,12 @@ rk_engine_rollback(struct rk_ctx *ctx, const char *name, const char *to,
 	if (to != NULL) {
 		snprintf(target.id, sizeof(target.id), "%s", to);
 	} else {
-		/*
-		 * The version that was current just before the latest change, be it a
-		 * rotation or a rollback: the journal's newest "promoted" row, never an
-		 * order by wall-clock time.
-		 */
 		const char *ov;
 		if ((r = rk_store_last_change(ctx->store, name, &last, err)) < 0)
 			goto out;
-		ov = last ? json_string_value(json_object_get(last, "old_version")) : NULL;
+		ov = last ? json_string_value(json_object_get(last, versions ? "old_version"
+									      : "run_id"))
+			  : NULL;
 		if (ov == NULL || ov[0] == '\0') {
 			r = rk_error_set(err, RK_ENOTFOUND,
 					 last ? "'%s' did not exist before rekey's latest change; "
@@ -1728,30 +1941,118 @@ rk_engine_rollback(struct rk_ctx *ctx, const char *name, const char *to,
 					 name);
 			goto out;
 		}
-		snprintf(target.id, sizeof(target.id), "%s", ov);
+		snprintf(target.id, sizeof(target.id), "%s%s", versions ? "" : JOURNAL_PREFIX, ov);
 	}
-	/* The value must exist before anything is recorded. */
-	if ((r = rk_provider_read_version(j.prov, &j.call, &j.loc, &target, &val, err)) < 0)
+	if (versions)
+		r = rk_provider_read_version(j->prov, &j->call, &j->loc, &target, &val, err);
+	else
+		r = restore_from_journal(ctx, target.id + strlen(JOURNAL_PREFIX), name, &val, err);
+	if (r < 0)
 		goto out;
-	snprintf(j.rot->restore_version, sizeof(j.rot->restore_version), "%s", target.id);
-	snprintf(reason, sizeof(reason), "restore version %s", target.id);
-	if ((names = json_pack("[s]", name)) == NULL) {
-		r = rk_error_set(err, RK_ENOMEM, "out of memory");
-		goto out;
-	}
-	rk_new_run_id(run_id, sizeof(run_id), rk_now(ctx));
-	if ((r = start_run(ctx, run_id, "rollback", opts && opts->reason ? opts->reason : reason,
-			   names, &j, 1, 1, err)) < 0)
-		goto out;
-	rk_log_set_run(run_id);
-	rk_log(RK_LOG_INFO, "run.started", "run_id", run_id, "kind", "rollback", NULL);
-	r = finish_run(ctx, run_id, "rollback", &j, 1, opts && opts->no_restart, 1, report, err);
-	if (r == 0)
-		json_object_set_new(*report, "restored_version", json_string(target.id));
+	snprintf(j->rot->restore_version, sizeof(j->rot->restore_version), "%s", target.id);
+	if (versions)
+		snprintf(why, whyn, "restore version %s", target.id);
+	else
+		snprintf(why, whyn, "restore the value from before run %s",
+			 target.id + strlen(JOURNAL_PREFIX));
 out:
 	rk_secret_free(val);
 	json_decref(last);
+	return r;
+}
+
+/* Starts and drives a rollback run of jobs[0..n) (prepared). */
+static int
+rollback_run(struct rk_ctx *ctx, struct job *jobs, size_t n, const char *reason, int no_restart,
+	     int parallel, json_t **report, struct rk_error *err)
+{
+	json_t *names = json_array();
+	char run_id[64];
+	int r;
+
+	for (size_t i = 0; i < n && names; i++)
+		json_array_append_new(names, json_string(jobs[i].name));
+	if (names == NULL)
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	rk_new_run_id(run_id, sizeof(run_id), rk_now(ctx));
+	if ((r = start_run(ctx, run_id, "rollback", reason, names, jobs, n, 1, err)) == 0) {
+		rk_log_set_run(run_id);
+		rk_log(RK_LOG_INFO, "run.started", "run_id", run_id, "kind", "rollback", NULL);
+		r = finish_run(ctx, run_id, "rollback", jobs, n, no_restart, parallel, report, err);
+	}
 	json_decref(names);
+	return r;
+}
+
+/*
+ * A rollback is a rotation whose new value is an earlier version's: the same
+ * journal (so a kill -9 is resumed like any rotation, never by generating a
+ * random value), the same stage with its precondition (other keys of a Vault
+ * entry are kept), verify, the policy's hooks, promote and restart.
+ */
+int
+rk_engine_rollback(struct rk_ctx *ctx, const char *name, const char *to,
+		   const struct rk_rotate_opts *opts, json_t **report, struct rk_error *err)
+{
+	struct job j;
+	char why[200], target[128] = "";
+	int r;
+
+	if ((r = prepare_rollback(ctx, &j, name, to, why, sizeof(why), err)) == 0) {
+		snprintf(target, sizeof(target), "%s", j.rot->restore_version);
+		r = rollback_run(ctx, &j, 1, opts && opts->reason ? opts->reason : why,
+				 opts && opts->no_restart, 1, report, err);
+	}
+	if (r == 0)
+		json_object_set_new(*report, "restored_version", json_string(target));
 	job_free(&j);
 	return r;
+}
+
+/*
+ * restart.on_failure: rollback. A dependent of run_id did not become
+ * healthy: every changed secret that feeds it (names) is restored to its
+ * value before the run, in a rollback run of its own whose restarts bring
+ * that workload, and every other one reading those secrets, back. Returns
+ * that run's report (or an error report) for the parent's.
+ */
+static json_t *
+rollback_after_restart(struct rk_ctx *ctx, const char *run_id, const json_t *names, int parallel)
+{
+	size_t n = json_array_size(names), ok = 0;
+	struct job *jobs = calloc(n ? n : 1, sizeof(*jobs));
+	json_t *rep = NULL, *refused = json_array();
+	struct rk_error err = { 0 };
+	char reason[200];
+
+	snprintf(reason, sizeof(reason), "restart.on_failure: rollback after a failed restart in "
+		 "run %s", run_id);
+	for (size_t i = 0; jobs && i < n; i++) {
+		const char *name = json_string_value(json_array_get(names, i));
+		char why[200];
+		struct rk_error e2 = { 0 };
+		if (prepare_rollback(ctx, &jobs[ok], name, NULL, why, sizeof(why), &e2) < 0) {
+			rk_log_err(&e2, "cannot roll back '%s' after the failed restart", name);
+			json_array_append_new(refused, json_pack("{s:s, s:s}", "name", name, "error",
+								 e2.msg));
+			job_free(&jobs[ok]);
+			continue;
+		}
+		ok++;
+	}
+	if (jobs == NULL)
+		rk_error_set(&err, RK_ENOMEM, "out of memory");
+	else if (ok > 0)
+		(void)rollback_run(ctx, jobs, ok, reason, 0, parallel, &rep, &err);
+	rk_log_set_run(run_id);
+	if (rep == NULL)
+		rep = json_pack("{s:s, s:s}", "status", "failed", "error",
+				err.code ? err.msg : "nothing could be rolled back");
+	if (rep != NULL && json_array_size(refused) > 0)
+		json_object_set(rep, "not_rolled_back", refused);
+	for (size_t i = 0; jobs && i < ok; i++)
+		job_free(&jobs[i]);
+	free(jobs);
+	json_decref(refused);
+	return rep;
 }

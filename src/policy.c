@@ -51,6 +51,7 @@ static const struct rk_field hook_fields[] = {
 static const struct rk_field restart_fields[] = {
 	{ "wait", RK_T_BOOL, 0 },
 	{ "timeout", RK_T_DURATION, 0 },
+	{ "on_failure", RK_T_STRING, 0 },
 	{ NULL, 0, 0 },
 };
 
@@ -163,6 +164,7 @@ static int
 parse_doc(struct rk_policy **out, const struct rk_doc *doc, struct rk_error *err)
 {
 	const json_t *root = rk_doc_root(doc), *g, *v;
+	const char *of;
 	struct rk_policy *p;
 	int64_t ms;
 	int r;
@@ -244,6 +246,14 @@ parse_doc(struct rk_policy **out, const struct rk_doc *doc, struct rk_error *err
 					    &p->restart_timeout_ms, err)) < 0)
 			goto out;
 		p->restart_wait = rk_doc_bool(g, "wait", 1);
+		of = rk_doc_str(g, "on_failure", "keep");
+		if (strcmp(of, "keep") != 0 && strcmp(of, "rollback") != 0) {
+			r = rk_doc_error_key(err, doc, g, "on_failure", RK_EINVAL,
+					     "restart.on_failure must be keep or rollback, not '%s'",
+					     of);
+			goto out;
+		}
+		p->restart_rollback = strcmp(of, "rollback") == 0;
 	}
 	if (rk_doc_int(root, "max_attempts", RK_DEFAULT_MAX_ATTEMPTS) < 1 ||
 	    rk_doc_int(root, "max_attempts", RK_DEFAULT_MAX_ATTEMPTS) > 100) {

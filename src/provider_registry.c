@@ -11,11 +11,13 @@
 extern const struct rk_provider_ops rk_provider_local;
 extern const struct rk_provider_ops rk_provider_vault;
 extern const struct rk_provider_ops rk_provider_aws;
+extern const struct rk_provider_ops rk_provider_kubernetes;
 
 static const struct rk_provider_ops *const providers[] = {
 	&rk_provider_local,
 	&rk_provider_vault,
 	&rk_provider_aws,
+	&rk_provider_kubernetes,
 	NULL,
 };
 

@@ -36,6 +36,7 @@ struct rk_policy {
 	struct rk_hook set;
 	int restart_wait;
 	int64_t restart_timeout_ms;
+	int restart_rollback;	/* restart.on_failure: rollback (default keep) */
 	int max_attempts;	/* failures in a row before needs_attention */
 };
 

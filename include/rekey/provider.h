@@ -180,6 +180,10 @@ struct rk_provider_ops {
 	int (*doctor)(struct rk_provider *p, const json_t *const *locs, size_t nlocs,
 		      void (*report)(const char *line, int ok, void *arg), void *arg,
 		      struct rk_error *err);
+	/* Optional, RK_CAP_RESTART: doctor's checks for the dependents (targets as restart's). */
+	int (*doctor_targets)(struct rk_provider *p, const char *const *targets, size_t ntargets,
+			      void (*report)(const char *line, int ok, void *arg), void *arg,
+			      struct rk_error *err);
 	void (*close)(struct rk_provider *p);	/* frees everything; accepts NULL */
 	/*
 	 * Optional: how many operations may be in flight on this instance at once

@@ -115,7 +115,7 @@ START_TEST(test_policy_parse_reads_every_field)
 				       "         forbid_reuse_across_environments: true}\n"
 				       "verify: {exec: [/bin/check, --x], timeout: 5s}\n"
 				       "set: {exec: [/bin/set]}\n"
-				       "restart: {wait: false, timeout: 2m}\n"
+				       "restart: {wait: false, timeout: 2m, on_failure: rollback}\n"
 				       "max_attempts: 7\n");
 
 	ck_assert_str_eq(p->name, "pg");
@@ -138,6 +138,7 @@ START_TEST(test_policy_parse_reads_every_field)
 	ck_assert_int_eq(p->set.timeout_ms, RK_DEFAULT_HOOK_TIMEOUT_MS);
 	ck_assert_int_eq(p->restart_wait, 0);
 	ck_assert_int_eq(p->restart_timeout_ms, 120000);
+	ck_assert_int_eq(p->restart_rollback, 1);
 	ck_assert_int_eq(p->max_attempts, 7);
 	rk_policy_free(p);
 }
@@ -153,8 +154,12 @@ START_TEST(test_policy_parse_defaults)
 	ck_assert_uint_eq(p->gen->length, 32);
 	ck_assert_int_eq(p->restart_wait, 1);
 	ck_assert_int_eq(p->restart_timeout_ms, 10 * 60 * 1000);
+	ck_assert_int_eq(p->restart_rollback, 0);	/* on_failure: keep */
 	ck_assert_int_eq(p->max_attempts, RK_DEFAULT_MAX_ATTEMPTS);
 	ck_assert_ptr_null(p->forbid);
+	rk_policy_free(p);
+	p = parse_ok("name: bare\nrotate_every: 1m\nrestart: {on_failure: keep}\n");
+	ck_assert_int_eq(p->restart_rollback, 0);
 	rk_policy_free(p);
 }
 END_TEST
@@ -164,6 +169,8 @@ START_TEST(test_policy_bad_duration_is_an_error_at_its_position)
 	parse_bad("name: x\nrotate_every: 30x\n", 2, 0, "rotate_every");
 	parse_bad("name: x\nrotate_every: 30d\ngrace: soon\n", 3, 0, "grace");
 	parse_bad("name: x\nrotate_every: 30d\nrestart: {timeout: forever}\n", 3, 0, "timeout");
+	parse_bad("name: x\nrotate_every: 30d\nrestart:\n  on_failure: undo\n", 4, 0,
+		  "restart.on_failure must be keep or rollback, not 'undo'");
 }
 END_TEST
 
