@@ -101,7 +101,7 @@ t0=$(now_ms)
 expect_rc "instance b: exit 75 while a holds the lease" 75 rk -c "$T/b.yaml" rotate k/db
 t1=$(now_ms)
 check "  at once (well under a's 3 s hook: $((t1 - t0)) ms)" test $((t1 - t0)) -lt 1500
-check "  naming the holder" contains "$T/err" "held by \"${HOST}_${A}_"
+check "  naming the holder" contains "$T/err" "held by \\\"${HOST}_${A}_"
 check "  and the lease" contains "$T/err" "rekey/rekey-leader"
 wait $A
 rc_a=$?
@@ -114,7 +114,7 @@ check "  with leaseDurationSeconds 1" test "$(lease "s.get('leaseDurationSeconds
 seed_lease dead-host_1_dead 5
 seq0=$(last_seq)
 expect_rc "a live-looking lease of a dead holder: exit 75" 75 rk -c "$T/a.yaml" rotate k/fast
-check "  naming it" contains "$T/err" "held by \"dead-host_1_dead\""
+check "  naming it" contains "$T/err" "held by \\\"dead-host_1_dead\\\""
 check "  nothing written" test "$(writes_since "$seq0")" = 0
 check "  the lease untouched" test "$(lease "s['holderIdentity']")" = dead-host_1_dead
 sleep 3.3	# 2 s duration + 1 s margin since its renewTime
@@ -131,10 +131,10 @@ check "  released after: holderIdentity \"\"" test "$(lease "s.get('holderIdenti
 check "  transitions kept by the release" test "$(lease "s.get('leaseTransitions')")" = 6
 
 # ---- 3. --wait-lease waits for a live holder that releases ----
+seq0=$(last_seq)
 "$REKEY_BIN" -c "$T/a.yaml" rotate k/db >"$T/a.out" 2>"$T/a.err" &
 A=$!
 wait_holder "${HOST}_${A}_"
-seq0=$(last_seq)
 t0=$(now_ms)
 expect_rc "instance b with --wait-lease 10s: rotates once a is done" 0 \
 	rk -c "$T/b.yaml" rotate --wait-lease 10s k/fast
