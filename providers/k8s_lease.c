@@ -545,37 +545,49 @@ reread_ours(struct op *o, json_t **obj, struct rk_error *err)
 	return 0;
 }
 
+/*
+ * PUTs the lease we hold (renewed or released), judging it again after a
+ * lost race: 0 written; RK_EBUSY (err set) when it is no longer ours, and
+ * nothing is written then; <0 errors.
+ */
+static int
+write_held(struct op *o, enum put_mode mode, struct rk_error *err)
+{
+	json_t *obj = json_incref(o->l->seen);
+	int r;
+
+	for (int round = 0; round < LEASE_ROUNDS; round++) {
+		if ((r = put(o, obj, mode, err)) <= 0)
+			goto out;
+		if ((r = reread_ours(o, &obj, err)) < 0)
+			goto out;
+	}
+	r = rk_error_set(err, RK_ETRANSIENT, "lease %s kept changing while rekey wrote it",
+			 o->where);
+out:
+	json_decref(obj);
+	return r;
+}
+
 int
 rk_k8s_lease_renew(struct rk_k8s_lease *l, rk_k8s_send_fn send, void *arg,
 		   const struct rk_call *call, const struct rk_lease_spec *spec,
 		   const char *default_ns, struct rk_error *err)
 {
 	struct op o;
-	json_t *obj = NULL;
 	int r;
 
 	if ((r = op_init(&o, l, send, arg, call, spec, default_ns, err)) < 0)
 		return r;
 	pthread_mutex_lock(&l->mu);
-	if (!ours(&o)) {
+	if (!ours(&o))
 		r = rk_error_set(err, RK_EBUSY, "lease %s is not held by %s", o.where,
 				 spec->identity);
-		goto out;
-	}
-	obj = json_incref(l->seen);
-	for (int round = 0; round < LEASE_ROUNDS; round++) {
-		if ((r = put(&o, obj, PUT_RENEW, err)) <= 0)
-			goto out;
-		if ((r = reread_ours(&o, &obj, err)) < 0)
-			goto out;
-	}
-	r = rk_error_set(err, RK_ETRANSIENT, "lease %s kept changing while rekey renewed it",
-			 o.where);
-out:
+	else
+		r = write_held(&o, PUT_RENEW, err);
 	if (r == RK_EBUSY)
 		l->held = 0;
 	pthread_mutex_unlock(&l->mu);
-	json_decref(obj);
 	return r;
 }
 
@@ -584,37 +596,20 @@ rk_k8s_lease_release(struct rk_k8s_lease *l, rk_k8s_send_fn send, void *arg,
 		     const struct rk_call *call, const struct rk_lease_spec *spec,
 		     const char *default_ns, struct rk_error *err)
 {
-	struct rk_error lost = { 0 };
+	struct rk_error e = { 0 };
 	struct op o;
-	json_t *obj = NULL;
 	int r;
 
 	if ((r = op_init(&o, l, send, arg, call, spec, default_ns, err)) < 0)
 		return r;
 	pthread_mutex_lock(&l->mu);
-	if (!ours(&o))
-		goto out;	/* never held, or already given up: nothing to write */
-	obj = json_incref(l->seen);
-	for (int round = 0; round < LEASE_ROUNDS; round++) {
-		if ((r = put(&o, obj, PUT_RELEASE, err)) <= 0)
-			goto out;
-		/* Lost meanwhile: the lease is someone else's now and stays untouched. */
-		if ((r = reread_ours(&o, &obj, &lost)) == RK_EBUSY) {
-			r = 0;
-			goto out;
-		}
-		if (r < 0) {
-			if (err != NULL && err->code == 0)
-				*err = lost;
-			goto out;
-		}
-	}
-	r = rk_error_set(err, RK_ETRANSIENT, "lease %s kept changing while rekey released it",
-			 o.where);
-out:
+	/* Never held, already given up, or lost meanwhile: someone else's, left untouched. */
+	if (ours(&o) && (r = write_held(&o, PUT_RELEASE, &e)) == RK_EBUSY)
+		r = 0;
 	if (r == 0)
 		l->held = 0;
+	else if (err != NULL && err->code == 0)
+		*err = e;
 	pthread_mutex_unlock(&l->mu);
-	json_decref(obj);
 	return r;
 }

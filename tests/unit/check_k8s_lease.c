@@ -257,6 +257,18 @@ release(struct cand *c, struct fake_api *f, struct rk_error *err)
 	return rk_k8s_lease_release(c->l, fake_send, f, NULL, &c->spec, NS, err);
 }
 
+/* acquire must answer RK_EBUSY naming RIVAL as the holder: the error. */
+static struct rk_error
+busy_by_rival(struct cand *c, struct fake_api *f)
+{
+	struct rk_error err = { 0 };
+	char holder[128] = "";
+
+	ck_assert_int_eq(acquire(c, f, holder, &err), RK_EBUSY);
+	ck_assert_str_eq(holder, RIVAL);
+	return err;
+}
+
 static void
 ck_time(const char *got, int64_t want_us)
 {
@@ -333,13 +345,11 @@ START_TEST(test_other_holder_unexpired_is_busy_with_its_identity)
 	struct fake_api f;
 	struct cand c;
 	struct rk_error err = { 0 };
-	char holder[128] = "";
 
 	fake_init(&f);
 	seed(&f, RIVAL, T0 - 5 * SEC, 15, 2);
 	cand_init(&c, &f, ME);
-	ck_assert_int_eq(acquire(&c, &f, holder, &err), RK_EBUSY);
-	ck_assert_str_eq(holder, RIVAL);
+	err = busy_by_rival(&c, &f);
 	ck_assert_msg(strstr(err.msg, "lease rekey/rekey-leader is held by \"" RIVAL
 				      "\" until 2026-08-22T12:00:10Z") != NULL, "%s", err.msg);
 	ck_assert_msg(strstr(err.msg, "--wait-lease") != NULL, "%s", err.msg);
@@ -396,13 +406,11 @@ START_TEST(test_skew_margin_keeps_just_expired_lease_busy)
 	/* 16 s ago with 15 s duration: past renewTime + duration, inside the 2 s margin. */
 	seed(&f, RIVAL, T0 - 16 * SEC, 15, 0);
 	cand_init(&c, &f, ME);
-	ck_assert_int_eq(acquire(&c, &f, holder, &err), RK_EBUSY);
-	ck_assert_str_eq(holder, RIVAL);
+	busy_by_rival(&c, &f);
 	rk_k8s_lease_free(c.l);
 	/* 17.5 s ago: beyond the margin too. */
 	seed(&f, RIVAL, T0 - 17 * SEC - SEC / 2, 15, 0);
 	cand_init(&c, &f, ME);
-	rk_error_clear(&err);
 	ck_assert_msg(acquire(&c, &f, holder, &err) == 0, "%s", err.msg);
 	ck_assert_str_eq(spec_str(&f, "holderIdentity"), ME);
 	rk_k8s_lease_free(c.l);
@@ -421,20 +429,16 @@ START_TEST(test_record_unchanged_longer_than_duration_is_expired_on_our_clock)
 	/* The holder's clock runs an hour ahead: renewTime says "valid" for an hour. */
 	seed(&f, RIVAL, T0 + 3600 * SEC, 15, 1);
 	cand_init(&c, &f, ME);
-	ck_assert_int_eq(acquire(&c, &f, holder, &err), RK_EBUSY);
+	busy_by_rival(&c, &f);
 	f.mono_ms += 10000;
 	f.wall_us += 10 * SEC;
-	rk_error_clear(&err);
-	ck_assert_int_eq(acquire(&c, &f, holder, &err), RK_EBUSY);
+	busy_by_rival(&c, &f);
 	/* The holder renews: the observation starts again from now. */
 	seed(&f, RIVAL, T0 + 3610 * SEC, 15, 1);
-	rk_error_clear(&err);
-	ck_assert_int_eq(acquire(&c, &f, holder, &err), RK_EBUSY);
+	busy_by_rival(&c, &f);
 	f.mono_ms += 16000;	/* 16 s since the change: within 15 + 2 */
-	rk_error_clear(&err);
-	ck_assert_int_eq(acquire(&c, &f, holder, &err), RK_EBUSY);
+	busy_by_rival(&c, &f);
 	f.mono_ms += 1500;	/* 17.5 s unchanged: the holder is gone */
-	rk_error_clear(&err);
 	ck_assert_msg(acquire(&c, &f, holder, &err) == 0, "%s", err.msg);
 	ck_assert_str_eq(spec_str(&f, "holderIdentity"), ME);
 	ck_assert_int_eq(spec_int(&f, "leaseTransitions"), 2);
@@ -447,15 +451,12 @@ START_TEST(test_rival_writing_between_get_and_put_wins)
 {
 	struct fake_api f;
 	struct cand c;
-	struct rk_error err = { 0 };
-	char holder[128] = "";
 
 	fake_init(&f);
 	seed(&f, "old-holder", T0 - 60 * SEC, 15, 3);
 	f.between = rival_takes;
 	cand_init(&c, &f, ME);
-	ck_assert_int_eq(acquire(&c, &f, holder, &err), RK_EBUSY);
-	ck_assert_str_eq(holder, RIVAL);
+	busy_by_rival(&c, &f);
 	ck_assert_int_eq(f.conflicts, 1);	/* our PUT carried the version read */
 	ck_assert_str_eq(spec_str(&f, "holderIdentity"), RIVAL);
 	ck_assert_int_eq(spec_int(&f, "leaseTransitions"), 4);
@@ -468,14 +469,11 @@ START_TEST(test_rival_creating_first_gets_already_exists_then_busy)
 {
 	struct fake_api f;
 	struct cand c;
-	struct rk_error err = { 0 };
-	char holder[128] = "";
 
 	fake_init(&f);
 	f.between = rival_takes;	/* after our GET's 404, before our POST */
 	cand_init(&c, &f, ME);
-	ck_assert_int_eq(acquire(&c, &f, holder, &err), RK_EBUSY);
-	ck_assert_str_eq(holder, RIVAL);
+	busy_by_rival(&c, &f);
 	ck_assert_int_eq(f.already, 1);
 	ck_assert_int_eq(f.puts, 0);
 	rk_k8s_lease_free(c.l);

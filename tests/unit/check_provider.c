@@ -28,22 +28,6 @@ counted(const struct rk_call *call)
 	return 0;
 }
 
-static int
-fk_open(struct rk_provider **out, const struct rk_provider_env *env, const json_t *cfg,
-	struct rk_error *err)
-{
-	(void)env, (void)cfg;
-	if ((*out = calloc(1, sizeof(**out))) == NULL)
-		return rk_error_set(err, RK_ENOMEM, "out of memory");
-	return 0;
-}
-
-static void
-fk_close(struct rk_provider *p)
-{
-	free(p);
-}
-
 /* The typed locator is a copy of the path. */
 static int
 fk_parse(const struct rk_provider *p, const json_t *loc, void **out, struct rk_error *err)
@@ -143,7 +127,7 @@ fk_lease_keep(struct rk_provider *p, const struct rk_call *call, const struct rk
 static const struct rk_provider_ops fake_ops = {
 	.type = "fake",
 	.caps = RK_CAP_VERSIONS | RK_CAP_RESTART | RK_CAP_LEASE,
-	.open = fk_open,
+	.open = rk_test_bare_open,
 	.parse_locator = fk_parse,
 	.free_locator = fk_free,
 	.read = fk_read,
@@ -157,16 +141,16 @@ static const struct rk_provider_ops fake_ops = {
 	.lease_acquire = fk_lease_acquire,
 	.lease_renew = fk_lease_keep,
 	.lease_release = fk_lease_keep,
-	.close = fk_close,
+	.close = rk_test_bare_close,
 };
 
 /* A type that keeps no secrets: it cannot parse a locator. */
 static const struct rk_provider_ops fake_restart_only = {
 	.type = "restarter",
 	.caps = RK_CAP_RESTART,
-	.open = fk_open,
+	.open = rk_test_bare_open,
 	.restart = fk_restart,
-	.close = fk_close,
+	.close = rk_test_bare_close,
 };
 
 static struct rk_provider *
