@@ -371,46 +371,55 @@ updated(const struct op *o, const json_t *obj, enum put_mode mode)
 	return u;
 }
 
-/* 0: written (and seen); 1: someone else wrote or deleted it first (judge again); <0: error. */
+/*
+ * Sends one write of ours: 0 when the answer is the lease as written (seen
+ * now); 1 when another writer came first (409, or for a PUT 404: deleted),
+ * so the lease must be judged again; <0: error.
+ */
+static int
+write_lease(struct op *o, const char *method, const char *path, const json_t *body,
+	    const char *what, struct rk_error *err)
+{
+	json_t *resp = NULL;
+	long st = 0;
+	int r;
+
+	if ((r = o_send(o, method, path, body, &st, &resp, err)) < 0)
+		goto out;
+	if (st == 409 || (st == 404 && strcmp(method, "PUT") == 0))
+		r = 1;
+	else if (st != 200 && st != 201)
+		r = status_error(o, what, st, resp, err);
+	else if ((r = check_lease(o, resp, err)) == 0)
+		observe(o, resp);
+out:
+	json_decref(resp);
+	return r;
+}
+
+/* obj written back in mode; as write_lease. */
 static int
 put(struct op *o, const json_t *obj, enum put_mode mode, struct rk_error *err)
 {
 	static const char *const what[] = { "take over", "renew", "release" };
-	json_t *u = updated(o, obj, mode), *resp = NULL;
-	long st = 0;
+	json_t *u = updated(o, obj, mode);
 	int r;
 
 	if (u == NULL)
 		return rk_error_set(err, RK_ENOMEM, "out of memory");
-	if ((r = o_send(o, "PUT", o->path, u, &st, &resp, err)) < 0)
-		goto out;
-	if (st == 409 || st == 404) {
-		r = 1;
-		goto out;
-	}
-	if (st != 200) {
-		r = status_error(o, what[mode], st, resp, err);
-		goto out;
-	}
-	if ((r = check_lease(o, resp, err)) < 0)
-		goto out;
-	observe(o, resp);
-	r = 0;
-out:
-	json_decref(resp);
+	r = write_lease(o, "PUT", o->path, u, what[mode], err);
 	json_decref(u);
 	return r;
 }
 
-/* 0: created (and seen); 1: AlreadyExists, another creator won; <0: error. */
+/* A new lease held by us; 1: AlreadyExists, another creator won. As write_lease. */
 static int
 create(struct op *o, struct rk_error *err)
 {
 	const struct rk_lease_spec *s = o->spec;
-	json_t *body, *resp = NULL;
+	json_t *body;
 	char now[RK_K8S_MICROTIME_LEN];
 	const char *slash = strchr(o->where, '/');
-	long st = 0;
 	int r;
 
 	rk_k8s_microtime_format(o->l->clock.wall_us(o->l->clock.arg), now, sizeof(now));
@@ -423,22 +432,7 @@ create(struct op *o, struct rk_error *err)
 			 "acquireTime", now, "renewTime", now, "leaseTransitions", 0);
 	if (body == NULL)
 		return rk_error_set(err, RK_ENOMEM, "out of memory");
-	if ((r = o_send(o, "POST", o->coll, body, &st, &resp, err)) < 0)
-		goto out;
-	if (st == 409) {
-		r = 1;
-		goto out;
-	}
-	if (st != 200 && st != 201) {
-		r = status_error(o, "create", st, resp, err);
-		goto out;
-	}
-	if ((r = check_lease(o, resp, err)) < 0)
-		goto out;
-	observe(o, resp);
-	r = 0;
-out:
-	json_decref(resp);
+	r = write_lease(o, "POST", o->coll, body, "create", err);
 	json_decref(body);
 	return r;
 }
