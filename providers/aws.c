@@ -665,17 +665,6 @@ describe(struct aws *a, const struct rk_call *call, const struct aws_loc *loc, c
 	return 0;
 }
 
-static int
-has_label(const json_t *labels, const char *vid, const char *label)
-{
-	size_t k;
-	json_t *l;
-
-	json_array_foreach(json_object_get(labels, vid), k, l)
-		if (json_is_string(l) && strcmp(json_string_value(l), label) == 0)
-			return 1;
-	return 0;
-}
 
 /*
  * The ClientRequestToken of a write, as a UUID: a BLAKE2b of the version it
@@ -1022,16 +1011,7 @@ aws_promote(struct rk_provider *p, const struct rk_call *call, const void *loc_,
 				 old_ver->id[0] ? old_ver->id : "none", new_ver->id);
 		goto out;
 	}
-	/*
-	 * Tidy: AWSPENDING off the new current, so no rotation looks in
-	 * progress. The labels read before the move still tell: moving
-	 * AWSCURRENT leaves AWSPENDING where it is (contract 2.6, rule 5).
-	 */
-	if (has_label(labels, new_ver->id, "AWSPENDING") &&
-	    move_label(a, call, loc, "AWSPENDING", NULL, new_ver->id, err) < 0)
-		rk_log(RK_LOG_WARN, "provider.tidy_failed", "provider", a->base.name, "secret",
-		       loc->secret_id, "error", err->msg, NULL);
-	rk_error_clear(err);	/* the tidy is housekeeping: the promotion stands */
+	/* AWSPENDING stays on the new current (contract 2.6, rule 5) until aws_tidy. */
 	r = 0;
 out:
 	json_decref(labels);
@@ -1039,6 +1019,19 @@ out:
 }
 
 /* Versions are AWS's own: the version restored is made current by promote. */
+/*
+ * Housekeeping after the run's urgent work (it shares the write quota with
+ * PutSecretValue and UpdateSecretVersionStage): AWSPENDING off the new
+ * current, so that no rotation looks in progress. Stage put it there and
+ * moving AWSCURRENT left it, so it is removed without a DescribeSecret first.
+ */
+static int
+aws_tidy(struct rk_provider *p, const struct rk_call *call, const void *loc_,
+	 const struct rk_version *new_ver, struct rk_error *err)
+{
+	return move_label((struct aws *)p, call, loc_, "AWSPENDING", NULL, new_ver->id, err);
+}
+
 static int
 aws_rollback(struct rk_provider *p, const struct rk_call *call, const void *loc,
 	     const struct rk_version *to, const struct rk_stage_req *req,
@@ -1097,6 +1090,19 @@ aws_concurrency(const struct rk_provider *p)
 	return a->hcfg.concurrency > 0 ? (unsigned)a->hcfg.concurrency : 1;
 }
 
+/* GetSecretValue, PutSecretValue, GetSecretValue by VersionId, DescribeSecret, UpdateSecretVersionStage. */
+static void
+aws_plan_calls(const struct rk_provider *p, struct rk_plan_calls *out)
+{
+	const struct aws *a = (const struct aws *)p;
+
+	out->reads = 3;
+	out->writes = 2;
+	out->restart_calls = 0;
+	out->rps = a->hcfg.rps;
+	out->concurrency = (unsigned)a->hcfg.concurrency;
+}
+
 const struct rk_provider_ops rk_provider_aws = {
 	.type = "aws",
 	.caps = RK_CAP_VERSIONS | RK_CAP_STAGING,
@@ -1113,8 +1119,10 @@ const struct rk_provider_ops rk_provider_aws = {
 	.find_staged = aws_find_staged,
 	.stage = aws_stage,
 	.promote = aws_promote,
+	.tidy = aws_tidy,
 	.rollback = aws_rollback,
 	.doctor = aws_doctor,
 	.close = aws_close,
 	.concurrency = aws_concurrency,
+	.plan_calls = aws_plan_calls,
 };

@@ -1134,6 +1134,19 @@ k8s_restart_concurrency(const struct rk_provider *p)
 	return ((const struct k8s *)p)->rollouts;
 }
 
+/* GET, PATCH, GET to verify; a restart is a GET and a PATCH. */
+static void
+k8s_plan_calls(const struct rk_provider *p, struct rk_plan_calls *out)
+{
+	const struct k8s *k = (const struct k8s *)p;
+
+	out->reads = 2;
+	out->writes = 1;
+	out->restart_calls = 2;
+	out->rps = k->hcfg.rps;
+	out->concurrency = (unsigned)k->hcfg.concurrency;
+}
+
 /* The leader lease (RK_CAP_LEASE): the block at the end of this file. */
 static int k8s_lease_acquire(struct rk_provider *p, const struct rk_call *call,
 			     const struct rk_lease_spec *spec, char *holder, size_t n,
@@ -1169,6 +1182,7 @@ const struct rk_provider_ops rk_provider_kubernetes = {
 	.lease_acquire = k8s_lease_acquire,
 	.lease_renew = k8s_lease_renew,
 	.lease_release = k8s_lease_release,
+	.plan_calls = k8s_plan_calls,
 };
 
 /* ---- the leader lease (coordination.k8s.io/v1): providers/k8s_lease.c over k8s_send ---- */

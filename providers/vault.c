@@ -421,6 +421,19 @@ vault_concurrency(const struct rk_provider *p)
 	return v->hcfg.concurrency > 0 ? (unsigned)v->hcfg.concurrency : 1;
 }
 
+/* KV: read, write, metadata patch, read back (a Transit key: rotate and read). */
+static void
+vault_plan_calls(const struct rk_provider *p, struct rk_plan_calls *out)
+{
+	const struct vault *v = (const struct vault *)p;
+
+	out->reads = 2;
+	out->writes = 2;
+	out->restart_calls = 0;
+	out->rps = v->hcfg.rps;
+	out->concurrency = (unsigned)v->hcfg.concurrency;
+}
+
 const struct rk_provider_ops rk_provider_vault = {
 	.type = "vault",
 	.caps = RK_CAP_VERSIONS,
@@ -441,4 +454,5 @@ const struct rk_provider_ops rk_provider_vault = {
 	.doctor = vault_doctor,
 	.close = rk_vault_close,
 	.concurrency = vault_concurrency,
+	.plan_calls = vault_plan_calls,
 };

@@ -32,6 +32,7 @@ static const struct rk_cmd commands[] = {
 	{ "plan", cmd_plan, "what would rotate now (or at TIME) and why" },
 	{ "rotate", cmd_rotate, "rotate secrets now (NAME..., --due, --resume RUN)" },
 	{ "rollback", cmd_rollback, "restore a secret's previous value" },
+	{ "emergency", cmd_emergency, "rotate everything in scope now, restart dependents once" },
 	{ "history", cmd_history, "past rotations of a secret" },
 	{ "runs", cmd_runs, "recent runs" },
 	{ "run", cmd_run, "one run in detail" },

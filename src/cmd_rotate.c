@@ -82,9 +82,8 @@ catch_stop_signals(struct rk_ctx *ctx)
 	sigaction(SIGINT, &sa, NULL);
 }
 
-/* Takes the leader lease (when `ha` is configured): 0, or the exit code after saying why not. */
-static int
-hold_lease(struct rk_ctx *ctx, int64_t wait_ms, const char *nothing, struct rk_ha **ha)
+int
+rk_cli_hold_lease(struct rk_ctx *ctx, int64_t wait_ms, const char *nothing, struct rk_ha **ha)
 {
 	struct rk_error err = { 0 };
 
@@ -93,12 +92,9 @@ hold_lease(struct rk_ctx *ctx, int64_t wait_ms, const char *nothing, struct rk_h
 	return 0;
 }
 
-/*
- * A lease lost during the run stopped it: said in the report (and at least
- * exit 3), since another instance may have started meanwhile.
- */
-static int
-lease_verdict(const struct rk_ha *ha, json_t *rep, int rc)
+/* Another instance may have started meanwhile: the report says so (and at least exit 3). */
+int
+rk_cli_lease_verdict(const struct rk_ha *ha, json_t *rep, int rc)
 {
 	if (!rk_ha_lost(ha))
 		return rc;
@@ -108,8 +104,8 @@ lease_verdict(const struct rk_ha *ha, json_t *rep, int rc)
 	return rc == 0 ? 3 : rc;
 }
 
-static int
-parse_wait(const char *arg, const char *usage, int64_t *wait_ms)
+int
+rk_cli_parse_wait(const char *arg, const char *usage, int64_t *wait_ms)
 {
 	if (rk_parse_duration_ms(arg, wait_ms) < 0)
 		return rk_cli_usage(usage, "--wait-lease takes a duration like 30s or 5m");
@@ -224,7 +220,7 @@ do_resume(struct rk_ctx *ctx, const char *run, int parallel, int64_t wait_ms)
 		rep = NULL;
 	}
 	catch_stop_signals(ctx);
-	if ((rc = hold_lease(ctx, wait_ms, "nothing was resumed", &ha)) != 0)
+	if ((rc = rk_cli_hold_lease(ctx, wait_ms, "nothing was resumed", &ha)) != 0)
 		return rc;
 	if (rk_engine_resume(ctx, strcmp(run, "all") == 0 ? NULL : run, parallel, &rep, &err) < 0) {
 		rk_ha_release(ha);
@@ -244,7 +240,7 @@ do_resume(struct rk_ctx *ctx, const char *run, int parallel, int64_t wait_ms)
 			print_report(rep);
 		rc = status_exit(rep);
 	}
-	rc = lease_verdict(ha, rep, rc);
+	rc = rk_cli_lease_verdict(ha, rep, rc);
 	if (ctx->output_json)
 		rk_print_json(rep);
 	json_decref(rep);
@@ -292,7 +288,7 @@ cmd_rotate(struct rk_ctx *ctx, int argc, char **argv)
 			ro.parallel = (int)par;
 			break;
 		case 'W':
-			if ((rc = parse_wait(optarg, rotate_usage, &wait_ms)) != 0)
+			if ((rc = rk_cli_parse_wait(optarg, rotate_usage, &wait_ms)) != 0)
 				return rc;
 			break;
 		case 'h': fputs(rotate_usage, stdout); return 0;
@@ -352,14 +348,14 @@ cmd_rotate(struct rk_ctx *ctx, int argc, char **argv)
 	}
 	ro.manual = !due;
 	catch_stop_signals(ctx);
-	if ((rc = hold_lease(ctx, wait_ms, "nothing was rotated", &ha)) != 0)
+	if ((rc = rk_cli_hold_lease(ctx, wait_ms, "nothing was rotated", &ha)) != 0)
 		goto out;
 	rc = 1;
 	if (rk_engine_rotate(ctx, names, &ro, &rep, &err) < 0) {
 		rc = rk_cli_fail(&err, "rotation did not start; nothing was changed");
 		goto out;
 	}
-	rc = lease_verdict(ha, rep, status_exit(rep));
+	rc = rk_cli_lease_verdict(ha, rep, status_exit(rep));
 	if (ctx->output_json)
 		rk_print_json(rep);
 	else
@@ -397,7 +393,7 @@ cmd_rollback(struct rk_ctx *ctx, int argc, char **argv)
 		case 'R': ro.no_restart = 1; break;
 		case 'm': ro.reason = optarg; break;
 		case 'W':
-			if ((rc = parse_wait(optarg, rollback_usage, &wait_ms)) != 0)
+			if ((rc = rk_cli_parse_wait(optarg, rollback_usage, &wait_ms)) != 0)
 				return rc;
 			break;
 		case 'h': fputs(rollback_usage, stdout); return 0;
@@ -415,13 +411,13 @@ cmd_rollback(struct rk_ctx *ctx, int argc, char **argv)
 	}
 	json_decref(rep);
 	rep = NULL;
-	if ((rc = hold_lease(ctx, wait_ms, "nothing was rolled back", &ha)) != 0)
+	if ((rc = rk_cli_hold_lease(ctx, wait_ms, "nothing was rolled back", &ha)) != 0)
 		return rc;
 	if (rk_engine_rollback(ctx, argv[optind], to, &ro, &rep, &err) < 0) {
 		rk_ha_release(ha);
 		return rk_cli_fail(&err, "cannot roll back '%s'", argv[optind]);
 	}
-	rc = lease_verdict(ha, rep, status_exit(rep));
+	rc = rk_cli_lease_verdict(ha, rep, status_exit(rep));
 	if (ctx->output_json)
 		rk_print_json(rep);
 	else
@@ -429,4 +425,30 @@ cmd_rollback(struct rk_ctx *ctx, int argc, char **argv)
 	json_decref(rep);
 	rk_ha_release(ha);
 	return rc;
+}
+
+/* ---- shared with rekey emergency (cmd_emergency.c) ---- */
+
+void
+rk_cli_print_run(const json_t *rep)
+{
+	print_report(rep);
+}
+
+int
+rk_cli_run_exit(const json_t *rep)
+{
+	return status_exit(rep);
+}
+
+void
+rk_cli_catch_stop(struct rk_ctx *ctx)
+{
+	catch_stop_signals(ctx);
+}
+
+int
+rk_cli_resume(struct rk_ctx *ctx, const char *run, int parallel, int64_t wait_ms)
+{
+	return do_resume(ctx, run, parallel, wait_ms);
 }

@@ -126,6 +126,14 @@ status_one(struct rk_ctx *ctx, const char *name, const json_t *plan)
 			p = e;
 	json_object_set(row, "schedule", p);
 	json_object_set_new(row, "state", json_string(state_of(p)));
+	{
+		/* An emergency pauses the scheduler: say so next to the schedule. */
+		char holder[128] = "";
+		struct rk_error e2 = { 0 };
+		if (rk_store_lock_get(ctx->store, "scheduler", holder, sizeof(holder), &e2) == 0 &&
+		    holder[0])
+			json_object_set_new(row, "scheduler_paused_by", json_string(holder));
+	}
 	if (ctx->output_json) {
 		rk_print_json(row);
 		json_decref(row);

@@ -812,6 +812,26 @@ job_retire(struct job *j)
 	job_park(j);	/* frees the typed locator and the journal row */
 }
 
+/* ---- progress ---- */
+
+static rk_engine_progress_fn progress_fn;
+static void *progress_arg;
+
+void
+rk_engine_set_progress(rk_engine_progress_fn fn, void *arg)
+{
+	progress_fn = fn;
+	progress_arg = arg;
+}
+
+/* A job left the pipeline (on a worker thread): tell the command. */
+static void
+progress_note(const struct job *j)
+{
+	if (progress_fn != NULL)
+		progress_fn(progress_arg, j->name, rk_result_name(j->result));
+}
+
 static void *
 pool_worker(void *arg)
 {
@@ -832,6 +852,7 @@ pool_worker(void *arg)
 		}
 		j->t1 = rk_mono_ms();
 		job_retire(j);
+		progress_note(j);
 		pool_done(p, q);
 	}
 	return NULL;
@@ -1434,6 +1455,36 @@ close_jobs(struct rk_ctx *ctx, const char *run_id, struct job *jobs, size_t n)
 static json_t *rollback_after_restart(struct rk_ctx *ctx, const char *run_id, const json_t *names,
 				      int parallel);
 
+/*
+ * Housekeeping of the providers that have some (AWS: AWSPENDING off the new
+ * current), once the run's rotations and restarts are done: it shares a
+ * quota with the urgent writes. Idempotent; a failure is only logged.
+ */
+static void
+tidy_jobs(struct rk_ctx *ctx, struct job *jobs, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct job *j = &jobs[i];
+		struct rk_error err = { 0 };
+		struct rk_version nv;
+		json_t *row = NULL;
+		struct rk_loc loc;
+		if (j->prov == NULL || j->prov->ops->tidy == NULL || !rk_result_changed(j->result) ||
+		    atomic_load(&ctx->stop))
+			continue;
+		snprintf(nv.id, sizeof(nv.id), "%s", JOB_OUT(j, new_version));
+		memset(&loc, 0, sizeof(loc));
+		if (rk_store_secret_get(ctx->store, j->name, &row, &err) < 0 ||
+		    rk_loc_parse(&loc, j->prov, json_object_get(json_object_get(row, "spec"),
+								"locator"), &err) < 0 ||
+		    rk_provider_tidy(j->prov, NULL, &loc, &nv, &err) < 0)
+			rk_log(RK_LOG_WARN, "provider.tidy_failed", "secret", j->name, "provider",
+			       j->prov->name, "error", err.msg, NULL);
+		rk_loc_free(&loc);
+		json_decref(row);
+	}
+}
+
 static int
 finish_run(struct rk_ctx *ctx, const char *run_id, const char *kind, struct job *jobs, size_t n,
 	   int no_restart, int parallel, json_t **report, struct rk_error *err)
@@ -1441,6 +1492,7 @@ finish_run(struct rk_ctx *ctx, const char *run_id, const char *kind, struct job 
 	json_t *rep = NULL, *secrets, *deps, *d, *rb = NULL;
 	size_t ok, bad = 0, dep_bad = 0, stopped = 0, dep_stopped = 0;
 	const char *status;
+	int emergency;
 	char retry[128];
 	int r;
 
@@ -1459,6 +1511,7 @@ finish_run(struct rk_ctx *ctx, const char *run_id, const char *kind, struct job 
 	}
 	dep_bad = restart_dependents(ctx, run_id, jobs, n, deps, no_restart, rb);
 	ok = close_jobs(ctx, run_id, jobs, n);
+	tidy_jobs(ctx, jobs, n);
 	for (size_t i = 0; i < n; i++) {
 		stopped += jobs[i].result == RK_RESULT_INTERRUPTED;
 		/* Rotated, but a restart it feeds was stopped (SIGTERM): the run is not over. */
@@ -1466,9 +1519,27 @@ finish_run(struct rk_ctx *ctx, const char *run_id, const char *kind, struct job 
 		bad += !rk_result_changed(jobs[i].result) && jobs[i].result != RK_RESULT_INTERRUPTED;
 		json_array_append_new(secrets, job_report(&jobs[i]));
 	}
+	emergency = strcmp(kind, "emergency") == 0;
+	{
+		size_t restarted = 0, rfailed = 0;
+		for (size_t i = 0; i < json_array_size(deps); i++) {
+			const char *res = json_string_value(
+				json_object_get(json_array_get(deps, i), "result"));
+			restarted += strcmp(res, "restarted") == 0;
+			rfailed += strcmp(res, "failed") == 0;
+		}
+		json_object_set_new(rep, "totals",
+				    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "secrets",
+					      (json_int_t)n, "rotated", (json_int_t)ok, "failed",
+					      (json_int_t)bad, "unfinished", (json_int_t)stopped,
+					      "dependents", (json_int_t)json_array_size(deps),
+					      "restarted", (json_int_t)restarted, "restart_failed",
+					      (json_int_t)rfailed));
+	}
 	if (stopped > 0 || dep_stopped > 0) {
 		/* The run stays open: its journal is where --resume goes on. */
-		snprintf(retry, sizeof(retry), "rekey rotate --resume %s", run_id);
+		snprintf(retry, sizeof(retry), "rekey %s --resume %s", emergency ? "emergency" : "rotate",
+			 run_id);
 		json_object_set_new(rep, "status", json_string("interrupted"));
 		json_object_set_new(rep, "retry", json_string(retry));
 		d = json_pack("{s:I, s:I, s:I}", "rotated", (json_int_t)ok, "failed",
@@ -1480,8 +1551,13 @@ finish_run(struct rk_ctx *ctx, const char *run_id, const char *kind, struct job 
 	}
 	status = bad == 0 && dep_bad == 0 ? "done" : ok == 0 && bad > 0 ? "failed" : "partial";
 	json_object_set_new(rep, "status", json_string(status));
-	if (bad > 0 || dep_bad > 0)
+	if ((bad > 0 || dep_bad > 0) && emergency) {
+		/* An emergency is finished in the same run: --resume tries the failed ones again. */
+		snprintf(retry, sizeof(retry), "rekey emergency --resume %s", run_id);
+		json_object_set_new(rep, "retry", json_string(retry));
+	} else if (bad > 0 || dep_bad > 0) {
 		json_object_set_new(rep, "retry", json_string("rekey rotate NAME... (a new run)"));
+	}
 	if ((r = rk_store_run_finish(ctx->store, run_id, status, rk_now(ctx), err)) < 0)
 		goto out;
 	d = json_pack("{s:s, s:I, s:I}", "status", status, "rotated", (json_int_t)ok, "failed",
@@ -1610,7 +1686,10 @@ rk_engine_rotate(struct rk_ctx *ctx, const json_t *names_in, const struct rk_rot
 			goto out;
 		job_park(&jobs[n - 1]);	/* checked: its row is loaded again when its turn comes */
 	}
-	rk_new_run_id(run_id, sizeof(run_id), rk_now(ctx));
+	if (opts->run_id != NULL)
+		snprintf(run_id, sizeof(run_id), "%s", opts->run_id);
+	else
+		rk_new_run_id(run_id, sizeof(run_id), rk_now(ctx));
 	if ((r = start_run(ctx, run_id, kind, opts->reason, names, jobs, n, opts->manual, err)) < 0)
 		goto out;
 	rk_log_set_run(run_id);
@@ -1713,9 +1792,21 @@ rk_engine_resume(struct rk_ctx *ctx, const char *run_id, int parallel, json_t **
 	if (run_id != NULL) {
 		if ((r = rk_store_run_get(ctx->store, run_id, &run, err)) < 0)
 			return r;
-		if (strcmp(json_string_value(json_object_get(run, "status")), "running") != 0) {
+		const char *st = json_string_value(json_object_get(run, "status"));
+		if (strcmp(json_string_value(json_object_get(run, "kind")), "emergency") == 0 &&
+		    (strcmp(st, "partial") == 0 || strcmp(st, "failed") == 0)) {
+			/*
+			 * An emergency finishes in its own run: what failed (a provider
+			 * that was down) is tried again there, so that one run says
+			 * where everything stands.
+			 */
+			if ((r = rk_store_run_retry(ctx->store, run_id, rk_now(ctx), err)) < 0) {
+				json_decref(run);
+				return r;
+			}
+		} else if (strcmp(st, "running") != 0) {
 			r = rk_error_set(err, RK_EINVAL, "run %s already finished (%s); nothing to resume",
-					 run_id, json_string_value(json_object_get(run, "status")));
+					 run_id, st);
 			json_decref(run);
 			return r;
 		}

@@ -206,6 +206,15 @@ rk_provider_promote(struct rk_provider *p, const struct rk_call *call, const str
 }
 
 int
+rk_provider_tidy(struct rk_provider *p, const struct rk_call *call, const struct rk_loc *loc,
+		 const struct rk_version *new_ver, struct rk_error *err)
+{
+	if (p->ops->tidy == NULL)
+		return 0;	/* nothing to tidy there */
+	CALL(p, call, tidy, "tidy", typed(p, loc), new_ver, err);
+}
+
+int
 rk_provider_rollback(struct rk_provider *p, const struct rk_call *call, const struct rk_loc *loc,
 		     const struct rk_version *to, const struct rk_stage_req *req,
 		     struct rk_version *new_ver, struct rk_error *err)

@@ -39,7 +39,7 @@
 #include "rekey/store.h"
 #include "rekey/util.h"
 
-#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION 4
 #define BUSY_TIMEOUT_MS 10000
 /* A batch commits at this size even while more writers queue (bounds the wait). */
 #define BATCH_MAX_UNITS 256
@@ -159,6 +159,12 @@ static const char *const migrations[SCHEMA_VERSION] = {
 	 * rotation ever journaled, once per secret of a run.
 	 */
 	"CREATE INDEX rotations_secret ON rotations(secret);",
+	/*
+	 * 4: named locks held by a run (the scheduler paused by an emergency):
+	 * state, not a file lock, so that other processes can read who holds it.
+	 */
+	"CREATE TABLE locks (name TEXT PRIMARY KEY, holder TEXT NOT NULL,"
+	"  since INTEGER NOT NULL);",
 };
 
 static int
@@ -1060,6 +1066,67 @@ rk_store_run_finish(struct rk_store *s, const char *run_id, const char *status, 
 {
 	return run(s, err, NULL, "UPDATE runs SET status = ?, finished_at = ? WHERE id = ?", "sis",
 		   status, now, run_id);
+}
+
+int
+rk_store_run_retry(struct rk_store *s, const char *run_id, int64_t now, struct rk_error *err)
+{
+	int r;
+
+	if ((r = rk_store_begin(s, err)) < 0)
+		return r;
+	if ((r = run(s, err, NULL,
+		     "INSERT INTO steps (run_id, secret, step, detail, ts) SELECT run_id, secret,"
+		     " 'planned', 'retried in the same run', ? FROM rotations WHERE run_id = ?"
+		     " AND state IN ('failed', 'rolled_back')", "is", now, run_id)) < 0 ||
+	    (r = run(s, err, NULL,
+		     "UPDATE rotations SET state = 'planned', new_version = '', new_fp = '',"
+		     " sealed_new = NULL, error = '', updated_at = ? WHERE run_id = ?"
+		     " AND state IN ('failed', 'rolled_back')", "is", now, run_id)) < 0 ||
+	    /* Rotated, but a dependent did not restart: restarted again by the resume. */
+	    (r = run(s, err, NULL,
+		     "UPDATE rotations SET state = 'promoted', updated_at = ? WHERE run_id = ?"
+		     " AND state = 'restart_failed'", "is", now, run_id)) < 0 ||
+	    (r = run(s, err, NULL,
+		     "UPDATE runs SET status = 'running', finished_at = 0 WHERE id = ?", "s",
+		     run_id)) < 0) {
+		rk_store_rollback(s);
+		return r;
+	}
+	return rk_store_commit(s, err);
+}
+
+int
+rk_store_lock_set(struct rk_store *s, const char *name, const char *holder, int64_t now,
+		  struct rk_error *err)
+{
+	return run(s, err, NULL, "INSERT OR REPLACE INTO locks (name, holder, since) VALUES (?,?,?)",
+		   "ssi", name, holder, now);
+}
+
+int
+rk_store_lock_clear(struct rk_store *s, const char *name, const char *holder,
+		    struct rk_error *err)
+{
+	return run(s, err, NULL, "DELETE FROM locks WHERE name = ? AND holder = ?", "ss", name,
+		   holder);
+}
+
+int
+rk_store_lock_get(struct rk_store *s, const char *name, char *holder, size_t n,
+		  struct rk_error *err)
+{
+	json_t *rows = NULL;
+	int r;
+
+	if ((r = query(s, &rows, err, "SELECT holder FROM locks WHERE name = ?", "s", name)) < 0)
+		return r;
+	snprintf(holder, n, "%s",
+		 json_array_size(rows)
+			 ? json_string_value(json_object_get(json_array_get(rows, 0), "holder"))
+			 : "");
+	json_decref(rows);
+	return 0;
 }
 
 int

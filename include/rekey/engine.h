@@ -27,6 +27,7 @@ struct rk_rotate_opts {
 	const char *kind;	/* "rotate", "emergency" */
 	const char *reason;	/* free text for the run and the audit log */
 	int parallel;		/* rotations in flight at once; 0: sized from the providers' caps */
+	const char *run_id;	/* the new run's id (rk_new_run_id); NULL: made here */
 };
 
 /*
@@ -85,5 +86,13 @@ int rk_engine_resume(struct rk_ctx *ctx, const char *run_id, int parallel, json_
 int rk_engine_rollback(struct rk_ctx *ctx, const char *name, const char *to,
 		       const struct rk_rotate_opts *opts, json_t **report,
 		       struct rk_error *err) RK_WARN_UNUSED;
+
+/*
+ * Called (from worker threads: the function must be thread-safe) each time a
+ * rotation leaves the pipeline, with the secret's name and its result's
+ * word ("rotated", "failed", ...). One per process; NULL to stop.
+ */
+typedef void (*rk_engine_progress_fn)(void *arg, const char *secret, const char *result);
+void rk_engine_set_progress(rk_engine_progress_fn fn, void *arg);
 
 #endif

@@ -72,6 +72,14 @@ struct rk_lease_spec {
 	int64_t skew_ms;		/* margin for clock skew when judging another holder's lease */
 };
 
+/* What one rotation costs a provider, for the emergency plan's estimate. */
+struct rk_plan_calls {
+	unsigned reads, writes;		/* API calls of one rotation */
+	unsigned restart_calls;		/* of one restart, polls while waiting not counted */
+	double rps;			/* the configured request rate; 0: not limited */
+	unsigned concurrency;		/* requests in flight at once */
+};
+
 struct rk_provider;
 
 struct rk_provider_ops {
@@ -142,6 +150,13 @@ struct rk_provider_ops {
 		       const struct rk_version *new_ver, const struct rk_version *old_ver,
 		       struct rk_error *err);
 	/*
+	 * Optional housekeeping after promote (AWS: AWSPENDING off the new
+	 * current), called once the run's rotations and restarts are done, as
+	 * it shares a quota with the urgent writes. Failures are only logged.
+	 */
+	int (*tidy)(struct rk_provider *p, const struct rk_call *call, const void *loc,
+		    const struct rk_version *new_ver, struct rk_error *err);
+	/*
 	 * RK_CAP_VERSIONS: makes the value of version `to` current again as a new
 	 * version (req carries the idempotency key; req->value is unused).
 	 */
@@ -196,6 +211,8 @@ struct rk_provider_ops {
 	 * instance may be in flight at once. Default 1.
 	 */
 	unsigned (*restart_concurrency)(const struct rk_provider *p);
+	/* Optional: the cost of a rotation here (none: a local store, no API calls). */
+	void (*plan_calls)(const struct rk_provider *p, struct rk_plan_calls *out);
 };
 
 #define RK_PROVIDER_CONCURRENCY 4u
@@ -268,6 +285,9 @@ int rk_provider_stage(struct rk_provider *p, const struct rk_call *call, const s
 int rk_provider_promote(struct rk_provider *p, const struct rk_call *call,
 			const struct rk_loc *loc, const struct rk_version *new_ver,
 			const struct rk_version *old_ver, struct rk_error *err) RK_WARN_UNUSED;
+/* ops->tidy when the provider has one (0 otherwise). */
+int rk_provider_tidy(struct rk_provider *p, const struct rk_call *call, const struct rk_loc *loc,
+		     const struct rk_version *new_ver, struct rk_error *err) RK_WARN_UNUSED;
 int rk_provider_rollback(struct rk_provider *p, const struct rk_call *call,
 			 const struct rk_loc *loc, const struct rk_version *to,
 			 const struct rk_stage_req *req, struct rk_version *new_ver,

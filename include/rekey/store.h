@@ -103,6 +103,25 @@ int rk_store_run_finish(struct rk_store *s, const char *run_id, const char *stat
 			int64_t now, struct rk_error *err) RK_WARN_UNUSED;
 /* The newest `limit` runs plus every unfinished one, newest first (by sequence). */
 int rk_store_run_list(struct rk_store *s, int limit, json_t **out, struct rk_error *err) RK_WARN_UNUSED;
+/*
+ * Opens a finished run again for another try in the same run: its failed or
+ * rolled-back rotations go back to "planned" (nothing of them is live), its
+ * rotations whose dependent failed to restart back to "promoted" (restarted
+ * again), and the run to "running". One unit.
+ */
+int rk_store_run_retry(struct rk_store *s, const char *run_id, int64_t now,
+		       struct rk_error *err) RK_WARN_UNUSED;
+/*
+ * Named locks held by a run, readable by every process ("scheduler": paused
+ * by an emergency). set replaces the holder; clear removes it only if
+ * holder still holds it; get writes "" when nobody does.
+ */
+int rk_store_lock_set(struct rk_store *s, const char *name, const char *holder, int64_t now,
+		      struct rk_error *err) RK_WARN_UNUSED;
+int rk_store_lock_clear(struct rk_store *s, const char *name, const char *holder,
+			struct rk_error *err) RK_WARN_UNUSED;
+int rk_store_lock_get(struct rk_store *s, const char *name, char *holder, size_t n,
+		      struct rk_error *err) RK_WARN_UNUSED;
 int rk_store_run_get(struct rk_store *s, const char *run_id, json_t **out,
 		     struct rk_error *err) RK_WARN_UNUSED;
 /* Runs whose status is still "running" (crashed or killed), oldest first. */

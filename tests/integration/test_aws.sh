@@ -370,6 +370,18 @@ for s in json.load(sys.stdin)['secrets'].values():
         if v['kind'] == 'string' and v['value'] and len(v['value']) >= 8:
             print(v['value'])" >"$T/values"
 check "the leak check has values to look for ($(wc -l <"$T/values"))" [ "$(wc -l <"$T/values")" -gt 50 ]
+# ---- housekeeping after the urgent work: AWSPENDING removed once every label moved ----
+for s in hk/1 hk/2 hk/3; do seed "{\"Name\": \"$s\", \"SecretString\": \"initial-$s\"}"; done
+printf 'secrets:\n' >"$T/hk.yaml"
+for s in hk/1 hk/2 hk/3; do
+	printf '  - {name: %s, provider: aws, locator: {secret_id: %s}, policy: quick}\n' "$s" "$s" >>"$T/hk.yaml"
+done
+rk apply -f "$T/hk.yaml" >/dev/null 2>&1
+seqh=$(last_seq)
+expect_rc "three rotations in one run" 0 rk rotate hk/1 hk/2 hk/3 --parallel 3
+order=$(reqs_since "$seqh" | jq_ "' '.join(('cur' if r['body'].get('VersionStage')=='AWSCURRENT' else 'tidy') for r in d['requests'] if r['target']=='UpdateSecretVersionStage')")
+check "  every AWSCURRENT move comes before the first AWSPENDING tidy" [ "$order" = "cur cur cur tidy tidy tidy" ]
+check "  and each new current ends with AWSCURRENT alone" [ "$(sm hk/1 "cur['stages']") $(sm hk/2 "cur['stages']") $(sm hk/3 "cur['stages']")" = "['AWSCURRENT'] ['AWSCURRENT'] ['AWSCURRENT']" ]
 leak=0
 while IFS= read -r v; do
 	if grep -rqF -- "$v" "$T/all.out" "$T/var" 2>/dev/null; then leak=1; echo "      leaked: a value of length ${#v}"; fi

@@ -403,13 +403,14 @@ START_TEST(test_store_schema_2_is_upgraded_with_the_rotations_index)
 	make_run(&f);
 	rk_store_close(f.ctx.store);
 	f.ctx.store = NULL;
-	db_exec(f.dir, "DROP INDEX rotations_secret; PRAGMA user_version = 2;");
+	db_exec(f.dir, "DROP INDEX rotations_secret; DROP TABLE locks; PRAGMA user_version = 2;");
 	ck_assert_int_eq(db_int(f.dir, "SELECT COUNT(*) FROM sqlite_master WHERE name = "
 				       "'rotations_secret'"), 0);
 	ck_assert_msg(rk_store_open(&f.ctx.store, f.dir, 0, &err) == 0, "%s", err.msg);
-	ck_assert_int_eq(db_int(f.dir, "PRAGMA user_version"), 3);
+	ck_assert_int_eq(db_int(f.dir, "PRAGMA user_version"), 4);
 	ck_assert_int_eq(db_int(f.dir, "SELECT COUNT(*) FROM sqlite_master WHERE name = "
 				       "'rotations_secret'"), 1);
+	ck_assert_int_eq(db_int(f.dir, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'locks'"), 1);
 	ck_assert_int_eq(db_int(f.dir, "SELECT COUNT(*) FROM rotations"), THREADS);
 	ck_assert_msg(rk_store_secret_in_flight(f.ctx.store, "s3", run, sizeof(run), &err) == 0,
 		      "%s", err.msg);
@@ -419,11 +420,11 @@ START_TEST(test_store_schema_2_is_upgraded_with_the_rotations_index)
 	rk_store_rot_free(rot, 1);
 	rk_store_close(f.ctx.store);
 	f.ctx.store = NULL;
-	db_exec(f.dir, "PRAGMA user_version = 4;");
+	db_exec(f.dir, "PRAGMA user_version = 5;");
 	ck_assert_int_eq(rk_store_open(&f.ctx.store, f.dir, 0, &err), RK_EINVAL);
-	ck_assert_msg(strstr(err.msg, "schema version 4, newer than this rekey") != NULL, "%s",
+	ck_assert_msg(strstr(err.msg, "schema version 5, newer than this rekey") != NULL, "%s",
 		      err.msg);
-	ck_assert_int_eq(db_int(f.dir, "PRAGMA user_version"), 4);
+	ck_assert_int_eq(db_int(f.dir, "PRAGMA user_version"), 5);
 	fx_done(&f);
 }
 END_TEST
