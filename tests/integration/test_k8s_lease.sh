@@ -5,7 +5,8 @@
 # at once naming the holder (emergency too); a dead holder's Lease is refused until it has
 # expired (renewTime + duration + skew margin) and then taken over
 # (leaseTransitions + 1, ours during the run, released after); --wait-lease
-# waits for a live holder that releases; a bad `ha` block is exit 2 at
+# waits for a live holder that releases; a lease lost mid-run stops the
+# run (exit 3, lease.lost) and is left alone; a bad `ha` block is exit 2 at
 # file:line with nothing sent to the cluster.
 . "$(dirname "$0")/lib.sh"
 command -v curl >/dev/null || { echo "test_k8s_lease: curl missing"; exit 1; }
@@ -101,9 +102,9 @@ expect_rc "instance b: exit 75 while a holds the lease" 75 rk -c "$T/b.yaml" rot
 t1=$(now_ms)
 check "  at once (well under a's 6 s hook: $((t1 - t0)) ms)" test $((t1 - t0)) -lt 1500
 check "  naming the holder" contains "$T/err" "held by \\\"${HOST}_${A}_"
+check "  and the lease" contains "$T/err" "rekey/rekey-leader"
 check "instance a held the lease meanwhile" sh -c "[ \"\$1\" = yes ]" - \
 	"$(lease "'yes' if s.get('holderIdentity','').startswith('${HOST}_${A}_') else s")"
-check "  and the lease" contains "$T/err" "rekey/rekey-leader"
 expect_rc "instance b: emergency exits 75 as well" 75 rk -c "$T/b.yaml" emergency --reason test --yes
 check "  naming the holder" contains "$T/err" "held by \\\"${HOST}_${A}_"
 wait $A
@@ -150,7 +151,20 @@ check "  two Secret writes, one each" test "$(writes_since "$seq0")" = 2
 check "  the lease is free at the end" test "$(lease "s.get('holderIdentity')")" = ""
 expect_rc "--wait-lease with a bad duration: 2" 2 rk -c "$T/b.yaml" rotate --wait-lease soon k/fast
 
-# ---- 4. a bad ha block: exit 2 at file:line, nothing sent ----
+# ---- 4. a lease lost during the run stops it, and is left to its new holder ----
+"$REKEY_BIN" -c "$T/a.yaml" --output json rotate k/db >"$T/a.out" 2>"$T/a.err" &
+A=$!
+wait_holder "${HOST}_${A}_"
+seed_lease usurper_9_beef 7	# another writer takes it over under a's feet
+wait $A
+rc_a=$?
+check "a run that lost its lease: exit 3 (got $rc_a)" test "$rc_a" = 3
+check "  lease.lost logged" contains "$T/a.err" '"event":"lease.lost"'
+check "  lease_lost in the report" contains "$T/a.out" '"lease_lost": true'
+check "  the new holder's lease untouched" test "$(lease "s['holderIdentity']")" = usurper_9_beef
+check "  and its term too" test "$(lease "s['leaseTransitions']")" = 7
+
+# ---- 5. a bad ha block: exit 2 at file:line, nothing sent ----
 seq0=$(last_seq)
 sed 's/provider: cluster, namespace/provider: nope, namespace/' "$T/a.yaml" >"$T/bad1.yaml"
 expect_rc "ha naming an unknown provider: 2" 2 rk -c "$T/bad1.yaml" rotate k/fast
