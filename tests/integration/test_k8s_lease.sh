@@ -37,14 +37,7 @@ if "$REKEY_BIN" -c "$T/a.yaml" list 2>&1 | grep -q "unknown provider type 'kuber
 	exit 0
 fi
 
-python3 "$SRC/tests/fakes/k8s_fake.py" --port 0 --port-file "$T/kport" --cert-dir "$T/k8s" \
-	2>"$T/fake.log" &
-FAKE=$!
-trap 'kill $FAKE 2>/dev/null; wait $FAKE 2>/dev/null; rm -rf "$T"' EXIT
-i=0
-while [ ! -s "$T/kport" ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i + 1)); done
-[ -s "$T/kport" ] || { echo "test_k8s_lease: the fake did not start"; cat "$T/fake.log"; exit 1; }
-K="https://127.0.0.1:$(cat "$T/kport")"
+start_k8s_fake
 
 admin() { curl -sS --cacert "$T/k8s/ca.crt" -X "$1" "$K/__fake/$2" -H 'Content-Type: application/json' ${3:+-d "$3"}; }
 # lease EXPR: EXPR over the stored Lease rekey/rekey-leader (l; None when there is none)

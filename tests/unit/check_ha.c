@@ -167,6 +167,19 @@ stop_within(struct rk_ctx *ctx, int64_t ms)
 	return atomic_load(&ctx->stop);
 }
 
+/* f opened with ha of that duration, and the lease taken. */
+static struct rk_ha *
+held(struct fx *f, int64_t duration_ms)
+{
+	struct rk_ha *ha = NULL;
+	struct rk_error err = { 0 };
+
+	fx_open(f, 1, duration_ms);
+	ck_assert_msg(rk_ha_acquire(&f->ctx, 0, &ha, &err) == 0, "%s", err.msg);
+	ck_assert_ptr_nonnull(ha);
+	return ha;
+}
+
 START_TEST(test_ha_not_configured_takes_no_lease)
 {
 	struct fx f;
@@ -293,11 +306,8 @@ END_TEST
 START_TEST(test_ha_renews_every_third_of_the_duration)
 {
 	struct fx f;
-	struct rk_ha *ha = NULL;
-	struct rk_error err = { 0 };
+	struct rk_ha *ha = held(&f, 1500);
 
-	fx_open(&f, 1, 1500);
-	ck_assert_msg(rk_ha_acquire(&f.ctx, 0, &ha, &err) == 0, "%s", err.msg);
 	rk_sleep_ms(1300);	/* renewals near 500 and 1000 ms */
 	ck_assert_int_ge(counter(&F.renews), 2);
 	ck_assert_int_le(counter(&F.renews), 3);
@@ -312,12 +322,10 @@ END_TEST
 START_TEST(test_ha_lost_lease_sets_stop_and_is_not_released)
 {
 	struct fx f;
-	struct rk_ha *ha = NULL;
-	struct rk_error err = { 0 };
+	struct rk_ha *ha;
 
-	fx_open(&f, 1, 1500);
 	F.renew_code = RK_EBUSY;	/* another instance took it over */
-	ck_assert_msg(rk_ha_acquire(&f.ctx, 0, &ha, &err) == 0, "%s", err.msg);
+	ha = held(&f, 1500);
 	ck_assert_int_eq(atomic_load(&f.ctx.stop), 0);
 	ck_assert_int_eq(stop_within(&f.ctx, 3000), 1);
 	ck_assert_int_eq(rk_ha_lost(ha), 1);
@@ -331,13 +339,11 @@ END_TEST
 START_TEST(test_ha_renewals_failing_for_two_thirds_of_the_duration_lose_it)
 {
 	struct fx f;
-	struct rk_ha *ha = NULL;
-	struct rk_error err = { 0 };
+	struct rk_ha *ha;
 	int64_t t0;
 
-	fx_open(&f, 1, 3000);
 	F.renew_code = RK_ETRANSIENT;	/* the API server is unreachable */
-	ck_assert_msg(rk_ha_acquire(&f.ctx, 0, &ha, &err) == 0, "%s", err.msg);
+	ha = held(&f, 3000);
 	t0 = rk_mono_ms();
 	ck_assert_int_eq(stop_within(&f.ctx, 1500), 0);	/* retrying, not lost yet */
 	ck_assert_int_eq(rk_ha_lost(ha), 0);

@@ -269,6 +269,19 @@ busy_by_rival(struct cand *c, struct fake_api *f)
 	return err;
 }
 
+/* A fresh fake holding RIVAL's long-expired lease (trans transitions), taken over by c (ME). */
+static void
+taken_from_dead_rival(struct fake_api *f, struct cand *c, int trans)
+{
+	struct rk_error err = { 0 };
+	char holder[128] = "";
+
+	fake_init(f);
+	seed(f, RIVAL, T0 - 60 * SEC, 15, trans);
+	cand_init(c, f, ME);
+	ck_assert_msg(acquire(c, f, holder, &err) == 0, "%s", err.msg);
+}
+
 static void
 ck_time(const char *got, int64_t want_us)
 {
@@ -313,10 +326,7 @@ START_TEST(test_renew_keeps_acquire_time_and_transitions_and_moves_renew_time)
 	struct rk_error err = { 0 };
 	char holder[128] = "", rv[32];
 
-	fake_init(&f);
-	seed(&f, RIVAL, T0 - 60 * SEC, 15, 6);
-	cand_init(&c, &f, ME);
-	ck_assert_msg(acquire(&c, &f, holder, &err) == 0, "%s", err.msg);
+	taken_from_dead_rival(&f, &c, 6);
 	ck_assert_int_eq(spec_int(&f, "leaseTransitions"), 7);
 	snprintf(rv, sizeof(rv), "%s", json_string_value(json_object_get(
 			 json_object_get(f.lease, "metadata"), "resourceVersion")));
@@ -373,10 +383,7 @@ START_TEST(test_expired_lease_is_taken_over_with_new_term)
 	struct rk_error err = { 0 };
 	char holder[128] = "";
 
-	fake_init(&f);
-	seed(&f, RIVAL, T0 - 30 * SEC, 15, 3);
-	cand_init(&c, &f, ME);
-	ck_assert_msg(acquire(&c, &f, holder, &err) == 0, "%s", err.msg);
+	taken_from_dead_rival(&f, &c, 3);
 	ck_assert_str_eq(spec_str(&f, "holderIdentity"), ME);
 	ck_assert_int_eq(spec_int(&f, "leaseTransitions"), 4);
 	ck_time(spec_str(&f, "acquireTime"), T0);
@@ -522,10 +529,7 @@ START_TEST(test_release_frees_lease_for_one_second_keeping_transitions)
 	struct rk_error err = { 0 };
 	char holder[128] = "";
 
-	fake_init(&f);
-	seed(&f, RIVAL, T0 - 60 * SEC, 15, 3);
-	cand_init(&c, &f, ME);
-	ck_assert_msg(acquire(&c, &f, holder, &err) == 0, "%s", err.msg);
+	taken_from_dead_rival(&f, &c, 3);
 	f.wall_us += 7 * SEC;
 	ck_assert_msg(release(&c, &f, &err) == 0, "%s", err.msg);
 	ck_assert_str_eq(spec_str(&f, "holderIdentity"), "");
