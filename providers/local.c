@@ -594,7 +594,12 @@ local_promote(struct rk_provider *p, const struct rk_call *call, const void *loc
 	if ((r = load_version(l, loc, v, NULL, NULL, err)) < 0 ||
 	    (r = write_current(l, loc->dir, v, err)) < 0)
 		goto out;
-	if (scan_versions(l, loc, NULL, &max, &match, err) == 0)
+	/*
+	 * Versions are numbered from 1: below max_versions there is nothing to
+	 * prune, unless failed stages left newer ones, which a later promotion
+	 * prunes. Spares a directory scan per rotation.
+	 */
+	if (v >= l->max_versions && scan_versions(l, loc, NULL, &max, &match, err) == 0)
 		prune(l, loc->dir, v, old, max);
 	rk_error_clear(err);
 out:

@@ -502,9 +502,38 @@ fail:
 
 /* ---- generation ----------------------------------------------------------------- */
 
+/*
+ * Uniform draws from one buffer of system randomness refilled as needed:
+ * a password of N characters needs about 2N draws, and randombytes_uniform
+ * costs a getrandom(2) each. The same rejection sampling as libsodium's
+ * (no modulo bias). The bytes decide the value: wiped after use.
+ */
+struct rpool {
+	unsigned char buf[256];
+	size_t pos;
+};
+
+static uint32_t
+rpool_uniform(struct rpool *rp, uint32_t n)
+{
+	/* 2^32 mod n: draws below it would make small remainders likelier. */
+	uint32_t min = (uint32_t)(-n) % n, v;
+
+	do {
+		if (rp->pos + sizeof(v) > sizeof(rp->buf)) {
+			randombytes_buf(rp->buf, sizeof(rp->buf));
+			rp->pos = 0;
+		}
+		memcpy(&v, rp->buf + rp->pos, sizeof(v));
+		rp->pos += sizeof(v);
+	} while (v < min);
+	return v % n;
+}
+
 static int
 gen_password(size_t len, unsigned mask, struct rk_secret **out, struct rk_error *err)
 {
+	struct rpool rp = { .pos = sizeof(rp.buf) };
 	struct rk_secret *s = NULL;
 	char alphabet[128];	/* the union of the classes: public, not secret */
 	size_t alen = 0, i = 0;
@@ -538,14 +567,14 @@ gen_password(size_t len, unsigned mask, struct rk_secret **out, struct rk_error 
 		const char *chars = classes[k].chars;
 
 		if (mask & classes[k].bit)
-			p[i++] = (unsigned char)chars[randombytes_uniform((uint32_t)strlen(chars))];
+			p[i++] = (unsigned char)chars[rpool_uniform(&rp, (uint32_t)strlen(chars))];
 	}
-	/* ...the rest uniformly from the union (randombytes_uniform has no modulo bias)... */
+	/* ...the rest uniformly from the union (no modulo bias)... */
 	for (; i < len; i++)
-		p[i] = (unsigned char)alphabet[randombytes_uniform((uint32_t)alen)];
+		p[i] = (unsigned char)alphabet[rpool_uniform(&rp, (uint32_t)alen)];
 	/* ...then a Fisher-Yates shuffle, or the first characters would betray their class. */
 	for (i = len - 1; i > 0; i--) {
-		size_t j = randombytes_uniform((uint32_t)(i + 1));
+		size_t j = rpool_uniform(&rp, (uint32_t)(i + 1));
 
 		t = p[i];
 		p[i] = p[j];
@@ -556,6 +585,7 @@ gen_password(size_t len, unsigned mask, struct rk_secret **out, struct rk_error 
 	s = NULL;
 	r = 0;
 out:
+	sodium_memzero(&rp, sizeof(rp));
 	rk_secret_free(s);
 	return r;
 }

@@ -40,7 +40,8 @@ printf 'name: nowait\nrotate_every: 1d\ngenerator: {type: password, length: 24}\
 # Objects: a namespace of Secrets and one workload of each kind (and two odd ones).
 kubectl_() { kubectl --kubeconfig "$T/k8s/kubeconfig" "$@"; }
 rolled_out() { kubectl_ -n apps rollout status "$1" --timeout=1s >/dev/null 2>&1; }
-secret() { admin POST seed "{\"secrets\": [{\"metadata\": {\"name\": \"$1\", \"namespace\": \"apps\"}, \"data\": {\"v\": \"b2xk\"}}]}" >/dev/null; }
+# secret NAME: a Secret apps/NAME with data.v = "old" (seeded: no request of rekey's)
+secret() { admin POST seed "{\"kind\": \"Secret\", \"metadata\": {\"name\": \"$1\", \"namespace\": \"apps\"}, \"data\": {\"v\": \"b2xk\"}}" | grep -q resourceVersion || echo "  (seeding $1 failed)"; }
 for s in s-sts s-ds s-dl s-od s-pause s-stop s-nowait; do secret $s; done
 cat >"$T/w.yaml" <<'EOW'
 apiVersion: apps/v1
@@ -174,6 +175,47 @@ expect_rc "restart.wait: false" 0 rk rotate nowait
 t1=$(date +%s%N)
 check "  the workload was patched" [ "$(patches $SLOW)" = 2 ]
 check "  without waiting for the 5 s rollout" [ $(( (t1 - t0) / 1000000 )) -lt 2500 ]
+
+# restart.on_failure: rollback with two workloads reading the secret, one
+# of them stuck: the secret goes back to its previous value through the
+# policy's set hook (which gets that value), and both workloads restart
+# again in the rollback run.
+printf 'name: undo\nrotate_every: 1d\ngenerator: {type: password, length: 24}\nset: {exec: [sh, -c, "sha256sum | cut -c1-64 >> %s/set.log"]}\nrestart: {wait: true, timeout: 1s, on_failure: rollback}\n' "$T" >"$T/policy/undo.yaml"
+secret s-undo
+cat >"$T/w2.yaml" <<'EOW'
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: bad, namespace: apps}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: bad}}
+  template: {metadata: {labels: {app: bad}}, spec: {containers: [{name: b, image: b}]}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: good, namespace: apps}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: good}}
+  template: {metadata: {labels: {app: good}}, spec: {containers: [{name: g, image: g}]}}
+EOW
+kubectl_ apply -f "$T/w2.yaml" >/dev/null 2>&1
+rolled_out_wait() { kubectl_ -n apps rollout status "$1" --timeout=20s >/dev/null 2>&1; }
+rolled_out_wait deployment/bad
+rolled_out_wait deployment/good
+printf 'secrets:\n  - {name: undo, provider: cluster, locator: {namespace: apps, secret: s-undo, key: v}, policy: undo,\n     dependents: [{kubernetes: cluster/deployment/apps/bad}, {kubernetes: cluster/deployment/apps/good}]}\n' >"$T/undo.yaml"
+expect_rc "apply a secret read by two workloads" 0 rk apply -f "$T/undo.yaml"
+before=$(kubectl_ -n apps get secret s-undo -o jsonpath='{.data.v}' | base64 -d | sha256sum | cut -c1-64)
+admin POST config '{"objects": {"deployments/apps/bad": {"rollout_mode": "crashloop"}}}' >/dev/null
+: >"$T/set.log"
+expect_rc "a crash-looping rollout under on_failure: rollback: partial" 3 rk rotate undo --output json
+cp "$T/out" "$T/undo.json"
+check "  the secret is back at its previous value" [ "$(kubectl_ -n apps get secret s-undo -o jsonpath='{.data.v}' | base64 -d | sha256sum | cut -c1-64)" = "$before" ]
+check "  the set hook ran twice, the second time with the previous value" [ "$(wc -l <"$T/set.log" | tr -d ' ') $(tail -1 "$T/set.log")" = "2 $before" ]
+check "  the stuck workload was restarted again" [ "$(patches /apis/apps/v1/namespaces/apps/deployments/bad)" = 2 ]
+check "  and so was the other workload that reads the secret" [ "$(patches /apis/apps/v1/namespaces/apps/deployments/good)" = 2 ]
+check "  the report has the rollback run: restored, both dependents" [ "$(jq_ "(d['rollback']['secrets'][0]['result'], sorted(x['dependent'].split('/')[-1] for x in d['rollback']['dependents']))" <"$T/undo.json")" = "('restored', ['bad', 'good'])" ]
+check "  and the first run's failed restart with its deadline" [ "$(jq_ "[x['result'] for x in d['dependents'] if x['dependent'].endswith('/bad')][0]" <"$T/undo.json")" = failed ]
 
 # The client-side rate limit (client-go's 5 QPS, burst 10, by default): 8
 # rotations are 24 requests (GET, PATCH, GET), so at 5/s after a burst of 10

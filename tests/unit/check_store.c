@@ -494,6 +494,52 @@ START_TEST(test_store_reused_statements_take_their_own_arguments)
 END_TEST
 
 
+/*
+ * A finished emergency tried again in its own run: failed and rolled-back
+ * rotations back to planned (sealed value and versions dropped), a failed
+ * restart back to promoted, done ones untouched, the run running again.
+ */
+START_TEST(test_store_run_retry_replans_only_what_failed)
+{
+	struct fx f;
+	struct rk_error err = { 0 };
+	char holder[64];
+
+	fx_init(&f);
+	make_run(&f);
+	db_exec(f.dir, "UPDATE rotations SET state = 'failed', new_version = '7', error = 'x',"
+		       " sealed_new = x'01' WHERE secret = 's0';"
+		       "UPDATE rotations SET state = 'rolled_back' WHERE secret = 's1';"
+		       "UPDATE rotations SET state = 'restart_failed' WHERE secret = 's2';"
+		       "UPDATE rotations SET state = 'done' WHERE secret = 's3';"
+		       "UPDATE runs SET status = 'partial', finished_at = 5 WHERE id = 'run1';");
+	ck_assert_msg(rk_store_run_retry(f.ctx.store, "run1", 9, &err) == 0, "%s", err.msg);
+	ck_assert_int_eq(db_int(f.dir, "SELECT COUNT(*) FROM rotations WHERE state = 'planned' AND"
+				       " secret IN ('s0', 's1')"), 2);
+	ck_assert_int_eq(db_int(f.dir, "SELECT COUNT(*) FROM rotations WHERE secret = 's0' AND"
+				       " new_version = '' AND error = '' AND sealed_new IS NULL"), 1);
+	ck_assert_int_eq(db_int(f.dir, "SELECT COUNT(*) FROM rotations WHERE secret = 's2' AND"
+				       " state = 'promoted'"), 1);
+	ck_assert_int_eq(db_int(f.dir, "SELECT COUNT(*) FROM rotations WHERE secret = 's3' AND"
+				       " state = 'done'"), 1);
+	ck_assert_int_eq(db_int(f.dir, "SELECT COUNT(*) FROM steps WHERE detail = 'retried in the"
+				       " same run'"), 2);
+	ck_assert_int_eq(db_int(f.dir, "SELECT COUNT(*) FROM runs WHERE id = 'run1' AND"
+				       " status = 'running' AND finished_at = 0"), 1);
+	/* Named locks: set, read, cleared only by their holder. */
+	ck_assert_int_eq(rk_store_lock_get(f.ctx.store, "scheduler", holder, sizeof(holder), &err), 0);
+	ck_assert_str_eq(holder, "");
+	ck_assert_int_eq(rk_store_lock_set(f.ctx.store, "scheduler", "run1", 3, &err), 0);
+	ck_assert_int_eq(rk_store_lock_clear(f.ctx.store, "scheduler", "run2", &err), 0);
+	ck_assert_int_eq(rk_store_lock_get(f.ctx.store, "scheduler", holder, sizeof(holder), &err), 0);
+	ck_assert_str_eq(holder, "run1");
+	ck_assert_int_eq(rk_store_lock_clear(f.ctx.store, "scheduler", "run1", &err), 0);
+	ck_assert_int_eq(rk_store_lock_get(f.ctx.store, "scheduler", holder, sizeof(holder), &err), 0);
+	ck_assert_str_eq(holder, "");
+	fx_done(&f);
+}
+END_TEST
+
 Suite *
 store_suite(void)
 {
@@ -507,6 +553,7 @@ store_suite(void)
 	tcase_add_test(tc, test_store_failed_unit_in_a_shared_batch_undoes_only_its_own_writes);
 	tcase_add_test(tc, test_store_schema_2_is_upgraded_with_the_rotations_index);
 	tcase_add_test(tc, test_store_reused_statements_take_their_own_arguments);
+	tcase_add_test(tc, test_store_run_retry_replans_only_what_failed);
 	suite_add_tcase(s, tc);
 	return s;
 }
