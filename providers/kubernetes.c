@@ -30,6 +30,7 @@
 #include "rekey/util.h"
 #include "k8s_conn.h"
 #include "k8s_int.h"
+#include "k8s_lease.h"
 
 #define ANN_ROTATED_AT "rekey.io/rotated-at"
 #define ANN_RUN "rekey.io/run"
@@ -46,6 +47,7 @@ struct k8s {
 	struct rk_k8s_conn *conn;
 	unsigned rollouts;		/* restarts in flight at once */
 	int64_t poll_ms;		/* between two reads of a rollout */
+	struct rk_k8s_lease *lease;	/* the leader lease seen (k8s_lease.c), made at first use */
 };
 
 struct k8s_loc {
@@ -167,6 +169,7 @@ k8s_close(struct rk_provider *p)
 	rk_http_free(k->http);
 	rk_http_cfg_free(&k->hcfg);
 	rk_k8s_conn_free(k->conn);
+	rk_k8s_lease_free(k->lease);
 	free(k);
 }
 
@@ -1144,9 +1147,18 @@ k8s_plan_calls(const struct rk_provider *p, struct rk_plan_calls *out)
 	out->concurrency = (unsigned)k->hcfg.concurrency;
 }
 
+/* The leader lease (RK_CAP_LEASE): the block at the end of this file. */
+static int k8s_lease_acquire(struct rk_provider *p, const struct rk_call *call,
+			     const struct rk_lease_spec *spec, char *holder, size_t n,
+			     struct rk_error *err);
+static int k8s_lease_renew(struct rk_provider *p, const struct rk_call *call,
+			   const struct rk_lease_spec *spec, struct rk_error *err);
+static int k8s_lease_release(struct rk_provider *p, const struct rk_call *call,
+			     const struct rk_lease_spec *spec, struct rk_error *err);
+
 const struct rk_provider_ops rk_provider_kubernetes = {
 	.type = "kubernetes",
-	.caps = RK_CAP_RESTART,
+	.caps = RK_CAP_RESTART | RK_CAP_LEASE,
 	.config_fields = k8s_config_fields,
 	.locator_fields = k8s_locator_fields,
 	.check_config = k8s_check_config,
@@ -1167,5 +1179,87 @@ const struct rk_provider_ops rk_provider_kubernetes = {
 	.close = k8s_close,
 	.concurrency = k8s_concurrency,
 	.restart_concurrency = k8s_restart_concurrency,
+	.lease_acquire = k8s_lease_acquire,
+	.lease_renew = k8s_lease_renew,
+	.lease_release = k8s_lease_release,
 	.plan_calls = k8s_plan_calls,
 };
+
+/* ---- the leader lease (coordination.k8s.io/v1): providers/k8s_lease.c over k8s_send ---- */
+
+/*
+ * rk_k8s_send_fn for k8s_lease.c: one request with this instance's
+ * credentials, retries and limits. The writes may be resent: a PUT carries
+ * the resourceVersion read and a resent POST meets AlreadyExists, and
+ * k8s_lease.c judges the lease again after either.
+ */
+static int
+lease_send(void *arg, const struct rk_call *call, const char *method, const char *path,
+	   const char *body, long *status, json_t **obj, struct rk_error *err)
+{
+	struct k8s *k = arg;
+	struct rk_http_resp resp = { 0 };
+	json_t *j;
+	int r;
+
+	*obj = NULL;
+	r = k8s_send(k, call, method, path, body ? "Content-Type: application/json" : NULL, body,
+		     body ? strlen(body) : 0, RK_HTTP_IDEMPOTENT, 0, &resp, err);
+	if (r == 0) {
+		*status = resp.status;
+		j = json_loadb(resp.body, resp.len, 0, NULL);
+		if (json_is_object(j))
+			*obj = j;
+		else
+			json_decref(j);
+	}
+	rk_http_resp_free(&resp);
+	return r;
+}
+
+/* The lease state, made on first use (acquire runs before the renewal thread starts). */
+static int
+lease_state(struct k8s *k, struct rk_error *err)
+{
+	return k->lease != NULL ? 0 : rk_k8s_lease_new(&k->lease, NULL, err);
+}
+
+static int
+k8s_lease_acquire(struct rk_provider *p, const struct rk_call *call,
+		  const struct rk_lease_spec *spec, char *holder, size_t n, struct rk_error *err)
+{
+	struct k8s *k = (struct k8s *)p;
+	int r;
+
+	if ((r = lease_state(k, err)) < 0)
+		return r;
+	return rk_k8s_lease_acquire(k->lease, lease_send, k, call, spec,
+				    rk_k8s_conn_namespace(k->conn), holder, n, err);
+}
+
+static int
+k8s_lease_renew(struct rk_provider *p, const struct rk_call *call,
+		const struct rk_lease_spec *spec, struct rk_error *err)
+{
+	struct k8s *k = (struct k8s *)p;
+	int r;
+
+	if ((r = lease_state(k, err)) < 0)
+		return r;
+	return rk_k8s_lease_renew(k->lease, lease_send, k, call, spec,
+				  rk_k8s_conn_namespace(k->conn), err);
+}
+
+static int
+k8s_lease_release(struct rk_provider *p, const struct rk_call *call,
+		  const struct rk_lease_spec *spec, struct rk_error *err)
+{
+	struct k8s *k = (struct k8s *)p;
+	int r;
+
+	if ((r = lease_state(k, err)) < 0)
+		return r;
+	return rk_k8s_lease_release(k->lease, lease_send, k, call, spec,
+				    rk_k8s_conn_namespace(k->conn), err);
+}
+/* ---- end of the leader lease ---- */

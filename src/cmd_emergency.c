@@ -20,6 +20,7 @@
 #include "rekey/crypto.h"
 #include "rekey/ctx.h"
 #include "rekey/engine.h"
+#include "rekey/ha.h"
 #include "rekey/log.h"
 #include "rekey/provider.h"
 #include "rekey/store.h"
@@ -27,8 +28,8 @@
 
 static const char usage[] =
 	"usage: rekey emergency --reason TEXT [--scope SEL]... [--dry-run] [--yes]\n"
-	"                       [--parallel N] [--no-restart]\n"
-	"       rekey emergency --resume RUN [--parallel N]\n\n"
+	"                       [--parallel N] [--no-restart] [--wait-lease DURATION]\n"
+	"       rekey emergency --resume RUN [--parallel N] [--wait-lease DURATION]\n\n"
 	"Rotates every secret in scope now, in one run: tier 0 first, many at once\n"
 	"(bounded per provider by its concurrency and rate limit), each dependent\n"
 	"restarted once after the last of its secrets. The scheduler of `rekey serve`\n"
@@ -38,6 +39,8 @@ static const char usage[] =
 	"  --dry-run     print the plan (waves, dependents, calls, estimate); change nothing\n"
 	"  --yes         do not ask (required without a terminal)\n"
 	"  --resume RUN  finish RUN: what was cut off, and what failed (a provider down)\n"
+	"  --wait-lease DURATION  with `ha` in rekey.yaml: wait that long for another\n"
+	"                instance's leader lease (default: exit 75 at once)\n"
 	"Exit: 0 all done, 3 partial, 1 nothing done, 2 usage, 75 locked.\n";
 
 enum sel_kind { SEL_PROVIDER, SEL_ENVIRONMENT, SEL_OWNER, SEL_TIER, SEL_NAME };
@@ -391,6 +394,7 @@ cmd_emergency(struct rk_ctx *ctx, int argc, char **argv)
 		{ "parallel", required_argument, NULL, 'P' },
 		{ "no-restart", no_argument, NULL, 'R' },
 		{ "resume", required_argument, NULL, 'r' },
+		{ "wait-lease", required_argument, NULL, 'W' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -398,6 +402,8 @@ cmd_emergency(struct rk_ctx *ctx, int argc, char **argv)
 	struct rk_rotate_opts ro = { .kind = "emergency", .manual = 1 };
 	struct sel sels[SEL_MAX];
 	struct progress pg;
+	struct rk_ha *ha = NULL;
+	int64_t wait_ms = 0;
 	size_t nsel = 0, i;
 	const char *resume = NULL;
 	int dry = 0, yes = 0, c, rc = 1;
@@ -428,6 +434,12 @@ cmd_emergency(struct rk_ctx *ctx, int argc, char **argv)
 			break;
 		case 'R': ro.no_restart = 1; break;
 		case 'r': resume = optarg; break;
+		case 'W':
+			if ((c = rk_cli_parse_wait(optarg, usage, &wait_ms)) != 0) {
+				json_decref(scope);
+				return c;
+			}
+			break;
 		case 'h': fputs(usage, stdout); json_decref(scope); return 0;
 		default: json_decref(scope); return rk_cli_usage(usage, "bad arguments");
 		}
@@ -444,7 +456,7 @@ cmd_emergency(struct rk_ctx *ctx, int argc, char **argv)
 		if ((c = rk_cli_open(ctx, 1)) != 0)
 			return c;
 		pause_scheduler(ctx, resume, 1);
-		rc = rk_cli_resume(ctx, resume, ro.parallel);
+		rc = rk_cli_resume(ctx, resume, ro.parallel, wait_ms);
 		pause_scheduler(ctx, resume, 0);
 		return rc;
 	}
@@ -502,6 +514,10 @@ cmd_emergency(struct rk_ctx *ctx, int argc, char **argv)
 		rc = rk_cli_fail(&err, "nothing was rotated");
 		goto out;
 	}
+	rk_cli_catch_stop(ctx);	/* SIGTERM ends a wait for the lease too */
+	if ((rc = rk_cli_hold_lease(ctx, wait_ms, "nothing was rotated", &ha)) != 0)
+		goto out;
+	rc = 1;
 	rk_new_run_id(run_id, sizeof(run_id), rk_now(ctx));
 	ro.run_id = run_id;
 	memset(&pg, 0, sizeof(pg));
@@ -524,14 +540,15 @@ cmd_emergency(struct rk_ctx *ctx, int argc, char **argv)
 		goto out;
 	}
 	json_object_set_new(rep, "reason", json_string(ro.reason));
+	rc = rk_cli_lease_verdict(ha, rep, rk_cli_run_exit(rep));
 	if (ctx->output_json) {
 		rk_print_json(rep);
 	} else {
 		rk_cli_print_run(rep);
 		print_totals(rep);
 	}
-	rc = rk_cli_run_exit(rep);
 out:
+	rk_ha_release(ha);
 	json_decref(rows);
 	json_decref(in);
 	json_decref(scope);

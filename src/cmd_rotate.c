@@ -2,6 +2,10 @@
  * rekey rotate NAME... | --due [--dry-run] [--ignore-window] [--no-restart]
  * rekey rotate --resume RUN
  * rekey rollback NAME [--to VERSION]
+ *
+ * With `ha` in rekey.yaml each holds the leader lease (src/ha.c) from before
+ * the first provider write to the end, so that two instances never rotate
+ * at once; a dry run writes nothing and takes none.
  */
 #include <getopt.h>
 #include <signal.h>
@@ -12,6 +16,7 @@
 #include "rekey/cli.h"
 #include "rekey/ctx.h"
 #include "rekey/engine.h"
+#include "rekey/ha.h"
 #include "rekey/store.h"
 #include "rekey/util.h"
 
@@ -19,8 +24,10 @@ _Static_assert(RK_PARALLEL_MAX == 256, "the --parallel usage message says 256");
 
 static const char rotate_usage[] =
 	"usage: rekey rotate NAME... [--dry-run] [--no-restart] [--reason TEXT] [--parallel N]\n"
+	"                            [--wait-lease DURATION]\n"
 	"       rekey rotate --due [--ignore-window] [--dry-run] [--no-restart] [--parallel N]\n"
-	"       rekey rotate --resume RUN|all [--parallel N]\n\n"
+	"                          [--wait-lease DURATION]\n"
+	"       rekey rotate --resume RUN|all [--parallel N] [--wait-lease DURATION]\n\n"
 	"Rotates the named secrets now (a secret marked needs_attention is cleared by\n"
 	"naming it), or every secret that is due and inside its rotation window\n"
 	"(--due). Dependents restart once each, after all their secrets are promoted.\n"
@@ -30,15 +37,22 @@ static const char rotate_usage[] =
 	"tiers first. SIGTERM or Ctrl-C stops cleanly: no new rotation starts, calls\n"
 	"in flight are abandoned where the journal has them, and the command prints\n"
 	"the --resume command that finishes the run.\n"
-	"Exit: 0 all rotated, 3 some failed or stopped, 1 all failed, 2 usage, 75 locked.\n";
+	"With `ha` in rekey.yaml the run holds the leader lease: when another rekey\n"
+	"holds it the command exits 75 at once, or with --wait-lease waits up to\n"
+	"DURATION (30s, 5m) for it; a lease lost during the run stops it as SIGTERM does.\n"
+	"Exit: 0 all rotated, 3 some failed or stopped, 1 all failed, 2 usage, 75 locked\n"
+	"or the lease is held by another rekey.\n";
 
 static const char rollback_usage[] =
-	"usage: rekey rollback NAME [--to VERSION] [--no-restart] [--reason TEXT]\n\n"
+	"usage: rekey rollback NAME [--to VERSION] [--no-restart] [--reason TEXT]\n"
+	"                      [--wait-lease DURATION]\n\n"
 	"Makes the value that was current just before the secret's latest change (a\n"
 	"rotation or a rollback), or the value of VERSION, current again as a new\n"
 	"version, runs the policy's verify and set hooks, and restarts the secret's\n"
-	"dependents (not with --no-restart).\n"
-	"Exit: 0 rolled back, 3 rolled back but a dependent failed, 1 failed, 2 usage.\n";
+	"dependents (not with --no-restart). With `ha` in rekey.yaml it holds the leader\n"
+	"lease meanwhile (--wait-lease DURATION: wait that long for another holder).\n"
+	"Exit: 0 rolled back, 3 rolled back but a dependent failed, 1 failed, 2 usage,\n"
+	"75 the lease is held by another rekey.\n";
 
 /* The flag SIGTERM and SIGINT set: the engine stops starting and waiting. */
 static atomic_int *stop_flag;
@@ -66,6 +80,36 @@ catch_stop_signals(struct rk_ctx *ctx)
 	stop_flag = &ctx->stop;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+}
+
+int
+rk_cli_hold_lease(struct rk_ctx *ctx, int64_t wait_ms, const char *nothing, struct rk_ha **ha)
+{
+	struct rk_error err = { 0 };
+
+	if (rk_ha_acquire(ctx, wait_ms, ha, &err) < 0)
+		return rk_cli_fail(&err, "%s", nothing);
+	return 0;
+}
+
+/* Another instance may have started meanwhile: the report says so (and at least exit 3). */
+int
+rk_cli_lease_verdict(const struct rk_ha *ha, json_t *rep, int rc)
+{
+	if (!rk_ha_lost(ha))
+		return rc;
+	json_object_set_new(rep, "lease_lost", json_true());
+	fprintf(stderr, "rekey: the leader lease was lost during the run: no provider write "
+		"started after that\n");
+	return rc == 0 ? 3 : rc;
+}
+
+int
+rk_cli_parse_wait(const char *arg, const char *usage, int64_t *wait_ms)
+{
+	if (rk_parse_duration_ms(arg, wait_ms) < 0)
+		return rk_cli_usage(usage, "--wait-lease takes a duration like 30s or 5m");
+	return 0;
 }
 
 /* The words for a result code, made only when printing. */
@@ -158,9 +202,10 @@ print_report(const json_t *rep)
 }
 
 static int
-do_resume(struct rk_ctx *ctx, const char *run, int parallel)
+do_resume(struct rk_ctx *ctx, const char *run, int parallel, int64_t wait_ms)
 {
 	struct rk_error err = { 0 };
+	struct rk_ha *ha = NULL;
 	json_t *rep = NULL, *e;
 	size_t i;
 	int rc = 0;
@@ -175,8 +220,12 @@ do_resume(struct rk_ctx *ctx, const char *run, int parallel)
 		rep = NULL;
 	}
 	catch_stop_signals(ctx);
-	if (rk_engine_resume(ctx, strcmp(run, "all") == 0 ? NULL : run, parallel, &rep, &err) < 0)
+	if ((rc = rk_cli_hold_lease(ctx, wait_ms, "nothing was resumed", &ha)) != 0)
+		return rc;
+	if (rk_engine_resume(ctx, strcmp(run, "all") == 0 ? NULL : run, parallel, &rep, &err) < 0) {
+		rk_ha_release(ha);
 		return rk_cli_fail(&err, "cannot resume %s", run);
+	}
 	if (json_is_array(rep)) {
 		json_array_foreach(rep, i, e) {
 			int x = status_exit(e);
@@ -191,9 +240,11 @@ do_resume(struct rk_ctx *ctx, const char *run, int parallel)
 			print_report(rep);
 		rc = status_exit(rep);
 	}
+	rc = rk_cli_lease_verdict(ha, rep, rc);
 	if (ctx->output_json)
 		rk_print_json(rep);
 	json_decref(rep);
+	rk_ha_release(ha);
 	return rc;
 }
 
@@ -208,11 +259,14 @@ cmd_rotate(struct rk_ctx *ctx, int argc, char **argv)
 		{ "no-restart", no_argument, NULL, 'R' },
 		{ "reason", required_argument, NULL, 'm' },
 		{ "parallel", required_argument, NULL, 'P' },
+		{ "wait-lease", required_argument, NULL, 'W' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct rk_error err = { 0 };
 	struct rk_rotate_opts ro = { .kind = "rotate" };
+	struct rk_ha *ha = NULL;
+	int64_t wait_ms = 0;
 	long long par;
 	const char *resume = NULL;
 	int due = 0, dry = 0, ignore_window = 0, c, rc = 1;
@@ -233,6 +287,10 @@ cmd_rotate(struct rk_ctx *ctx, int argc, char **argv)
 						    "to 256");
 			ro.parallel = (int)par;
 			break;
+		case 'W':
+			if ((rc = rk_cli_parse_wait(optarg, rotate_usage, &wait_ms)) != 0)
+				return rc;
+			break;
 		case 'h': fputs(rotate_usage, stdout); return 0;
 		default: return rk_cli_usage(rotate_usage, "bad arguments");
 		}
@@ -242,7 +300,7 @@ cmd_rotate(struct rk_ctx *ctx, int argc, char **argv)
 	if ((c = rk_cli_open(ctx, !dry)) != 0)
 		return c;
 	if (resume != NULL)
-		return do_resume(ctx, resume, ro.parallel);
+		return do_resume(ctx, resume, ro.parallel, wait_ms);
 	if (due) {
 		if (rk_engine_due(ctx, rk_now(ctx), ignore_window, &names, &err) < 0) {
 			rc = rk_cli_fail(&err, "cannot compute the schedule");
@@ -290,16 +348,20 @@ cmd_rotate(struct rk_ctx *ctx, int argc, char **argv)
 	}
 	ro.manual = !due;
 	catch_stop_signals(ctx);
+	if ((rc = rk_cli_hold_lease(ctx, wait_ms, "nothing was rotated", &ha)) != 0)
+		goto out;
+	rc = 1;
 	if (rk_engine_rotate(ctx, names, &ro, &rep, &err) < 0) {
 		rc = rk_cli_fail(&err, "rotation did not start; nothing was changed");
 		goto out;
 	}
+	rc = rk_cli_lease_verdict(ha, rep, status_exit(rep));
 	if (ctx->output_json)
 		rk_print_json(rep);
 	else
 		print_report(rep);
-	rc = status_exit(rep);
 out:
+	rk_ha_release(ha);
 	json_decref(rep);
 	json_decref(names);
 	json_decref(known);
@@ -313,11 +375,14 @@ cmd_rollback(struct rk_ctx *ctx, int argc, char **argv)
 		{ "to", required_argument, NULL, 't' },
 		{ "no-restart", no_argument, NULL, 'R' },
 		{ "reason", required_argument, NULL, 'm' },
+		{ "wait-lease", required_argument, NULL, 'W' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct rk_error err = { 0 };
 	struct rk_rotate_opts ro = { .kind = "rollback", .manual = 1 };
+	struct rk_ha *ha = NULL;
+	int64_t wait_ms = 0;
 	const char *to = NULL;
 	json_t *rep = NULL;
 	int c, rc;
@@ -327,6 +392,10 @@ cmd_rollback(struct rk_ctx *ctx, int argc, char **argv)
 		case 't': to = optarg; break;
 		case 'R': ro.no_restart = 1; break;
 		case 'm': ro.reason = optarg; break;
+		case 'W':
+			if ((rc = rk_cli_parse_wait(optarg, rollback_usage, &wait_ms)) != 0)
+				return rc;
+			break;
 		case 'h': fputs(rollback_usage, stdout); return 0;
 		default: return rk_cli_usage(rollback_usage, "bad arguments");
 		}
@@ -342,14 +411,19 @@ cmd_rollback(struct rk_ctx *ctx, int argc, char **argv)
 	}
 	json_decref(rep);
 	rep = NULL;
-	if (rk_engine_rollback(ctx, argv[optind], to, &ro, &rep, &err) < 0)
+	if ((rc = rk_cli_hold_lease(ctx, wait_ms, "nothing was rolled back", &ha)) != 0)
+		return rc;
+	if (rk_engine_rollback(ctx, argv[optind], to, &ro, &rep, &err) < 0) {
+		rk_ha_release(ha);
 		return rk_cli_fail(&err, "cannot roll back '%s'", argv[optind]);
+	}
+	rc = rk_cli_lease_verdict(ha, rep, status_exit(rep));
 	if (ctx->output_json)
 		rk_print_json(rep);
 	else
 		print_report(rep);
-	rc = status_exit(rep);
 	json_decref(rep);
+	rk_ha_release(ha);
 	return rc;
 }
 
@@ -374,7 +448,7 @@ rk_cli_catch_stop(struct rk_ctx *ctx)
 }
 
 int
-rk_cli_resume(struct rk_ctx *ctx, const char *run, int parallel)
+rk_cli_resume(struct rk_ctx *ctx, const char *run, int parallel, int64_t wait_ms)
 {
-	return do_resume(ctx, run, parallel);
+	return do_resume(ctx, run, parallel, wait_ms);
 }

@@ -20,8 +20,8 @@ static const char default_config[] =
 	"  local: {type: local}\n";
 
 /*
- * `server` (rekey serve) and `ha` (leader election) are in the design but not
- * in this version: refused with that reason, never offered as known keys.
+ * `server` (rekey serve) is in the design but not in this version: refused
+ * with that reason, never offered as known keys.
  */
 static const struct rk_field top_fields[] = {
 	{ "state_dir", RK_T_STRING, 0 },
@@ -29,9 +29,25 @@ static const struct rk_field top_fields[] = {
 	{ "policy_dir", RK_T_STRING, 0 },
 	{ "providers", RK_T_OBJECT, 0 },
 	{ "server", RK_T_ANY, RK_F_UNSUPPORTED },
-	{ "ha", RK_T_ANY, RK_F_UNSUPPORTED },
+	{ "ha", RK_T_OBJECT, 0 },
 	{ NULL, 0, 0 },
 };
+
+static const struct rk_field ha_fields[] = {
+	{ "lease", RK_T_OBJECT, RK_F_REQUIRED },
+	{ NULL, 0, 0 },
+};
+
+static const struct rk_field lease_fields[] = {
+	{ "provider", RK_T_STRING, RK_F_REQUIRED },
+	{ "namespace", RK_T_STRING, 0 },
+	{ "name", RK_T_STRING, RK_F_REQUIRED },
+	{ "duration", RK_T_DURATION, 0 },
+	{ "skew_margin", RK_T_DURATION, 0 },
+	{ NULL, 0, 0 },
+};
+
+#define HA_DURATION_MAX_MS (3600 * 1000LL)
 
 void
 rk_config_free(struct rk_config *c)
@@ -62,6 +78,19 @@ valid_name(const char *s)
 		      *s == '_'))
 			return 0;
 	return 1;
+}
+
+/* "local, vault, aws": the registered types having all the caps in need. */
+static void
+type_list(char *buf, size_t n, unsigned need)
+{
+	size_t used = 0;
+
+	buf[0] = '\0';
+	for (const struct rk_provider_ops *const *t = rk_provider_types(); *t; t++)
+		if (((*t)->caps & need) == need && used < n)
+			used += (size_t)snprintf(buf + used, n - used, "%s%s", used ? ", " : "",
+						 (*t)->type);
 }
 
 static int
@@ -98,13 +127,7 @@ load_providers(struct rk_config *c, const json_t *provs, struct rk_error *err)
 						    "'type'", name);
 			if ((cp->ops = rk_provider_find_type(type)) == NULL) {
 				char known[200];
-				size_t used = 0;
-				const struct rk_provider_ops *const *t = rk_provider_types();
-				known[0] = '\0';
-				for (; *t; t++)
-					used += (size_t)snprintf(known + used, sizeof(known) - used,
-								 "%s%s", used ? ", " : "",
-								 (*t)->type);
+				type_list(known, sizeof(known), 0);
 				return rk_doc_error_key(err, c->doc, p, "type", RK_EINVAL,
 							"unknown provider type '%s' (known: %s)",
 							type, known);
@@ -138,6 +161,73 @@ load_providers(struct rk_config *c, const json_t *provs, struct rk_error *err)
 			return rk_error_set(err, RK_ENOMEM, "out of memory");
 		c->nproviders++;
 	}
+	return 0;
+}
+
+/* A Kubernetes object name: what a lease name must be, whichever provider holds it. */
+static int
+lease_name_ok(const char *s, size_t max)
+{
+	size_t n = strlen(s);
+
+	return n > 0 && n <= max && strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-.") == n &&
+	       s[0] != '-' && s[0] != '.' && s[n - 1] != '-' && s[n - 1] != '.';
+}
+
+/* `ha: {lease: {...}}`, after the providers (it names one). */
+static int
+load_ha(struct rk_config *c, const json_t *ha, struct rk_error *err)
+{
+	struct rk_config_ha *h = &c->ha;
+	const struct rk_config_provider *cp;
+	const json_t *lease;
+	int r;
+
+	if (ha == NULL)
+		return 0;
+	if ((r = rk_doc_check(c->doc, ha, ha_fields, "ha", err)) < 0)
+		return r;
+	lease = json_object_get(ha, "lease");
+	if ((r = rk_doc_check(c->doc, lease, lease_fields, "ha.lease", err)) < 0)
+		return r;
+	h->provider = rk_doc_str(lease, "provider", NULL);
+	h->namespace_ = rk_doc_str(lease, "namespace", NULL);
+	h->name = rk_doc_str(lease, "name", NULL);
+	if (h->namespace_ != NULL &&
+	    (!lease_name_ok(h->namespace_, 63) || strchr(h->namespace_, '.') != NULL))
+		return rk_doc_error_key(err, c->doc, lease, "namespace", RK_EINVAL,
+					"ha.lease.namespace '%s' must be 1-63 characters of a-z, "
+					"0-9 and '-'", h->namespace_);
+	if (!lease_name_ok(h->name, 253))
+		return rk_doc_error_key(err, c->doc, lease, "name", RK_EINVAL,
+					"ha.lease.name '%s' must be 1-253 characters of a-z, 0-9, "
+					"'-' and '.', starting and ending with a letter or digit",
+					h->name);
+	if ((r = rk_doc_duration_ms(c->doc, lease, "duration", 15000, &h->duration_ms, err)) < 0 ||
+	    (r = rk_doc_duration_ms(c->doc, lease, "skew_margin", 2000, &h->skew_ms, err)) < 0)
+		return r;
+	/* A Lease counts whole seconds (leaseDurationSeconds). */
+	if (h->duration_ms < 1000 || h->duration_ms > HA_DURATION_MAX_MS ||
+	    h->duration_ms % 1000 != 0)
+		return rk_doc_error_key(err, c->doc, lease, "duration", RK_EINVAL,
+					"ha.lease.duration must be whole seconds from 1s to 1h");
+	if (h->skew_ms > h->duration_ms)
+		return rk_doc_error_key(err, c->doc, lease, "skew_margin", RK_EINVAL,
+					"ha.lease.skew_margin must not be longer than the duration");
+	/* Last, so that the rules above can be checked whatever the provider. */
+	if ((cp = rk_config_provider(c, h->provider)) == NULL)
+		return rk_doc_error_key(err, c->doc, lease, "provider", RK_EINVAL,
+					"ha.lease.provider '%s' is not one of the providers in "
+					"this file", h->provider);
+	if (!(cp->ops->caps & RK_CAP_LEASE)) {
+		char can[200];
+		type_list(can, sizeof(can), RK_CAP_LEASE);
+		return rk_doc_error_key(err, c->doc, lease, "provider", RK_EINVAL,
+					"ha.lease.provider '%s' is of type %s, which cannot hold a "
+					"lease (types that can: %s)", h->provider, cp->ops->type,
+					can[0] ? can : "none in this build");
+	}
+	c->have_ha = 1;
 	return 0;
 }
 
@@ -201,7 +291,8 @@ rk_config_load(struct rk_config **out, const char *path, struct rk_error *err)
 				     RK_ENVIRONMENT_GRAMMAR);
 		goto out;
 	}
-	if ((r = load_providers(c, json_object_get(root, "providers"), err)) < 0)
+	if ((r = load_providers(c, json_object_get(root, "providers"), err)) < 0 ||
+	    (r = load_ha(c, json_object_get(root, "ha"), err)) < 0)
 		goto out;
 	*out = c;
 	c = NULL;

@@ -242,6 +242,34 @@ rk_provider_wait_restarted(struct rk_provider *p, const struct rk_call *call, co
 	CALL(p, call, wait_restarted, "wait", target, rk_call_deadline(call, deadline_ms), err);
 }
 
+int
+rk_provider_lease_acquire(struct rk_provider *p, const struct rk_call *call,
+			  const struct rk_lease_spec *spec, char *holder, size_t n,
+			  struct rk_error *err)
+{
+	if (!(p->ops->caps & RK_CAP_LEASE))
+		return unsupported(p, "hold a lease", err);
+	CALL(p, call, lease_acquire, "lease_acquire", spec, holder, n, err);
+}
+
+int
+rk_provider_lease_renew(struct rk_provider *p, const struct rk_call *call,
+			const struct rk_lease_spec *spec, struct rk_error *err)
+{
+	if (!(p->ops->caps & RK_CAP_LEASE))
+		return unsupported(p, "hold a lease", err);
+	CALL(p, call, lease_renew, "lease_renew", spec, err);
+}
+
+int
+rk_provider_lease_release(struct rk_provider *p, const struct rk_call *call,
+			  const struct rk_lease_spec *spec, struct rk_error *err)
+{
+	if (!(p->ops->caps & RK_CAP_LEASE))
+		return unsupported(p, "hold a lease", err);
+	CALL(p, call, lease_release, "lease_release", spec, err);
+}
+
 void
 rk_provider_close(struct rk_provider *p)
 {

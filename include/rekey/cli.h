@@ -6,6 +6,7 @@
 #ifndef REKEY_CLI_H
 #define REKEY_CLI_H
 
+#include <stdint.h>
 #include <jansson.h>
 #include "rekey/error.h"
 
@@ -62,8 +63,24 @@ void rk_cli_print_run(const json_t *rep);
 int rk_cli_run_exit(const json_t *rep);
 /* From here on SIGTERM/SIGINT set ctx->stop: the run stops cleanly. */
 void rk_cli_catch_stop(struct rk_ctx *ctx);
-/* `--resume RUN|all`: finishes the run(s), prints, returns the exit code. */
-int rk_cli_resume(struct rk_ctx *ctx, const char *run, int parallel);
+/*
+ * `--resume RUN|all`: finishes the run(s) holding the leader lease (`ha`;
+ * waiting up to wait_ms for it), prints, returns the exit code.
+ */
+int rk_cli_resume(struct rk_ctx *ctx, const char *run, int parallel, int64_t wait_ms);
+
+struct rk_ha;
+/*
+ * Takes the leader lease when `ha` is configured (*ha NULL otherwise),
+ * waiting up to wait_ms for another holder: 0, or the exit code after
+ * logging why not ("<nothing>: lease ... is held by ...", 75).
+ */
+int rk_cli_hold_lease(struct rk_ctx *ctx, int64_t wait_ms, const char *nothing,
+		      struct rk_ha **ha);
+/* A lease lost during the run: said on stderr and as "lease_lost" in rep; rc at least 3. */
+int rk_cli_lease_verdict(const struct rk_ha *ha, json_t *rep, int rc);
+/* --wait-lease's DURATION into *wait_ms: 0, or the usage error's exit code. */
+int rk_cli_parse_wait(const char *arg, const char *usage, int64_t *wait_ms);
 
 /* Prints JSON (pretty, newline-terminated) on stdout. */
 void rk_print_json(const json_t *v);

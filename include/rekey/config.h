@@ -10,6 +10,7 @@
 #ifndef REKEY_CONFIG_H
 #define REKEY_CONFIG_H
 
+#include <stdint.h>
 #include <jansson.h>
 #include "rekey/doc.h"
 #include "rekey/error.h"
@@ -22,6 +23,19 @@ struct rk_config_provider {
 	const json_t *cfg;			/* borrowed from the doc */
 };
 
+/*
+ * `ha: {lease: {...}}`: only the holder of this leader lease rotates. The
+ * strings are borrowed from the doc. provider names an entry of providers
+ * whose type has RK_CAP_LEASE (checked at load).
+ */
+struct rk_config_ha {
+	const char *provider;
+	const char *namespace_;	/* NULL: the provider's default namespace */
+	const char *name;
+	int64_t duration_ms;	/* whole seconds, 1 s to 1 h; default 15 s */
+	int64_t skew_ms;	/* 0 to the duration; default 2 s */
+};
+
 struct rk_config {
 	char *path;		/* the file read, or "(built-in default)" */
 	struct rk_doc *doc;
@@ -31,6 +45,8 @@ struct rk_config {
 	struct rk_config_provider *providers;
 	size_t nproviders;
 	json_t *local_default;	/* {type: local} when the file names no `local` */
+	struct rk_config_ha ha;
+	int have_ha;		/* `ha` is configured: ha is set */
 };
 
 /* path may be NULL (search order above). */

@@ -297,6 +297,18 @@ int rk_provider_restart(struct rk_provider *p, const struct rk_call *call, const
 int rk_provider_wait_restarted(struct rk_provider *p, const struct rk_call *call,
 			       const char *target, int64_t deadline_ms,
 			       struct rk_error *err) RK_WARN_UNUSED;
+/*
+ * The leader lease (RK_CAP_LEASE; RK_EUNSUPPORTED without it): see
+ * ops->lease_acquire. RK_EBUSY when another identity holds it (acquire, with
+ * its identity in holder[0..n)) or when it was lost (renew).
+ */
+int rk_provider_lease_acquire(struct rk_provider *p, const struct rk_call *call,
+			      const struct rk_lease_spec *spec, char *holder, size_t n,
+			      struct rk_error *err) RK_WARN_UNUSED;
+int rk_provider_lease_renew(struct rk_provider *p, const struct rk_call *call,
+			    const struct rk_lease_spec *spec, struct rk_error *err) RK_WARN_UNUSED;
+int rk_provider_lease_release(struct rk_provider *p, const struct rk_call *call,
+			      const struct rk_lease_spec *spec, struct rk_error *err) RK_WARN_UNUSED;
 void rk_provider_close(struct rk_provider *p);
 
 #endif

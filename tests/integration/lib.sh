@@ -42,6 +42,19 @@ EOC
 	mkdir -p "$T/policy"
 }
 
+# start_k8s_fake: tests/fakes/k8s_fake.py on a free port, its certificates and
+# kubeconfig in $T/k8s; sets FAKE (its pid, stopped at exit) and K (its URL).
+start_k8s_fake() {
+	python3 "$SRC/tests/fakes/k8s_fake.py" --port 0 --port-file "$T/kport" --cert-dir "$T/k8s" \
+		2>"$T/fake.log" &
+	FAKE=$!
+	trap 'kill $FAKE 2>/dev/null; wait $FAKE 2>/dev/null; rm -rf "$T"' EXIT
+	i=0
+	while [ ! -s "$T/kport" ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i + 1)); done
+	[ -s "$T/kport" ] || { echo "$(basename "$0" .sh): the fake did not start"; cat "$T/fake.log"; exit 1; }
+	K="https://127.0.0.1:$(cat "$T/kport")"
+}
+
 finish() {
 	echo "$(basename "$0" .sh): $PASSED passed, $FAILED failed"
 	[ "$FAILED" = 0 ]

@@ -197,14 +197,14 @@ printf 'state_dir: %s/var\nenvironment: t\351st\n' "$T" >"$T/latin1cfg.yaml"
 expect_rc "a rekey.yaml that is not UTF-8: 2" 2 rk -c "$T/latin1cfg.yaml" list
 check "  names the encoding error at line:col" contains "$T/err" "latin1cfg.yaml:2:15: not valid UTF-8"
 printf 'state_dir: %s/var\nha:\n  lease: {provider: c, namespace: n, name: x}\n' "$T" >"$T/ha.yaml"
-expect_rc "ha in rekey.yaml: 2" 2 rk -c "$T/ha.yaml" list
-check "  is refused as not supported" contains "$T/err" "ha.yaml:2:1: 'ha' in rekey.yaml is not supported by this version of rekey"
+expect_rc "ha naming an unknown provider: 2" 2 rk -c "$T/ha.yaml" list
+check "  names the provider at file:line:col" contains "$T/err" "ha.yaml:3:21: ha.lease.provider 'c' is not one of the providers in this file"
 printf 'state_dir: %s/var\nserver: {listen: "127.0.0.1:9464"}\n' "$T" >"$T/server.yaml"
 expect_rc "server in rekey.yaml: 2" 2 rk -c "$T/server.yaml" list
 check "  is refused as not supported" contains "$T/err" "'server' in rekey.yaml is not supported"
 printf 'state_dir: %s/var\ncolour: blue\n' "$T" >"$T/colour.yaml"
 expect_rc "an unknown key in rekey.yaml: 2" 2 rk -c "$T/colour.yaml" list
-check "  lists only the keys rekey implements" contains "$T/err" "(known keys: state_dir, environment, policy_dir, providers)"
+check "  lists only the keys rekey implements" contains "$T/err" "(known keys: state_dir, environment, policy_dir, providers, ha)"
 
 # ---- 5. plan: what comes next when nothing is due; --at before the last rotation ----
 printf 'secrets:\n  - {name: p1, locator: {path: p1}, policy: quick}\n' >"$T/plan.yaml"

@@ -187,8 +187,8 @@ START_TEST(test_config_unknown_top_level_key_names_file_line_col)
 END_TEST
 
 /*
- * `server` and `ha` are in the design, not in this version: refused as such
- * (not silently accepted, not "unknown"), and never offered as known keys.
+ * `server` is in the design, not in this version: refused as such (not
+ * silently accepted, not "unknown"), and never offered as a known key.
  */
 START_TEST(test_config_keys_not_implemented_are_refused_and_not_offered)
 {
@@ -200,15 +200,93 @@ START_TEST(test_config_keys_not_implemented_are_refused_and_not_offered)
 	rk_test_assert_at(&err, t.path, 2, 1);
 	ck_assert_ptr_nonnull(strstr(err.msg, "'server' in rekey.yaml is not supported by this "
 					      "version of rekey"));
-	err = load_bad(&t, "state_dir: ./var\n\nha:\n  lease: {provider: c, namespace: n, name: x}\n");
-	rk_test_assert_at(&err, t.path, 3, 1);
-	ck_assert_ptr_nonnull(strstr(err.msg, "'ha' in rekey.yaml is not supported"));
-	err = load_bad(&t, "ha: 3\n");
-	ck_assert_ptr_nonnull(strstr(err.msg, "'ha' in rekey.yaml is not supported"));
-
 	err = load_bad(&t, "state_dir: ./var\nstate_dri: x\n");
 	ck_assert_ptr_nonnull(strstr(err.msg, "(known keys: state_dir, environment, policy_dir, "
-					      "providers)"));
+					      "providers, ha)"));
+	tmp_cleanup(&t);
+}
+END_TEST
+
+/* `ha: {lease: ...}`: each rule refused at the line and column of its key, exit 2. */
+START_TEST(test_config_ha_lease_block_is_validated)
+{
+	static const struct {
+		const char *lease;	/* the flow mapping after "  lease: " on line 3 */
+		const char *at;		/* where in it the error points (NULL: any column) */
+		const char *words;
+	} bad[] = {
+		{ "{provider: nope, name: l}", "nope", "ha.lease.provider 'nope' is not one of the "
+						   "providers in this file" },
+		{ "{provider: local, name: l}", "local", "ha.lease.provider 'local' is of type local, "
+						    "which cannot hold a lease (types that can: " },
+		{ "{name: l}", "{", "missing the required key 'provider'" },
+		{ "{provider: local}", "{", "missing the required key 'name'" },
+		{ "{provider: local, name: l, color: red}", NULL, "color" },
+		{ "{provider: local, name: Leader}", "Leader", "ha.lease.name 'Leader' must be" },
+		{ "{provider: local, name: l, namespace: a.b}", "a.b", "ha.lease.namespace 'a.b'" },
+		{ "{provider: local, name: l, duration: 500ms}", "500ms", "from 1s to 1h" },
+		{ "{provider: local, name: l, duration: 1500ms}", "1500ms", "whole seconds" },
+		{ "{provider: local, name: l, duration: 2h}", "2h", "from 1s to 1h" },
+		{ "{provider: local, name: l, duration: soon}", "soon", "duration like" },
+		{ "{provider: local, name: l, duration: 2s, skew_margin: 3s}", "3s",
+		  "skew_margin must not be longer than the duration" },
+	};
+	struct tmp t;
+	struct rk_error err;
+	char text[256];
+
+	tmp_init(&t);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(text, sizeof(text), "state_dir: ./var\nha:\n  lease: %s\n", bad[i].lease);
+		err = load_bad(&t, text);
+		rk_test_assert_at(&err, t.path, 3,
+				  bad[i].at ? 10 + (int)(strstr(bad[i].lease, bad[i].at) -
+							 bad[i].lease) : 0);
+		ck_assert_msg(strstr(err.msg, bad[i].words) != NULL, "%s: %s", bad[i].lease,
+			      err.msg);
+	}
+	err = load_bad(&t, "ha: 3\n");
+	rk_test_assert_at(&err, t.path, 1, 5);
+	err = load_bad(&t, "ha: {}\n");
+	ck_assert_ptr_nonnull(strstr(err.msg, "missing the required key 'lease'"));
+	tmp_cleanup(&t);
+}
+END_TEST
+
+/* With a type that can hold a lease (none before the kubernetes provider), defaults apply. */
+START_TEST(test_config_ha_lease_defaults)
+{
+	const struct rk_provider_ops *const *ty = rk_provider_types();
+	struct rk_config *c;
+	struct tmp t;
+	char text[256];
+
+	while (*ty != NULL && !((*ty)->caps & RK_CAP_LEASE))
+		ty++;
+	if (*ty == NULL)
+		return;	/* no such type in this build: the refusal is tested above */
+	tmp_init(&t);
+	snprintf(text, sizeof(text), "state_dir: ./var\nproviders: {k: {type: %s}}\n"
+		 "ha: {lease: {provider: k, name: rekey-leader}}\n", (*ty)->type);
+	c = load_ok(&t, text);
+	ck_assert_int_eq(c->have_ha, 1);
+	ck_assert_str_eq(c->ha.provider, "k");
+	ck_assert_str_eq(c->ha.name, "rekey-leader");
+	ck_assert_ptr_null(c->ha.namespace_);
+	ck_assert_int_eq(c->ha.duration_ms, 15000);
+	ck_assert_int_eq(c->ha.skew_ms, 2000);
+	rk_config_free(c);
+	snprintf(text, sizeof(text), "state_dir: ./var\nproviders: {k: {type: %s}}\n"
+		 "ha: {lease: {provider: k, namespace: rekey, name: l, duration: 2s, "
+		 "skew_margin: 0s}}\n", (*ty)->type);
+	c = load_ok(&t, text);
+	ck_assert_str_eq(c->ha.namespace_, "rekey");
+	ck_assert_int_eq(c->ha.duration_ms, 2000);
+	ck_assert_int_eq(c->ha.skew_ms, 0);
+	rk_config_free(c);
+	c = load_ok(&t, "state_dir: ./var\n");
+	ck_assert_int_eq(c->have_ha, 0);
+	rk_config_free(c);
 	tmp_cleanup(&t);
 }
 END_TEST
@@ -550,6 +628,8 @@ config_suite(void)
 	tcase_add_test(tc, test_config_local_max_versions_bounds_checked_at_load);
 	tcase_add_test(tc, test_config_vault_block_is_checked_at_load_without_connecting);
 	tcase_add_test(tc, test_config_keys_not_implemented_are_refused_and_not_offered);
+	tcase_add_test(tc, test_config_ha_lease_block_is_validated);
+	tcase_add_test(tc, test_config_ha_lease_defaults);
 	tcase_add_test(tc, test_config_environment_is_one_word);
 	suite_add_tcase(s, tc);
 	return s;

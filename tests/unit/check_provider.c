@@ -28,22 +28,6 @@ counted(const struct rk_call *call)
 	return 0;
 }
 
-static int
-fk_open(struct rk_provider **out, const struct rk_provider_env *env, const json_t *cfg,
-	struct rk_error *err)
-{
-	(void)env, (void)cfg;
-	if ((*out = calloc(1, sizeof(**out))) == NULL)
-		return rk_error_set(err, RK_ENOMEM, "out of memory");
-	return 0;
-}
-
-static void
-fk_close(struct rk_provider *p)
-{
-	free(p);
-}
-
 /* The typed locator is a copy of the path. */
 static int
 fk_parse(const struct rk_provider *p, const json_t *loc, void **out, struct rk_error *err)
@@ -123,10 +107,27 @@ fk_wait(struct rk_provider *p, const struct rk_call *call, const char *target,
 	return counted(call);
 }
 
+static int
+fk_lease_acquire(struct rk_provider *p, const struct rk_call *call,
+		 const struct rk_lease_spec *spec, char *holder, size_t n, struct rk_error *err)
+{
+	(void)p, (void)spec, (void)holder, (void)n, (void)err;
+	return counted(call);
+}
+
+/* renew and release have the same signature: one fake serves both. */
+static int
+fk_lease_keep(struct rk_provider *p, const struct rk_call *call, const struct rk_lease_spec *spec,
+	      struct rk_error *err)
+{
+	(void)p, (void)spec, (void)err;
+	return counted(call);
+}
+
 static const struct rk_provider_ops fake_ops = {
 	.type = "fake",
-	.caps = RK_CAP_VERSIONS | RK_CAP_RESTART,
-	.open = fk_open,
+	.caps = RK_CAP_VERSIONS | RK_CAP_RESTART | RK_CAP_LEASE,
+	.open = rk_test_bare_open,
 	.parse_locator = fk_parse,
 	.free_locator = fk_free,
 	.read = fk_read,
@@ -137,16 +138,19 @@ static const struct rk_provider_ops fake_ops = {
 	.rollback = fk_rollback,
 	.restart = fk_restart,
 	.wait_restarted = fk_wait,
-	.close = fk_close,
+	.lease_acquire = fk_lease_acquire,
+	.lease_renew = fk_lease_keep,
+	.lease_release = fk_lease_keep,
+	.close = rk_test_bare_close,
 };
 
 /* A type that keeps no secrets: it cannot parse a locator. */
 static const struct rk_provider_ops fake_restart_only = {
 	.type = "restarter",
 	.caps = RK_CAP_RESTART,
-	.open = fk_open,
+	.open = rk_test_bare_open,
 	.restart = fk_restart,
-	.close = fk_close,
+	.close = rk_test_bare_close,
 };
 
 static struct rk_provider *
@@ -165,7 +169,8 @@ open_fake(const struct rk_provider_ops *ops)
 /* ---- every wrapper, called the same way ---- */
 
 static const char *const steps[] = { "read", "read_version", "find_staged", "stage",
-				     "promote", "rollback", "restart", "wait" };
+				     "promote", "rollback", "restart", "wait",
+				     "lease_acquire", "lease_renew", "lease_release" };
 
 /* Calls the wrapper of steps[i] with c and l. */
 static int
@@ -175,6 +180,8 @@ invoke(size_t i, struct rk_provider *p, const struct rk_call *c, const struct rk
 	struct rk_secret *s = NULL;
 	struct rk_version v1 = { "1" }, v2 = { "2" };
 	struct rk_stage_req req = { 0 };
+	struct rk_lease_spec spec = { .name = "leader", .identity = "me", .duration_ms = 15000 };
+	char holder[64];
 
 	switch (i) {
 	case 0: return rk_provider_read(p, c, l, &s, &v1, err);
@@ -184,7 +191,10 @@ invoke(size_t i, struct rk_provider *p, const struct rk_call *c, const struct rk
 	case 4: return rk_provider_promote(p, c, l, &v2, &v1, err);
 	case 5: return rk_provider_rollback(p, c, l, &v1, &req, &v2, err);
 	case 6: return rk_provider_restart(p, c, "deploy/ns/app", "run-1", err);
-	default: return rk_provider_wait_restarted(p, c, "deploy/ns/app", rk_mono_ms() + 60000, err);
+	case 7: return rk_provider_wait_restarted(p, c, "deploy/ns/app", rk_mono_ms() + 60000, err);
+	case 8: return rk_provider_lease_acquire(p, c, &spec, holder, sizeof(holder), err);
+	case 9: return rk_provider_lease_renew(p, c, &spec, err);
+	default: return rk_provider_lease_release(p, c, &spec, err);
 	}
 }
 
@@ -314,6 +324,27 @@ START_TEST(test_loc_parse_for_a_type_that_keeps_no_secrets_is_unsupported)
 }
 END_TEST
 
+/* A type without RK_CAP_LEASE cannot be asked for a lease, whatever its ops. */
+START_TEST(test_provider_lease_needs_the_capability)
+{
+	struct rk_provider *p = open_fake(&fake_restart_only);
+	struct rk_lease_spec spec = { .name = "leader", .identity = "me", .duration_ms = 15000 };
+	struct rk_error err = { 0 };
+	char holder[64];
+
+	ck_assert_int_eq(rk_provider_lease_acquire(p, NULL, &spec, holder, sizeof(holder), &err),
+			 RK_EUNSUPPORTED);
+	ck_assert_str_eq(err.msg, "provider 'fake-1' (type restarter) cannot hold a lease");
+	ck_assert_str_eq(err.provider, "fake-1");
+	rk_error_clear(&err);
+	ck_assert_int_eq(rk_provider_lease_renew(p, NULL, &spec, &err), RK_EUNSUPPORTED);
+	rk_error_clear(&err);
+	ck_assert_int_eq(rk_provider_lease_release(p, NULL, &spec, &err), RK_EUNSUPPORTED);
+	ck_assert_int_eq(op_calls, 0);
+	rk_provider_close(p);
+}
+END_TEST
+
 Suite *
 provider_suite(void)
 {
@@ -326,6 +357,7 @@ provider_suite(void)
 	tcase_add_test(tc, test_provider_wait_gets_the_earlier_of_both_deadlines);
 	tcase_add_test(tc, test_loc_parse_errors_carry_provider_and_step);
 	tcase_add_test(tc, test_loc_parse_for_a_type_that_keeps_no_secrets_is_unsupported);
+	tcase_add_test(tc, test_provider_lease_needs_the_capability);
 	suite_add_tcase(s, tc);
 	return s;
 }

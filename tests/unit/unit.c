@@ -13,6 +13,7 @@
 #include "rekey/crypto.h"
 #include "rekey/ctx.h"
 #include "rekey/error.h"
+#include "rekey/provider.h"
 #include "rekey/store.h"
 #include "unit.h"
 
@@ -85,4 +86,20 @@ rk_test_state_ctx(char *dir, struct rk_ctx *ctx)
 	ck_assert_msg(rk_keys_load(&ctx->keys, dir, &err) == 0, "%s", err.msg);
 	ck_assert_msg(rk_store_open(&ctx->store, dir, 1, &err) == 0, "%s", err.msg);
 	ctx->fixed_now = 1767312000;
+}
+
+int
+rk_test_bare_open(struct rk_provider **out, const struct rk_provider_env *env,
+		  const struct json_t *cfg, struct rk_error *err)
+{
+	(void)env, (void)cfg;
+	if ((*out = calloc(1, sizeof(**out))) == NULL)
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	return 0;
+}
+
+void
+rk_test_bare_close(struct rk_provider *p)
+{
+	free(p);
 }

@@ -33,4 +33,15 @@ struct rk_error;
 /* err->msg starts with "name:line:col: " (col 0: any column). */
 void rk_test_assert_at(const struct rk_error *err, const char *name, int line, int col);
 
+struct rk_provider;
+struct rk_provider_env;
+struct json_t;
+/*
+ * open and close for the ops of a fake provider type that keeps no state of
+ * its own: a bare, zeroed struct rk_provider.
+ */
+int rk_test_bare_open(struct rk_provider **out, const struct rk_provider_env *env,
+		      const struct json_t *cfg, struct rk_error *err);
+void rk_test_bare_close(struct rk_provider *p);
+
 #endif
