@@ -403,7 +403,8 @@ START_TEST(test_store_schema_2_is_upgraded_with_the_rotations_index)
 	make_run(&f);
 	rk_store_close(f.ctx.store);
 	f.ctx.store = NULL;
-	db_exec(f.dir, "DROP INDEX rotations_secret; DROP TABLE locks; PRAGMA user_version = 2;");
+	db_exec(f.dir, "DROP INDEX rotations_secret; DROP TABLE locks;"
+		       " ALTER TABLE dep_restarts DROP COLUMN round; PRAGMA user_version = 2;");
 	ck_assert_int_eq(db_int(f.dir, "SELECT COUNT(*) FROM sqlite_master WHERE name = "
 				       "'rotations_secret'"), 0);
 	ck_assert_msg(rk_store_open(&f.ctx.store, f.dir, 0, &err) == 0, "%s", err.msg);
