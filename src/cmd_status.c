@@ -198,6 +198,18 @@ cmd_status(struct rk_ctx *ctx, int argc, char **argv)
 		json_decref(plan);
 		return rc;
 	}
+	{
+		/* An emergency pauses the scheduler: every entry says so, and the text a line. */
+		char holder[128] = "";
+		struct rk_error e2 = { 0 };
+		if (rk_store_lock_get(ctx->store, "scheduler", holder, sizeof(holder), &e2) == 0 &&
+		    holder[0]) {
+			json_array_foreach(plan, i, p)
+				json_object_set_new(p, "scheduler_paused_by", json_string(holder));
+			if (!ctx->output_json)
+				printf("scheduler paused by emergency run %s\n", holder);
+		}
+	}
 	if (ctx->output_json) {
 		rk_print_json(plan);
 		json_decref(plan);
