@@ -685,6 +685,39 @@ query(struct rk_store *s, json_t **out, struct rk_error *err, const char *sql, c
 	return 0;
 }
 
+/* The first column of the first row, as text, into out[0..n) ("" when no row). */
+static int
+first_text(void *arg, json_t *row, struct rk_error *err)
+{
+	struct { char *out; size_t n; int seen; } *t = arg;
+	const char *k;
+	json_t *v;
+
+	(void)err;
+	if (t->seen++)
+		return 0;
+	json_object_foreach(row, k, v) {
+		snprintf(t->out, t->n, "%s", json_string_value(v) ? json_string_value(v) : "");
+		break;
+	}
+	return 0;
+}
+
+static int
+query_text(struct rk_store *s, char *out, size_t n, struct rk_error *err, const char *sql,
+	   const char *types, ...)
+{
+	struct { char *out; size_t n; int seen; } t = { out, n, 0 };
+	va_list ap;
+	int r;
+
+	out[0] = '\0';
+	va_start(ap, types);
+	r = query_each_v(s, first_text, &t, err, sql, types, ap);
+	va_end(ap);
+	return r;
+}
+
 static int
 query_each(struct rk_store *s, int (*fn)(void *arg, json_t *row, struct rk_error *err), void *arg,
 	   struct rk_error *err, const char *sql, const char *types, ...)
@@ -1133,20 +1166,10 @@ int
 rk_store_lock_get(struct rk_store *s, const char *name, char *holder, size_t n,
 		  struct rk_error *err)
 {
-	json_t *rows = NULL;
-	int r;
-
 	/* Held by a run that is still open: a process killed before or after its run leaves none. */
-	if ((r = query(s, &rows, err,
-		       "SELECT l.holder FROM locks l JOIN runs u ON u.id = l.holder"
-		       " WHERE l.name = ? AND u.status = 'running'", "s", name)) < 0)
-		return r;
-	snprintf(holder, n, "%s",
-		 json_array_size(rows)
-			 ? json_string_value(json_object_get(json_array_get(rows, 0), "holder"))
-			 : "");
-	json_decref(rows);
-	return 0;
+	return query_text(s, holder, n, err,
+			  "SELECT l.holder FROM locks l JOIN runs u ON u.id = l.holder"
+			  " WHERE l.name = ? AND u.status = 'running'", "s", name);
 }
 
 int
@@ -1420,20 +1443,10 @@ int
 rk_store_secret_in_flight(struct rk_store *s, const char *name, char *run_id, size_t n,
 			  struct rk_error *err)
 {
-	json_t *rows = NULL;
-	int r;
-
-	if ((r = query(s, &rows, err,
-		       "SELECT r.run_id FROM rotations r JOIN runs u ON u.id = r.run_id"
-		       " WHERE u.status = 'running' AND r.secret = ?"
-		       " AND r.state NOT IN ('done', 'failed', 'rolled_back') LIMIT 1", "s", name)) < 0)
-		return r;
-	snprintf(run_id, n, "%s",
-		 json_array_size(rows)
-			 ? json_string_value(json_object_get(json_array_get(rows, 0), "run_id"))
-			 : "");
-	json_decref(rows);
-	return 0;
+	return query_text(s, run_id, n, err,
+			  "SELECT r.run_id FROM rotations r JOIN runs u ON u.id = r.run_id"
+			  " WHERE u.status = 'running' AND r.secret = ?"
+			  " AND r.state NOT IN ('done', 'failed', 'rolled_back') LIMIT 1", "s", name);
 }
 
 int

@@ -9,14 +9,7 @@
 . "$(dirname "$0")/lib.sh"
 command -v curl >/dev/null || { echo "test_k8s_workloads: curl missing"; exit 1; }
 
-python3 "$SRC/tests/fakes/k8s_fake.py" --port 0 --port-file "$T/kport" --cert-dir "$T/k8s" \
-	2>"$T/fake.log" &
-FAKE=$!
-trap 'kill $FAKE 2>/dev/null; wait $FAKE 2>/dev/null; rm -rf "$T"' EXIT
-i=0
-while [ ! -s "$T/kport" ] && [ $i -lt 150 ]; do sleep 0.1; i=$((i + 1)); done
-[ -s "$T/kport" ] || { echo "test_k8s_workloads: the fake did not start"; cat "$T/fake.log"; exit 1; }
-K="https://127.0.0.1:$(cat "$T/kport")"
+start_k8s_fake
 admin() { curl -sS --cacert "$T/k8s/ca.crt" -X "$1" "$K/__fake/$2" -H 'Content-Type: application/json' ${3:+-d "$3"}; }
 # patches PATH: how many PATCH requests the fake got on that object path so far
 patches() { admin GET requests | python3 -c "
