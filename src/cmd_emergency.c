@@ -416,20 +416,26 @@ cmd_emergency(struct rk_ctx *ctx, int argc, char **argv)
 		switch (c) {
 		case 'm': ro.reason = optarg; break;
 		case 's':
-			if (nsel == SEL_MAX)
+			if (nsel == SEL_MAX) {
+				json_decref(scope);
 				return rk_cli_usage(usage, "at most %d --scope selectors", SEL_MAX);
-			if (parse_sel(optarg, &sels[nsel]) < 0)
+			}
+			if (parse_sel(optarg, &sels[nsel]) < 0) {
+				json_decref(scope);
 				return rk_cli_usage(usage, "bad --scope '%s': use provider=NAME, "
 						    "environment=ENV, owner=OWNER, tier<=N or "
 						    "name=GLOB", optarg);
+			}
 			json_array_append_new(scope, json_string(optarg));
 			nsel++;
 			break;
 		case 'n': dry = 1; break;
 		case 'y': yes = 1; break;
 		case 'P':
-			if (rk_parse_int(optarg, 1, RK_PARALLEL_MAX, &par) < 0)
+			if (rk_parse_int(optarg, 1, RK_PARALLEL_MAX, &par) < 0) {
+				json_decref(scope);
 				return rk_cli_usage(usage, "--parallel takes a number from 1 to 256");
+			}
 			ro.parallel = (int)par;
 			break;
 		case 'R': ro.no_restart = 1; break;
