@@ -258,6 +258,13 @@ rk_version_set(struct rk_version *ver, long n)
 }
 
 int
+rk_kit_outcome_unknown(const struct rk_error *err)
+{
+	return err->code == RK_ETRANSIENT &&
+	       (err->http_status == 0 || (err->http_status >= 500 && err->http_status != 503));
+}
+
+int
 rk_kit_dupstr(char **dst, const char *src, struct rk_error *err)
 {
 	if (src == NULL) {

@@ -696,14 +696,6 @@ first_write_rv(struct k8s *k, const struct rk_call *call, const struct k8s_loc *
 	return r;
 }
 
-/* After a 5xx other than 503, a reset or a timeout, a write may have landed. */
-static int
-outcome_unknown(const struct rk_error *err)
-{
-	return err->code == RK_ETRANSIENT &&
-	       (err->http_status == 0 || (err->http_status >= 500 && err->http_status != 503));
-}
-
 /*
  * Writes req->value under the precondition req->expected. An unknown
  * outcome is settled by reading back (ours landed: done; nothing new: sent
@@ -731,7 +723,7 @@ k8s_stage(struct rk_provider *p, const struct rk_call *call, const void *loc_,
 		int64_t ms;
 		if ((r = write_once(k, call, loc, create ? NULL : rv, req, new_ver, err)) == 0)
 			return 0;
-		if (!outcome_unknown(err) || attempt >= k->hcfg.max_attempts)
+		if (!rk_kit_outcome_unknown(err) || attempt >= k->hcfg.max_attempts)
 			return r;
 		r = k8s_find_staged(p, call, loc, req, new_ver, &e2);
 		if (r == 0) {

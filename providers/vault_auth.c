@@ -471,18 +471,6 @@ rk_vault_call(struct vault *v, const struct rk_call *call, const char *method, c
 /* ---- resending writes ---- */
 
 /*
- * After a 5xx other than 503, a reset or a timeout the server may have acted
- * on a write: its outcome is unknown until read back. (429 and 503 say it did
- * not; rk_http_do resends those itself.)
- */
-int
-rk_vault_outcome_unknown(const struct rk_error *err)
-{
-	return err->code == RK_ETRANSIENT &&
-	       (err->http_status == 0 || (err->http_status >= 500 && err->http_status != 503));
-}
-
-/*
  * Waits before sending a write again, as rk_http_do waits between its
  * attempts; err holds the failure that is being retried, and is cleared.
  * A cancelled call or one whose deadline comes first stops the wait:

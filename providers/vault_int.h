@@ -88,8 +88,6 @@ int rk_vault_status_error(struct vault *v, const char *what, const struct rk_htt
 /* A 200 with a JSON object body (*out, the caller's), or the error Vault says. */
 int rk_vault_expect_json(struct vault *v, const char *what, const struct rk_http_resp *resp,
 			 json_t **out, struct rk_error *err) RK_WARN_UNUSED;
-/* A failed write that the server may still have acted on. */
-int rk_vault_outcome_unknown(const struct rk_error *err);
 /*
  * The wait before a write that certainly did not land is sent again; err
  * holds why it failed and is cleared. RK_ECANCELED or RK_ETRANSIENT, err

@@ -322,7 +322,7 @@ kv_settled_write(struct vault *v, const struct rk_call *call, const struct vault
 		if ((r = kv_write(v, call, loc, data, cas, version, err)) == 0)
 			return 0;
 		cas_400 = r == RK_EPROTO && err->http_status == 400;
-		if (!cas_400 && !rk_vault_outcome_unknown(err))
+		if (!cas_400 && !rk_kit_outcome_unknown(err))
 			return r;
 		f = kv_find(v, call, loc, cas, value, &found, &e2);
 		if (f == 0) {

@@ -133,7 +133,7 @@ rk_vault_transit_rotate(struct vault *v, const struct rk_call *call, const struc
 		rk_http_resp_free(&resp);
 		if (r == 0)
 			break;
-		if (!rk_vault_outcome_unknown(err) ||
+		if (!rk_kit_outcome_unknown(err) ||
 		    rk_vault_transit_read_key(v, call, loc, &latest, NULL, err) < 0)
 			goto out;
 		if (latest == expected + 1) {

@@ -71,6 +71,13 @@ int rk_kit_expect_json(const struct rk_provider *p, const char *what,
 		       const struct rk_http_resp *resp, rk_kit_errtext_fn errtext, json_t **out,
 		       struct rk_error *err) RK_WARN_UNUSED;
 
+/*
+ * After a 5xx other than 503, a reset or a timeout the server may have acted
+ * on a write: its outcome is unknown until read back. (429 and 503 say it did
+ * not; rk_http_do resends those itself.)
+ */
+int rk_kit_outcome_unknown(const struct rk_error *err);
+
 /* ---- credential and token files ---- */
 
 /* *dst = a copy of src (NULL stays NULL); RK_ENOMEM. */

@@ -77,6 +77,26 @@ throttled(const struct rk_http_resp *resp, char *out, size_t n)
 	return RK_ETRANSIENT;
 }
 
+/* Only a transient failure the server may have acted on needs a read-back. */
+START_TEST(test_kit_outcome_unknown_only_after_possible_processing)
+{
+	static const struct { int code; long status; int unknown; } cases[] = {
+		{ RK_ETRANSIENT, 0, 1 },	/* reset, timeout: no answer */
+		{ RK_ETRANSIENT, 500, 1 }, { RK_ETRANSIENT, 502, 1 }, { RK_ETRANSIENT, 504, 1 },
+		{ RK_ETRANSIENT, 503, 0 },	/* unavailable: not processed */
+		{ RK_ETRANSIENT, 429, 0 },	/* throttled: not processed */
+		{ RK_ECONFLICT, 409, 0 }, { RK_EAUTH, 403, 0 }, { RK_EPROTO, 500, 0 },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct rk_error e = { 0 };
+		e.code = cases[i].code;
+		e.http_status = cases[i].status;
+		ck_assert_msg(rk_kit_outcome_unknown(&e) == cases[i].unknown, "case %zu", i);
+	}
+}
+END_TEST
+
 START_TEST(test_kit_status_error_names_provider_call_status_and_text)
 {
 	struct rk_http_resp resp = resp_of(429, "slow down");
@@ -420,6 +440,7 @@ kit_suite(void)
 	TCase *tv = tcase_create("version");
 
 	tcase_add_test(th, test_kit_each_status_maps_to_its_code);
+	tcase_add_test(th, test_kit_outcome_unknown_only_after_possible_processing);
 	tcase_add_test(th, test_kit_status_error_names_provider_call_status_and_text);
 	tcase_add_test(th, test_kit_errtext_may_decide_the_code_over_the_status);
 	tcase_add_test(th, test_kit_body_empty_is_named);
