@@ -274,11 +274,11 @@ status_text(const struct rk_http_resp *resp, char *out, size_t n)
 	json_t *j = json_loadb(resp->body, resp->len, 0, NULL);
 	const char *msg = json_string_value(json_object_get(j, "message"));
 	const char *reason = json_string_value(json_object_get(j, "reason"));
+	const char *kind = json_string_value(json_object_get(j, "kind"));
 	int code = 0;
 
 	out[0] = '\0';
-	if (json_is_object(j) && msg != NULL &&
-	    strcmp(json_string_value(json_object_get(j, "kind")) ? json_string_value(json_object_get(j, "kind")) : "", "Status") == 0) {
+	if (msg != NULL && kind != NULL && strcmp(kind, "Status") == 0) {
 		snprintf(out, n, "%s", msg);
 		for (char *p = out; *p; p++)
 			if (*p == '\n' || *p == '\t')

@@ -120,6 +120,20 @@ by_tier_then_name(const void *a, const void *b)
 		      json_string_value(json_object_get(y, "name")));
 }
 
+/* Adds 1 to the counter `what` of provider `name` in provs, made on first use. */
+static void
+count_for(json_t *provs, const char *name, const char *what)
+{
+	json_t *pe = json_object_get(provs, name);
+
+	if (pe == NULL) {
+		pe = json_pack("{s:s, s:I, s:I}", "provider", name, "secrets", (json_int_t)0,
+			       "restarts", (json_int_t)0);
+		json_object_set_new(provs, name, pe);
+	}
+	json_object_set_new(pe, what, json_integer(json_integer_value(json_object_get(pe, what)) + 1));
+}
+
 /*
  * The plan of rows (in scope): waves by tier, dependents once each with the
  * secrets that feed them, calls per provider and an estimate from the
@@ -152,7 +166,6 @@ make_plan(struct rk_ctx *ctx, const json_t *rows, const char *reason, const json
 		const char *name = json_string_value(json_object_get(row, "name"));
 		const char *prov = json_string_value(json_object_get(row, "provider"));
 		json_int_t tier = json_integer_value(json_object_get(row, "tier"));
-		json_t *pe;
 		size_t k;
 		if (wave == NULL || json_integer_value(json_object_get(wave, "tier")) != tier) {
 			wave = json_pack("{s:I, s:[]}", "tier", tier, "secrets");
@@ -160,13 +173,7 @@ make_plan(struct rk_ctx *ctx, const json_t *rows, const char *reason, const json
 		}
 		json_array_append_new(json_object_get(wave, "secrets"), json_string(name));
 		json_array_append_new(*names, json_string(name));
-		if ((pe = json_object_get(provs, prov)) == NULL) {
-			pe = json_pack("{s:s, s:I, s:I}", "provider", prov, "secrets", (json_int_t)0,
-				       "restarts", (json_int_t)0);
-			json_object_set_new(provs, prov, pe);
-		}
-		json_object_set_new(pe, "secrets",
-				    json_integer(json_integer_value(json_object_get(pe, "secrets")) + 1));
+		count_for(provs, prov, "secrets");
 		json_array_foreach(json_object_get(json_object_get(row, "spec"), "dependents"), k, dep) {
 			const char *dk = json_string_value(json_object_get(dep, "key"));
 			json_t *de = json_object_get(deps, dk);
@@ -174,19 +181,9 @@ make_plan(struct rk_ctx *ctx, const json_t *rows, const char *reason, const json
 				de = json_pack("{s:s, s:[]}", "dependent", dk, "secrets");
 				json_object_set_new(deps, dk, de);
 				json_array_append(deplist, de);
-				if (json_object_get(dep, "provider") != NULL) {
-					const char *dp = json_string_value(json_object_get(dep, "provider"));
-					json_t *dpe = json_object_get(provs, dp);
-					if (dpe == NULL) {
-						dpe = json_pack("{s:s, s:I, s:I}", "provider", dp,
-								"secrets", (json_int_t)0, "restarts",
-								(json_int_t)0);
-						json_object_set_new(provs, dp, dpe);
-					}
-					json_object_set_new(dpe, "restarts",
-							    json_integer(json_integer_value(json_object_get(
-										 dpe, "restarts")) + 1));
-				}
+				if (json_object_get(dep, "provider") != NULL)
+					count_for(provs, json_string_value(json_object_get(dep, "provider")),
+						  "restarts");
 			}
 			json_array_append_new(json_object_get(de, "secrets"), json_string(name));
 		}

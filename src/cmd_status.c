@@ -109,13 +109,22 @@ cmd_list(struct rk_ctx *ctx, int argc, char **argv)
 	return 0;
 }
 
+/* 1 when an emergency run pauses the scheduler; holder[0..n) gets its run id. */
+static int
+paused_by(struct rk_ctx *ctx, char *holder, size_t n)
+{
+	struct rk_error err = { 0 };
+
+	return rk_store_lock_get(ctx->store, "scheduler", holder, n, &err) == 0 && holder[0];
+}
+
 static int
 status_one(struct rk_ctx *ctx, const char *name, const json_t *plan)
 {
 	struct rk_error err = { 0 };
 	json_t *row = NULL, *p = NULL, *e;
 	size_t i;
-	char t1[40], t2[40];
+	char t1[40], t2[40], holder[128];
 
 	if (rk_store_secret_get(ctx->store, name, &row, &err) < 0) {
 		rk_cli_typed_name(&err);
@@ -126,14 +135,8 @@ status_one(struct rk_ctx *ctx, const char *name, const json_t *plan)
 			p = e;
 	json_object_set(row, "schedule", p);
 	json_object_set_new(row, "state", json_string(state_of(p)));
-	{
-		/* An emergency pauses the scheduler: say so next to the schedule. */
-		char holder[128] = "";
-		struct rk_error e2 = { 0 };
-		if (rk_store_lock_get(ctx->store, "scheduler", holder, sizeof(holder), &e2) == 0 &&
-		    holder[0])
-			json_object_set_new(row, "scheduler_paused_by", json_string(holder));
-	}
+	if (paused_by(ctx, holder, sizeof(holder)))
+		json_object_set_new(row, "scheduler_paused_by", json_string(holder));
 	if (ctx->output_json) {
 		rk_print_json(row);
 		json_decref(row);
@@ -186,6 +189,7 @@ cmd_status(struct rk_ctx *ctx, int argc, char **argv)
 	json_t *plan = NULL, *p;
 	int rc, counts[5] = { 0 };
 	size_t i;
+	char holder[128];
 
 	if (rk_cli_wants_help(argc, argv, status_usage))
 		return 0;
@@ -198,17 +202,12 @@ cmd_status(struct rk_ctx *ctx, int argc, char **argv)
 		json_decref(plan);
 		return rc;
 	}
-	{
-		/* An emergency pauses the scheduler: every entry says so, and the text a line. */
-		char holder[128] = "";
-		struct rk_error e2 = { 0 };
-		if (rk_store_lock_get(ctx->store, "scheduler", holder, sizeof(holder), &e2) == 0 &&
-		    holder[0]) {
-			json_array_foreach(plan, i, p)
-				json_object_set_new(p, "scheduler_paused_by", json_string(holder));
-			if (!ctx->output_json)
-				printf("scheduler paused by emergency run %s\n", holder);
-		}
+	if (paused_by(ctx, holder, sizeof(holder))) {
+		/* Every entry says so, and the text a line. */
+		json_array_foreach(plan, i, p)
+			json_object_set_new(p, "scheduler_paused_by", json_string(holder));
+		if (!ctx->output_json)
+			printf("scheduler paused by emergency run %s\n", holder);
 	}
 	if (ctx->output_json) {
 		rk_print_json(plan);

@@ -225,13 +225,8 @@ done <"$T/static"
 [ -s "$T/rules.json" ] || { echo "test_k8s_rbac: no rules derived"; finish; exit 1; }
 
 # ---------------------------------------------------------------- (b) the fake API server
-python3 "$SRC/tests/fakes/k8s_fake.py" --port 0 --port-file "$T/kport" --cert-dir "$T/k8s" 2>"$T/fake.log" &
-FAKE=$!
-trap 'kill $FAKE 2>/dev/null; wait $FAKE 2>/dev/null; rm -rf "$T"' EXIT
-i=0
-while [ ! -s "$T/kport" ] && [ $i -lt 150 ]; do sleep 0.1; i=$((i + 1)); done
-[ -s "$T/kport" ] || { echo "test_k8s_rbac: the fake did not start"; cat "$T/fake.log"; exit 1; }
-API="https://127.0.0.1:$(cat "$T/kport")"
+start_k8s_fake
+API=$K
 CA="$T/k8s/ca.crt"
 
 admin() { curl -sS --cacert "$CA" -X "$1" "$API/__fake/$2" -H 'Content-Type: application/json' ${3:+-d "$3"}; }
