@@ -529,10 +529,10 @@ printf 'sa-token-one-aaaaaaaa' >"$T/sa/token"
 printf 'inside' >"$T/sa/namespace"
 chmod 644 "$T/sa/token"
 admin POST config '{"tokens": [{"token": "sa-token-one-aaaaaaaa", "user": "system:serviceaccount:inside:one"}],
-  "objects": {"deployments/inside/web": {"rollout_seconds": 2}}}' >/dev/null
+  "objects": {"deployments/inside/web": {"rollout_mode": "stuck"}}}' >/dev/null
 seed "$(sec inside idb password=initial-idb-value)" "$(wl Deployment inside web)"
 mini incl "in_cluster: true, rollout_poll: 100ms, $conn" \
-	"{name: incl/db, provider: p, locator: {secret: idb, key: password}, policy: quick, dependents: [{kubernetes: p/deployment/inside/web}]}"
+	"{name: incl/db, provider: p, locator: {secret: idb, key: password}, policy: quick, dependents: [{kubernetes: p/deployment/inside/web, timeout: 60s}]}"
 ic() { env KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT="$PORT" REKEY_K8S_SA_DIR="$T/sa" "$REKEY_BIN" -c "$T/incl.yaml" "$@"; }
 seq0=$(last_seq)
 ic --output json rotate incl/db >"$T/out" 2>"$T/err" &
@@ -544,6 +544,8 @@ admin POST config '{"tokens": [{"token": "sa-token-two-bbbbbbbb", "user": "syste
 printf 'sa-token-two-bbbbbbbb' >"$T/sa/token.new" && mv "$T/sa/token.new" "$T/sa/token"
 admin POST config '{"tokens": [{"token": "sa-token-one-aaaaaaaa", "delete": true}]}' >/dev/null
 seqswap=$(last_seq)
+# The rollout is held until the token is swapped, so rekey's polls span the swap however slow it is.
+admin POST config '{"objects": {"deployments/inside/web": {"rollout_mode": "normal", "rollout_seconds": 0.5}}}' >/dev/null
 wait $icpid
 rc=$?
 cat "$T/out" "$T/err" >>"$T/all.out"
