@@ -19,17 +19,48 @@ static const char default_config[] =
 	"providers:\n"
 	"  local: {type: local}\n";
 
-/*
- * `server` (rekey serve) is in the design but not in this version: refused
- * with that reason, never offered as known keys.
- */
 static const struct rk_field top_fields[] = {
 	{ "state_dir", RK_T_STRING, 0 },
 	{ "environment", RK_T_STRING, 0 },
 	{ "policy_dir", RK_T_STRING, 0 },
 	{ "providers", RK_T_OBJECT, 0 },
-	{ "server", RK_T_ANY, RK_F_UNSUPPORTED },
+	{ "server", RK_T_OBJECT, 0 },
+	{ "scheduler", RK_T_OBJECT, 0 },
+	{ "backup", RK_T_OBJECT, 0 },
 	{ "ha", RK_T_OBJECT, 0 },
+	{ NULL, 0, 0 },
+};
+
+static const struct rk_field server_fields[] = {
+	{ "listen", RK_T_STRING, 0 },
+	{ "token_file", RK_T_STRING, 0 },
+	{ "tls_cert_file", RK_T_STRING, 0 },
+	{ "tls_key_file", RK_T_STRING, 0 },
+	{ "max_body_bytes", RK_T_INT, 0 },
+	{ "rate_limit", RK_T_OBJECT, 0 },
+	{ "status_page", RK_T_STRING, 0 },
+	{ NULL, 0, 0 },
+};
+
+static const struct rk_field rate_fields[] = {
+	{ "rps", RK_T_ANY, 0 },
+	{ "burst", RK_T_INT, 0 },
+	{ NULL, 0, 0 },
+};
+
+static const struct rk_field scheduler_fields[] = {
+	{ "jitter", RK_T_DURATION, 0 },
+	{ "parallel", RK_T_INT, 0 },
+	{ "max_sleep", RK_T_DURATION, 0 },
+	{ "audit_verify_every", RK_T_DURATION, 0 },
+	{ NULL, 0, 0 },
+};
+
+static const struct rk_field backup_fields[] = {
+	{ "dir", RK_T_STRING, 0 },
+	{ "key_file", RK_T_STRING, 0 },
+	{ "every", RK_T_DURATION, 0 },
+	{ "keep", RK_T_INT, 0 },
 	{ NULL, 0, 0 },
 };
 
@@ -62,6 +93,12 @@ rk_config_free(struct rk_config *c)
 	free(c->state_dir);
 	free(c->environment);
 	free(c->policy_dir);
+	free(c->server.listen);
+	free(c->server.token_file);
+	free(c->server.tls_cert_file);
+	free(c->server.tls_key_file);
+	free(c->backup.dir);
+	free(c->backup.key_file);
 	rk_doc_free(c->doc);
 	free(c);
 }
@@ -243,6 +280,141 @@ dup_opt(char **dst, const json_t *obj, const char *key, const char *dflt, struct
 	return 0;
 }
 
+/* A path option, defaulting to <state_dir>/name. */
+static int
+dup_path(char **dst, const struct rk_config *c, const json_t *obj, const char *key,
+	 const char *name, struct rk_error *err)
+{
+	const char *v = obj != NULL ? rk_doc_str(obj, key, NULL) : NULL;
+
+	if (v != NULL && v[0] == '\0')
+		return rk_doc_error_key(err, c->doc, obj, key, RK_EINVAL, "%s must not be empty",
+					key);
+	*dst = v != NULL ? strdup(v) : rk_path_join(c->state_dir, name);
+	return *dst == NULL ? rk_error_set(err, RK_ENOMEM, "out of memory") : 0;
+}
+
+/* host:port, [v6]:port; the port 0 to 65535. */
+static int
+listen_ok(const char *s)
+{
+	const char *colon = strrchr(s, ':');
+	long long port;
+
+	if (colon == NULL || colon == s)
+		return 0;
+	if (s[0] == '[' && colon[-1] != ']')
+		return 0;
+	return rk_parse_int(colon + 1, 0, 65535, &port) == 0;
+}
+
+static int
+load_server(struct rk_config *c, const json_t *o, struct rk_error *err)
+{
+	struct rk_config_server *sv = &c->server;
+	const json_t *rate = NULL, *rps;
+	const char *page;
+	int r;
+
+	if (o != NULL && (r = rk_doc_check(c->doc, o, server_fields, "server", err)) < 0)
+		return r;
+	if ((r = dup_opt(&sv->listen, o, "listen", "127.0.0.1:9464", err)) < 0 ||
+	    (r = dup_path(&sv->token_file, c, o, "token_file", "api.token", err)) < 0 ||
+	    (r = dup_opt(&sv->tls_cert_file, o, "tls_cert_file", NULL, err)) < 0 ||
+	    (r = dup_opt(&sv->tls_key_file, o, "tls_key_file", NULL, err)) < 0)
+		return r;
+	if (!listen_ok(sv->listen))
+		return rk_doc_error_key(err, c->doc, o, "listen", RK_EINVAL,
+					"server.listen '%s' must be HOST:PORT (127.0.0.1:9464, "
+					"[::1]:9464; port 0 picks a free one)", sv->listen);
+	if ((sv->tls_cert_file == NULL) != (sv->tls_key_file == NULL))
+		return rk_doc_error_key(err, c->doc, o, sv->tls_cert_file ? "tls_cert_file"
+								: "tls_key_file", RK_EINVAL,
+					"server.tls_cert_file and server.tls_key_file go together");
+	sv->max_body = rk_doc_int(o, "max_body_bytes", 65536);
+	if (sv->max_body < 256 || sv->max_body > 16 << 20)
+		return rk_doc_error_key(err, c->doc, o, "max_body_bytes", RK_EINVAL,
+					"server.max_body_bytes must be from 256 to 16777216");
+	if (o != NULL && (rate = json_object_get(o, "rate_limit")) != NULL &&
+	    (r = rk_doc_check(c->doc, rate, rate_fields, "server.rate_limit", err)) < 0)
+		return r;
+	sv->rate_rps = 10;
+	if (rate != NULL && (rps = json_object_get(rate, "rps")) != NULL) {
+		if (!json_is_number(rps) || json_number_value(rps) <= 0 ||
+		    json_number_value(rps) > 100000)
+			return rk_doc_error_key(err, c->doc, rate, "rps", RK_EINVAL,
+						"server.rate_limit.rps must be a number above 0 "
+						"(requests per second per client)");
+		sv->rate_rps = json_number_value(rps);
+	}
+	sv->rate_burst = (double)rk_doc_int(rate, "burst", 20);
+	if (sv->rate_burst < 1 || sv->rate_burst > 100000)
+		return rk_doc_error_key(err, c->doc, rate, "burst", RK_EINVAL,
+					"server.rate_limit.burst must be from 1 to 100000");
+	page = rk_doc_str(o, "status_page", "loopback");
+	if (strcmp(page, "off") == 0)
+		sv->status_page = 0;
+	else if (strcmp(page, "loopback") == 0)
+		sv->status_page = 1;
+	else if (strcmp(page, "token") == 0)
+		sv->status_page = 2;
+	else
+		return rk_doc_error_key(err, c->doc, o, "status_page", RK_EINVAL,
+					"server.status_page must be off, loopback (loopback "
+					"clients or the token) or token");
+	return 0;
+}
+
+static int
+load_scheduler(struct rk_config *c, const json_t *o, struct rk_error *err)
+{
+	struct rk_config_scheduler *sc = &c->scheduler;
+	int r;
+
+	if (o != NULL && (r = rk_doc_check(c->doc, o, scheduler_fields, "scheduler", err)) < 0)
+		return r;
+	if ((r = rk_doc_duration_ms(c->doc, o, "jitter", 30000, &sc->jitter_ms, err)) < 0 ||
+	    (r = rk_doc_duration_ms(c->doc, o, "max_sleep", 3600000, &sc->max_sleep_ms, err)) < 0 ||
+	    (r = rk_doc_duration_ms(c->doc, o, "audit_verify_every", 3600000,
+				    &sc->audit_verify_ms, err)) < 0)
+		return r;
+	if (sc->max_sleep_ms < 1000)
+		return rk_doc_error_key(err, c->doc, o, "max_sleep", RK_EINVAL,
+					"scheduler.max_sleep must be at least 1s");
+	if (sc->audit_verify_ms < 1000)
+		return rk_doc_error_key(err, c->doc, o, "audit_verify_every", RK_EINVAL,
+					"scheduler.audit_verify_every must be at least 1s");
+	sc->parallel = (int)rk_doc_int(o, "parallel", 0);
+	if (sc->parallel < 0 || sc->parallel > RK_CONFIG_PARALLEL_MAX)
+		return rk_doc_error_key(err, c->doc, o, "parallel", RK_EINVAL,
+					"scheduler.parallel must be from 0 (the providers' caps) "
+					"to %d", RK_CONFIG_PARALLEL_MAX);
+	return 0;
+}
+
+static int
+load_backup(struct rk_config *c, const json_t *o, struct rk_error *err)
+{
+	struct rk_config_backup *b = &c->backup;
+	int r;
+
+	if (o != NULL && (r = rk_doc_check(c->doc, o, backup_fields, "backup", err)) < 0)
+		return r;
+	if ((r = dup_path(&b->dir, c, o, "dir", "backups", err)) < 0 ||
+	    (r = dup_path(&b->key_file, c, o, "key_file", "backup.key", err)) < 0 ||
+	    (r = rk_doc_duration_ms(c->doc, o, "every", 0, &b->every_ms, err)) < 0)
+		return r;
+	if (b->every_ms != 0 && b->every_ms < 60000)
+		return rk_doc_error_key(err, c->doc, o, "every", RK_EINVAL,
+					"backup.every must be 0 (no scheduled backups) or at "
+					"least 1m");
+	b->keep = (int)rk_doc_int(o, "keep", 7);
+	if (b->keep < 1 || b->keep > 10000)
+		return rk_doc_error_key(err, c->doc, o, "keep", RK_EINVAL,
+					"backup.keep must be from 1 to 10000");
+	return 0;
+}
+
 int
 rk_config_load(struct rk_config **out, const char *path, struct rk_error *err)
 {
@@ -292,7 +464,10 @@ rk_config_load(struct rk_config **out, const char *path, struct rk_error *err)
 		goto out;
 	}
 	if ((r = load_providers(c, json_object_get(root, "providers"), err)) < 0 ||
-	    (r = load_ha(c, json_object_get(root, "ha"), err)) < 0)
+	    (r = load_ha(c, json_object_get(root, "ha"), err)) < 0 ||
+	    (r = load_server(c, json_object_get(root, "server"), err)) < 0 ||
+	    (r = load_scheduler(c, json_object_get(root, "scheduler"), err)) < 0 ||
+	    (r = load_backup(c, json_object_get(root, "backup"), err)) < 0)
 		goto out;
 	*out = c;
 	c = NULL;

@@ -17,6 +17,9 @@
 
 struct rk_provider_ops;
 
+/* The most rotations scheduler.parallel may ask for (as rotate --parallel). */
+#define RK_CONFIG_PARALLEL_MAX 256
+
 struct rk_config_provider {
 	char *name;				/* key under providers: */
 	const struct rk_provider_ops *ops;	/* from its `type:` */
@@ -36,6 +39,37 @@ struct rk_config_ha {
 	int64_t skew_ms;	/* 0 to the duration; default 2 s */
 };
 
+/*
+ * `server:` (rekey serve's HTTP API). Paths are owned; relative ones are
+ * relative to the working directory like every path in rekey.yaml.
+ */
+struct rk_config_server {
+	char *listen;		/* "127.0.0.1:9464" (default); "[::1]:9464"; port 0: any */
+	char *token_file;	/* default <state_dir>/api.token */
+	char *tls_cert_file;	/* both or neither: HTTPS */
+	char *tls_key_file;
+	int64_t max_body;	/* bytes of a request body; default 65536 */
+	double rate_rps;	/* per client address; default 10 */
+	double rate_burst;	/* default 20 */
+	int status_page;	/* GET /: 0 off, 1 loopback clients or the token (default), 2 token only */
+};
+
+/* `scheduler:` (rekey serve). */
+struct rk_config_scheduler {
+	int64_t jitter_ms;		/* a due rotation waits up to this (per secret); default 30 s */
+	int parallel;			/* rotations at once; 0 (default): the providers' caps */
+	int64_t max_sleep_ms;		/* longest sleep without an event; default 1 h */
+	int64_t audit_verify_ms;	/* re-verify the audit chain this often; default 1 h */
+};
+
+/* `backup:` (rekey backup, and the daemon's scheduled backups). */
+struct rk_config_backup {
+	char *dir;		/* scheduled backups; default <state_dir>/backups */
+	char *key_file;		/* default <state_dir>/backup.key (keep a copy elsewhere) */
+	int64_t every_ms;	/* the daemon backs up this often; 0 (default): never */
+	int keep;		/* scheduled backups kept; default 7 */
+};
+
 struct rk_config {
 	char *path;		/* the file read, or "(built-in default)" */
 	struct rk_doc *doc;
@@ -47,6 +81,9 @@ struct rk_config {
 	json_t *local_default;	/* {type: local} when the file names no `local` */
 	struct rk_config_ha ha;
 	int have_ha;		/* `ha` is configured: ha is set */
+	struct rk_config_server server;
+	struct rk_config_scheduler scheduler;
+	struct rk_config_backup backup;
 };
 
 /* path may be NULL (search order above). */

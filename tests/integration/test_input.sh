@@ -199,12 +199,21 @@ check "  names the encoding error at line:col" contains "$T/err" "latin1cfg.yaml
 printf 'state_dir: %s/var\nha:\n  lease: {provider: c, namespace: n, name: x}\n' "$T" >"$T/ha.yaml"
 expect_rc "ha naming an unknown provider: 2" 2 rk -c "$T/ha.yaml" list
 check "  names the provider at file:line:col" contains "$T/err" "ha.yaml:3:21: ha.lease.provider 'c' is not one of the providers in this file"
-printf 'state_dir: %s/var\nserver: {listen: "127.0.0.1:9464"}\n' "$T" >"$T/server.yaml"
-expect_rc "server in rekey.yaml: 2" 2 rk -c "$T/server.yaml" list
-check "  is refused as not supported" contains "$T/err" "'server' in rekey.yaml is not supported"
+printf 'state_dir: %s/var\nserver:\n  listen: "127.0.0.1:99999"\n' "$T" >"$T/server.yaml"
+expect_rc "server.listen with a bad port: 2" 2 rk -c "$T/server.yaml" list
+check "  names it at file:line:col" contains "$T/err" "server.yaml:3:11: server.listen '127.0.0.1:99999' must be HOST:PORT"
+printf 'state_dir: %s/var\nserver: {tls_cert_file: c.pem}\n' "$T" >"$T/server2.yaml"
+expect_rc "a TLS certificate without its key: 2" 2 rk -c "$T/server2.yaml" list
+check "  says they go together" contains "$T/err" "server.tls_cert_file and server.tls_key_file go together"
+printf 'state_dir: %s/var\nbackup: {every: 10s}\n' "$T" >"$T/backup.yaml"
+expect_rc "backup.every under a minute: 2" 2 rk -c "$T/backup.yaml" list
+check "  names the key" contains "$T/err" "backup.every must be 0 (no scheduled backups) or at least 1m"
+printf 'state_dir: %s/var\nscheduler: {parallel: 999}\n' "$T" >"$T/sched.yaml"
+expect_rc "scheduler.parallel out of range: 2" 2 rk -c "$T/sched.yaml" list
+check "  names the range" contains "$T/err" "scheduler.parallel must be from 0"
 printf 'state_dir: %s/var\ncolour: blue\n' "$T" >"$T/colour.yaml"
 expect_rc "an unknown key in rekey.yaml: 2" 2 rk -c "$T/colour.yaml" list
-check "  lists only the keys rekey implements" contains "$T/err" "(known keys: state_dir, environment, policy_dir, providers, ha)"
+check "  lists only the keys rekey implements" contains "$T/err" "(known keys: state_dir, environment, policy_dir, providers, server, scheduler, backup, ha)"
 
 # ---- 5. plan: what comes next when nothing is due; --at before the last rotation ----
 printf 'secrets:\n  - {name: p1, locator: {path: p1}, policy: quick}\n' >"$T/plan.yaml"
