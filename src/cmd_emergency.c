@@ -19,6 +19,7 @@
 #include "rekey/config.h"
 #include "rekey/crypto.h"
 #include "rekey/ctx.h"
+#include "rekey/emergency.h"
 #include "rekey/engine.h"
 #include "rekey/ha.h"
 #include "rekey/log.h"
@@ -42,195 +43,6 @@ static const char usage[] =
 	"  --wait-lease DURATION  with `ha` in rekey.yaml: wait that long for another\n"
 	"                instance's leader lease (default: exit 75 at once)\n"
 	"Exit: 0 all done, 3 partial, 1 nothing done, 2 usage, 75 locked.\n";
-
-enum sel_kind { SEL_PROVIDER, SEL_ENVIRONMENT, SEL_OWNER, SEL_TIER, SEL_NAME };
-
-struct sel {
-	enum sel_kind kind;
-	const char *value;	/* borrowed from argv */
-	long long tier;
-};
-
-#define SEL_MAX 32
-
-static int
-parse_sel(const char *arg, struct sel *s)
-{
-	static const struct {
-		const char *prefix;
-		enum sel_kind kind;
-	} forms[] = {
-		{ "provider=", SEL_PROVIDER }, { "environment=", SEL_ENVIRONMENT },
-		{ "owner=", SEL_OWNER },       { "tier<=", SEL_TIER },
-		{ "name=", SEL_NAME },
-	};
-
-	for (size_t i = 0; i < RK_ARRAY_SIZE(forms); i++) {
-		size_t n = strlen(forms[i].prefix);
-		if (strncmp(arg, forms[i].prefix, n) != 0)
-			continue;
-		s->kind = forms[i].kind;
-		s->value = arg + n;
-		if (s->value[0] == '\0')
-			return -1;
-		if (s->kind == SEL_TIER && rk_parse_int(s->value, 0, 1000, &s->tier) < 0)
-			return -1;
-		return 0;
-	}
-	return -1;
-}
-
-static int
-in_scope(const json_t *row, const struct sel *sels, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		const char *v = NULL;
-		switch (sels[i].kind) {
-		case SEL_PROVIDER: v = json_string_value(json_object_get(row, "provider")); break;
-		case SEL_ENVIRONMENT: v = json_string_value(json_object_get(row, "environment")); break;
-		case SEL_OWNER: v = json_string_value(json_object_get(row, "owner")); break;
-		case SEL_NAME:
-			if (fnmatch(sels[i].value, json_string_value(json_object_get(row, "name")),
-				    0) != 0)
-				return 0;
-			continue;
-		case SEL_TIER:
-			if (json_integer_value(json_object_get(row, "tier")) > sels[i].tier)
-				return 0;
-			continue;
-		}
-		if (v == NULL || strcmp(v, sels[i].value) != 0)
-			return 0;
-	}
-	return 1;
-}
-
-/* ---- the plan ---- */
-
-static int
-by_tier_then_name(const void *a, const void *b)
-{
-	const json_t *x = *(const json_t *const *)a, *y = *(const json_t *const *)b;
-	json_int_t tx = json_integer_value(json_object_get(x, "tier"));
-	json_int_t ty = json_integer_value(json_object_get(y, "tier"));
-
-	if (tx != ty)
-		return tx < ty ? -1 : 1;
-	return strcmp(json_string_value(json_object_get(x, "name")),
-		      json_string_value(json_object_get(y, "name")));
-}
-
-/* Adds 1 to the counter `what` of provider `name` in provs, made on first use. */
-static void
-count_for(json_t *provs, const char *name, const char *what)
-{
-	json_t *pe = json_object_get(provs, name);
-
-	if (pe == NULL) {
-		pe = json_pack("{s:s, s:I, s:I}", "provider", name, "secrets", (json_int_t)0,
-			       "restarts", (json_int_t)0);
-		json_object_set_new(provs, name, pe);
-	}
-	json_object_set_new(pe, what, json_integer(json_integer_value(json_object_get(pe, what)) + 1));
-}
-
-/*
- * The plan of rows (in scope): waves by tier, dependents once each with the
- * secrets that feed them, calls per provider and an estimate from the
- * providers' rate limits. *names gets the secrets in wave order.
- */
-static int
-make_plan(struct rk_ctx *ctx, const json_t *rows, const char *reason, const json_t *scope,
-	  json_t **plan, json_t **names, struct rk_error *err)
-{
-	size_t n = json_array_size(rows), i;
-	const json_t **sorted = calloc(n ? n : 1, sizeof(*sorted));
-	json_t *waves = json_array(), *deps = json_object(), *provs = json_object();
-	json_t *deplist = json_array(), *provlist = json_array(), *wave = NULL;
-	double est = 0;
-	const char *key;
-	json_t *v;
-	int r = 0;
-
-	*plan = NULL;
-	*names = json_array();
-	if (sorted == NULL || !waves || !deps || !provs || !deplist || !provlist || !*names) {
-		r = rk_error_set(err, RK_ENOMEM, "out of memory");
-		goto out;
-	}
-	for (i = 0; i < n; i++)
-		sorted[i] = json_array_get(rows, i);
-	qsort(sorted, n, sizeof(*sorted), by_tier_then_name);
-	for (i = 0; i < n; i++) {
-		const json_t *row = sorted[i], *dep;
-		const char *name = json_string_value(json_object_get(row, "name"));
-		const char *prov = json_string_value(json_object_get(row, "provider"));
-		json_int_t tier = json_integer_value(json_object_get(row, "tier"));
-		size_t k;
-		if (wave == NULL || json_integer_value(json_object_get(wave, "tier")) != tier) {
-			wave = json_pack("{s:I, s:[]}", "tier", tier, "secrets");
-			json_array_append_new(waves, wave);
-		}
-		json_array_append_new(json_object_get(wave, "secrets"), json_string(name));
-		json_array_append_new(*names, json_string(name));
-		count_for(provs, prov, "secrets");
-		json_array_foreach(json_object_get(json_object_get(row, "spec"), "dependents"), k, dep) {
-			const char *dk = json_string_value(json_object_get(dep, "key"));
-			json_t *de = json_object_get(deps, dk);
-			if (de == NULL) {
-				de = json_pack("{s:s, s:[]}", "dependent", dk, "secrets");
-				json_object_set_new(deps, dk, de);
-				json_array_append(deplist, de);
-				if (json_object_get(dep, "provider") != NULL)
-					count_for(provs, json_string_value(json_object_get(dep, "provider")),
-						  "restarts");
-			}
-			json_array_append_new(json_object_get(de, "secrets"), json_string(name));
-		}
-	}
-	/* Calls and time per provider: they run side by side, so the run takes the longest. */
-	json_object_foreach(provs, key, v) {
-		struct rk_provider *p = NULL;
-		struct rk_plan_calls pc = { 0 };
-		json_int_t ns = json_integer_value(json_object_get(v, "secrets"));
-		json_int_t nr = json_integer_value(json_object_get(v, "restarts"));
-		double secs = 0;
-		unsigned calls;
-		if ((r = rk_ctx_provider(ctx, key, &p, err)) < 0)
-			goto out;
-		if (p->ops->plan_calls != NULL)
-			p->ops->plan_calls(p, &pc);
-		calls = (unsigned)ns * (pc.reads + pc.writes) + (unsigned)nr * pc.restart_calls;
-		if (pc.rps > 0)
-			secs = calls / pc.rps;
-		if (secs > est)
-			est = secs;
-		json_object_set_new(v, "type", json_string(p->ops->type));
-		json_object_set_new(v, "calls", json_integer(calls));
-		json_object_set_new(v, "rate_limit_rps", json_real(pc.rps));
-		json_object_set_new(v, "concurrency", json_integer(pc.concurrency));
-		json_object_set_new(v, "estimate_seconds", json_real(secs));
-		json_array_append(provlist, v);
-	}
-	*plan = json_pack("{s:b, s:s, s:O, s:I, s:O, s:O, s:O, s:f}", "dry_run", 0, "reason",
-			  reason ? reason : "", "scope", scope, "secrets", (json_int_t)n, "waves",
-			  waves, "dependents", deplist, "providers", provlist, "estimate_seconds",
-			  est);
-	if (*plan == NULL)
-		r = rk_error_set(err, RK_ENOMEM, "out of memory");
-out:
-	if (r < 0) {
-		json_decref(*names);
-		*names = NULL;
-	}
-	free(sorted);
-	json_decref(waves);
-	json_decref(deps);
-	json_decref(provs);
-	json_decref(deplist);
-	json_decref(provlist);
-	return r;
-}
 
 /* At most `max` names of a list, then "and N more". */
 static void
@@ -350,17 +162,6 @@ on_progress(void *arg, const char *secret, const char *result)
 
 /* ---- the command ---- */
 
-/* Pauses (on) or lets go on the scheduler: a lock in the state DB naming the run. */
-static void
-pause_scheduler(struct rk_ctx *ctx, const char *run_id, int on)
-{
-	struct rk_error err = { 0 };
-
-	if ((on ? rk_store_lock_set(ctx->store, "scheduler", run_id, rk_now(ctx), &err)
-		: rk_store_lock_clear(ctx->store, "scheduler", run_id, &err)) < 0)
-		rk_log_err(&err, "cannot %s the scheduler", on ? "pause" : "resume");
-}
-
 static void
 print_totals(const json_t *rep)
 {
@@ -397,34 +198,32 @@ cmd_emergency(struct rk_ctx *ctx, int argc, char **argv)
 	};
 	struct rk_error err = { 0 };
 	struct rk_rotate_opts ro = { .kind = "emergency", .manual = 1 };
-	struct sel sels[SEL_MAX];
+	struct rk_scope sc = { 0 };
 	struct progress pg;
 	struct rk_ha *ha = NULL;
 	int64_t wait_ms = 0;
-	size_t nsel = 0, i;
 	const char *resume = NULL;
 	int dry = 0, yes = 0, c, rc = 1;
 	long long par;
-	json_t *rows = NULL, *scope = json_array(), *in = NULL, *plan = NULL, *names = NULL;
-	json_t *rep = NULL, *row;
+	json_t *scope = json_array(), *plan = NULL, *names = NULL;
+	json_t *rep = NULL;
 	char run_id[64];
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm': ro.reason = optarg; break;
 		case 's':
-			if (nsel == SEL_MAX) {
+			if (sc.n == RK_SCOPE_MAX) {
 				json_decref(scope);
-				return rk_cli_usage(usage, "at most %d --scope selectors", SEL_MAX);
+				return rk_cli_usage(usage, "at most %d --scope selectors", RK_SCOPE_MAX);
 			}
-			if (parse_sel(optarg, &sels[nsel]) < 0) {
+			if (rk_scope_add(&sc, optarg) < 0) {
 				json_decref(scope);
 				return rk_cli_usage(usage, "bad --scope '%s': use provider=NAME, "
 						    "environment=ENV, owner=OWNER, tier<=N or "
 						    "name=GLOB", optarg);
 			}
 			json_array_append_new(scope, json_string(optarg));
-			nsel++;
 			break;
 		case 'n': dry = 1; break;
 		case 'y': yes = 1; break;
@@ -454,13 +253,13 @@ cmd_emergency(struct rk_ctx *ctx, int argc, char **argv)
 	}
 	if (resume != NULL) {
 		json_decref(scope);
-		if (nsel || dry || ro.reason)
+		if (sc.n || dry || ro.reason)
 			return rk_cli_usage(usage, "--resume RUN takes no --scope, --dry-run or --reason");
 		if ((c = rk_cli_open(ctx, 1)) != 0)
 			return c;
-		pause_scheduler(ctx, resume, 1);
+		rk_emergency_pause(ctx, resume, 1);
 		rc = rk_cli_resume(ctx, resume, ro.parallel, wait_ms);
-		pause_scheduler(ctx, resume, 0);
+		rk_emergency_pause(ctx, resume, 0);
 		return rc;
 	}
 	if (ro.reason == NULL || ro.reason[0] == '\0') {
@@ -472,20 +271,7 @@ cmd_emergency(struct rk_ctx *ctx, int argc, char **argv)
 		json_decref(scope);
 		return c;
 	}
-	if (rk_store_secret_list(ctx->store, &rows, &err) < 0 || (in = json_array()) == NULL) {
-		rc = rk_cli_fail(&err, "nothing was rotated");
-		goto out;
-	}
-	json_array_foreach(rows, i, row)
-		if (in_scope(row, sels, nsel))
-			json_array_append(in, row);
-	if (json_array_size(in) == 0) {
-		rk_error_set(&err, RK_ENOTFOUND, "no secret in the inventory matches the scope%s",
-			     nsel ? "" : " (the inventory is empty)");
-		rc = rk_cli_fail(&err, "nothing was rotated");
-		goto out;
-	}
-	if (make_plan(ctx, in, ro.reason, scope, &plan, &names, &err) < 0) {
+	if (rk_emergency_plan(ctx, &sc, scope, ro.reason, &plan, &names, &err) < 0) {
 		rc = rk_cli_fail(&err, "nothing was rotated");
 		goto out;
 	}
@@ -529,10 +315,10 @@ cmd_emergency(struct rk_ctx *ctx, int argc, char **argv)
 		pg.total = json_array_size(names);
 		rk_engine_set_progress(on_progress, &pg);
 	}
-	pause_scheduler(ctx, run_id, 1);
+	rk_emergency_pause(ctx, run_id, 1);
 	rk_cli_catch_stop(ctx);
 	c = rk_engine_rotate(ctx, names, &ro, &rep, &err);
-	pause_scheduler(ctx, run_id, 0);
+	rk_emergency_pause(ctx, run_id, 0);
 	if (pg.total) {
 		rk_engine_set_progress(NULL, NULL);
 		fputc('\n', stderr);
@@ -552,8 +338,6 @@ cmd_emergency(struct rk_ctx *ctx, int argc, char **argv)
 	}
 out:
 	rk_ha_release(ha);
-	json_decref(rows);
-	json_decref(in);
 	json_decref(scope);
 	json_decref(plan);
 	json_decref(names);

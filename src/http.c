@@ -75,7 +75,12 @@
 #define OUTCOME_UNKNOWN \
 	"the outcome is unknown (the request may have been applied): read back before retrying"
 
+const double rk_http_lat_bounds[RK_HTTP_LAT_BUCKETS] = {
+	0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+};
+
 struct rk_http {
+	struct rk_http *next, *prev;	/* every live client, for rk_http_foreach */
 	char *provider;
 	char *base;			/* base URL without a trailing slash */
 	struct rk_http_cfg cfg;		/* own copy, strings included */
@@ -322,6 +327,38 @@ init_locks(struct rk_http *h, int concurrency)
 	return 0;
 }
 
+/* Every live client (for rk_http_foreach); h->next/prev under registry_mu. */
+static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct rk_http *registry;
+
+static void
+registry_add(struct rk_http *h)
+{
+	pthread_mutex_lock(&registry_mu);
+	h->next = registry;
+	h->prev = NULL;
+	if (registry != NULL)
+		registry->prev = h;
+	registry = h;
+	pthread_mutex_unlock(&registry_mu);
+}
+
+static void
+registry_remove(struct rk_http *h)
+{
+	pthread_mutex_lock(&registry_mu);
+	if (h->prev != NULL || registry == h) {
+		if (h->prev != NULL)
+			h->prev->next = h->next;
+		else
+			registry = h->next;
+		if (h->next != NULL)
+			h->next->prev = h->prev;
+	}
+	h->next = h->prev = NULL;
+	pthread_mutex_unlock(&registry_mu);
+}
+
 int
 rk_http_new(struct rk_http **out, const char *provider, const char *base_url,
 	    const struct rk_http_cfg *cfg, struct rk_error *err)
@@ -361,6 +398,7 @@ rk_http_new(struct rk_http **out, const char *provider, const char *base_url,
 	}
 	rk_breaker_init(&h->breaker, cfg->cb_failures, cfg->cb_cooldown_ms);
 	rk_bucket_init(&h->bucket, cfg->rps, cfg->burst, rk_mono_ms());
+	registry_add(h);
 	*out = h;
 	h = NULL;
 	r = 0;
@@ -374,6 +412,7 @@ rk_http_free(struct rk_http *h)
 {
 	if (h == NULL)
 		return;
+	registry_remove(h);
 	/* freed while a request runs: a caller bug */
 	assert(!h->have_locks || rk_slots_inflight(&h->slots) == 0);
 	/* Easy handles first: the share cannot go while handles use it. */
@@ -392,6 +431,23 @@ rk_http_free(struct rk_http *h)
 	free(h->base);
 	rk_http_cfg_free(&h->cfg);
 	free(h);
+}
+
+void
+rk_http_foreach(void (*fn)(void *arg, const char *provider, const struct rk_http_stats *st),
+		void *arg)
+{
+	struct rk_http_stats *st = malloc(sizeof(*st));
+
+	if (st == NULL)
+		return;
+	pthread_mutex_lock(&registry_mu);
+	for (struct rk_http *h = registry; h != NULL; h = h->next) {
+		rk_http_stats(h, st);
+		fn(arg, h->provider, st);
+	}
+	pthread_mutex_unlock(&registry_mu);
+	free(st);
 }
 
 void
@@ -903,8 +959,19 @@ account(struct rk_http *h, const struct call *call, const struct outcome *o, int
 	after = h->breaker.state;
 	failures = h->breaker.failures;
 	h->stats.requests++;
-	if (cls > 0 || o->status == 0)
+	if (cls > 0 || o->status == 0) {
 		h->stats.by_class[cls]++;
+		h->stats.by_status[o->status]++;
+	}
+	{
+		double sec = (double)(rk_mono_ms() - t0) / 1000.0;
+		int b = 0;
+
+		while (b < RK_HTTP_LAT_BUCKETS && sec > rk_http_lat_bounds[b])
+			b++;
+		h->stats.lat_count[b]++;
+		h->stats.lat_sum_s += sec;
+	}
 	if (after == RK_BREAKER_OPEN && before != RK_BREAKER_OPEN)
 		h->stats.circuit_opened++;
 	pthread_mutex_unlock(&h->mu);

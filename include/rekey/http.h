@@ -102,13 +102,29 @@ int rk_http_do(struct rk_http *h, const struct rk_http_req *req, struct rk_http_
 	       struct rk_error *err) RK_WARN_UNUSED;
 void rk_http_resp_free(struct rk_http_resp *resp);	/* wipes when sensitive */
 
+/* The upper bounds (seconds) of the latency histogram's buckets; +Inf is implied. */
+#define RK_HTTP_LAT_BUCKETS 12
+extern const double rk_http_lat_bounds[RK_HTTP_LAT_BUCKETS];
+
 /* Counters for metrics and doctor (monotonic since rk_http_new). */
 struct rk_http_stats {
 	uint64_t requests;		/* attempts sent */
 	uint64_t by_class[6];		/* [0] transport errors, [1..5] 1xx..5xx */
+	uint64_t by_status[600];	/* [0] transport errors, else by HTTP status */
 	uint64_t retries;
 	int circuit_open;		/* 1 while open or half-open */
 	uint64_t circuit_opened;	/* times it opened */
+	/* Attempt latency: counts per bucket (not cumulative; the last is +Inf). */
+	uint64_t lat_count[RK_HTTP_LAT_BUCKETS + 1];
+	double lat_sum_s;
 };
 void rk_http_stats(struct rk_http *h, struct rk_http_stats *out);
+
+/*
+ * Calls fn once for every client alive in the process (for /metrics), with
+ * its provider name and a copy of its counters. Clients made or freed
+ * meanwhile wait; fn must not make or free one.
+ */
+void rk_http_foreach(void (*fn)(void *arg, const char *provider, const struct rk_http_stats *st),
+		     void *arg);
 #endif
