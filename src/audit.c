@@ -34,6 +34,13 @@ int
 rk_audit(struct rk_ctx *ctx, const char *event, const char *subject, const json_t *detail,
 	 struct rk_error *err)
 {
+	return rk_audit_as(ctx, rk_ctx_actor(ctx), event, subject, detail, err);
+}
+
+int
+rk_audit_as(struct rk_ctx *ctx, const char *actor, const char *event, const char *subject,
+	    const json_t *detail, struct rk_error *err)
+{
 	char prev[RK_FP_HEX_LEN + 1], mac[RK_FP_HEX_LEN + 1];
 	char *text = NULL;
 	int64_t seq, ts = rk_now(ctx);
@@ -47,11 +54,10 @@ rk_audit(struct rk_ctx *ctx, const char *event, const char *subject, const json_
 		return r;
 	}
 	if ((r = rk_store_audit_last(ctx->store, &seq, prev, sizeof(prev), err)) < 0 ||
-	    (r = row_mac(ctx->keys, seq + 1, ts, rk_ctx_actor(ctx), event, subject, text, prev, mac,
-			 err)) < 0)
+	    (r = row_mac(ctx->keys, seq + 1, ts, actor, event, subject, text, prev, mac, err)) < 0)
 		goto out;
-	r = rk_store_audit_insert(ctx->store, seq + 1, ts, rk_ctx_actor(ctx), event, subject, text, prev,
-				  mac, err);
+	r = rk_store_audit_insert(ctx->store, seq + 1, ts, actor, event, subject, text, prev, mac,
+				  err);
 out:
 	if (r < 0)
 		rk_store_rollback(ctx->store);

@@ -40,6 +40,7 @@ static const struct rk_cmd commands[] = {
 	{ "doctor", cmd_doctor, "check config, state, provider reachability and permissions" },
 	{ "get", cmd_get, "print the current value of a local secret" },
 	{ "guard", cmd_guard, "startup guard: refuse default, weak, overdue or reused secrets" },
+	{ "serve", cmd_serve, "the daemon: scheduler, HTTP API, metrics, leader election" },
 	{ NULL, NULL, NULL },
 };
 

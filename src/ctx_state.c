@@ -4,6 +4,7 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -15,12 +16,20 @@
 #include "rekey/util.h"
 
 void
+rk_ctx_close_providers(struct rk_ctx *ctx)
+{
+	if (ctx->providers == NULL)
+		return;
+	for (size_t i = 0; i < ctx->cfg->nproviders; i++) {
+		rk_provider_close(ctx->providers[i]);
+		ctx->providers[i] = NULL;
+	}
+}
+
+void
 rk_ctx_cleanup(struct rk_ctx *ctx)
 {
-	if (ctx->providers != NULL) {
-		for (size_t i = 0; i < ctx->cfg->nproviders; i++)
-			rk_provider_close(ctx->providers[i]);
-	}
+	rk_ctx_close_providers(ctx);
 	rk_store_close(ctx->store);
 	rk_keys_free(ctx->keys);
 	rk_state_unlock(ctx->lock_fd);
@@ -54,8 +63,26 @@ rk_ctx_open_state(struct rk_ctx *ctx, int lock, struct rk_error *err)
 	return rk_keys_load(&ctx->keys, ctx->cfg->state_dir, err);
 }
 
+static pthread_mutex_t open_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static int provider_locked(struct rk_ctx *ctx, const char *name, struct rk_provider **out,
+			   struct rk_error *err);
+
 int
 rk_ctx_provider(struct rk_ctx *ctx, const char *name, struct rk_provider **out,
+		struct rk_error *err)
+{
+	int r;
+
+	/* rekey serve's HTTP threads plan too (an emergency dry run): one opener at a time. */
+	pthread_mutex_lock(&open_mu);
+	r = provider_locked(ctx, name, out, err);
+	pthread_mutex_unlock(&open_mu);
+	return r;
+}
+
+static int
+provider_locked(struct rk_ctx *ctx, const char *name, struct rk_provider **out,
 		struct rk_error *err)
 {
 	for (size_t i = 0; i < ctx->cfg->nproviders; i++) {

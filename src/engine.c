@@ -1919,7 +1919,7 @@ plan_entry(struct rk_ctx *ctx, const json_t *row, int64_t at)
 			 json_string_value(json_object_get(row, "name")));
 	}
 	return json_pack("{s:O, s:O, s:O, s:O, s:O, s:O, s:I, s:I, s:b, s:b, s:b, s:b, s:I, s:b,"
-			  " s:s, s:O, s:O, s:O}",
+			  " s:s, s:O, s:O, s:O, s:O}",
 			  "name", json_object_get(row, "name"), "provider",
 			  json_object_get(row, "provider"), "policy", json_object_get(row, "policy"),
 			  "environment", json_object_get(row, "environment"), "owner",
@@ -1930,7 +1930,8 @@ plan_entry(struct rk_ctx *ctx, const json_t *row, int64_t at)
 			  attention, "reason", reason, "last_result",
 			  json_object_get(row, "last_result"), "last_error",
 			  json_object_get(row, "last_error"), "current_version",
-			  json_object_get(row, "current_version"));
+			  json_object_get(row, "current_version"), "last_run",
+			  json_object_get(row, "last_run"));
 }
 
 static int

@@ -186,9 +186,10 @@ parse_doc(struct rk_policy **out, const struct rk_doc *doc, struct rk_error *err
 	if ((r = rk_doc_duration_ms(doc, root, "rotate_every", 0, &ms, err)) < 0)
 		goto out;
 	p->rotate_every = ms / 1000;
-	if (p->rotate_every < 60) {
+	/* Whole seconds: the schedule counts seconds (short ones are for tests and demos). */
+	if (p->rotate_every < 1 || ms % 1000 != 0) {
 		r = rk_doc_error_key(err, doc, root, "rotate_every", RK_EINVAL,
-				     "rotate_every must be at least 1m");
+				     "rotate_every must be whole seconds, at least 1s");
 		goto out;
 	}
 	if ((r = rk_doc_duration_ms(doc, root, "grace", 0, &ms, err)) < 0)

@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/statvfs.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -879,6 +880,35 @@ rk_state_unlock(int fd)
 		close(fd);	/* releases the flock */
 }
 
+int
+rk_store_ping(struct rk_store *s, struct rk_error *err)
+{
+	struct statvfs vfs;
+	json_t *rows = NULL;
+	char *dir = strdup(s->path), *slash;
+	int r;
+
+	if (dir == NULL)
+		return rk_error_set(err, RK_ENOMEM, "out of memory");
+	if ((slash = strrchr(dir, '/')) != NULL)
+		*slash = '\0';
+	if (access(s->path, W_OK) != 0 || access(slash ? dir : ".", W_OK) != 0) {
+		r = rk_error_set(err, RK_EIO, "state DB %s is not writable: %s", s->path,
+				 strerror(errno));
+		free(dir);
+		return r;
+	}
+	if (statvfs(slash ? dir : ".", &vfs) == 0 && vfs.f_bavail == 0) {
+		free(dir);
+		return rk_error_set(err, RK_EIO, "the filesystem of %s is full", s->path);
+	}
+	free(dir);
+	if ((r = query(s, &rows, err, "SELECT count(*) AS n FROM runs", "")) < 0)
+		return r;
+	json_decref(rows);
+	return 0;
+}
+
 /* ---- secrets ---- */
 
 int
@@ -969,7 +999,7 @@ rk_store_secret_schedule(struct rk_store *s,
 {
 	return query_each(s, fn, arg, err,
 		     "SELECT name, provider, policy, environment, owner, tier, last_rotated,"
-		     " current_version, failures, needs_attention, last_result, last_error,"
+		     " current_version, failures, needs_attention, last_result, last_error, last_run,"
 		     " COALESCE(json_extract(spec, '$.last_rotated'), 0) AS spec_last_rotated"
 		     " FROM secrets ORDER BY name", "");
 }

@@ -19,6 +19,10 @@ struct rk_keys;
 int rk_audit(struct rk_ctx *ctx, const char *event, const char *subject, const json_t *detail,
 	     struct rk_error *err) RK_WARN_UNUSED;
 
+/* The same with the actor named (rekey serve: "api:TOKEN@ADDR", "scheduler"). */
+int rk_audit_as(struct rk_ctx *ctx, const char *actor, const char *event, const char *subject,
+		const json_t *detail, struct rk_error *err) RK_WARN_UNUSED;
+
 /*
  * Verifies the whole chain. 0 when intact (*rows = row count); RK_EINVAL when
  * broken, with err naming the first bad row and what is wrong with it.

@@ -30,6 +30,7 @@ int cmd_audit(struct rk_ctx *ctx, int argc, char **argv);
 int cmd_get(struct rk_ctx *ctx, int argc, char **argv);
 int cmd_guard(struct rk_ctx *ctx, int argc, char **argv);
 int cmd_doctor(struct rk_ctx *ctx, int argc, char **argv);
+int cmd_serve(struct rk_ctx *ctx, int argc, char **argv);
 
 /*
  * Takes the global options (-c, --output, --log-format, --log-level) out of

@@ -50,6 +50,8 @@ int rk_ctx_open_state(struct rk_ctx *ctx, int lock, struct rk_error *err) RK_WAR
 /* The opened provider instance of that name (opened on first use). */
 int rk_ctx_provider(struct rk_ctx *ctx, const char *name, struct rk_provider **out,
 		    struct rk_error *err) RK_WARN_UNUSED;
+/* Closes the opened providers (they open again on next use). */
+void rk_ctx_close_providers(struct rk_ctx *ctx);
 /* Who acts, for the audit log ("user@host"), looked up on first use. */
 const char *rk_ctx_actor(struct rk_ctx *ctx);
 /* Unix seconds. */

@@ -49,6 +49,12 @@ void rk_store_stats(struct rk_store *s, struct rk_store_stats *out);
 void rk_store_set_commit_hook(struct rk_store *s, void (*fn)(void *arg, unsigned units),
 			      void *arg);
 
+/*
+ * For /readyz: the DB file and its directory are writable by this process,
+ * the filesystem has room, and a query answers. Writes nothing.
+ */
+int rk_store_ping(struct rk_store *s, struct rk_error *err) RK_WARN_UNUSED;
+
 /* Exclusive lock of the state dir for changing commands; RK_EBUSY when held. */
 int rk_state_lock(const char *state_dir, int *fd_out, struct rk_error *err) RK_WARN_UNUSED;
 void rk_state_unlock(int fd);

@@ -176,9 +176,9 @@ END_TEST
 
 START_TEST(test_policy_rotate_every_below_one_minute_is_refused)
 {
-	parse_bad("name: x\nrotate_every: 59s\n", 2, 0, "at least 1m");
-	parse_bad("name: x\nrotate_every: 30\n", 2, 0, "at least 1m");
-	parse_bad("name: x\nrotate_every: 0\n", 2, 0, "at least 1m");
+	parse_bad("name: x\nrotate_every: 1500ms\n", 2, 0, "whole seconds, at least 1s");
+	parse_bad("name: x\nrotate_every: 500ms\n", 2, 0, "whole seconds, at least 1s");
+	parse_bad("name: x\nrotate_every: 0\n", 2, 0, "whole seconds, at least 1s");
 	rk_policy_free(parse_ok("name: x\nrotate_every: 60\n"));
 }
 END_TEST
