@@ -165,47 +165,34 @@ out:
 
 /* ---- the backup key ---- */
 
-/* A new key file, never replacing one made meanwhile by another backup (link, not rename). */
+/*
+ * A new key file, never replacing one made meanwhile by another backup:
+ * written whole under a name of this process, then linked (not renamed) in.
+ */
 static int
 key_create(const char *key_file, struct rk_error *err)
 {
+	size_t b64_len = sodium_base64_ENCODED_LEN(RK_BACKUP_KEY_BYTES,
+						   sodium_base64_VARIANT_ORIGINAL);
 	unsigned char *key = sodium_malloc(RK_BACKUP_KEY_BYTES);
-	char *b64 = sodium_malloc(sodium_base64_ENCODED_LEN(RK_BACKUP_KEY_BYTES,
-							     sodium_base64_VARIANT_ORIGINAL) + 2);
-	size_t tlen = strlen(key_file) + 16;
-	char *tmp = malloc(tlen);
-	int fd = -1, r;
+	char *b64 = sodium_malloc(b64_len + 1), tmp[4200];
+	int r;
 
-	if (key == NULL || b64 == NULL || tmp == NULL) {
+	if (key == NULL || b64 == NULL) {
 		r = oom(err);
 		goto out;
 	}
-	snprintf(tmp, tlen, "%s.tmp-XXXXXX", key_file);
-	if ((fd = mkstemp(tmp)) < 0) {
-		r = rk_error_set(err, RK_EIO, "cannot create the backup key %s: %s", key_file,
-				 strerror(errno));
-		tmp[0] = '\0';
-		goto out;
-	}
+	snprintf(tmp, sizeof(tmp), "%s.new-%ld", key_file, (long)getpid());
 	randombytes_buf(key, RK_BACKUP_KEY_BYTES);
-	sodium_bin2base64(b64, sodium_base64_ENCODED_LEN(RK_BACKUP_KEY_BYTES,
-							 sodium_base64_VARIANT_ORIGINAL),
-			  key, RK_BACKUP_KEY_BYTES, sodium_base64_VARIANT_ORIGINAL);
-	b64[strlen(b64) + 1] = '\0';	/* room for the newline reserved above */
-	b64[strlen(b64)] = '\n';
-	if (fchmod(fd, 0600) < 0 || write_all(fd, b64, strlen(b64)) < 0 || fsync(fd) < 0 ||
-	    (link(tmp, key_file) < 0 && errno != EEXIST) || fsync_dir(key_file) < 0) {
+	sodium_bin2base64(b64, b64_len, key, RK_BACKUP_KEY_BYTES, sodium_base64_VARIANT_ORIGINAL);
+	b64[b64_len - 1] = '\n';	/* over the NUL: the file's text is not a C string */
+	if ((r = rk_write_file_atomic(tmp, b64, b64_len, 0600, err)) < 0)
+		goto out;
+	if ((link(tmp, key_file) < 0 && errno != EEXIST) || fsync_dir(key_file) < 0)
 		r = rk_error_set(err, RK_EIO, "cannot create the backup key %s: %s", key_file,
 				 strerror(errno));
-		goto out;
-	}
-	r = 0;
+	unlink(tmp);
 out:
-	if (fd >= 0)
-		close(fd);
-	if (tmp != NULL && tmp[0] != '\0')
-		unlink(tmp);
-	free(tmp);
 	sodium_free(b64);
 	sodium_free(key);
 	return r;
