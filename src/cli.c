@@ -37,6 +37,8 @@ static const struct rk_cmd commands[] = {
 	{ "runs", cmd_runs, "recent runs" },
 	{ "run", cmd_run, "one run in detail" },
 	{ "audit", cmd_audit, "read or verify the audit log" },
+	{ "backup", cmd_backup, "write an encrypted backup of the state (--to FILE)" },
+	{ "restore", cmd_restore, "replace the state with a backup (--from FILE)" },
 	{ "doctor", cmd_doctor, "check config, state, provider reachability and permissions" },
 	{ "get", cmd_get, "print the current value of a local secret" },
 	{ "guard", cmd_guard, "startup guard: refuse default, weak, overdue or reused secrets" },

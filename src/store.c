@@ -1601,3 +1601,103 @@ rk_store_audit_list(struct rk_store *s, int64_t since, json_t **out, struct rk_e
 		     "SELECT seq, ts, actor, event, subject, detail, prev_hash, hash FROM audit"
 		     " WHERE ts >= ? ORDER BY seq", "i", since);
 }
+
+/*
+ * ---- backup ----
+ * The DB image of a backup (src/backup.c), and the checks of a restored DB.
+ * The image is taken on a connection of its own, never a pooled reader nor
+ * the write connection: a unit of the calling thread must not leak into it,
+ * and it holds no lock of the store, so writers of every thread and process
+ * go on while it is copied (WAL: the copy is one read transaction).
+ */
+
+static int
+snapshot_count(sqlite3 *db, int64_t *rows)
+{
+	sqlite3_stmt *st = NULL;
+	int ok;
+
+	if (sqlite3_prepare_v2(db, "SELECT count(*) FROM audit", -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	ok = sqlite3_step(st) == SQLITE_ROW;
+	if (ok)
+		*rows = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return ok ? 0 : -1;
+}
+
+int
+rk_store_snapshot(struct rk_store *s, unsigned char **image, size_t *len, int64_t *audit_rows,
+		  struct rk_error *err)
+{
+	sqlite3 *src = NULL, *mem = NULL;
+	sqlite3_backup *b;
+	sqlite3_int64 size = 0;
+	unsigned char *data;
+	int r, rc;
+
+	if ((r = open_conn(s, &src, SQLITE_OPEN_READONLY, err)) < 0)
+		return r;
+	if (sqlite3_open_v2(":memory:", &mem, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+	    SQLITE_OK) {
+		r = rk_error_set(err, RK_ENOMEM, "backup of %s: cannot open an in-memory DB", s->path);
+		goto out;
+	}
+	if ((b = sqlite3_backup_init(mem, "main", src, "main")) == NULL) {
+		r = db_err(s, mem, err, "backup");
+		goto out;
+	}
+	/*
+	 * All pages in one step: one read transaction, so one committed state.
+	 * A writer holding the lock for a moment makes it BUSY: try again.
+	 */
+	for (int tries = 0; (rc = sqlite3_backup_step(b, -1)) == SQLITE_BUSY ||
+			    rc == SQLITE_LOCKED; tries++) {
+		if (tries >= BUSY_TIMEOUT_MS / 10)
+			break;
+		sqlite3_sleep(10);
+	}
+	sqlite3_backup_finish(b);
+	if (rc != SQLITE_DONE) {
+		r = rk_error_set(err, RK_EIO, "state DB %s: backup: %s", s->path, sqlite3_errstr(rc));
+		goto out;
+	}
+	if (snapshot_count(mem, audit_rows) < 0) {
+		r = db_err(s, mem, err, "count the audit rows of the backup");
+		goto out;
+	}
+	if ((data = sqlite3_serialize(mem, "main", &size, 0)) == NULL) {
+		r = rk_error_set(err, RK_ENOMEM, "backup of %s: out of memory", s->path);
+		goto out;
+	}
+	*image = data;
+	*len = (size_t)size;
+	r = 0;
+out:
+	sqlite3_close_v2(mem);
+	sqlite3_close_v2(src);
+	return r;
+}
+
+void
+rk_store_image_free(unsigned char *image, size_t len)
+{
+	if (image == NULL)
+		return;
+	explicit_bzero(image, len);
+	sqlite3_free(image);
+}
+
+int
+rk_store_integrity_check(struct rk_store *s, struct rk_error *err)
+{
+	char res[256];
+	int r;
+
+	if ((r = query_text(s, res, sizeof(res), err, "PRAGMA integrity_check", "")) < 0)
+		return r;
+	if (strcmp(res, "ok") != 0)
+		return rk_error_set(err, RK_EINVAL, "state DB %s fails its integrity check: %s",
+				    s->path, res);
+	return 0;
+}

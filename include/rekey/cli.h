@@ -27,6 +27,8 @@ int cmd_history(struct rk_ctx *ctx, int argc, char **argv);
 int cmd_runs(struct rk_ctx *ctx, int argc, char **argv);
 int cmd_run(struct rk_ctx *ctx, int argc, char **argv);
 int cmd_audit(struct rk_ctx *ctx, int argc, char **argv);
+int cmd_backup(struct rk_ctx *ctx, int argc, char **argv);
+int cmd_restore(struct rk_ctx *ctx, int argc, char **argv);
 int cmd_get(struct rk_ctx *ctx, int argc, char **argv);
 int cmd_guard(struct rk_ctx *ctx, int argc, char **argv);
 int cmd_doctor(struct rk_ctx *ctx, int argc, char **argv);

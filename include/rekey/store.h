@@ -223,4 +223,18 @@ int rk_store_audit_list(struct rk_store *s, int64_t since, json_t **out,
 /* Path of the DB file (for tests and doctor). */
 const char *rk_store_path(const struct rk_store *s);
 
+/*
+ * ---- backup (src/backup.c) ----
+ * A consistent image of the whole DB, as of one committed transaction:
+ * SQLite's online backup into an in-memory DB, serialized; the store's
+ * writers (of any thread or process) are not held up. *image (the caller's,
+ * freed with rk_store_image_free, which wipes it) holds sealed values and
+ * names, never a plaintext value; *audit_rows is the image's audit row count.
+ */
+int rk_store_snapshot(struct rk_store *s, unsigned char **image, size_t *len,
+		      int64_t *audit_rows, struct rk_error *err) RK_WARN_UNUSED;
+void rk_store_image_free(unsigned char *image, size_t len);
+/* PRAGMA integrity_check: 0 when "ok", else RK_EINVAL with SQLite's first complaint. */
+int rk_store_integrity_check(struct rk_store *s, struct rk_error *err) RK_WARN_UNUSED;
+
 #endif
