@@ -340,12 +340,18 @@ load_server(struct rk_config *c, const json_t *o, struct rk_error *err)
 		return r;
 	sv->rate_rps = 10;
 	if (rate != NULL && (rps = json_object_get(rate, "rps")) != NULL) {
-		if (!json_is_number(rps) || json_number_value(rps) <= 0 ||
-		    json_number_value(rps) > 100000)
+		double v = json_is_number(rps) ? json_number_value(rps) : -1;
+		char *end = NULL;
+		if (json_is_string(rps)) {	/* YAML's 0.5 may come as text */
+			v = strtod(json_string_value(rps), &end);
+			if (end == json_string_value(rps) || *end != '\0')
+				v = -1;
+		}
+		if (v <= 0 || v > 100000)
 			return rk_doc_error_key(err, c->doc, rate, "rps", RK_EINVAL,
 						"server.rate_limit.rps must be a number above 0 "
 						"(requests per second per client)");
-		sv->rate_rps = json_number_value(rps);
+		sv->rate_rps = v;
 	}
 	sv->rate_burst = (double)rk_doc_int(rate, "burst", 20);
 	if (sv->rate_burst < 1 || sv->rate_burst > 100000)
@@ -404,10 +410,10 @@ load_backup(struct rk_config *c, const json_t *o, struct rk_error *err)
 	    (r = dup_path(&b->key_file, c, o, "key_file", "backup.key", err)) < 0 ||
 	    (r = rk_doc_duration_ms(c->doc, o, "every", 0, &b->every_ms, err)) < 0)
 		return r;
-	if (b->every_ms != 0 && b->every_ms < 60000)
+	if (b->every_ms != 0 && b->every_ms < 1000)
 		return rk_doc_error_key(err, c->doc, o, "every", RK_EINVAL,
 					"backup.every must be 0 (no scheduled backups) or at "
-					"least 1m");
+					"least 1s");
 	b->keep = (int)rk_doc_int(o, "keep", 7);
 	if (b->keep < 1 || b->keep > 10000)
 		return rk_doc_error_key(err, c->doc, o, "keep", RK_EINVAL,

@@ -93,3 +93,14 @@ rk_now(const struct rk_ctx *ctx)
 {
 	return ctx->fixed_now ? ctx->fixed_now : (int64_t)time(NULL);
 }
+
+int64_t
+rk_now_ms(const struct rk_ctx *ctx)
+{
+	struct timespec ts;
+
+	if (ctx->fixed_now)
+		return ctx->fixed_now * 1000;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}

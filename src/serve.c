@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "rekey/audit.h"
+#include "rekey/backup.h"
 #include "rekey/cli.h"
 #include "rekey/config.h"
 #include "rekey/crypto.h"
@@ -421,7 +422,7 @@ static int
 schedule(struct daemon *d, json_t **names, int64_t *next_ms, struct rk_error *err)
 {
 	struct rk_ctx *ctx = d->ctx;
-	int64_t now = rk_now(ctx), now_ms = now * 1000, next = 0;
+	int64_t now_ms = rk_now_ms(ctx), now = now_ms / 1000, next = 0;
 	json_t *plan = NULL, *e;
 	size_t i;
 	int r;
@@ -1160,23 +1161,6 @@ handle(void *arg, const struct rk_server_req *req, struct rk_server_resp *resp)
 
 /* ---- periodic duties (main thread) ---- */
 
-/* TEMPORARY until src/backup.c lands: */
-static int
-backup_scheduled(struct rk_ctx *ctx, char *path, size_t n, struct rk_error *err)
-{
-	(void)ctx;
-	(void)path;
-	(void)n;
-	return rk_error_set(err, RK_EINTERNAL, "backups are not built yet");
-}
-
-static int64_t
-backup_last(const struct rk_config *cfg)
-{
-	(void)cfg;
-	return 0;
-}
-
 static void
 verify_audit(struct daemon *d)
 {
@@ -1197,7 +1181,7 @@ scheduled_backup(struct daemon *d)
 	struct rk_error err = { 0 };
 	char path[4096];
 
-	if (backup_scheduled(d->ctx, path, sizeof(path), &err) < 0) {
+	if (rk_backup_scheduled(d->ctx, path, sizeof(path), &err) < 0) {
 		rk_log_err(&err, "scheduled backup failed");
 		return;
 	}
@@ -1255,9 +1239,9 @@ serve_loop(struct daemon *d, int once)
 		d->leader = 1;
 		resume_unfinished(d);
 	}
-	d->last_backup = backup_last(ctx->cfg);
+	d->last_backup = rk_backup_last(ctx->cfg);
 	if (ctx->cfg->backup.every_ms > 0)
-		next_backup = (d->last_backup ? d->last_backup * 1000 : rk_now(ctx) * 1000) +
+		next_backup = (d->last_backup ? d->last_backup * 1000 : rk_now_ms(ctx)) +
 			      (d->last_backup ? ctx->cfg->backup.every_ms : 0);
 	for (;;) {
 		struct rk_error err = { 0 };
@@ -1277,7 +1261,7 @@ serve_loop(struct daemon *d, int once)
 		if (do_reload)
 			reload(d);
 		now_mono = rk_mono_ms();
-		wall_ms = rk_now(ctx) * 1000;
+		wall_ms = rk_now_ms(ctx);
 		if (d->ha_configured && now_mono >= next_lease)
 			next_lease = leadership(d, &ha);
 		if (now_mono >= next_audit) {
@@ -1331,7 +1315,7 @@ serve_loop(struct daemon *d, int once)
 		/* Sleep until the earliest of: the next due time, the lock retry, duties. */
 		wake_at = rk_mono_ms() + ctx->cfg->scheduler.max_sleep_ms;
 		if (next_due) {
-			int64_t w = rk_mono_ms() + (next_due - rk_now(ctx) * 1000);
+			int64_t w = rk_mono_ms() + (next_due - rk_now_ms(ctx));
 			wake_at = w < wake_at ? w : wake_at;
 		}
 		if (busy || retry_at > rk_mono_ms())
@@ -1340,7 +1324,7 @@ serve_loop(struct daemon *d, int once)
 		if (next_audit < wake_at)
 			wake_at = next_audit;
 		if (next_backup) {
-			int64_t w = rk_mono_ms() + (next_backup - rk_now(ctx) * 1000);
+			int64_t w = rk_mono_ms() + (next_backup - rk_now_ms(ctx));
 			wake_at = w < wake_at ? w : wake_at;
 		}
 		if (d->ha_configured && next_lease < wake_at)

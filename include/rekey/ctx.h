@@ -56,5 +56,7 @@ void rk_ctx_close_providers(struct rk_ctx *ctx);
 const char *rk_ctx_actor(struct rk_ctx *ctx);
 /* Unix seconds. */
 int64_t rk_now(const struct rk_ctx *ctx);
+/* Unix milliseconds (the scheduler's jitter). */
+int64_t rk_now_ms(const struct rk_ctx *ctx);
 
 #endif

@@ -205,9 +205,9 @@ check "  names it at file:line:col" contains "$T/err" "server.yaml:3:11: server.
 printf 'state_dir: %s/var\nserver: {tls_cert_file: c.pem}\n' "$T" >"$T/server2.yaml"
 expect_rc "a TLS certificate without its key: 2" 2 rk -c "$T/server2.yaml" list
 check "  says they go together" contains "$T/err" "server.tls_cert_file and server.tls_key_file go together"
-printf 'state_dir: %s/var\nbackup: {every: 10s}\n' "$T" >"$T/backup.yaml"
-expect_rc "backup.every under a minute: 2" 2 rk -c "$T/backup.yaml" list
-check "  names the key" contains "$T/err" "backup.every must be 0 (no scheduled backups) or at least 1m"
+printf 'state_dir: %s/var\nbackup: {every: 500ms}\n' "$T" >"$T/backup.yaml"
+expect_rc "backup.every under a second: 2" 2 rk -c "$T/backup.yaml" list
+check "  names the key" contains "$T/err" "backup.every must be 0 (no scheduled backups) or at least 1s"
 printf 'state_dir: %s/var\nscheduler: {parallel: 999}\n' "$T" >"$T/sched.yaml"
 expect_rc "scheduler.parallel out of range: 2" 2 rk -c "$T/sched.yaml" list
 check "  names the range" contains "$T/err" "scheduler.parallel must be from 0"

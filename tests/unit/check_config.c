@@ -190,19 +190,58 @@ END_TEST
  * `server` is in the design, not in this version: refused as such (not
  * silently accepted, not "unknown"), and never offered as a known key.
  */
-START_TEST(test_config_keys_not_implemented_are_refused_and_not_offered)
+/* server, scheduler and backup: their defaults, and each rule at its line:column. */
+START_TEST(test_config_serve_sections)
 {
 	struct tmp t;
 	struct rk_error err;
+	struct rk_config *c;
 
 	tmp_init(&t);
-	err = load_bad(&t, "state_dir: ./var\nserver: {listen: \"127.0.0.1:9464\"}\n");
-	rk_test_assert_at(&err, t.path, 2, 1);
-	ck_assert_ptr_nonnull(strstr(err.msg, "'server' in rekey.yaml is not supported by this "
-					      "version of rekey"));
+	c = load_ok(&t, "state_dir: /srv/st\n");
+	ck_assert_str_eq(c->server.listen, "127.0.0.1:9464");
+	ck_assert_str_eq(c->server.token_file, "/srv/st/api.token");
+	ck_assert_ptr_null(c->server.tls_cert_file);
+	ck_assert_int_eq(c->server.max_body, 65536);
+	ck_assert(c->server.rate_rps == 10 && c->server.rate_burst == 20);
+	ck_assert_int_eq(c->server.status_page, 1);
+	ck_assert_int_eq(c->scheduler.jitter_ms, 30000);
+	ck_assert_int_eq(c->scheduler.parallel, 0);
+	ck_assert_int_eq(c->scheduler.max_sleep_ms, 3600000);
+	ck_assert_int_eq(c->scheduler.audit_verify_ms, 3600000);
+	ck_assert_str_eq(c->backup.dir, "/srv/st/backups");
+	ck_assert_str_eq(c->backup.key_file, "/srv/st/backup.key");
+	ck_assert_int_eq(c->backup.every_ms, 0);
+	ck_assert_int_eq(c->backup.keep, 7);
+	rk_config_free(c);
+	c = load_ok(&t, "state_dir: /srv/st\nserver: {listen: \"[::1]:0\", token_file: /k, "
+			"rate_limit: {rps: 0.5, burst: 2}, status_page: token}\n"
+			"scheduler: {jitter: 5s, parallel: 3}\nbackup: {every: 1h, keep: 2}\n");
+	ck_assert_str_eq(c->server.listen, "[::1]:0");
+	ck_assert_str_eq(c->server.token_file, "/k");
+	ck_assert(c->server.rate_rps == 0.5 && c->server.rate_burst == 2);
+	ck_assert_int_eq(c->server.status_page, 2);
+	ck_assert_int_eq(c->scheduler.jitter_ms, 5000);
+	ck_assert_int_eq(c->scheduler.parallel, 3);
+	ck_assert_int_eq(c->backup.every_ms, 3600000);
+	ck_assert_int_eq(c->backup.keep, 2);
+	rk_config_free(c);
+	err = load_bad(&t, "state_dir: ./var\nserver:\n  listen: \"nohost\"\n");
+	rk_test_assert_at(&err, t.path, 3, 11);
+	ck_assert_ptr_nonnull(strstr(err.msg, "must be HOST:PORT"));
+	err = load_bad(&t, "state_dir: ./var\nserver:\n  rate_limit: {rps: 0}\n");
+	ck_assert_ptr_nonnull(strstr(err.msg, "server.rate_limit.rps must be a number above 0"));
+	err = load_bad(&t, "state_dir: ./var\nserver:\n  status_page: public\n");
+	ck_assert_ptr_nonnull(strstr(err.msg, "server.status_page must be off, loopback"));
+	err = load_bad(&t, "state_dir: ./var\nserver:\n  max_body_bytes: 10\n");
+	ck_assert_ptr_nonnull(strstr(err.msg, "max_body_bytes must be from 256"));
+	err = load_bad(&t, "state_dir: ./var\nbackup:\n  keep: 0\n");
+	ck_assert_ptr_nonnull(strstr(err.msg, "backup.keep must be from 1 to 10000"));
+	err = load_bad(&t, "state_dir: ./var\nscheduler:\n  max_sleep: 10ms\n");
+	ck_assert_ptr_nonnull(strstr(err.msg, "scheduler.max_sleep must be at least 1s"));
 	err = load_bad(&t, "state_dir: ./var\nstate_dri: x\n");
 	ck_assert_ptr_nonnull(strstr(err.msg, "(known keys: state_dir, environment, policy_dir, "
-					      "providers, ha)"));
+					      "providers, server, scheduler, backup, ha)"));
 	tmp_cleanup(&t);
 }
 END_TEST
@@ -627,7 +666,7 @@ config_suite(void)
 	tcase_add_test(tc, test_config_local_is_always_present);
 	tcase_add_test(tc, test_config_local_max_versions_bounds_checked_at_load);
 	tcase_add_test(tc, test_config_vault_block_is_checked_at_load_without_connecting);
-	tcase_add_test(tc, test_config_keys_not_implemented_are_refused_and_not_offered);
+	tcase_add_test(tc, test_config_serve_sections);
 	tcase_add_test(tc, test_config_ha_lease_block_is_validated);
 	tcase_add_test(tc, test_config_ha_lease_defaults);
 	tcase_add_test(tc, test_config_environment_is_one_word);
