@@ -4,9 +4,10 @@
 # (a) every manifest parses (contrib/kubernetes/*.yaml but kustomization.yaml;
 #     rbac.yaml and rekey-cronjob.yaml are links into common/ and cronjob/);
 #     the grants to system:serviceaccount:rekey:rekey (Role/ClusterRole
-#     rules through their bindings) are exactly the list below, nothing wider; the optional Secret-create role is unbound; the
-#     CronJob runs `rekey rotate --due` as that account, non-root, read-only
-#     root fs, no privilege escalation, config from its ConfigMap (a valid
+#     rules through their bindings) are exactly the list below, nothing
+#     wider; the optional Secret-create role is unbound; the CronJob runs
+#     `rekey rotate --due` as that account, non-root, read-only root fs, no
+#     privilege escalation, config from its ConfigMap (a valid
 #     in_cluster provider block), state on its PVC;
 # (b) those grants converted into tests/fakes/k8s_fake.py rules for one
 #     token, then with curl the very requests rekey sends (Secret GET +
