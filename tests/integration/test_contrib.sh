@@ -27,6 +27,7 @@
 python3 -c 'import yaml' 2>/dev/null || { echo "test_contrib: python3-yaml missing (make deps installs it)"; exit 1; }
 KUBECTL=${KUBECTL:-/usr/bin/kubectl}
 PROMTOOL=${PROMTOOL:-$(command -v promtool || echo /usr/bin/promtool)}
+SYSTEMD_ANALYZE=${SYSTEMD_ANALYZE:-systemd-analyze}
 C="$SRC/contrib"
 
 # Every metric `rekey serve` exports (histograms also as _bucket, _sum, _count).
@@ -151,7 +152,7 @@ if base:
         conf = yaml.safe_load(text) or {}
         open(os.path.join(tdir, "cm-rekey.yaml"), "w").write(text)
         r = subprocess.run([rekey, "-c", os.path.join(tdir, "cm-rekey.yaml"), "list"], capture_output=True, text=True)
-        say(r.returncode != 2, "base: this rekey loads that rekey.yaml (exit %d, not 2)" % r.returncode,
+        say(r.returncode != 2, "base: this rekey loads that rekey.yaml (exit %d; 2 is a configuration error)" % r.returncode,
             r.stderr.strip().splitlines()[-1:] if r.stderr else "")
     srv = conf.get("server") or {}
     say(srv.get("listen") == "0.0.0.0:9464", "base: server.listen 0.0.0.0:9464", srv.get("listen"))
@@ -281,11 +282,11 @@ while IFS='	' read -r res name why; do
 	*) fail "unit check: $res $name $why" ;;
 	esac
 done <"$T/static"
-if command -v systemd-analyze >/dev/null 2>&1; then
+if command -v "$SYSTEMD_ANALYZE" >/dev/null 2>&1; then
 	# verify wants ExecStart's binary to exist: this build's, in a copy.
 	mkdir -p "$T/unit"
 	sed "s|/usr/local/bin/rekey|$REKEY_BIN|g" "$UNIT" >"$T/unit/rekey.service"
-	systemd-analyze verify "$T/unit/rekey.service" >"$T/verify.out" 2>&1
+	"$SYSTEMD_ANALYZE" verify "$T/unit/rekey.service" >"$T/verify.out" 2>&1
 	rc=$?
 	# It exits 0 on settings it ignores; any line about the unit is a failure.
 	if [ $rc = 0 ] && ! grep -q 'rekey\.service' "$T/verify.out"; then pass "systemd-analyze verify rekey.service"; else
@@ -452,7 +453,7 @@ if [ -x "$PROMTOOL" ]; then
 	expect_rc "promtool test rules rekey-alerts.test.yaml" 0 "$PROMTOOL" test rules "$C/prometheus/rekey-alerts.test.yaml"
 	[ -s "$T/out" ] && grep -q FAILED "$T/out" && sed 's/^/      | /' "$T/out" | head -20
 else
-	echo "  SKIP promtool not installed: rekey-alerts.yaml not checked or unit-tested by promtool (make deps / .ci/run install it)"
+	echo "  SKIP promtool not installed: rekey-alerts.yaml not checked or unit-tested by promtool (.ci/run installs it: apt-get install --no-install-recommends prometheus)"
 fi
 
 finish
