@@ -265,7 +265,11 @@ dyn, user = last("DynamicUser"), last("User")
 say(dyn == "yes" or (user not in (None, "", "root", "0")), "rekey.service: DynamicUser=yes or a dedicated User=", (dyn, user))
 say(any("DynamicUser" in c for c in comments), "rekey.service: a comment says why User=/DynamicUser=")
 creds = [c.split(":", 1)[0] for c in svc("LoadCredential") or []]
-say("rekey-master.key" in creds and len(creds) >= 3, "rekey.service: LoadCredential= the master key (rekey-master.key), the API token, provider tokens", creds)
+say("rekey-master.key" in creds and "api-token" in creds,
+    "rekey.service: LoadCredential= the master key (rekey-master.key) and the API token (api-token)", creds)
+say(any(re.match(r"#\s*LoadCredential=\S+:/", c) for c in comments), "rekey.service: provider tokens shown as LoadCredential= lines")
+say(last("ExecStartPre") == "/usr/local/bin/rekey -c /etc/rekey/rekey.yaml init", "rekey.service: ExecStartPre= rekey init (first start)",
+    last("ExecStartPre"))
 def secs(v):
     if v is None: return 0
     t = 0
