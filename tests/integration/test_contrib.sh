@@ -16,8 +16,7 @@
 #     `promtool check rules` / `promtool test rules` pass (when promtool is
 #     installed, else a SKIP line);
 # (d) runbooks: each has its sections and fenced command blocks, every
-#     `rekey COMMAND` in them is a command of $REKEY_BIN (or of the daemon's
-#     planned set: serve, backup, restore), links resolve, README.md indexes
+#     `rekey COMMAND` in them is a command of $REKEY_BIN, links resolve, README.md indexes
 #     them;
 # (e) every metric name in the alerts and the dashboard is one rekey serve
 #     exports (the list below), so a renamed metric fails here;
@@ -62,7 +61,7 @@ EOM
 
 # rekey's commands: what --help lists, and what the daemon work adds.
 "$REKEY_BIN" --help >"$T/help" 2>&1
-{ sed -n '/^commands:/,/^$/p' "$T/help" | awk 'NF > 1 && /^  [a-z]/ {print $1}'; printf 'serve\nbackup\nrestore\n'; } |
+{ sed -n '/^commands:/,/^$/p' "$T/help" | awk 'NF > 1 && /^  [a-z]/ {print $1}'; } |
 	sort -u >"$T/commands.txt"
 check "rekey --help lists its commands" [ "$(wc -l <"$T/commands.txt")" -ge 15 ]
 
