@@ -64,7 +64,7 @@ static const char usage[] =
 
 static const double rot_bounds[ROT_BUCKETS] = { 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300 };
 
-enum job_kind { JOB_ROTATE, JOB_EMERGENCY };
+enum job_kind { JOB_ROTATE, JOB_EMERGENCY, JOB_RESUME };
 
 struct job {
 	struct job *next;
@@ -284,6 +284,7 @@ run_names(struct daemon *d, const json_t *names, const char *kind, const char *r
 	memcpy(ctx->actor, saved, sizeof(saved));
 	pthread_mutex_lock(&d->mu);
 	d->running_run[0] = '\0';
+	d->running_kind[0] = '\0';
 	pthread_mutex_unlock(&d->mu);
 	if (r == 0) {
 		count_report(d, *rep, rk_now(ctx));
@@ -305,10 +306,14 @@ resume_unfinished(struct daemon *d)
 	json_t *reps = NULL, *e;
 	size_t i;
 
+	char saved[sizeof(ctx->actor)];
+
 	if (rk_state_lock(ctx->cfg->state_dir, &ctx->lock_fd, &err) < 0) {
 		rk_log_err(&err, "unfinished runs not resumed yet");
 		return;
 	}
+	memcpy(saved, ctx->actor, sizeof(saved));
+	snprintf(ctx->actor, sizeof(ctx->actor), "scheduler");
 	if (rk_engine_resume(ctx, NULL, ctx->cfg->scheduler.parallel, &reps, &err) < 0) {
 		rk_log_err(&err, "cannot resume the unfinished runs");
 	} else {
@@ -319,6 +324,7 @@ resume_unfinished(struct daemon *d)
 			       json_string_value(json_object_get(e, "status")), NULL);
 		}
 	}
+	memcpy(ctx->actor, saved, sizeof(saved));
 	json_decref(reps);
 	rk_state_unlock(ctx->lock_fd);
 	ctx->lock_fd = -1;
@@ -355,6 +361,39 @@ job_finish(struct daemon *d, struct job *j, const char *state, const struct rk_e
 	pthread_mutex_unlock(&d->mu);
 }
 
+/* POST /v1/emergency {"resume": RUN}: finishes that run (as `rekey emergency --resume`). */
+static int
+resume_run(struct daemon *d, const struct job *j, json_t **rep, struct rk_error *err)
+{
+	struct rk_ctx *ctx = d->ctx;
+	char saved[sizeof(ctx->actor)];
+	int r;
+
+	*rep = NULL;
+	if ((r = rk_state_lock(ctx->cfg->state_dir, &ctx->lock_fd, err)) < 0)
+		return r;
+	memcpy(saved, ctx->actor, sizeof(saved));
+	snprintf(ctx->actor, sizeof(ctx->actor), "%s", j->actor);
+	pthread_mutex_lock(&d->mu);
+	snprintf(d->running_run, sizeof(d->running_run), "%s", j->run_id);
+	snprintf(d->running_kind, sizeof(d->running_kind), "emergency");
+	d->running_total = d->running_done = 0;
+	pthread_mutex_unlock(&d->mu);
+	rk_emergency_pause(ctx, j->run_id, 1);
+	r = rk_engine_resume(ctx, j->run_id, j->parallel, rep, err);
+	rk_emergency_pause(ctx, j->run_id, 0);
+	pthread_mutex_lock(&d->mu);
+	d->running_run[0] = '\0';
+	d->running_kind[0] = '\0';
+	pthread_mutex_unlock(&d->mu);
+	memcpy(ctx->actor, saved, sizeof(saved));
+	if (r == 0)
+		count_report(d, *rep, rk_now(ctx));
+	rk_state_unlock(ctx->lock_fd);
+	ctx->lock_fd = -1;
+	return r;
+}
+
 /* Runs the first queued job; 1 when it must wait for the state lock. */
 static int
 run_job(struct daemon *d)
@@ -371,8 +410,11 @@ run_job(struct daemon *d)
 	pthread_mutex_unlock(&d->mu);
 	if (j == NULL)
 		return 0;
-	r = run_names(d, j->names, j->kind == JOB_EMERGENCY ? "emergency" : "rotate", j->reason,
-		      j->actor, j->run_id, j->parallel, j->no_restart, &rep, &err);
+	if (j->kind == JOB_RESUME)
+		r = resume_run(d, j, &rep, &err);
+	else
+		r = run_names(d, j->names, j->kind == JOB_EMERGENCY ? "emergency" : "rotate",
+			      j->reason, j->actor, j->run_id, j->parallel, j->no_restart, &rep, &err);
 	if (r == RK_EBUSY && rk_now(d->ctx) - j->queued_at < LOCK_GIVE_UP_S) {
 		pthread_mutex_lock(&d->mu);
 		j->state = "queued";
@@ -831,7 +873,7 @@ static json_t *
 job_json(const struct job *j)
 {
 	return json_pack("{s:s, s:s, s:s, s:s, s:I}", "run_id", j->run_id, "status", j->state,
-			 "kind", j->kind == JOB_EMERGENCY ? "emergency" : "rotate", "error", j->error,
+			 "kind", j->kind == JOB_ROTATE ? "rotate" : "emergency", "error", j->error,
 			 "queued_at", (json_int_t)j->queued_at);
 }
 
@@ -907,14 +949,19 @@ queue_job(struct daemon *d, struct job *j, const struct rk_server_req *req,
 	struct rk_error err = { 0 };
 	json_t *detail;
 
-	rk_new_run_id(j->run_id, sizeof(j->run_id), rk_now(d->ctx));
+	if (j->run_id[0] == '\0')
+		rk_new_run_id(j->run_id, sizeof(j->run_id), rk_now(d->ctx));
 	snprintf(j->actor, sizeof(j->actor), "api:%s@%s", req->token_name, req->client);
 	j->state = "queued";
 	j->queued_at = rk_now(d->ctx);
-	detail = json_pack("{s:s, s:O, s:s, s:s}", "run_id", j->run_id, "secrets", j->names,
+	detail = json_pack("{s:s, s:O, s:s, s:s}", "run_id", j->run_id, "secrets",
+			   j->names ? j->names : json_null(),
 			   "reason", j->reason ? j->reason : "", "client", req->client);
-	if (rk_audit_as(d->ctx, j->actor, j->kind == JOB_EMERGENCY ? "api.emergency" : "api.rotate",
-			j->kind == JOB_EMERGENCY ? "emergency" : json_string_value(json_array_get(j->names, 0)),
+	if (rk_audit_as(d->ctx, j->actor,
+			j->kind == JOB_ROTATE ? "api.rotate"
+			: j->kind == JOB_RESUME ? "api.emergency_resume" : "api.emergency",
+			j->kind == JOB_ROTATE ? json_string_value(json_array_get(j->names, 0))
+					      : j->run_id,
 			detail, &err) < 0) {
 		json_decref(detail);
 		job_free(j);
@@ -993,6 +1040,39 @@ post_rotate(struct daemon *d, const char *name, const struct rk_server_req *req,
 	queue_job(d, j, req, resp);
 }
 
+/* {"resume": RUN}: as `rekey emergency --resume RUN` (no scope or dry_run with it). */
+static void
+post_resume(struct daemon *d, const json_t *body, const struct rk_server_req *req,
+	    struct rk_server_resp *resp)
+{
+	struct rk_error err = { 0 };
+	const char *run = json_string_value(json_object_get(body, "resume"));
+	json_t *row = NULL;
+	struct job *j;
+
+	if (run == NULL || json_object_get(body, "scope") || json_object_get(body, "dry_run")) {
+		reply_error(resp, 400, "\"resume\" takes a run id, and no scope or dry_run");
+		return;
+	}
+	if (rk_store_run_get(d->ctx->store, run, &row, &err) < 0) {
+		reply_error(resp, http_status_of(err.code), err.msg);
+		return;
+	}
+	json_decref(row);
+	if (!is_leader(d)) {
+		reply_error(resp, 503, "this replica does not hold the leader lease: ask the leader");
+		return;
+	}
+	if ((j = calloc(1, sizeof(*j))) == NULL) {
+		reply_error(resp, 500, "out of memory");
+		return;
+	}
+	j->kind = JOB_RESUME;
+	snprintf(j->run_id, sizeof(j->run_id), "%s", run);
+	j->parallel = (int)json_integer_value(json_object_get(body, "parallel"));
+	queue_job(d, j, req, resp);
+}
+
 static void
 post_emergency(struct daemon *d, const struct rk_server_req *req, struct rk_server_resp *resp)
 {
@@ -1033,8 +1113,7 @@ post_emergency(struct daemon *d, const struct rk_server_req *req, struct rk_serv
 		}
 	}
 	if (json_object_get(body, "resume") != NULL) {
-		reply_error(resp, 400, "resume an emergency with `rekey emergency --resume RUN` "
-			    "(the daemon resumes unfinished runs when it starts)");
+		post_resume(d, body, req, resp);
 		goto out;
 	}
 	if (rk_emergency_plan(d->ctx, &sc, scope ? scope : json_array(), reason, &plan, &names,
@@ -1392,7 +1471,13 @@ cmd_serve(struct rk_ctx *ctx, int argc, char **argv)
 		pthread_cond_init(&d.cv, &ca);
 		pthread_condattr_destroy(&ca);
 	}
-	/* Every thread made from here on leaves these to the signal thread. */
+	/*
+	 * Our stop signals, even when started in the background of a script
+	 * (which ignores SIGINT); every thread made from here on leaves them
+	 * and SIGHUP to the signal thread.
+	 */
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
