@@ -327,9 +327,49 @@ init_locks(struct rk_http *h, int concurrency)
 	return 0;
 }
 
-/* Every live client (for rk_http_foreach); h->next/prev under registry_mu. */
+/*
+ * Every live client (for rk_http_foreach); h->next/prev under registry_mu.
+ * A freed client's counters are kept (added up per provider name), so that
+ * metrics stay monotonic when a provider is closed and opened again (a
+ * daemon's reload).
+ */
 static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct rk_http *registry;
+struct retired {
+	struct retired *next;
+	char *provider;
+	struct rk_http_stats st;
+};
+static struct retired *retired;
+
+static void
+retire(struct rk_http *h)
+{
+	struct retired *r;
+	struct rk_http_stats st;
+
+	rk_http_stats(h, &st);
+	for (r = retired; r != NULL && strcmp(r->provider, h->provider) != 0; r = r->next)
+		;
+	if (r == NULL) {
+		if ((r = calloc(1, sizeof(*r))) == NULL || (r->provider = strdup(h->provider)) == NULL) {
+			free(r);
+			return;	/* out of memory: the counts are lost, nothing else */
+		}
+		r->next = retired;
+		retired = r;
+	}
+	r->st.requests += st.requests;
+	r->st.retries += st.retries;
+	r->st.circuit_opened += st.circuit_opened;
+	for (size_t i = 0; i < RK_ARRAY_SIZE(st.by_class); i++)
+		r->st.by_class[i] += st.by_class[i];
+	for (size_t i = 0; i < RK_ARRAY_SIZE(st.by_status); i++)
+		r->st.by_status[i] += st.by_status[i];
+	for (size_t i = 0; i < RK_ARRAY_SIZE(st.lat_count); i++)
+		r->st.lat_count[i] += st.lat_count[i];
+	r->st.lat_sum_s += st.lat_sum_s;
+}
 
 static void
 registry_add(struct rk_http *h)
@@ -348,6 +388,7 @@ registry_remove(struct rk_http *h)
 {
 	pthread_mutex_lock(&registry_mu);
 	if (h->prev != NULL || registry == h) {
+		retire(h);
 		if (h->prev != NULL)
 			h->prev->next = h->next;
 		else
@@ -446,6 +487,8 @@ rk_http_foreach(void (*fn)(void *arg, const char *provider, const struct rk_http
 		rk_http_stats(h, st);
 		fn(arg, h->provider, st);
 	}
+	for (struct retired *r = retired; r != NULL; r = r->next)
+		fn(arg, r->provider, &r->st);
 	pthread_mutex_unlock(&registry_mu);
 	free(st);
 }

@@ -122,8 +122,10 @@ void rk_http_stats(struct rk_http *h, struct rk_http_stats *out);
 
 /*
  * Calls fn once for every client alive in the process (for /metrics), with
- * its provider name and a copy of its counters. Clients made or freed
- * meanwhile wait; fn must not make or free one.
+ * its provider name and a copy of its counters, then once per provider name
+ * with the counters of its clients already freed (circuit_open 0): adding
+ * them up per name gives counters that never go back. Clients made or
+ * freed meanwhile wait; fn must not make or free one.
  */
 void rk_http_foreach(void (*fn)(void *arg, const char *provider, const struct rk_http_stats *st),
 		     void *arg);

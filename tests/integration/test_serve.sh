@@ -138,6 +138,14 @@ check "  and w1 still waits" test "$(rotations "$T/b.yaml" w1)" = 0
 printf 'name: windowed\nrotate_every: 1h\ngenerator: {type: password, length: 24}\n' >"$T/policy/windowed.yaml"
 kill -HUP "$PID_b"
 check "SIGHUP with the window removed: w1 is rotated" wait_for 5 ge "$T/b.yaml" w1 1
+# The HTTP client's per-provider counters and latency histogram.
+req200=$(metric "$PORT_b" 'rekey_provider_requests_total{provider="cluster",code="200"}')
+latn=$(metric "$PORT_b" 'rekey_provider_request_duration_seconds_count{provider="cluster"}')
+seen=$(admin GET requests | python3 -c "
+import json,sys; print(len([r for r in json.load(sys.stdin)['requests'] if r.get('status') == 200]))")
+check "/metrics: the Kubernetes requests answered 200 ($req200; the fake logged $seen)" test "${req200:-0}" = "$seen"
+check "  the latency histogram counts every request ($latn)" sh -c "[ '${latn:-0}' -ge '$seen' ] && [ '${latn:-0}' -gt 0 ]"
+check "  the cluster's circuit is closed" test "$(metric "$PORT_b" 'rekey_provider_circuit_open{provider="cluster"}')" = 0
 check "  /metrics: rekey_leader 1 without ha" test "$(metric "$PORT_b" rekey_leader)" = 1
 check "  rekey_audit_chain_ok 1" test "$(metric "$PORT_b" rekey_audit_chain_ok)" = 1
 kill -TERM "$PID_b"
@@ -206,6 +214,59 @@ check "  ha2: rekey_leader 1" test "$(metric "$PORT_ha2" rekey_leader)" = 1
 kill -TERM "$PID_ha2"
 wait "$PID_ha2"
 check "ha2 SIGTERM: exit 0" test $? = 0
+
+# ---- 6. bounded concurrency: scheduler.parallel ----
+# Each set hook counts the hooks running with it (under flock) and notes the peak.
+cat >"$T/conc.sh" <<EOS
+#!/bin/sh
+exec 9>>"$T/conc.lock"
+flock 9; n=\$((\$(cat "$T/conc" 2>/dev/null || echo 0) + 1)); echo \$n >"$T/conc"; echo \$n >>"$T/conc.peak"; flock -u 9
+sleep 0.4
+flock 9; echo \$((\$(cat "$T/conc") - 1)) >"$T/conc"; flock -u 9
+EOS
+chmod +x "$T/conc.sh"
+printf 'name: counted\nrotate_every: 1h\ngenerator: {type: password, length: 24}\nset: {exec: [%s]}\n' "$T/conc.sh" >"$T/policy/counted.yaml"
+{ echo 'secrets:'; for i in 1 2 3 4 5 6; do echo "  - {name: c$i, locator: {path: c$i}, policy: counted}"; done; } >"$T/c-inv.yaml"
+for par in 1 3; do
+	rm -f "$T/conc" "$T/conc.peak"
+	conf c$par
+	sed -i "s/jitter: 0s/jitter: 0s, parallel: $par/" "$T/c$par.yaml"
+	rk -c "$T/c$par.yaml" apply -f "$T/c-inv.yaml" >/dev/null
+	start_serve c$par "$T/c$par.yaml"
+	all6() { for i in 1 2 3 4 5 6; do ge "$T/c$par.yaml" c$i 1 || return 1; done; }
+	check "scheduler.parallel $par: six rotations done" wait_for 15 all6
+	peak=$(sort -n "$T/conc.peak" | tail -1)
+	check "  at most $par set hooks at once (peak $peak)" test "$peak" = "$par"
+	eval "kill -TERM \$PID_c$par; wait \$PID_c$par"
+done
+
+# ---- 7. scheduled backups under load, retention, then restore and go on ----
+AV=1s conf k "" "backup: {every: 1s, keep: 2}"
+printf 'secrets:\n  - {name: t1, locator: {path: t1}, policy: tick}\n  - {name: t2, locator: {path: t2}, policy: tick}\n' >"$T/k-inv.yaml"
+rk -c "$T/k.yaml" apply -f "$T/k-inv.yaml" >/dev/null
+start_serve k "$T/k.yaml"
+check "the daemon backs up every second while it rotates" wait_for 8 sh -c "[ \$(grep -c '\"event\":\"serve.backup\"' '$T/k.err') -ge 4 ]"
+check "  keeping the newest 2" test "$(ls "$T/var-k/backups" | grep -c '^rekey-.*\.bak$')" = 2
+lb=$(metric "$PORT_k" rekey_last_backup_timestamp_seconds)
+check "  rekey_last_backup_timestamp_seconds is recent ($lb)" sh -c "[ \$(( $(date +%s) - ${lb%.*} )) -le 3 ]"
+check "  t1 rotated meanwhile" wait_for 8 ge "$T/k.yaml" t1 2
+kill -TERM "$PID_k"
+wait "$PID_k"
+newest=$(ls "$T/var-k/backups"/rekey-*.bak | sort | tail -1)
+n_at=$(rotations "$T/k.yaml" t1)
+expect_rc "restore the newest backup taken under load" 0 rk -c "$T/k.yaml" restore --from "$newest" --yes
+check "  the audit chain verifies" rk -c "$T/k.yaml" audit verify
+for n in t1 t2; do
+	got=$(rk -c "$T/k.yaml" get "$n" | "$RK_FP" "$T/var-k")
+	want=$(rk -c "$T/k.yaml" status "$n" --output json | python3 -c 'import json,sys; print(json.load(sys.stdin)["current_fp"])')
+	check "  $n's value matches its recorded fingerprint" sh -c "[ -n '$got' ] && [ '$got' = '$want' ]"
+done
+start_serve k "$T/k.yaml"
+check "the daemon goes on from the restored state: t1 rotates again" wait_for 10 ge "$T/k.yaml" t1 $((n_at))
+check "  and the chain still verifies" rk -c "$T/k.yaml" audit verify
+kill -TERM "$PID_k"
+wait "$PID_k"
+check "  SIGTERM: exit 0" test $? = 0
 
 # Nothing a daemon printed carries a generated value.
 for n in t1 t2; do
