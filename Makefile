@@ -37,7 +37,7 @@ KNOWN_SECRETS_DIR ?= $(abspath ../shared/known-secrets)
 CORPUS_OWN = $(sort $(wildcard data/known-secrets/*.txt))
 CORPUS_EXT = $(sort $(wildcard $(KNOWN_SECRETS_DIR)/*.txt))
 
-.PHONY: all deps run check unit integration asan tsan bench fuzz clean fakes-check fault
+.PHONY: all deps run check unit integration asan tsan bench fuzz clean fakes-check fault soak
 all: rekey rekey-guard
 
 # ---- dependencies -------------------------------------------------------------
@@ -176,6 +176,12 @@ tsan: deps
 $(B)/bench-exec: $(B)/tests/bench/bench_exec.o
 	@echo "  LD      $@"
 	@$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $^
+
+# The daemon for SOAK_SECONDS against the doubles with faults (not part of check).
+SOAK_SECONDS ?= 300
+soak: deps
+	@$(MAKE) --no-print-directory rekey $(B)/rk-fp
+	REKEY_BIN=$(CURDIR)/rekey RK_FP=$(CURDIR)/$(B)/rk-fp sh tests/soak/soak.sh $(SOAK_SECONDS)
 
 bench: deps
 	@$(MAKE) --no-print-directory rekey rekey-guard $(B)/bench-exec $(B)/rk-fp
