@@ -92,6 +92,7 @@ m=$(metric "$PORT_a" 'rekey_rotations_total{provider="local",result="rotated"}')
 h=$(( $(rotations "$T/a.yaml" t1) + $(rotations "$T/a.yaml" t2) ))
 check "rekey_rotations_total counts what it rotated ($m, history $h)" sh -c "[ \"$m\" -ge $((h - 2)) ] && [ \"$m\" -le $h ]"
 check "rekey audit verify: intact" rk -c "$T/a.yaml" audit verify
+check "  the command line's rows name user@host" sh -c "\"$REKEY_BIN\" -c '$T/a.yaml' audit --output json | grep -q '\"actor\": *\"$(id -un)@'"
 check "  the runs' audit rows name the scheduler as the actor" sh -c "rk() { \"$REKEY_BIN\" \"\$@\"; }; rk -c '$T/a.yaml' audit --output json | grep -q '\"actor\": *\"scheduler\"'"
 check "  /metrics: rekey_audit_chain_ok 1" test "$(metric "$PORT_a" rekey_audit_chain_ok)" = 1
 # Tampering with the audit log (past its triggers) is seen by the periodic check (every 1 s here).
@@ -187,6 +188,25 @@ check "  to done" sh -c "\"$REKEY_BIN\" -c '$T/s.yaml' run '$run' --output json 
 check "  s1 rotated once in that run" test "$(rotations "$T/s.yaml" s1)" = 1
 kill -TERM "$PID_s"
 wait "$PID_s"
+# kill -9 in the middle of a rotation: the next start finishes it as well.
+printf '  - {name: s2, locator: {path: s2}, policy: slowset}\n' >>"$T/s-inv.yaml"
+rk -c "$T/s.yaml" apply -f "$T/s-inv.yaml" >/dev/null
+: >"$T/s.err"
+start_serve s "$T/s.yaml"
+check "s2's rotation starts" wait_for 5 contains "$T/s.err" '"secret":"s2","provider":"local","step":"verified"'
+kill -9 "$PID_s"
+wait "$PID_s" 2>/dev/null
+run=$(rk -c "$T/s.yaml" runs --output json | python3 -c 'import json,sys; r=[x for x in json.load(sys.stdin) if x["status"]=="running"]; print(r[0]["id"] if r else "")')
+check "kill -9 mid-rotation leaves the run unfinished ($run)" test -n "$run"
+: >"$T/s.err"
+start_serve s "$T/s.yaml"
+check "  the next start resumes it to done" wait_for 15 sh -c "\"$REKEY_BIN\" -c '$T/s.yaml' run '$run' --output json | grep -q '\"status\": *\"done\"'"
+check "  s2 rotated exactly once" test "$(rotations "$T/s.yaml" s2)" = 1
+got=$(rk -c "$T/s.yaml" get s2 | "$RK_FP" "$T/var-s")
+want=$(rk -c "$T/s.yaml" status s2 --output json | python3 -c 'import json,sys; print(json.load(sys.stdin)["current_fp"])')
+check "  its value is the one recorded" sh -c "[ -n '$got' ] && [ '$got' = '$want' ]"
+kill -TERM "$PID_s"
+wait "$PID_s"
 
 # ---- 5. HA: two daemons on one Lease; exactly one rotates; the other takes over ----
 lease_block="ha:
@@ -250,6 +270,7 @@ check "  keeping the newest 2" test "$(ls "$T/var-k/backups" | grep -c '^rekey-.
 lb=$(metric "$PORT_k" rekey_last_backup_timestamp_seconds)
 check "  rekey_last_backup_timestamp_seconds is recent ($lb)" sh -c "[ \$(( $(date +%s) - ${lb%.*} )) -le 3 ]"
 check "  t1 rotated meanwhile" wait_for 8 ge "$T/k.yaml" t1 2
+expect_rc "rekey backup --to FILE while the daemon runs" 0 rk -c "$T/k.yaml" backup --to "$T/online.bak"
 kill -TERM "$PID_k"
 wait "$PID_k"
 newest=$(ls "$T/var-k/backups"/rekey-*.bak | sort | tail -1)
