@@ -30,15 +30,9 @@ static const char plan_usage[] =
 static const char *
 state_of(const json_t *p)
 {
-	if (json_is_true(json_object_get(p, "needs_attention")))
-		return "attention";
-	if (json_is_true(json_object_get(p, "expired")))
-		return "expired";
-	if (json_is_true(json_object_get(p, "overdue")))
-		return "overdue";
-	if (json_is_true(json_object_get(p, "due")))
-		return "due";
-	return "ok";
+	const char *w = rk_engine_state(p);
+
+	return strcmp(w, "needs_attention") == 0 ? "attention" : w;	/* the table's word */
 }
 
 static int

@@ -1646,6 +1646,20 @@ check_not_in_flight(struct rk_ctx *ctx, const char *name, struct rk_error *err)
 	return 0;
 }
 
+const char *
+rk_engine_state(const json_t *entry)
+{
+	if (json_is_true(json_object_get(entry, "needs_attention")))
+		return "needs_attention";
+	if (json_is_true(json_object_get(entry, "expired")))
+		return "expired";
+	if (json_is_true(json_object_get(entry, "overdue")))
+		return "overdue";
+	if (json_is_true(json_object_get(entry, "due")))
+		return "due";
+	return "ok";
+}
+
 int
 rk_engine_picks(const json_t *entry, int ignore_window)
 {

@@ -576,19 +576,6 @@ http_status_of(int code)
 	}
 }
 
-static const char *
-state_word(const json_t *p)
-{
-	if (json_is_true(json_object_get(p, "needs_attention")))
-		return "needs_attention";
-	if (json_is_true(json_object_get(p, "expired")))
-		return "expired";
-	if (json_is_true(json_object_get(p, "overdue")))
-		return "overdue";
-	if (json_is_true(json_object_get(p, "due")))
-		return "due";
-	return "ok";
-}
 
 /* The daemon's own state, for /v1/status, /readyz and the page. */
 static json_t *
@@ -651,7 +638,7 @@ status_json(struct daemon *d, struct rk_error *err)
 	counts = json_pack("{s:i, s:i, s:i, s:i, s:i}", "ok", 0, "due", 0, "overdue", 0,
 			   "expired", 0, "needs_attention", 0);
 	json_array_foreach(plan, i, e) {
-		const char *w = state_word(e);
+		const char *w = rk_engine_state(e);
 		json_object_set_new(e, "state", json_string(w));
 		json_object_set_new(counts, w,
 				    json_integer(json_integer_value(json_object_get(counts, w)) + 1));
@@ -772,7 +759,7 @@ metrics_text(struct daemon *d, size_t *len, struct rk_error *err)
 	rk_prom_family(p, "rekey_build_info", "gauge", "rekey's version.");
 	rk_prom_sample(p, "rekey_build_info", 1, "version", REKEY_VERSION, NULL);
 	json_array_foreach(plan, i, e) {
-		const char *w = state_word(e);
+		const char *w = rk_engine_state(e);
 		n_ok += strcmp(w, "ok") == 0;
 		n_due += strcmp(w, "due") == 0;
 		n_over += strcmp(w, "overdue") == 0;
@@ -934,7 +921,7 @@ get_secret(struct daemon *d, const char *name, struct rk_server_resp *resp)
 		json_array_foreach(plan, i, e)
 			if (strcmp(json_string_value(json_object_get(e, "name")), name) == 0) {
 				json_object_set(row, "schedule", e);
-				json_object_set_new(row, "state", json_string(state_word(e)));
+				json_object_set_new(row, "state", json_string(rk_engine_state(e)));
 			}
 		json_decref(plan);
 	}

@@ -45,6 +45,12 @@ int rk_engine_plan(struct rk_ctx *ctx, int64_t at, json_t **out, struct rk_error
 int rk_engine_picks(const json_t *entry, int ignore_window);
 
 /*
+ * A plan entry's state in one word, the worst first: "needs_attention",
+ * "expired" (past grace), "overdue", "due", "ok" (status, metrics, the page).
+ */
+const char *rk_engine_state(const json_t *entry);
+
+/*
  * The names (a JSON array of strings, by name) that rk_engine_picks takes
  * from the plan at `at`, without holding the plan: one entry at a time.
  */
