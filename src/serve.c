@@ -732,7 +732,7 @@ metrics_providers(struct daemon *d, struct rk_prom *p, json_t *acc)
 }
 
 static char *
-metrics_text(struct daemon *d, size_t *len, struct rk_error *err)
+metrics_text(struct daemon *d, struct rk_server *srv, size_t *len, struct rk_error *err)
 {
 	struct rk_prom *p = rk_prom_new();
 	struct rk_server_stats ss;
@@ -831,7 +831,7 @@ metrics_text(struct daemon *d, size_t *len, struct rk_error *err)
 	rk_http_foreach(metrics_http, acc);
 	metrics_providers(d, p, acc);
 	json_decref(acc);
-	rk_server_stats(d->srv, &ss);
+	rk_server_stats(srv, &ss);
 	rk_prom_family(p, "rekey_api_requests_total", "counter",
 		       "Requests this daemon's HTTP server answered, by status code.");
 	for (int c = 100; c < 600; c++) {
@@ -1177,7 +1177,7 @@ handle(void *arg, const struct rk_server_req *req, struct rk_server_resp *resp)
 		readyz(d, resp);
 	} else if (get && strcmp(path, "/metrics") == 0) {
 		size_t len = 0;
-		char *text = metrics_text(d, &len, &err);
+		char *text = metrics_text(d, req->server, &len, &err);
 		if (text == NULL) {
 			reply_error(resp, 500, err.msg);
 		} else {

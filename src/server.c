@@ -395,6 +395,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 	req.body_len = p->len;
 	req.client = addr;
 	req.loopback = loopback;
+	req.server = s;
 	if (p->too_big) {
 		rk_server_reply(&resp, 413, NULL,
 				"{\"error\": \"the request body is larger than server.max_body_bytes\"}");

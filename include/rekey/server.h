@@ -31,6 +31,7 @@ struct rk_server_req {
 	const char *client;		/* the peer's address as text */
 	int loopback;			/* the peer is 127.0.0.0/8 or ::1 */
 	const char *token_name;		/* the caller's token, NULL when it gave none */
+	struct rk_server *server;	/* the one answering (for rk_server_stats) */
 };
 
 struct rk_server_resp {
