@@ -55,6 +55,35 @@ start_k8s_fake() {
 	K="https://127.0.0.1:$(cat "$T/kport")"
 }
 
+# start_serve LOG: `rekey serve` in the background on $REKEY_CONFIG (whose server.listen
+# asks for port 0), its JSON log in LOG; sets SERVE (its pid; every one started is
+# stopped at exit, then $ON_EXIT runs), PORT and U (http://127.0.0.1:PORT). Returns 1
+# when it exited before listening (its exit code in $T/serve.rc).
+start_serve() {
+	"${SERVE_BIN:-$REKEY_BIN}" --log-format json serve 2>"$1" &
+	SERVE=$!
+	echo "$SERVE" >>"$T/serve.pids"
+	trap 'for p in $(cat "$T/serve.pids" 2>/dev/null); do kill $p 2>/dev/null; wait $p 2>/dev/null; done; eval "${ON_EXIT:-:}"; rm -rf "$T"' EXIT
+	i=0
+	PORT=
+	while [ -z "$PORT" ] && [ $i -lt 100 ]; do
+		if ! kill -0 "$SERVE" 2>/dev/null; then
+			wait "$SERVE"; echo $? >"$T/serve.rc"
+			return 1
+		fi
+		PORT=$(sed -n 's/.*"event":"serve.listening".*"port":"\([0-9]*\)".*/\1/p' "$1" | tail -1)
+		[ -n "$PORT" ] || sleep 0.05
+		i=$((i + 1))
+	done
+	[ -n "$PORT" ] || { echo "$(basename "$0" .sh): rekey serve did not listen"; cat "$1"; exit 1; }
+	U="http://127.0.0.1:$PORT"
+}
+# stop_serve: SIGTERM to $SERVE; returns its exit code.
+stop_serve() {
+	kill -TERM "$SERVE"
+	wait "$SERVE"
+}
+
 finish() {
 	echo "$(basename "$0" .sh): $PASSED passed, $FAILED failed"
 	[ "$FAILED" = 0 ]
