@@ -333,11 +333,17 @@ job_free(struct job *j)
 	free(j);
 }
 
-/* A job leaves the queue for the finished list (the oldest beyond JOBS_KEPT goes). */
+/*
+ * The queue's first job leaves it for the finished list (the oldest beyond
+ * JOBS_KEPT goes), in one step: GET /v1/runs/ID always finds it somewhere.
+ */
 static void
 job_finish(struct daemon *d, struct job *j, const char *state, const struct rk_error *err)
 {
 	pthread_mutex_lock(&d->mu);
+	d->queue = j->next;
+	if (d->queue == NULL)
+		d->queue_tail = NULL;
 	j->state = state;
 	if (err != NULL && err->code != 0)
 		snprintf(j->error, sizeof(j->error), "%s", err->msg);
@@ -378,11 +384,6 @@ run_job(struct daemon *d)
 		pthread_mutex_unlock(&d->mu);
 		return 1;
 	}
-	pthread_mutex_lock(&d->mu);
-	d->queue = j->next;
-	if (d->queue == NULL)
-		d->queue_tail = NULL;
-	pthread_mutex_unlock(&d->mu);
 	if (r < 0)
 		rk_log_err(&err, "run %s did not start", j->run_id);
 	job_finish(d, j, r < 0 ? "not_started" : "done", r < 0 ? &err : NULL);
@@ -834,7 +835,10 @@ job_json(const struct job *j)
 			 "queued_at", (json_int_t)j->queued_at);
 }
 
-/* A queued or never-started API job of that run id, as JSON; NULL when none. */
+/*
+ * A queued, starting (not in the state DB yet) or never-started API job of
+ * that run id, as JSON; NULL when none.
+ */
 static json_t *
 find_job(struct daemon *d, const char *run_id)
 {
@@ -842,7 +846,7 @@ find_job(struct daemon *d, const char *run_id)
 
 	pthread_mutex_lock(&d->mu);
 	for (struct job *p = d->queue; p != NULL && j == NULL; p = p->next)
-		if (strcmp(p->run_id, run_id) == 0 && strcmp(p->state, "queued") == 0)
+		if (strcmp(p->run_id, run_id) == 0)
 			j = job_json(p);
 	for (struct job *p = d->finished; p != NULL && j == NULL; p = p->next)
 		if (strcmp(p->run_id, run_id) == 0 && strcmp(p->state, "not_started") == 0)
