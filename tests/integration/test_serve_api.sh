@@ -44,11 +44,13 @@ api() {
 authed() { m=$1; p=$2; shift 2; api "$m" "$p" -H "Authorization: Bearer $TOK" "$@"; }
 code_is() { [ "$CODE" = "$1" ]; }
 body_py() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert $1, d" "$B"; }
-# wait_run ID: polls GET /v1/runs/ID until its status is done (10 s at most)
+# wait_run ID: polls GET /v1/runs/ID until its status is done (10 s at most); a
+# 404 on the way fails (the run was accepted)
 wait_run() {
 	i=0
 	while [ $i -lt 100 ]; do
 		authed GET "/v1/runs/$1"
+		[ "$CODE" = 404 ] && { echo "      | GET /v1/runs/$1: 404 $(cat "$B")"; return 1; }
 		st=$(jq_ "d.get('status')" <"$B" 2>/dev/null)
 		[ "$st" = done ] && return 0
 		case $st in failed | partial | not_started) return 1 ;; esac
@@ -199,6 +201,27 @@ api GET /nope
 check "an unknown path: 404" code_is 404
 authed GET /v1/nope
 check "an unknown /v1/ path: 404" code_is 404
+
+# ---- a run accepted is never "not found" while it starts ----
+check "20 POSTs, each followed at once by GET /v1/runs/ID until done: never a 404" python3 - "$U" "$TOK" <<'EOP'
+import http.client, json, sys, urllib.parse
+u = urllib.parse.urlparse(sys.argv[1])
+c = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+h = {"Authorization": "Bearer " + sys.argv[2]}
+for i in range(20):
+    c.request("POST", "/v1/rotate/out/c", headers=h)
+    r = c.getresponse(); b = json.loads(r.read())
+    assert r.status == 202, (r.status, b)
+    for n in range(2000):
+        c.request("GET", "/v1/runs/" + b["run_id"], headers=h)
+        r = c.getresponse(); g = json.loads(r.read())
+        assert r.status == 200 and g["status"] in ("queued", "running", "done"), (i, n, r.status, g)
+        if g["status"] == "done":
+            break
+    else:
+        raise AssertionError("not done: %r" % g)
+EOP
+ROTS=$((ROTS + 20))
 
 # ---- /metrics ----
 api GET /metrics
