@@ -184,6 +184,14 @@ check "a running rekey emergency: the page shows #emergency" pj "assert 'emergen
 check "  with its progress (0 of 3, the first set hook holds)" pj "
 assert d['ids'].get('emergency-progress') == '0 of 3', d['ids']
 assert 'scheduler paused' in d['ids']['emergency'], d['ids']['emergency']"
+# The API meanwhile: a secret in that run is in flight (409); another waits for the lock.
+code=$(curl -s -o "$T/r409.json" -w '%{http_code}' -X POST -H "Authorization: Bearer $TOK" "$U/v1/rotate/slow/one")
+check "  POST /v1/rotate of a secret in the running emergency: 409" [ "$code" = 409 ]
+code=$(curl -s -o "$T/r202.json" -w '%{http_code}' -X POST -H "Authorization: Bearer $TOK" "$U/v1/rotate/ok/one")
+qrun=$(python3 -c "import json; print(json.load(open('$T/r202.json')).get('run_id', ''))")
+sleep 0.3
+curl -s -o "$T/q.json" -H "Authorization: Bearer $TOK" "$U/v1/runs/$qrun"
+check "  POST /v1/rotate of another: 202, and GET /v1/runs/ID says queued (the lock is taken)" sh -c "[ '$code' = 202 ] && python3 -c \"import json; d=json.load(open('$T/q.json')); assert d['status'] == 'queued' and d['run_id'] == '$qrun', d\""
 touch "$T/go"
 wait $EM
 check "  the emergency finishes (exit 0)" [ $? = 0 ]
@@ -192,6 +200,9 @@ i=0
 while curl -s "$U/" | grep -q 'id="emergency"' && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
 page "$T/page.html" "$U/"
 check "  then the banner is gone" pj "assert 'emergency' not in d['ids'], d['ids']"
+i=0
+while ! curl -s -H "Authorization: Bearer $TOK" "$U/v1/runs/$qrun" | grep -q '"status": "done"' && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+check "  and the queued rotation then ran" sh -c "curl -s -H 'Authorization: Bearer $TOK' '$U/v1/runs/$qrun' | grep -q '\"status\": \"done\"'"
 
 curl -s -o "$T/post.json" -H "Authorization: Bearer $TOK" -d '{"reason": "own", "scope": ["owner=team-s"], "parallel": 1}' "$U/v1/emergency"
 i=0
