@@ -73,7 +73,7 @@ struct job {
 	char *reason;
 	char actor[192];
 	int parallel, no_restart;
-	const char *state;	/* "queued", "running", "done", "not_started" */
+	const char *state;	/* "queued", "done", "not_started" */
 	char error[512];
 	int64_t queued_at;
 };
@@ -369,21 +369,16 @@ run_job(struct daemon *d)
 	json_t *rep = NULL;
 	int r;
 
+	/* It stays "queued" until its run is in the state DB (GET /v1/runs/ID reads that). */
 	pthread_mutex_lock(&d->mu);
 	j = d->queue;
-	if (j != NULL)
-		j->state = "running";
 	pthread_mutex_unlock(&d->mu);
 	if (j == NULL)
 		return 0;
 	r = run_names(d, j->names, j->kind == JOB_EMERGENCY ? "emergency" : "rotate", j->reason,
 		      j->actor, j->run_id, j->parallel, j->no_restart, &rep, &err);
-	if (r == RK_EBUSY && rk_now(d->ctx) - j->queued_at < LOCK_GIVE_UP_S) {
-		pthread_mutex_lock(&d->mu);
-		j->state = "queued";
-		pthread_mutex_unlock(&d->mu);
+	if (r == RK_EBUSY && rk_now(d->ctx) - j->queued_at < LOCK_GIVE_UP_S)
 		return 1;
-	}
 	if (r < 0)
 		rk_log_err(&err, "run %s did not start", j->run_id);
 	job_finish(d, j, r < 0 ? "not_started" : "done", r < 0 ? &err : NULL);
