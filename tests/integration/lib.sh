@@ -42,6 +42,16 @@ EOC
 	mkdir -p "$T/policy"
 }
 
+# local_inventory NAME:POLICY[:OWNER]...: $T/inv.yaml, those secrets on the local provider
+# (each stored at its name's path).
+local_inventory() {
+	echo "secrets:" >"$T/inv.yaml"
+	for s in "$@"; do
+		n=${s%%:*}; rest=${s#*:}; p=${rest%%:*}; o=${rest#"$p"}; o=${o#:}
+		printf '  - {name: %s, locator: {path: %s}, policy: %s%s}\n' "$n" "$n" "$p" "${o:+, owner: $o}"
+	done >>"$T/inv.yaml"
+}
+
 # start_k8s_fake: tests/fakes/k8s_fake.py on a free port, its certificates and
 # kubeconfig in $T/k8s; sets FAKE (its pid, stopped at exit) and K (its URL).
 start_k8s_fake() {

@@ -18,14 +18,7 @@ scheduler: {jitter: 0s}
 EOC
 cp "$T/rekey.yaml" "$T/rekey.base.yaml"
 printf 'name: quiet\nrotate_every: 1h\ngenerator: {type: password, length: 24}\n' >"$T/policy/quiet.yaml"
-cat >"$T/inv.yaml" <<EOI
-secrets:
-  - {name: api/a, locator: {path: api/a}, policy: quiet}
-  - {name: api/b, locator: {path: api/b}, policy: quiet}
-  - {name: em/one, locator: {path: em/one}, policy: quiet, owner: team-e}
-  - {name: em/two, locator: {path: em/two}, policy: quiet, owner: team-e}
-  - {name: out/c, locator: {path: out/c}, policy: quiet, owner: team-o}
-EOI
+local_inventory api/a:quiet api/b:quiet em/one:quiet:team-e em/two:quiet:team-e out/c:quiet:team-o
 rk init >/dev/null
 expect_rc "apply 5 secrets" 0 rk apply -f "$T/inv.yaml"
 INV=5

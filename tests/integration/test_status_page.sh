@@ -43,17 +43,8 @@ rotate_every: 1d
 generator: {type: password, length: 24}
 set: {exec: [sh, -c, "cat >/dev/null; while [ ! -e $T/go ]; do sleep 0.05; done"], timeout: 60s}
 EOP
-cat >"$T/inv.yaml" <<EOI
-secrets:
-  - {name: ok/one, locator: {path: ok/one}, policy: daily}
-  - {name: ok/two, locator: {path: ok/two}, policy: daily}
-  - {name: late/over, locator: {path: late/over}, policy: shut}
-  - {name: late/expired, locator: {path: late/expired}, policy: shut-short}
-  - {name: bad/verify, locator: {path: bad/verify}, policy: failing}
-  - {name: slow/one, locator: {path: slow/one}, policy: slow, owner: team-s}
-  - {name: slow/two, locator: {path: slow/two}, policy: slow, owner: team-s}
-  - {name: slow/three, locator: {path: slow/three}, policy: slow, owner: team-s}
-EOI
+local_inventory ok/one:daily ok/two:daily late/over:shut late/expired:shut-short bad/verify:failing \
+	slow/one:slow:team-s slow/two:slow:team-s slow/three:slow:team-s
 rk init >/dev/null
 expect_rc "apply 8 secrets" 0 rk apply -f "$T/inv.yaml"
 touch "$T/go"
@@ -219,23 +210,22 @@ check "  it ends and the page says so" sh -c "! curl -s '$U/' | grep -q 'id=\"em
 stop_serve
 
 # ---- who may see the page ----
-sed 's/server: {listen: "127.0.0.1:0"}/server: {listen: "127.0.0.1:0", status_page: token}/' "$T/rekey.base.yaml" >"$T/rekey.yaml"
-start_serve "$T/serve2.err" || { fail "rekey serve starts (status_page: token)"; finish; exit 1; }
-code=$(curl -s -o /dev/null -w '%{http_code}' "$U/")
-check "status_page: token: without a token 401, even from loopback" [ "$code" = 401 ]
-code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer wrong-wrong-wrong-wrong" "$U/")
-check "  with a wrong token 401" [ "$code" = 401 ]
-code=$(curl -s -o "$T/page.tok" -w '%{http_code}' -H "Authorization: Bearer $TOK" "$U/")
-check "  with the token 200 and the page" sh -c "[ '$code' = 200 ] && grep -q 'id=\"count-ok\"' '$T/page.tok'"
+# with_page MODE: the daemon again with server.status_page MODE
+with_page() {
+	sed "s/server: {listen: \"127.0.0.1:0\"}/server: {listen: \"127.0.0.1:0\", status_page: $1}/" \
+		"$T/rekey.base.yaml" >"$T/rekey.yaml"
+	start_serve "$T/serve-$1.err" || { fail "rekey serve starts (status_page: $1)"; finish; exit 1; }
+}
+code_of() { curl -s -o "$T/resp" -w '%{http_code}' "$@"; }	# code_of [CURL ARGS] URL
+with_page token
+check "status_page: token: without a token 401, even from loopback" [ "$(code_of "$U/")" = 401 ]
+check "  with a wrong token 401" [ "$(code_of -H "Authorization: Bearer wrong-wrong-wrong-wrong" "$U/")" = 401 ]
+check "  with the token 200 and the page" sh -c "[ '$(code_of -H "Authorization: Bearer $TOK" "$U/")' = 200 ] && grep -q 'id=\"count-ok\"' '$T/resp'"
 stop_serve
-sed 's/server: {listen: "127.0.0.1:0"}/server: {listen: "127.0.0.1:0", status_page: off}/' "$T/rekey.base.yaml" >"$T/rekey.yaml"
-start_serve "$T/serve3.err" || { fail "rekey serve starts (status_page: off)"; finish; exit 1; }
-code=$(curl -s -o /dev/null -w '%{http_code}' "$U/")
-check "status_page: off: 404" [ "$code" = 404 ]
-code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOK" "$U/")
-check "  404 with the token too" [ "$code" = 404 ]
-code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOK" "$U/v1/status")
-check "  the API still answers" [ "$code" = 200 ]
+with_page off
+check "status_page: off: 404" [ "$(code_of "$U/")" = 404 ]
+check "  404 with the token too" [ "$(code_of -H "Authorization: Bearer $TOK" "$U/")" = 404 ]
+check "  the API still answers" [ "$(code_of -H "Authorization: Bearer $TOK" "$U/v1/status")" = 200 ]
 stop_serve
 
 finish
