@@ -222,6 +222,18 @@ check "status_page: token: without a token 401, even from loopback" [ "$(code_of
 check "  with a wrong token 401" [ "$(code_of -H "Authorization: Bearer wrong-wrong-wrong-wrong" "$U/")" = 401 ]
 check "  with the token 200 and the page" sh -c "[ '$(code_of -H "Authorization: Bearer $TOK" "$U/")' = 200 ] && grep -q 'id=\"count-ok\"' '$T/resp'"
 stop_serve
+# The default (loopback) from another address of this machine: the token is needed.
+ext=$(hostname -I 2>/dev/null | tr ' ' '\n' | grep -E '^[0-9.]+$' | grep -v '^127\.' | head -1)
+if [ -n "$ext" ]; then
+	sed 's/listen: "127.0.0.1:0"/listen: "0.0.0.0:0"/' "$T/rekey.base.yaml" >"$T/rekey.yaml"
+	start_serve "$T/serve-any.err" || { fail "rekey serve starts (0.0.0.0)"; finish; exit 1; }
+	check "status_page loopback: from $ext (not loopback) without a token 401" [ "$(code_of "http://$ext:$PORT/")" = 401 ]
+	check "  from $ext with the token 200" [ "$(code_of -H "Authorization: Bearer $TOK" "http://$ext:$PORT/")" = 200 ]
+	check "  from 127.0.0.1 on the same daemon without a token 200" [ "$(code_of "$U/")" = 200 ]
+	stop_serve
+else
+	echo "  SKIP status page from a non-loopback address: this machine has no other IPv4 address"
+fi
 with_page off
 check "status_page: off: 404" [ "$(code_of "$U/")" = 404 ]
 check "  404 with the token too" [ "$(code_of -H "Authorization: Bearer $TOK" "$U/")" = 404 ]
