@@ -997,6 +997,7 @@ post_emergency(struct daemon *d, const struct rk_server_req *req, struct rk_serv
 	struct rk_error err = { 0 };
 	struct rk_scope sc = { 0 };
 	json_t *body = json_loads(req->body, 0, NULL), *scope, *plan = NULL, *names = NULL, *v;
+	json_t *empty = NULL;	/* the scope when the body gives none: every secret */
 	const char *reason;
 	struct job *j;
 	json_int_t par;
@@ -1035,8 +1036,11 @@ post_emergency(struct daemon *d, const struct rk_server_req *req, struct rk_serv
 			    "(the daemon resumes unfinished runs when it starts)");
 		goto out;
 	}
-	if (rk_emergency_plan(d->ctx, &sc, scope ? scope : json_array(), reason, &plan, &names,
-			      &err) < 0) {
+	if (scope == NULL && (scope = empty = json_array()) == NULL) {
+		reply_error(resp, 500, "out of memory");
+		goto out;
+	}
+	if (rk_emergency_plan(d->ctx, &sc, scope, reason, &plan, &names, &err) < 0) {
 		reply_error(resp, http_status_of(err.code), err.msg);
 		goto out;
 	}
@@ -1066,6 +1070,7 @@ post_emergency(struct daemon *d, const struct rk_server_req *req, struct rk_serv
 	j->no_restart = json_is_true(json_object_get(body, "no_restart"));
 	queue_job(d, j, req, resp);
 out:
+	json_decref(empty);
 	json_decref(plan);
 	json_decref(names);
 	json_decref(body);
