@@ -81,7 +81,7 @@ start_serve() {
 			wait "$SERVE"; echo $? >"$T/serve.rc"
 			return 1
 		fi
-		PORT=$(sed -n 's/.*"event":"serve.listening".*"port":"\([0-9]*\)".*/\1/p' "$1" | tail -1)
+		PORT=$(sed -n 's/.*"event":"serve.listening".*"port":"\([0-9]*\)".*/\1/p' "$1" 2>/dev/null | tail -1)
 		[ -n "$PORT" ] || sleep 0.05
 		i=$((i + 1))
 	done

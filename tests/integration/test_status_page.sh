@@ -208,6 +208,7 @@ i=0
 while curl -s "$U/" | grep -q 'id="emergency"' && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 check "  it ends and the page says so" sh -c "! curl -s '$U/' | grep -q 'id=\"emergency\"'"
 stop_serve
+check "SIGTERM: the daemon exits 0" [ $? = 0 ]
 
 # ---- who may see the page ----
 # with_page MODE: the daemon again with server.status_page MODE
