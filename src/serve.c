@@ -74,7 +74,7 @@ struct job {
 	char *reason;
 	char actor[192];
 	int parallel, no_restart;
-	const char *state;	/* "queued", "running", "done", "not_started" */
+	const char *state;	/* "queued", "done", "not_started" */
 	char error[512];
 	int64_t queued_at;
 };
@@ -340,11 +340,17 @@ job_free(struct job *j)
 	free(j);
 }
 
-/* A job leaves the queue for the finished list (the oldest beyond JOBS_KEPT goes). */
+/*
+ * The queue's first job leaves it for the finished list (the oldest beyond
+ * JOBS_KEPT goes), in one step: GET /v1/runs/ID always finds it somewhere.
+ */
 static void
 job_finish(struct daemon *d, struct job *j, const char *state, const struct rk_error *err)
 {
 	pthread_mutex_lock(&d->mu);
+	d->queue = j->next;
+	if (d->queue == NULL)
+		d->queue_tail = NULL;
 	j->state = state;
 	if (err != NULL && err->code != 0)
 		snprintf(j->error, sizeof(j->error), "%s", err->msg);
@@ -403,10 +409,9 @@ run_job(struct daemon *d)
 	json_t *rep = NULL;
 	int r;
 
+	/* It stays "queued" until its run is in the state DB (GET /v1/runs/ID reads that). */
 	pthread_mutex_lock(&d->mu);
 	j = d->queue;
-	if (j != NULL)
-		j->state = "running";
 	pthread_mutex_unlock(&d->mu);
 	if (j == NULL)
 		return 0;
@@ -415,17 +420,8 @@ run_job(struct daemon *d)
 	else
 		r = run_names(d, j->names, j->kind == JOB_EMERGENCY ? "emergency" : "rotate",
 			      j->reason, j->actor, j->run_id, j->parallel, j->no_restart, &rep, &err);
-	if (r == RK_EBUSY && rk_now(d->ctx) - j->queued_at < LOCK_GIVE_UP_S) {
-		pthread_mutex_lock(&d->mu);
-		j->state = "queued";
-		pthread_mutex_unlock(&d->mu);
+	if (r == RK_EBUSY && rk_now(d->ctx) - j->queued_at < LOCK_GIVE_UP_S)
 		return 1;
-	}
-	pthread_mutex_lock(&d->mu);
-	d->queue = j->next;
-	if (d->queue == NULL)
-		d->queue_tail = NULL;
-	pthread_mutex_unlock(&d->mu);
 	if (r < 0)
 		rk_log_err(&err, "run %s did not start", j->run_id);
 	job_finish(d, j, r < 0 ? "not_started" : "done", r < 0 ? &err : NULL);
@@ -864,7 +860,10 @@ job_json(const struct job *j)
 			 "queued_at", (json_int_t)j->queued_at);
 }
 
-/* A queued or never-started API job of that run id, as JSON; NULL when none. */
+/*
+ * A queued, starting (not in the state DB yet) or never-started API job of
+ * that run id, as JSON; NULL when none.
+ */
 static json_t *
 find_job(struct daemon *d, const char *run_id)
 {
@@ -872,7 +871,7 @@ find_job(struct daemon *d, const char *run_id)
 
 	pthread_mutex_lock(&d->mu);
 	for (struct job *p = d->queue; p != NULL && j == NULL; p = p->next)
-		if (strcmp(p->run_id, run_id) == 0 && strcmp(p->state, "queued") == 0)
+		if (strcmp(p->run_id, run_id) == 0)
 			j = job_json(p);
 	for (struct job *p = d->finished; p != NULL && j == NULL; p = p->next)
 		if (strcmp(p->run_id, run_id) == 0 && strcmp(p->state, "not_started") == 0)
@@ -1066,6 +1065,7 @@ post_emergency(struct daemon *d, const struct rk_server_req *req, struct rk_serv
 	struct rk_error err = { 0 };
 	struct rk_scope sc = { 0 };
 	json_t *body = json_loads(req->body, 0, NULL), *scope, *plan = NULL, *names = NULL, *v;
+	json_t *empty = NULL;	/* the scope when the body gives none: every secret */
 	const char *reason;
 	struct job *j;
 	json_int_t par;
@@ -1103,8 +1103,11 @@ post_emergency(struct daemon *d, const struct rk_server_req *req, struct rk_serv
 		post_resume(d, body, req, resp);
 		goto out;
 	}
-	if (rk_emergency_plan(d->ctx, &sc, scope ? scope : json_array(), reason, &plan, &names,
-			      &err) < 0) {
+	if (scope == NULL && (scope = empty = json_array()) == NULL) {
+		reply_error(resp, 500, "out of memory");
+		goto out;
+	}
+	if (rk_emergency_plan(d->ctx, &sc, scope, reason, &plan, &names, &err) < 0) {
 		reply_error(resp, http_status_of(err.code), err.msg);
 		goto out;
 	}
@@ -1134,6 +1137,7 @@ post_emergency(struct daemon *d, const struct rk_server_req *req, struct rk_serv
 	j->no_restart = json_is_true(json_object_get(body, "no_restart"));
 	queue_job(d, j, req, resp);
 out:
+	json_decref(empty);
 	json_decref(plan);
 	json_decref(names);
 	json_decref(body);

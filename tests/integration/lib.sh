@@ -42,6 +42,16 @@ EOC
 	mkdir -p "$T/policy"
 }
 
+# local_inventory NAME:POLICY[:OWNER]...: $T/inv.yaml, those secrets on the local provider
+# (each stored at its name's path).
+local_inventory() {
+	echo "secrets:" >"$T/inv.yaml"
+	for s in "$@"; do
+		n=${s%%:*}; rest=${s#*:}; p=${rest%%:*}; o=${rest#"$p"}; o=${o#:}
+		printf '  - {name: %s, locator: {path: %s}, policy: %s%s}\n' "$n" "$n" "$p" "${o:+, owner: $o}"
+	done >>"$T/inv.yaml"
+}
+
 # start_k8s_fake: tests/fakes/k8s_fake.py on a free port, its certificates and
 # kubeconfig in $T/k8s; sets FAKE (its pid, stopped at exit) and K (its URL).
 start_k8s_fake() {
@@ -53,6 +63,35 @@ start_k8s_fake() {
 	while [ ! -s "$T/kport" ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i + 1)); done
 	[ -s "$T/kport" ] || { echo "$(basename "$0" .sh): the fake did not start"; cat "$T/fake.log"; exit 1; }
 	K="https://127.0.0.1:$(cat "$T/kport")"
+}
+
+# start_serve LOG: `rekey serve` in the background on $REKEY_CONFIG (whose server.listen
+# asks for port 0), its JSON log in LOG; sets SERVE (its pid; every one started is
+# stopped at exit, then $ON_EXIT runs), PORT and U (http://127.0.0.1:PORT). Returns 1
+# when it exited before listening (its exit code in $T/serve.rc).
+start_serve() {
+	"${SERVE_BIN:-$REKEY_BIN}" --log-format json serve 2>"$1" &
+	SERVE=$!
+	echo "$SERVE" >>"$T/serve.pids"
+	trap 'for p in $(cat "$T/serve.pids" 2>/dev/null); do kill $p 2>/dev/null; wait $p 2>/dev/null; done; eval "${ON_EXIT:-:}"; rm -rf "$T"' EXIT
+	i=0
+	PORT=
+	while [ -z "$PORT" ] && [ $i -lt 100 ]; do
+		if ! kill -0 "$SERVE" 2>/dev/null; then
+			wait "$SERVE"; echo $? >"$T/serve.rc"
+			return 1
+		fi
+		PORT=$(sed -n 's/.*"event":"serve.listening".*"port":"\([0-9]*\)".*/\1/p' "$1" 2>/dev/null | tail -1)
+		[ -n "$PORT" ] || sleep 0.05
+		i=$((i + 1))
+	done
+	[ -n "$PORT" ] || { echo "$(basename "$0" .sh): rekey serve did not listen"; cat "$1"; exit 1; }
+	U="http://127.0.0.1:$PORT"
+}
+# stop_serve: SIGTERM to $SERVE; returns its exit code.
+stop_serve() {
+	kill -TERM "$SERVE"
+	wait "$SERVE"
 }
 
 finish() {
