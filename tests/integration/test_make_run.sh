@@ -8,13 +8,17 @@
 command -v curl >/dev/null || { echo "test_make_run: curl missing"; exit 1; }
 mkdir -p "$T/demo/contrib"
 cp -r "$SRC/contrib/examples" "$T/demo/contrib/"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-sed -i "s/127.0.0.1:9464/127.0.0.1:$port/" "$T/demo/contrib/examples/rekey.yaml"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+port=9464
 unset REKEY_CONFIG
 PID=""
 trap '[ -n "$PID" ] && kill -9 $PID 2>/dev/null; rm -rf "$T"' EXIT
 
 for round in 1 2; do
+	# A port of its own each round (another test may have taken the last one meanwhile).
+	old=$port
+	port=$(free_port)
+	sed -i "s/127.0.0.1:$old/127.0.0.1:$port/" "$T/demo/contrib/examples/rekey.yaml"
 	(cd "$T/demo" && exec sh contrib/examples/run-demo.sh "$REKEY_BIN") >"$T/run.out" 2>"$T/run.err" &
 	PID=$!
 	i=0
