@@ -29,6 +29,7 @@ stop_all() { for p in $DAEMONS; do kill -9 "$p" 2>/dev/null; done; }
 trap 'stop_all; [ -n "${FAKE:-}" ] && kill $FAKE 2>/dev/null; rm -rf "$T"' EXIT
 # metric PORT NAME: the value of a sample (NAME may carry labels), "" when absent
 metric() { curl -s "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 == n { print $2 }'; }
+metric_is() { [ "$(metric "$1" "$2")" = "$3" ]; }
 # rotations CONFIG NAME: how many rotations of the secret are done (read from the
 # state DB: while a policy file is broken, every command refuses to start)
 rotations() {
@@ -110,7 +111,8 @@ last_seq() { admin GET requests | python3 -c "
 import json,sys; d=json.load(sys.stdin); print(max([r['seq'] for r in d['requests']] or [0]))"; }
 requests_since() { admin GET "requests?since=$1" | python3 -c "
 import json,sys; print(len(json.load(sys.stdin)['requests']))"; }
-CLUSTER="  cluster: {type: kubernetes, kubeconfig: $T/k8s/kubeconfig, context: fake-token}"
+CLUSTER="  cluster: {type: kubernetes, kubeconfig: $T/k8s/kubeconfig, context: fake-token,
+            retry: {max_attempts: 2, base_delay: 50ms, max_delay: 100ms}, circuit_breaker: {failures: 2, cooldown: 30s}}"
 conf b "$CLUSTER"
 admin POST seed '{"kind":"Secret","apiVersion":"v1","metadata":{"name":"db","namespace":"payments"},"data":{"password":"b2xkLXZhbHVl"}}' >/dev/null
 cat >"$T/b-inv.yaml" <<'EOI'
@@ -147,6 +149,17 @@ import json,sys; print(len([r for r in json.load(sys.stdin)['requests'] if r.get
 check "/metrics: the Kubernetes requests answered 200 ($req200; the fake logged $seen)" test "${req200:-0}" = "$seen"
 check "  the latency histogram counts every request ($latn)" sh -c "[ '${latn:-0}' -ge '$seen' ] && [ '${latn:-0}' -gt 0 ]"
 check "  the cluster's circuit is closed" test "$(metric "$PORT_b" 'rekey_provider_circuit_open{provider="cluster"}')" = 0
+check "  /readyz: ready" sh -c "curl -s http://127.0.0.1:$PORT_b/readyz | grep -q '\"ready\": *true'"
+# The API server fails: the circuit opens (failures: 2), /readyz says so with 503.
+admin POST inject '{"path_regex": "/secrets/", "method": "*", "action": "status", "status": 500, "count": -1}' >/dev/null
+TOKB=$(cat "$T/var-b/api.token")
+curl -s -o /dev/null -H "Authorization: Bearer $TOKB" -X POST "http://127.0.0.1:$PORT_b/v1/rotate/k/db"
+check "a failing API server opens the cluster's circuit" wait_for 15 metric_is "$PORT_b" 'rekey_provider_circuit_open{provider="cluster"}' 1
+check "  /readyz answers 503" test "$(curl -s -o "$T/ready.json" -w '%{http_code}' "http://127.0.0.1:$PORT_b/readyz")" = 503
+check "  naming the open circuit" sh -c "grep -q '\"cluster\": *\"open\"' '$T/ready.json'"
+n500=$(metric "$PORT_b" 'rekey_provider_requests_total{provider="cluster",code="500"}')
+check "  rekey_provider_requests_total counts the 500s ($n500)" test "${n500:-0}" -ge 2
+admin DELETE inject >/dev/null
 check "  /metrics: rekey_leader 1 without ha" test "$(metric "$PORT_b" rekey_leader)" = 1
 check "  rekey_audit_chain_ok 1" test "$(metric "$PORT_b" rekey_audit_chain_ok)" = 1
 kill -TERM "$PID_b"
@@ -223,6 +236,9 @@ sleep 5
 check "ha1: rekey_leader 1" test "$(metric "$PORT_ha1" rekey_leader)" = 1
 check "ha2: rekey_leader 0 (standing by)" test "$(metric "$PORT_ha2" rekey_leader)" = 0
 check "ha2 still serves /healthz" sh -c "curl -sf http://127.0.0.1:$PORT_ha2/healthz | grep -q ok"
+check "  and /readyz (ready, not the leader)" sh -c "curl -s http://127.0.0.1:$PORT_ha2/readyz | grep -q '\"leader\": *false'"
+TOK2=$(cat "$T/var-ha2/api.token")
+check "  POST /v1/rotate on the standby: 503" test "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOK2" -X POST "http://127.0.0.1:$PORT_ha2/v1/rotate/k/db")" = 503
 check "only ha1 rotated" ge "$T/ha1.yaml" k/db 1
 check "  ha2 none" test "$(rotations "$T/ha2.yaml" k/db)" = 0
 kill -9 "$PID_ha1"
