@@ -61,6 +61,8 @@ static const char usage[] =
 #define LOCK_RETRY_MS 2000	/* the state lock is held by a command: try again */
 #define LOCK_GIVE_UP_S 600	/* an API job waits this long for the lock */
 #define ROT_BUCKETS 10
+#define BACKOFF_FIRST_MS 30000	/* a failed scheduled rotation waits this, doubling */
+#define BACKOFF_MAX_MS 3600000
 
 static const double rot_bounds[ROT_BUCKETS] = { 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300 };
 
@@ -100,6 +102,7 @@ struct daemon {
 	char running_kind[16];
 	unsigned running_total, running_done;
 	json_t *rotations;		/* {provider: {result: count}} */
+	json_t *backoff;		/* main thread: {secret: [failures, retry at (ms)]} */
 	struct rot_hist hist[32];
 	size_t nhist;
 	int64_t last_run, last_success, last_backup;
@@ -230,6 +233,39 @@ count_report(struct daemon *d, const json_t *rep, int64_t now)
 	pthread_mutex_unlock(&d->mu);
 }
 
+/*
+ * A secret whose rotation failed is not picked again at once (it is still
+ * due): it waits 30 s, then 1 min, 2 min... up to 1 h, until one succeeds or
+ * a person rotates it. Main thread only.
+ */
+static void
+note_failures(struct daemon *d, const json_t *rep)
+{
+	int64_t now = rk_mono_ms();
+	const json_t *e;
+	size_t i;
+
+	json_array_foreach(json_object_get(rep, "secrets"), i, e) {
+		const char *name = json_string_value(json_object_get(e, "name"));
+		const char *res = json_string_value(json_object_get(e, "result"));
+		json_int_t n;
+		int64_t wait;
+		if (name == NULL || res == NULL)
+			continue;
+		if (strcmp(res, "failed") != 0 && strcmp(res, "rolled_back") != 0) {
+			json_object_del(d->backoff, name);
+			continue;
+		}
+		n = json_integer_value(json_array_get(json_object_get(d->backoff, name), 0)) + 1;
+		wait = BACKOFF_FIRST_MS << (n > 8 ? 7 : n - 1);
+		if (wait > BACKOFF_MAX_MS)
+			wait = BACKOFF_MAX_MS;
+		json_object_set_new(d->backoff, name, json_pack("[I, I]", n, (json_int_t)(now + wait)));
+		rk_log(RK_LOG_WARN, "serve.backoff", "secret", name, "msg",
+		       "the rotation failed; the scheduler tries it again later", NULL);
+	}
+}
+
 static void
 progress(void *arg, const char *secret, const char *result)
 {
@@ -243,6 +279,8 @@ progress(void *arg, const char *secret, const char *result)
 }
 
 /* ---- running rotations (main thread only) ---- */
+
+static void resume_unfinished(struct daemon *d);
 
 /*
  * One run under the state lock (a command running holds it: RK_EBUSY, try
@@ -264,8 +302,16 @@ run_names(struct daemon *d, const json_t *names, const char *kind, const char *r
 	*rep = NULL;
 	if ((r = rk_state_lock(ctx->cfg->state_dir, &ctx->lock_fd, err)) < 0)
 		return r;
-	if ((r = rk_engine_check_idle(ctx, names, err)) < 0)
-		goto out;
+	if ((r = rk_engine_check_idle(ctx, names, err)) < 0) {
+		/*
+		 * We hold the state lock, so the run holding those secrets is one
+		 * of a process that died: finish it first, then try again.
+		 */
+		rk_state_unlock(ctx->lock_fd);
+		ctx->lock_fd = -1;
+		resume_unfinished(d);
+		return r;
+	}
 	memcpy(saved, ctx->actor, sizeof(saved));
 	snprintf(ctx->actor, sizeof(ctx->actor), "%s", actor);
 	pthread_mutex_lock(&d->mu);
@@ -288,10 +334,10 @@ run_names(struct daemon *d, const json_t *names, const char *kind, const char *r
 	pthread_mutex_unlock(&d->mu);
 	if (r == 0) {
 		count_report(d, *rep, rk_now(ctx));
+		note_failures(d, *rep);
 		rk_log(RK_LOG_INFO, "serve.run", "run_id", run_id, "kind", kind, "result",
 		       json_string_value(json_object_get(*rep, "status")), "actor", actor, NULL);
 	}
-out:
 	rk_state_unlock(ctx->lock_fd);
 	ctx->lock_fd = -1;
 	return r;
@@ -472,8 +518,17 @@ schedule(struct daemon *d, json_t **names, int64_t *next_ms, struct rk_error *er
 		return r;
 	json_array_foreach(plan, i, e) {
 		int64_t at, due_ms;
+		const json_t *bo;
 		if (json_is_true(json_object_get(e, "needs_attention")))
 			continue;	/* waits for a person */
+		bo = json_object_get(d->backoff, json_string_value(json_object_get(e, "name")));
+		if (bo != NULL && json_integer_value(json_array_get(bo, 1)) > rk_mono_ms()) {
+			/* failed lately: its retry time (mono) as wall time */
+			at = now_ms + (json_integer_value(json_array_get(bo, 1)) - rk_mono_ms());
+			if (next == 0 || at < next)
+				next = at;
+			continue;
+		}
 		due_ms = json_integer_value(json_object_get(e, "next_due")) * 1000 + jitter_ms(d, e);
 		if (json_integer_value(json_object_get(e, "last_rotated")) == 0)
 			due_ms = now_ms;	/* never rotated: due now */
@@ -1449,7 +1504,7 @@ cmd_serve(struct rk_ctx *ctx, int argc, char **argv)
 	d.ha_configured = ctx->cfg->have_ha;
 	d.inotify_fd = d.wake_pipe[0] = d.wake_pipe[1] = -1;
 	d.audit_ok = 1;
-	if ((d.rotations = json_object()) == NULL) {
+	if ((d.rotations = json_object()) == NULL || (d.backoff = json_object()) == NULL) {
 		rk_error_set(&err, RK_ENOMEM, "out of memory");
 		return rk_cli_fail(&err, "cannot start");
 	}
@@ -1531,5 +1586,6 @@ out:
 		job_free(j);
 	}
 	json_decref(d.rotations);
+	json_decref(d.backoff);
 	return rc;
 }

@@ -49,6 +49,7 @@ main_switches() { awk '/^voluntary_ctxt_switches/ { print $2 }' "/proc/$1/task/$
 
 mkdir -p "$T/policy"
 printf 'name: tick\nrotate_every: 3s\ngrace: 1h\ngenerator: {type: password, length: 24}\n' >"$T/policy/tick.yaml"
+printf 'name: failing\nrotate_every: 2s\ngrace: 1h\nmax_attempts: 100\ngenerator: {type: password, length: 24}\nverify: {exec: [sh, -c, "exit 1"]}\n' >"$T/policy/failing.yaml"
 printf 'name: hourly\nrotate_every: 1h\ngenerator: {type: password, length: 24}\n' >"$T/policy/hourly.yaml"
 # A window two hours from now: closed now, whatever the time.
 H=$(( ($(date -u +%H | sed 's/^0//') + 2) % 24 ))
@@ -73,12 +74,15 @@ EOC
 
 # ---- 1. due rotations as they come due; SIGHUP with a broken policy keeps the old one ----
 AV=1s conf a
-printf 'secrets:\n  - {name: t1, locator: {path: t1}, policy: tick}\n  - {name: t2, locator: {path: t2}, policy: tick}\n' >"$T/a-inv.yaml"
-expect_rc "apply two secrets rotating every 3 s" 0 rk -c "$T/a.yaml" apply -f "$T/a-inv.yaml"
+printf 'secrets:\n  - {name: t1, locator: {path: t1}, policy: tick}\n  - {name: t2, locator: {path: t2}, policy: tick}\n  - {name: f1, locator: {path: f1}, policy: failing}\n' >"$T/a-inv.yaml"
+expect_rc "apply two secrets rotating every 3 s (and one whose verify always fails)" 0 rk -c "$T/a.yaml" apply -f "$T/a-inv.yaml"
 start_serve a "$T/a.yaml"
 check "the daemon listens (port $PORT_a)" test -n "$PORT_a"
 check "it rotates t1 at start (never rotated) and again when due" wait_for 12 ge "$T/a.yaml" t1 2
 check "  and t2" ge "$T/a.yaml" t2 2
+f1tries=$(sqlite3 "file:$T/var-a/rekey.db?mode=ro" "SELECT count(*) FROM rotations WHERE secret = 'f1'")
+check "f1's failing rotation is not retried at once: 1 try in ~6 s (it backs off 30 s)" test "$f1tries" = 1
+check "  the log says it backs off" contains "$T/a.err" '"event":"serve.backoff","secret":"f1"'
 cp "$T/policy/tick.yaml" "$T/tick.good"
 printf 'rotate_every: [\n' >>"$T/policy/tick.yaml"
 kill -HUP "$PID_a"
@@ -89,6 +93,7 @@ check "  and rotates on the old policy" wait_for 8 ge "$T/a.yaml" t1 $((n + 1))
 cp "$T/tick.good" "$T/policy/tick.yaml"
 kill -HUP "$PID_a"
 check "SIGHUP with the file fixed: reloaded" wait_for 3 contains "$T/a.err" "configuration and policies reloaded"
+check "  rekey_rotations_total counts the failure (undone: result rolled_back)" test "$(metric "$PORT_a" 'rekey_rotations_total{provider="local",result="rolled_back"}')" = 1
 m=$(metric "$PORT_a" 'rekey_rotations_total{provider="local",result="rotated"}')
 h=$(( $(rotations "$T/a.yaml" t1) + $(rotations "$T/a.yaml" t2) ))
 check "rekey_rotations_total counts what it rotated ($m, history $h)" sh -c "[ \"$m\" -ge $((h - 2)) ] && [ \"$m\" -le $h ]"
