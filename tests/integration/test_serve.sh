@@ -248,7 +248,7 @@ check "only ha1 rotated" ge "$T/ha1.yaml" k/db 1
 check "  ha2 none" test "$(rotations "$T/ha2.yaml" k/db)" = 0
 kill -9 "$PID_ha1"
 t0=$(date +%s)
-check "ha1 killed: ha2 takes over within the lease (2 s + 1 s margin + a retry)" wait_for 6 contains "$T/ha2.err" '"event":"serve.leader","result":"acquired"'
+check "ha1 killed: ha2 takes over within the lease (2 s + 1 s margin + a retry)" wait_for 8 contains "$T/ha2.err" '"event":"serve.leader","result":"acquired"'
 t1=$(date +%s)
 check "  ($((t1 - t0)) s) and rotates" wait_for 6 ge "$T/ha2.yaml" k/db 1
 check "  ha2: rekey_leader 1" test "$(metric "$PORT_ha2" rekey_leader)" = 1
