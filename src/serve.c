@@ -1132,6 +1132,10 @@ post_emergency(struct daemon *d, const struct rk_server_req *req, struct rk_serv
 			    "\"scope\": [\"provider=vault\"], \"dry_run\": false}");
 		return;
 	}
+	if (json_object_get(body, "resume") != NULL) {
+		post_resume(d, body, req, resp);
+		goto out;
+	}
 	reason = json_string_value(json_object_get(body, "reason"));
 	scope = json_object_get(body, "scope");
 	par = json_integer_value(json_object_get(body, "parallel"));
@@ -1153,10 +1157,6 @@ post_emergency(struct daemon *d, const struct rk_server_req *req, struct rk_serv
 				    "owner=OWNER, tier<=N or name=GLOB (at most 32)");
 			goto out;
 		}
-	}
-	if (json_object_get(body, "resume") != NULL) {
-		post_resume(d, body, req, resp);
-		goto out;
 	}
 	if (scope == NULL && (scope = empty = json_array()) == NULL) {
 		reply_error(resp, 500, "out of memory");

@@ -1160,9 +1160,18 @@ rk_store_run_retry(struct rk_store *s, const char *run_id, int64_t now, struct r
 		     " 'planned', 'retried in the same run', ? FROM rotations WHERE run_id = ?"
 		     " AND state IN ('failed', 'rolled_back')", "is", now, run_id)) < 0 ||
 	    (r = run(s, err, NULL,
+		     /*
+		      * A new idempotency key (a UUID v4 form): the value generated again
+		      * is not the one the failed try staged under the old key, which a
+		      * provider would hand back as "already staged" (and another run may
+		      * have rotated the secret meanwhile).
+		      */
 		     "UPDATE rotations SET state = 'planned', new_version = '', new_fp = '',"
-		     " sealed_new = NULL, error = '', updated_at = ? WHERE run_id = ?"
-		     " AND state IN ('failed', 'rolled_back')", "is", now, run_id)) < 0 ||
+		     " sealed_new = NULL, error = '', updated_at = ?,"
+		     " idem_key = lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' ||"
+		     "  substr(hex(randomblob(2)), 2) || '-' || substr('89ab', 1 + abs(random()) % 4, 1) ||"
+		     "  substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6)))"
+		     " WHERE run_id = ? AND state IN ('failed', 'rolled_back')", "is", now, run_id)) < 0 ||
 	    /* Rotated, but a dependent did not restart: restarted again by the resume. */
 	    (r = run(s, err, NULL,
 		     "UPDATE rotations SET state = 'promoted', updated_at = ? WHERE run_id = ?"

@@ -100,6 +100,21 @@ check "rekey_rotations_total counts what it rotated ($m, history $h)" sh -c "[ \
 check "rekey audit verify: intact" rk -c "$T/a.yaml" audit verify
 check "  the command line's rows name user@host" sh -c "\"$REKEY_BIN\" -c '$T/a.yaml' audit --output json | grep -q '\"actor\": *\"$(id -un)@'"
 check "  the runs' audit rows name the scheduler as the actor" sh -c "rk() { \"$REKEY_BIN\" \"\$@\"; }; rk -c '$T/a.yaml' audit --output json | grep -q '\"actor\": *\"scheduler\"'"
+# An emergency by the API that fails (f1's verify), then {"resume": RUN} once it can work.
+TOKA=$(cat "$T/var-a/api.token")
+api() { curl -s -H "Authorization: Bearer $TOKA" -X POST "http://127.0.0.1:$PORT_a/v1/emergency" -d "$1"; }
+run_status() { curl -s -H "Authorization: Bearer $TOKA" "http://127.0.0.1:$PORT_a/v1/runs/$1" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("status",""))'; }
+is_status() { case " $2 " in *" $(run_status "$1") "*) return 0 ;; esac; return 1; }
+erun=$(api '{"reason": "leak", "scope": ["name=f1"]}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["run_id"])')
+check "POST /v1/emergency over f1: a run id ($erun)" test -n "$erun"
+check "  the run ends failed (f1's verify fails)" wait_for 10 is_status "$erun" "failed partial"
+printf 'name: failing\nrotate_every: 1h\ngrace: 1h\ngenerator: {type: password, length: 24}\n' >"$T/policy/failing.yaml"
+kill -HUP "$PID_a"
+sleep 0.5
+check "POST {\"resume\": RUN} after the fix: 202" sh -c "curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer $TOKA' -X POST http://127.0.0.1:$PORT_a/v1/emergency -d '{\"resume\": \"$erun\"}' | grep -q 202"
+check "  the same run ends done" wait_for 10 is_status "$erun" done
+check "  f1 rotated in it" test "$(sqlite3 "file:$T/var-a/rekey.db?mode=ro" "SELECT state FROM rotations WHERE run_id = '$erun' AND secret = 'f1'")" = done
+check "  audited as api.emergency_resume" sh -c "'$REKEY_BIN' -c '$T/a.yaml' audit --output json | grep -q '\"event\": *\"api.emergency_resume\"'"
 check "  /metrics: rekey_audit_chain_ok 1" test "$(metric "$PORT_a" rekey_audit_chain_ok)" = 1
 # Tampering with the audit log (past its triggers) is seen by the periodic check (every 1 s here).
 sqlite3 "$T/var-a/rekey.db" "DROP TRIGGER audit_no_update; UPDATE audit SET detail = '{\"x\":1}' WHERE seq = 2;"

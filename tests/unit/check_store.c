@@ -514,9 +514,17 @@ START_TEST(test_store_run_retry_replans_only_what_failed)
 		       "UPDATE rotations SET state = 'restart_failed' WHERE secret = 's2';"
 		       "UPDATE rotations SET state = 'done' WHERE secret = 's3';"
 		       "UPDATE runs SET status = 'partial', finished_at = 5 WHERE id = 'run1';");
+	db_exec(f.dir, "CREATE TABLE old_keys AS SELECT secret, idem_key FROM rotations;");
 	ck_assert_msg(rk_store_run_retry(f.ctx.store, "run1", 9, &err) == 0, "%s", err.msg);
 	ck_assert_int_eq(db_int(f.dir, "SELECT COUNT(*) FROM rotations WHERE state = 'planned' AND"
 				       " secret IN ('s0', 's1')"), 2);
+	/* A replanned rotation stages under a new idempotency key (UUID form); the others keep theirs. */
+	ck_assert_int_eq(db_int(f.dir, "SELECT COUNT(*) FROM rotations r JOIN old_keys o USING (secret)"
+				       " WHERE r.idem_key <> o.idem_key"), 2);
+	ck_assert_int_eq(db_int(f.dir, "SELECT COUNT(*) FROM rotations r JOIN old_keys o USING (secret)"
+				       " WHERE r.idem_key <> o.idem_key AND r.secret IN ('s0', 's1') AND"
+				       " length(r.idem_key) = 36 AND substr(r.idem_key, 15, 1) = '4' AND"
+				       " r.idem_key GLOB '[0-9a-f]*-[0-9a-f]*-4*-[89ab]*-[0-9a-f]*'"), 2);
 	ck_assert_int_eq(db_int(f.dir, "SELECT COUNT(*) FROM rotations WHERE secret = 's0' AND"
 				       " new_version = '' AND error = '' AND sealed_new IS NULL"), 1);
 	ck_assert_int_eq(db_int(f.dir, "SELECT COUNT(*) FROM rotations WHERE secret = 's2' AND"
