@@ -301,6 +301,16 @@ cmd_rotate(struct rk_ctx *ctx, int argc, char **argv)
 		return c;
 	if (resume != NULL)
 		return do_resume(ctx, resume, ro.parallel, wait_ms);
+	/*
+	 * --due (not a dry run) takes the lease before it computes what is due:
+	 * another instance may rotate those secrets until we hold it.
+	 */
+	if (due && !dry) {
+		catch_stop_signals(ctx);
+		if ((rc = rk_cli_hold_lease(ctx, wait_ms, "nothing was rotated", &ha)) != 0)
+			goto out;
+		rc = 1;
+	}
 	if (due) {
 		if (rk_engine_due(ctx, rk_now(ctx), ignore_window, &names, &err) < 0) {
 			rc = rk_cli_fail(&err, "cannot compute the schedule");
@@ -348,7 +358,7 @@ cmd_rotate(struct rk_ctx *ctx, int argc, char **argv)
 	}
 	ro.manual = !due;
 	catch_stop_signals(ctx);
-	if ((rc = rk_cli_hold_lease(ctx, wait_ms, "nothing was rotated", &ha)) != 0)
+	if (ha == NULL && (rc = rk_cli_hold_lease(ctx, wait_ms, "nothing was rotated", &ha)) != 0)
 		goto out;
 	rc = 1;
 	if (rk_engine_rotate(ctx, names, &ro, &rep, &err) < 0) {
