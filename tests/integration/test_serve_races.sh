@@ -14,7 +14,8 @@ DAEMONS=""
 # start_serve NAME CONFIG: a daemon, its log appended to $T/NAME.err; sets PORT_<NAME>
 # and PID_<NAME> (PORT_<NAME> empty when it did not listen within 10 s).
 start_serve() {
-	lines=$(cat "$T/$1.err" 2>/dev/null | wc -l)
+	: >>"$T/$1.err"
+	lines=$(wc -l <"$T/$1.err")
 	"$REKEY_BIN" -c "$2" --log-format json serve >>"$T/$1.out" 2>>"$T/$1.err" &
 	eval "PID_$1=$!"
 	DAEMONS="$DAEMONS $!"
@@ -174,6 +175,24 @@ check "  /metrics said rekey_scheduler_paused 1 during it ($paused samples)" tes
 check "  and 0 after it" test "$(metric "$PORT_c" rekey_scheduler_paused)" = 0
 n=$(done_total c)
 check "  the daemon goes on rotating after it" wait_for 6 ge_total c $((n + 4))
+# A `rekey emergency` killed mid-run leaves its run open: the daemon must not stay paused for good.
+i=0
+while [ $i -lt 50 ]; do
+	: >"$T/em.err"
+	"$REKEY_BIN" -c "$T/c.yaml" emergency --yes --reason y --scope 'name=e*' --parallel 1 >"$T/em.out" 2>"$T/em.err" &
+	em=$!
+	wait_for 2 sh -c "grep -q '\"event\":\"run.started\"' '$T/em.err' || ! kill -0 $em 2>/dev/null"
+	grep -q '"event":"run.started"' "$T/em.err" && break
+	wait $em; i=$((i + 1)); sleep 0.1
+done
+sleep 0.5
+kill -9 $em; wait $em 2>/dev/null
+emrun=$(sed -n 's/.*"event":"run.started","run_id":"\([^"]*\)".*/\1/p' "$T/em.err")
+check "an emergency killed mid-run ($emrun) pauses the scheduler" test "$(metric "$PORT_c" rekey_scheduler_paused)" = 1
+check "  the daemon sees its command died and finishes the run" wait_for 8 contains "$T/c.err" "\"event\":\"serve.resumed\",\"run_id\":\"$emrun\""
+check "  which lifts the pause" test "$(metric "$PORT_c" rekey_scheduler_paused)" = 0
+n=$(done_total c)
+check "  and it goes on rotating" wait_for 6 ge_total c $((n + 4))
 # apply adds x1, x2; --prune then removes x1 while the daemon rotates.
 apply_c() {
 	i=0
@@ -226,20 +245,29 @@ rk -c "$T/a.yaml" apply -f "$T/a-inv.yaml" >/dev/null
 start_serve a "$T/a.yaml"
 TOK=$(cat "$T/var-a/api.token")
 wait_for 5 sh -c "[ \$(sqlite3 'file:$T/var-a/rekey.db?mode=ro' \"SELECT count(*) FROM rotations WHERE state = 'done'\") -ge 1 ]"
-for i in 1 2 3 4 5 6 7 8 9 10; do
-	curl -s -o "$T/post$i.json" -w '%{http_code}\n' -H "Authorization: Bearer $TOK" \
-		-X POST "http://127.0.0.1:$PORT_a/v1/rotate/api1" >"$T/post$i.code" &
-done
-wait_curls() { for i in 1 2 3 4 5 6 7 8 9 10; do [ -s "$T/post$i.code" ] || return 1; done; }
-wait_for 10 wait_curls
-codes=$(cat "$T"/post*.code | tr '\n' ' ')
-check "10 concurrent POST /v1/rotate/api1: each 202 or 409 ($codes)" \
-	sh -c "! echo '$codes' | tr ' ' '\n' | grep -qv '^\(202\|409\|\)$' && [ \$(echo '$codes' | wc -w) = 10 ]"
-ids=$(python3 -c '
+# A volley of 10 at once; another (up to 5) while all met a rotation in flight (409).
+volley() {
+	curls=""
+	for i in 1 2 3 4 5 6 7 8 9 10; do
+		curl -s -o "$T/post$1-$i.json" -w '%{http_code}\n' -H "Authorization: Bearer $TOK" \
+			-X POST "http://127.0.0.1:$PORT_a/v1/rotate/api1" >"$T/post$1-$i.code" &
+		curls="$curls $!"
+	done
+	wait $curls
+}
+ids="" v=0
+while [ -z "$ids" ] && [ $v -lt 5 ]; do
+	v=$((v + 1))
+	volley $v
+	ids=$(python3 -c '
 import json,sys
 for f in sys.argv[1:]:
     try: print(json.load(open(f)).get("run_id", ""))
     except ValueError: pass' "$T"/post*.json | grep . | tr '\n' ' ')
+done
+codes=$(cat "$T"/post*.code | tr '\n' ' ')
+check "$v volley(s) of 10 concurrent POST /v1/rotate/api1: each 202 or 409 ($codes)" \
+	sh -c "! echo '$codes' | tr ' ' '\n' | grep -qv '^\(202\|409\|\)$' && [ \$(echo '$codes' | wc -w) = $((v * 10)) ]"
 check "  at least one accepted (${ids:-none})" test -n "$ids"
 run_final() {
 	st=$(curl -s -H "Authorization: Bearer $TOK" "http://127.0.0.1:$PORT_a/v1/runs/$1" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("status"))')
