@@ -1406,7 +1406,26 @@ serve_loop(struct daemon *d, int once)
 			}
 			pthread_rwlock_rdlock(&d->cfg_lock);
 			if (paused[0] != '\0') {
-				/* The emergency's end (a DB write) wakes us. */
+				/*
+				 * The emergency's end (a DB write) wakes us. But a
+				 * `rekey emergency` killed mid-run never ends it: its run
+				 * stays "running" and paused the scheduler for good. A
+				 * command's run holds the state lock while it lives, so a
+				 * lock we can take means a dead one: finish its run (as a
+				 * start would), which lifts the pause. Looked at every
+				 * LOCK_RETRY_MS (a death writes nothing to wake us).
+				 */
+				int fd = -1;
+				if (now_mono >= retry_at) {
+					if (rk_state_lock(ctx->cfg->state_dir, &fd, &err) == 0) {
+						rk_state_unlock(fd);
+						rk_log(RK_LOG_WARN, "serve.paused", "run_id", paused, "msg",
+						       "the emergency pausing the scheduler is not "
+						       "running (its command died): resuming it", NULL);
+						resume_unfinished(d);
+					}
+					retry_at = rk_mono_ms() + LOCK_RETRY_MS;
+				}
 			} else if (schedule(d, &names, &next_due, &err) < 0) {
 				rk_log_err(&err, "cannot compute the schedule");
 				next_due = wall_ms + 60000;
