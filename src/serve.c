@@ -1353,6 +1353,21 @@ leadership(struct daemon *d, struct rk_ha **ha)
 
 /* ---- the loop ---- */
 
+/* When the next scheduled backup is due (wall ms; 0: none are scheduled). */
+static int64_t
+backup_due(struct daemon *d)
+{
+	const struct rk_config_backup *b = &d->ctx->cfg->backup;
+	int64_t last;
+
+	if (b->every_ms <= 0)
+		return 0;
+	pthread_mutex_lock(&d->mu);
+	last = d->last_backup;
+	pthread_mutex_unlock(&d->mu);
+	return last ? last * 1000 + b->every_ms : rk_now_ms(d->ctx);
+}
+
 static int
 serve_loop(struct daemon *d, int once)
 {
@@ -1361,13 +1376,18 @@ serve_loop(struct daemon *d, int once)
 	int64_t next_audit = 0, next_backup = 0, next_lease = 0, retry_at = 0;
 
 	if (!d->ha_configured) {
+		pthread_mutex_lock(&d->mu);
 		d->leader = 1;
+		pthread_mutex_unlock(&d->mu);
 		resume_unfinished(d);
 	}
-	d->last_backup = rk_backup_last(ctx->cfg);
-	if (ctx->cfg->backup.every_ms > 0)
-		next_backup = (d->last_backup ? d->last_backup * 1000 : rk_now_ms(ctx)) +
-			      (d->last_backup ? ctx->cfg->backup.every_ms : 0);
+	{
+		int64_t last = rk_backup_last(ctx->cfg);
+		pthread_mutex_lock(&d->mu);	/* the HTTP threads read it */
+		d->last_backup = last;
+		pthread_mutex_unlock(&d->mu);
+	}
+	next_backup = backup_due(d);
 	for (;;) {
 		struct rk_error err = { 0 };
 		int64_t now_mono, wall_ms, next_due = 0, wake_at;
@@ -1383,8 +1403,10 @@ serve_loop(struct daemon *d, int once)
 			break;
 		}
 		pthread_mutex_unlock(&d->mu);
-		if (do_reload)
+		if (do_reload) {
 			reload(d);
+			next_backup = backup_due(d);	/* backup.every may have changed */
+		}
 		now_mono = rk_mono_ms();
 		wall_ms = rk_now_ms(ctx);
 		if (d->ha_configured && now_mono >= next_lease)

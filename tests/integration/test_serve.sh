@@ -93,6 +93,18 @@ check "  and rotates on the old policy" wait_for 8 ge "$T/a.yaml" t1 $((n + 1))
 cp "$T/tick.good" "$T/policy/tick.yaml"
 kill -HUP "$PID_a"
 check "SIGHUP with the file fixed: reloaded" wait_for 3 contains "$T/a.err" "configuration and policies reloaded"
+# rekey.yaml itself: a broken one is refused; a good one takes effect (backups every second).
+cp "$T/a.yaml" "$T/a.yaml.good"
+printf 'scheduler: {jitter: soon}\n' >>"$T/a.yaml"
+kill -HUP "$PID_a"
+check "SIGHUP with a broken rekey.yaml: refused, naming file:line" wait_for 3 contains "$T/a.err" "reload refused, still running on the configuration loaded before: $T/a.yaml:"
+check "  no backup was scheduled by it" test ! -d "$T/var-a/backups"
+cp "$T/a.yaml.good" "$T/a.yaml"
+printf 'backup: {every: 1s, keep: 1}\n' >>"$T/a.yaml"
+kill -HUP "$PID_a"
+check "SIGHUP adding backup.every: the daemon starts backing up" wait_for 5 sh -c "ls '$T/var-a/backups' 2>/dev/null | grep -q '^rekey-.*\.bak$'"
+cp "$T/a.yaml.good" "$T/a.yaml"
+kill -HUP "$PID_a"
 check "  rekey_rotations_total counts the failure (undone: result rolled_back)" test "$(metric "$PORT_a" 'rekey_rotations_total{provider="local",result="rolled_back"}')" = 1
 m=$(metric "$PORT_a" 'rekey_rotations_total{provider="local",result="rotated"}')
 h=$(( $(rotations "$T/a.yaml" t1) + $(rotations "$T/a.yaml" t2) ))
