@@ -61,7 +61,8 @@ environment: test
 policy_dir: $T/pol-$1
 providers:
   local: {type: local}
-server: {listen: "127.0.0.1:0"}
+# (the volleys of part 4 are many requests from one client: no rate limit in the way)
+server: {listen: "127.0.0.1:0", rate_limit: {rps: 1000, burst: 1000}}
 scheduler: {jitter: 0s${PAR:+, parallel: $PAR}}
 ${2:-}
 EOC
