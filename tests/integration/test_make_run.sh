@@ -19,13 +19,22 @@ for round in 1 2; do
 	old=$port
 	port=$(free_port)
 	sed -i "s/127.0.0.1:$old/127.0.0.1:$port/" "$T/demo/contrib/examples/rekey.yaml"
-	(cd "$T/demo" && exec sh contrib/examples/run-demo.sh "$REKEY_BIN") >"$T/run.out" 2>"$T/run.err" &
+	# As from a terminal: SIGINT at its default (a shell leaves it ignored in a
+	# background job, and so would the demo's shell until it execs rekey).
+	python3 -c 'import os, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_DFL)
+os.chdir(sys.argv[1])
+os.execvp("sh", ["sh", "contrib/examples/run-demo.sh", sys.argv[2]])' "$T/demo" "$REKEY_BIN" \
+		>"$T/run.out" 2>"$T/run.err" &
 	PID=$!
 	i=0
-	while ! grep -q '"event":"serve.listening"\|listening' "$T/run.err" 2>/dev/null && [ $i -lt 100 ]; do
+	while ! grep -q '"event":"serve.listening"' "$T/run.err" 2>/dev/null && [ $i -lt 600 ]; do
 		sleep 0.1; i=$((i + 1))
 	done
 	check "round $round: the daemon runs on the example config" grep -q 'serve.listening' "$T/run.err"
+	grep -q "status page  http://127.0.0.1:$port/" "$T/run.out" ||
+		{ echo "      (round $round, port $port) out:"; tail -5 "$T/run.out" | sed 's/^/      | /';
+		  echo "      err:"; tail -5 "$T/run.err" | sed 's/^/      | /'; }
 	check "  the banner names the status page" contains "$T/run.out" "status page  http://127.0.0.1:$port/"
 	check "  and the metrics" contains "$T/run.out" "metrics      http://127.0.0.1:$port/metrics"
 	check "  and the token file" contains "$T/run.out" "token file   ./var/api.token"
@@ -36,6 +45,12 @@ for round in 1 2; do
 	check "  the API answers with the token from the file" sh -c "curl -sf -H 'Authorization: Bearer $tok' http://127.0.0.1:$port/v1/status | grep -q '\"counts\"'"
 	check "  the due example secrets were rotated" sh -c "cd '$T/demo' && '$REKEY_BIN' -c contrib/examples/rekey.yaml runs --output json | grep -q '\"kind\": *\"rotate\"'"
 	kill -INT "$PID"
+	# Never hang here: 30 s for a clean stop, then it is killed (and fails).
+	i=0
+	while kill -0 "$PID" 2>/dev/null && ! grep -q 'serve.stopped' "$T/run.err" && [ $i -lt 300 ]; do
+		sleep 0.1; i=$((i + 1))
+	done
+	grep -q 'serve.stopped' "$T/run.err" || kill -9 "$PID" 2>/dev/null
 	wait "$PID"
 	rc=$?
 	PID=""
