@@ -138,6 +138,8 @@ check "SIGTERM: exit 0" test $? = 0
 
 # ---- 2. idle between due times: no request, no wake-up; apply is picked up; windows ----
 start_k8s_fake
+# (start_k8s_fake sets an EXIT trap of its own: ours stops the daemons too)
+trap 'stop_all; kill $FAKE 2>/dev/null; wait $FAKE 2>/dev/null; rm -rf "$T"' EXIT
 admin() { curl -sS --cacert "$T/k8s/ca.crt" -X "$1" "$K/__fake/$2" -H 'Content-Type: application/json' ${3:+-d "$3"}; }
 last_seq() { admin GET requests | python3 -c "
 import json,sys; d=json.load(sys.stdin); print(max([r['seq'] for r in d['requests']] or [0]))"; }
