@@ -282,6 +282,63 @@ progress(void *arg, const char *secret, const char *result)
 
 static void resume_unfinished(struct daemon *d);
 
+/* What run_begin changed, for run_end to put back. */
+struct run_scope {
+	char actor[sizeof(((struct rk_ctx *)0)->actor)];
+	const char *paused;	/* the run id holding the scheduler pause, or NULL */
+};
+
+/*
+ * Every run of the daemon: under the state lock (RK_EBUSY while a command
+ * holds it), acting as `actor`. run_end undoes it, and what run_show did.
+ */
+static int
+run_begin(struct daemon *d, const char *actor, struct run_scope *rs, struct rk_error *err)
+{
+	struct rk_ctx *ctx = d->ctx;
+	int r;
+
+	if ((r = rk_state_lock(ctx->cfg->state_dir, &ctx->lock_fd, err)) < 0)
+		return r;
+	memcpy(rs->actor, ctx->actor, sizeof(rs->actor));
+	snprintf(ctx->actor, sizeof(ctx->actor), "%s", actor);
+	rs->paused = NULL;
+	return 0;
+}
+
+/* The run is shown as running (status, the page); an emergency pauses the scheduler. */
+static void
+run_show(struct daemon *d, const char *run_id, const char *kind, unsigned total,
+	 struct run_scope *rs)
+{
+	pthread_mutex_lock(&d->mu);
+	snprintf(d->running_run, sizeof(d->running_run), "%s", run_id);
+	snprintf(d->running_kind, sizeof(d->running_kind), "%s", kind);
+	d->running_total = total;
+	d->running_done = 0;
+	pthread_mutex_unlock(&d->mu);
+	if (strcmp(kind, "emergency") == 0) {
+		rk_emergency_pause(d->ctx, run_id, 1);
+		rs->paused = run_id;
+	}
+}
+
+static void
+run_end(struct daemon *d, const struct run_scope *rs)
+{
+	struct rk_ctx *ctx = d->ctx;
+
+	if (rs->paused != NULL)
+		rk_emergency_pause(ctx, rs->paused, 0);
+	memcpy(ctx->actor, rs->actor, sizeof(rs->actor));
+	pthread_mutex_lock(&d->mu);
+	d->running_run[0] = '\0';
+	d->running_kind[0] = '\0';
+	pthread_mutex_unlock(&d->mu);
+	rk_state_unlock(ctx->lock_fd);
+	ctx->lock_fd = -1;
+}
+
 /*
  * One run under the state lock (a command running holds it: RK_EBUSY, try
  * again later). kind "rotate" or "emergency"; *rep is the caller's.
@@ -296,50 +353,32 @@ run_names(struct daemon *d, const json_t *names, const char *kind, const char *r
 				     .parallel = parallel ? parallel : ctx->cfg->scheduler.parallel,
 				     .no_restart = no_restart,
 				     .manual = strcmp(actor, "scheduler") != 0 };
-	char saved[sizeof(ctx->actor)];
+	struct run_scope rs;
 	int r;
 
 	*rep = NULL;
-	if ((r = rk_state_lock(ctx->cfg->state_dir, &ctx->lock_fd, err)) < 0)
+	if ((r = run_begin(d, actor, &rs, err)) < 0)
 		return r;
 	if ((r = rk_engine_check_idle(ctx, names, err)) < 0) {
 		/*
 		 * We hold the state lock, so the run holding those secrets is one
 		 * of a process that died: finish it first, then try again.
 		 */
-		rk_state_unlock(ctx->lock_fd);
-		ctx->lock_fd = -1;
+		run_end(d, &rs);
 		resume_unfinished(d);
 		return r;
 	}
-	memcpy(saved, ctx->actor, sizeof(saved));
-	snprintf(ctx->actor, sizeof(ctx->actor), "%s", actor);
-	pthread_mutex_lock(&d->mu);
-	snprintf(d->running_run, sizeof(d->running_run), "%s", run_id);
-	snprintf(d->running_kind, sizeof(d->running_kind), "%s", kind);
-	d->running_total = (unsigned)json_array_size(names);
-	d->running_done = 0;
-	pthread_mutex_unlock(&d->mu);
-	if (strcmp(kind, "emergency") == 0)
-		rk_emergency_pause(ctx, run_id, 1);
+	run_show(d, run_id, kind, (unsigned)json_array_size(names), &rs);
 	rk_engine_set_progress(progress, d);
 	r = rk_engine_rotate(ctx, names, &ro, rep, err);
 	rk_engine_set_progress(NULL, NULL);
-	if (strcmp(kind, "emergency") == 0)
-		rk_emergency_pause(ctx, run_id, 0);
-	memcpy(ctx->actor, saved, sizeof(saved));
-	pthread_mutex_lock(&d->mu);
-	d->running_run[0] = '\0';
-	d->running_kind[0] = '\0';
-	pthread_mutex_unlock(&d->mu);
+	run_end(d, &rs);
 	if (r == 0) {
 		count_report(d, *rep, rk_now(ctx));
 		note_failures(d, *rep);
 		rk_log(RK_LOG_INFO, "serve.run", "run_id", run_id, "kind", kind, "result",
 		       json_string_value(json_object_get(*rep, "status")), "actor", actor, NULL);
 	}
-	rk_state_unlock(ctx->lock_fd);
-	ctx->lock_fd = -1;
 	return r;
 }
 
@@ -349,17 +388,14 @@ resume_unfinished(struct daemon *d)
 {
 	struct rk_error err = { 0 };
 	struct rk_ctx *ctx = d->ctx;
+	struct run_scope rs;
 	json_t *reps = NULL, *e;
 	size_t i;
 
-	char saved[sizeof(ctx->actor)];
-
-	if (rk_state_lock(ctx->cfg->state_dir, &ctx->lock_fd, &err) < 0) {
+	if (run_begin(d, "scheduler", &rs, &err) < 0) {
 		rk_log_err(&err, "unfinished runs not resumed yet");
 		return;
 	}
-	memcpy(saved, ctx->actor, sizeof(saved));
-	snprintf(ctx->actor, sizeof(ctx->actor), "scheduler");
 	if (rk_engine_resume(ctx, NULL, ctx->cfg->scheduler.parallel, &reps, &err) < 0) {
 		rk_log_err(&err, "cannot resume the unfinished runs");
 	} else {
@@ -370,10 +406,8 @@ resume_unfinished(struct daemon *d)
 			       json_string_value(json_object_get(e, "status")), NULL);
 		}
 	}
-	memcpy(ctx->actor, saved, sizeof(saved));
+	run_end(d, &rs);
 	json_decref(reps);
-	rk_state_unlock(ctx->lock_fd);
-	ctx->lock_fd = -1;
 }
 
 static void
@@ -417,32 +451,17 @@ job_finish(struct daemon *d, struct job *j, const char *state, const struct rk_e
 static int
 resume_run(struct daemon *d, const struct job *j, json_t **rep, struct rk_error *err)
 {
-	struct rk_ctx *ctx = d->ctx;
-	char saved[sizeof(ctx->actor)];
+	struct run_scope rs;
 	int r;
 
 	*rep = NULL;
-	if ((r = rk_state_lock(ctx->cfg->state_dir, &ctx->lock_fd, err)) < 0)
+	if ((r = run_begin(d, j->actor, &rs, err)) < 0)
 		return r;
-	memcpy(saved, ctx->actor, sizeof(saved));
-	snprintf(ctx->actor, sizeof(ctx->actor), "%s", j->actor);
-	pthread_mutex_lock(&d->mu);
-	snprintf(d->running_run, sizeof(d->running_run), "%s", j->run_id);
-	snprintf(d->running_kind, sizeof(d->running_kind), "emergency");
-	d->running_total = d->running_done = 0;
-	pthread_mutex_unlock(&d->mu);
-	rk_emergency_pause(ctx, j->run_id, 1);
-	r = rk_engine_resume(ctx, j->run_id, j->parallel, rep, err);
-	rk_emergency_pause(ctx, j->run_id, 0);
-	pthread_mutex_lock(&d->mu);
-	d->running_run[0] = '\0';
-	d->running_kind[0] = '\0';
-	pthread_mutex_unlock(&d->mu);
-	memcpy(ctx->actor, saved, sizeof(saved));
+	run_show(d, j->run_id, "emergency", 0, &rs);
+	r = rk_engine_resume(d->ctx, j->run_id, j->parallel, rep, err);
+	run_end(d, &rs);
 	if (r == 0)
-		count_report(d, *rep, rk_now(ctx));
-	rk_state_unlock(ctx->lock_fd);
-	ctx->lock_fd = -1;
+		count_report(d, *rep, rk_now(d->ctx));
 	return r;
 }
 
@@ -634,28 +653,26 @@ daemon_json(struct daemon *d)
 {
 	char paused[64] = "";
 	struct rk_error err = { 0 };
+	json_int_t queued = 0;
 	json_t *j;
 
 	if (rk_store_lock_get(d->ctx->store, "scheduler", paused, sizeof(paused), &err) < 0)
 		paused[0] = '\0';
+
 	pthread_mutex_lock(&d->mu);
+	for (struct job *p = d->queue; p != NULL; p = p->next)
+		queued++;
 	j = json_pack("{s:b, s:b, s:s, s:I, s:I, s:I, s:I, s:b}", "leader", d->leader, "ha",
 		      d->ha_configured, "scheduler_paused_by", paused, "last_run_at",
 		      (json_int_t)d->last_run, "last_success_at", (json_int_t)d->last_success,
 		      "last_backup_at", (json_int_t)d->last_backup, "queued",
-		      (json_int_t)0, "audit_chain_ok", d->audit_ok);
+		      queued, "audit_chain_ok", d->audit_ok);
 	if (j != NULL && d->running_run[0]) {
 		json_object_set_new(j, "running",
 				    json_pack("{s:s, s:s, s:I, s:I}", "run_id", d->running_run,
 					      "kind", d->running_kind, "total",
 					      (json_int_t)d->running_total, "done",
 					      (json_int_t)d->running_done));
-	}
-	if (j != NULL) {
-		json_int_t q = 0;
-		for (struct job *p = d->queue; p != NULL; p = p->next)
-			q++;
-		json_object_set_new(j, "queued", json_integer(q));
 	}
 	pthread_mutex_unlock(&d->mu);
 	return j;
@@ -790,7 +807,6 @@ metrics_text(struct daemon *d, struct rk_server *srv, size_t *len, struct rk_err
 	json_t *plan = NULL, *e, *acc = json_object(), *pm, *v;
 	const char *prov, *res;
 	int64_t now = rk_now(d->ctx);
-	unsigned long long api_total = 0;
 	size_t i;
 	double n_ok = 0, n_due = 0, n_over = 0, n_exp = 0, n_att = 0;
 	char paused[64] = "";
@@ -890,11 +906,9 @@ metrics_text(struct daemon *d, struct rk_server *srv, size_t *len, struct rk_err
 		if (ss.requests_by_code[c] == 0)
 			continue;
 		snprintf(code, sizeof(code), "%d", c);
-		api_total += ss.requests_by_code[c];
 		rk_prom_sample(p, "rekey_api_requests_total", (double)ss.requests_by_code[c], "code",
 			       code, NULL);
 	}
-	(void)api_total;
 	rk_prom_family(p, "rekey_api_unauthorized_total", "counter",
 		       "Requests refused with 401 (no or a wrong token).");
 	rk_prom_sample(p, "rekey_api_unauthorized_total", (double)ss.unauthorized, NULL);
